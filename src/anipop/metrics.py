@@ -1,0 +1,49 @@
+"""Regression metrics with bootstrap intervals, the same names in every run so runs compare."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+METRIC_NAMES = ("mse", "mae", "rmse_1_10", "r2", "pearson", "spearman", "kendall")
+
+
+def point_metrics(y_true: np.ndarray, y_pred: np.ndarray, score_range: float) -> dict[str, float]:
+    """MSE/MAE on the normalised score, RMSE on MAL's 1-10 scale, R², and three correlations.
+
+    Correlations of a constant prediction (the train-mean baseline) are undefined; they are reported as 0,
+    which is what 'no ranking information' means.
+    """
+    error = y_pred - y_true
+    mse = float(np.mean(error**2))
+    total = float(np.sum((y_true - y_true.mean()) ** 2))
+    constant = np.ptp(y_pred) == 0 or np.ptp(y_true) == 0
+    return {
+        "mse": mse,
+        "mae": float(np.mean(np.abs(error))),
+        "rmse_1_10": float(np.sqrt(mse) * score_range),
+        "r2": float(1 - np.sum(error**2) / total) if total > 0 else 0.0,
+        "pearson": 0.0 if constant else float(stats.pearsonr(y_true, y_pred)[0]),
+        "spearman": 0.0 if constant else float(stats.spearmanr(y_true, y_pred)[0]),
+        "kendall": 0.0 if constant else float(stats.kendalltau(y_true, y_pred)[0]),
+    }
+
+
+def metrics_with_intervals(y_true: np.ndarray, y_pred: np.ndarray, score_range: float, samples: int,
+                           confidence: float, seed: int) -> dict[str, dict[str, float]]:
+    """Each metric as {value, low, high}: a percentile bootstrap over test rows (seeded, reproducible)."""
+    point = point_metrics(y_true, y_pred, score_range)
+    result = {name: {"value": value} for name, value in point.items()}
+    if samples <= 0:
+        return result
+    rng = np.random.default_rng(seed)
+    draws = {name: [] for name in point}
+    for _ in range(samples):
+        pick = rng.integers(0, len(y_true), len(y_true))
+        for name, value in point_metrics(y_true[pick], y_pred[pick], score_range).items():
+            draws[name].append(value)
+    tail = (1 - confidence) / 2 * 100
+    for name, values in draws.items():
+        low, high = np.percentile(values, [tail, 100 - tail])
+        result[name].update(low=float(low), high=float(high))
+    return result

@@ -1,0 +1,167 @@
+"""The prepare step: the paper's cleaning rules, quarantine, score normalisation and the split.
+
+Every rule is a param, every dropped row lands in the quarantine table with the rule that dropped it, and
+the split is a hash of (seed, id) so an anime keeps its split when the dataset grows: retraining on a
+bigger scrape never moves a former test anime into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from anipop.config import Params, PrepareParams, SplitRatios
+from anipop.images import image_problem
+from anipop.schema import (
+    PREPARED_ANIME,
+    PREPARED_CHARACTERS,
+    QUARANTINE,
+    RAW_ANIME,
+    RAW_CHARACTERS,
+    SPLITS,
+    read_table,
+    write_table,
+)
+from anipop.sources import quarantine_record
+from anipop.utils import write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MinMaxScaler:
+    """Min-max scaling of the score, fitted on the train split only (no test information leaks)."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def fit(cls, scores: pd.Series) -> "MinMaxScaler":
+        if scores.empty:
+            raise ValueError("cannot fit the score scaler: the train split is empty")
+        low, high = float(scores.min()), float(scores.max())
+        if high <= low:
+            raise ValueError(f"cannot fit the score scaler: all train scores equal {low}")
+        return cls(low=low, high=high)
+
+    def transform(self, scores):
+        return (scores - self.low) / (self.high - self.low)
+
+    def inverse(self, normalised):
+        return normalised * (self.high - self.low) + self.low
+
+    def to_dict(self) -> dict[str, float]:
+        return {"min": self.low, "max": self.high}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "MinMaxScaler":
+        return cls(low=float(payload["min"]), high=float(payload["max"]))
+
+
+def assign_split(anime_id: int, seed: int, ratios: SplitRatios) -> str:
+    """Deterministic split of one id: a seeded hash mapped to [0, 1) and cut at the ratios."""
+    digest = hashlib.sha256(f"{seed}:{anime_id}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    if position < ratios.train:
+        return "train"
+    if position < ratios.train + ratios.val:
+        return "val"
+    return "test"
+
+
+def _drop(frame: pd.DataFrame, mask: pd.Series, rule: str, reason: str | pd.Series, table: str, field: str,
+          quarantine: list[dict]) -> pd.DataFrame:
+    """Remove rows where `mask` holds, recording each in `quarantine` with the rule and the field's value.
+
+    `reason` is one text for all rows, or a Series aligned with `frame` when each row has its own.
+    """
+    for index, row in frame[mask].iterrows():
+        key = row["anime_id"] if table == "anime" else f"{row['anime_id']}:{row['character_id']}"
+        value = row[field]
+        why = reason if isinstance(reason, str) else str(reason[index])
+        quarantine.append(quarantine_record("prepare", table, key, rule, why, field, None if pd.isna(value) else value))
+    return frame[~mask]
+
+
+def clean_anime(anime: pd.DataFrame, rules: PrepareParams, quarantine: list[dict]) -> pd.DataFrame:
+    if rules.drop_unscored:
+        anime = _drop(anime, anime["score"].isna(), "unscored", "no MAL score", "anime", "score", quarantine)
+    anime = _drop(anime, anime["synopsis"].isna(), "no_synopsis", "synopsis missing or placeholder",
+                  "anime", "synopsis", quarantine)
+    words = anime["synopsis"].str.split().str.len()
+    anime = _drop(anime, words < rules.min_synopsis_words, "short_synopsis",
+                  f"synopsis shorter than {rules.min_synopsis_words} words", "anime", "synopsis", quarantine)
+    return anime
+
+
+def clean_characters(characters: pd.DataFrame, kept_anime_ids: set[int], raw_dir: Path,
+                     rules: PrepareParams, quarantine: list[dict]) -> pd.DataFrame:
+    chars = _drop(characters, ~characters["anime_id"].isin(kept_anime_ids), "anime_dropped",
+                  "its anime was dropped or is unknown", "characters", "anime_id", quarantine)
+    chars = _drop(chars, chars["role"].fillna("").str.lower() != "main", "not_main_character",
+                  "the paper uses main characters only", "characters", "role", quarantine)
+    if rules.drop_characters_without_description:
+        empty = chars["description"].fillna("").str.strip() == ""
+        chars = _drop(chars, empty, "character_without_description", "no description",
+                      "characters", "description", quarantine)
+    if rules.drop_characters_without_portrait:
+        chars = _drop(chars, chars["portrait_path"].isna(), "character_without_portrait", "no portrait",
+                      "characters", "portrait_path", quarantine)
+        problems = chars["portrait_path"].map(lambda rel: image_problem(raw_dir / rel))
+        chars = _drop(chars, problems.notna(), "unreadable_portrait", problems,
+                      "characters", "portrait_path", quarantine)
+    return chars
+
+
+def run_prepare(params: Params) -> dict:
+    """Clean raw tables, quarantine rejects, split, normalise; write tables, splits, scaler and a report."""
+    raw_dir, out_dir = Path(params.paths.raw_dir), Path(params.paths.prepared_dir)
+    rules = params.prepare
+    anime = read_table(RAW_ANIME, raw_dir / "anime.parquet")
+    characters = read_table(RAW_CHARACTERS, raw_dir / "characters.parquet")
+    ingest_quarantine = read_table(QUARANTINE, raw_dir / "quarantine.parquet")
+    quarantine: list[dict] = []
+    notes: list[str] = []
+
+    source_has_no_characters = characters.empty
+    anime = clean_anime(anime, rules, quarantine)
+    characters = clean_characters(characters, set(anime["anime_id"]), raw_dir, rules, quarantine)
+    if rules.drop_anime_without_main_character:
+        if source_has_no_characters:
+            notes.append("source has no characters: rule drop_anime_without_main_character skipped")
+        else:
+            anime = _drop(anime, ~anime["anime_id"].isin(set(characters["anime_id"])), "no_main_character",
+                          "no main character left after cleaning", "anime", "anime_id", quarantine)
+
+    anime = anime.copy()
+    anime["split"] = [assign_split(i, params.seed, rules.split) for i in anime["anime_id"]]
+    scaler = MinMaxScaler.fit(anime.loc[anime["split"] == "train", "score"])
+    anime["score_norm"] = scaler.transform(anime["score"].astype("float64"))
+    anime = anime.sort_values("anime_id")
+
+    prepare_quarantine = pd.DataFrame(quarantine, columns=QUARANTINE.column_names)
+    all_quarantine = pd.concat([ingest_quarantine, QUARANTINE.conform(prepare_quarantine)], ignore_index=True)
+    write_table(PREPARED_ANIME, anime, out_dir / "anime.parquet")
+    write_table(PREPARED_CHARACTERS, characters, out_dir / "characters.parquet")
+    write_table(QUARANTINE, all_quarantine, out_dir / "quarantine.parquet")
+    splits = {name: anime.loc[anime["split"] == name, "anime_id"].tolist() for name in SPLITS}
+    write_json(out_dir / "splits.json", splits)
+    write_json(out_dir / "scaler.json", scaler.to_dict())
+    report = {
+        "anime_kept": len(anime),
+        "characters_kept": len(characters),
+        "split_sizes": {name: len(ids) for name, ids in splits.items()},
+        "quarantined_by_rule": {f"{stage}:{rule}": int(count) for (stage, rule), count
+                                in all_quarantine.groupby(["stage", "rule"]).size().items()},
+        "score_scaler": scaler.to_dict(),
+        "notes": notes,
+    }
+    write_json(out_dir / "report.json", report)
+    log.info("prepare: %d anime kept %s; quarantined %s", len(anime), report["split_sizes"], report["quarantined_by_rule"])
+    for note in notes:
+        log.info("prepare: %s", note)
+    return report

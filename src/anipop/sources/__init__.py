@@ -1,0 +1,43 @@
+"""Ingest sources behind one interface: each turns its origin into tables in the raw schema.
+
+`local` reads the shared MyAnimeList 2023 file (offline default); `jikan` pages the online Jikan v4 API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from anipop.schema import QUARANTINE, RAW_CHARACTERS
+
+
+@dataclass
+class IngestResult:
+    """What a source hands back: raw tables; images are already written under the raw folder."""
+
+    anime: pd.DataFrame
+    characters: pd.DataFrame = field(default_factory=RAW_CHARACTERS.empty)
+    quarantine: pd.DataFrame = field(default_factory=QUARANTINE.empty)
+    notes: list[str] = field(default_factory=list)
+
+
+class Source(Protocol):
+    name: str
+
+    def ingest(self, raw_dir: Path) -> IngestResult:
+        """Fetch or read the data, write any images under raw_dir/images, return the tables."""
+        ...
+
+
+def quarantine_record(
+    stage: str, table: str, row_key: object, rule: str, reason: str, field: str | None = None, value: object = None
+) -> dict[str, object]:
+    """One quarantine row; `value` is truncated so a 100k-character synopsis does not bloat the table."""
+    shown = None if value is None else str(value)[:200]
+    return {
+        "stage": stage, "table": table, "row_key": str(row_key), "rule": rule,
+        "field": field, "reason": reason, "value": shown,
+    }

@@ -1,0 +1,115 @@
+"""Parsers for the dirty values a MyAnimeList scrape holds: separators, '#' prefixes, 'N/A', HTML entities.
+
+Each parser returns None for a *known* missing marker (the value is absent, which is legitimate) and raises
+ParseError for a value it cannot make sense of (the row goes to quarantine with that reason).
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import math
+import re
+from datetime import datetime
+
+MISSING_MARKERS = frozenset(
+    {"", "n/a", "na", "nan", "none", "null", "unknown", "not_exist", "not available", "none found, add some", "?", "-"}
+)
+PLACEHOLDER_SYNOPSES = (
+    "no synopsis information has been added",
+    "no synopsis has been added",
+)
+MAL_SCORE_RANGE = (1.0, 10.0)
+_WHITESPACE = re.compile(r"\s+")
+_MAL_CREDIT = re.compile(r"\[\s*written by mal rewrite\s*\]", re.IGNORECASE)
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class ParseError(ValueError):
+    """A value that is present but cannot be parsed; the message says why."""
+
+
+def is_missing(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in MISSING_MARKERS
+
+
+def parse_count(value: object) -> int | None:
+    """'3,689,853' -> 3689853; '#110' -> 110; 'N/A' -> None; negative or fractional -> ParseError."""
+    if is_missing(value):
+        return None
+    text = str(value).strip().lstrip("#").replace(",", "").replace("_", "")
+    try:
+        number = float(text)
+    except ValueError as err:
+        raise ParseError(f"not a number: {str(value)[:40]!r}") from err
+    if not math.isfinite(number) or number < 0 or number != int(number):
+        raise ParseError(f"not a non-negative whole number: {str(value)[:40]!r}")
+    return int(number)
+
+
+def parse_score(value: object) -> float | None:
+    """A MAL weighted score: a number within 1-10, or None when unscored."""
+    if is_missing(value):
+        return None
+    try:
+        score = float(str(value).strip().replace(",", "."))
+    except ValueError as err:
+        raise ParseError(f"score is not a number: {str(value)[:40]!r}") from err
+    low, high = MAL_SCORE_RANGE
+    if not math.isfinite(score) or not low <= score <= high:
+        raise ParseError(f"score {score!r} outside MyAnimeList's {low:g}-{high:g} range")
+    return score
+
+
+def clean_text(value: object) -> str | None:
+    """Unescape HTML entities, drop control characters and MAL's credit line, collapse whitespace."""
+    if is_missing(value):
+        return None
+    text = html.unescape(str(value))
+    text = _MAL_CREDIT.sub(" ", text)
+    text = _CONTROL_CHARS.sub(" ", text)
+    text = _WHITESPACE.sub(" ", text).strip()
+    return text or None
+
+
+def clean_synopsis(value: object) -> str | None:
+    """Like clean_text, and MAL's 'no synopsis has been added' placeholders count as missing."""
+    text = clean_text(value)
+    if text and text.lower().startswith(PLACEHOLDER_SYNOPSES):
+        return None
+    return text
+
+
+def parse_name_list(value: object) -> str | None:
+    """"['Action', 'Drama', '']" or 'Action, Drama' -> 'Action, Drama' (empty items dropped)."""
+    if is_missing(value):
+        return None
+    text = str(value).strip()
+    items: list[str]
+    if text.startswith("["):
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError) as err:
+            raise ParseError(f"malformed list: {text[:40]!r}") from err
+        items = [str(item).strip() for item in parsed]
+    else:
+        items = [item.strip() for item in text.split(",")]
+    kept = [html.unescape(item) for item in items if not is_missing(item)]
+    return ", ".join(kept) or None
+
+
+def parse_first_air_date(aired: object) -> str | None:
+    """'Apr 7, 2013 to Sep 29, 2013' -> '2013-04-07'; 'Apr 2013' -> '2013-04'; '2013' -> '2013'."""
+    if is_missing(aired):
+        return None
+    start = str(aired).split(" to ")[0].strip()
+    for fmt, out in (("%b %d, %Y", "%Y-%m-%d"), ("%b, %Y", "%Y-%m"), ("%b %Y", "%Y-%m"), ("%Y", "%Y")):
+        try:
+            return datetime.strptime(start, fmt).strftime(out)
+        except ValueError:
+            continue
+    return None  # free text MAL could not date ('Not available', '?'): absent, not an error

@@ -1,0 +1,89 @@
+"""MLflow tracking: one run per evaluation with params, metrics, plots and provenance tags.
+
+Default store is local (sqlite `mlflow.db`, artifacts under `mlruns/`); MLFLOW_TRACKING_URI switches to a
+team server without touching params.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import yaml
+
+from anipop.config import Params
+from anipop.utils import git_commit, hash_files
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri(params: Params) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
+
+
+def use_experiment(params: Params) -> str:
+    """Point MLflow at the store and experiment; create the experiment with its artifact folder if new."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(params))
+    experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
+    if experiment is None:
+        location = params.mlflow.artifact_location
+        if "://" not in location:  # a local folder: absolute URI so runs from any cwd land in the same place
+            location = Path(location).resolve().as_uri()
+        experiment_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def flatten(payload: dict, prefix: str = "") -> dict[str, object]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: MLflow params and metrics are flat."""
+    flat: dict[str, object] = {}
+    for key, value in payload.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def data_hash(params: Params) -> str:
+    """DVC's md5 of the prepared data (from dvc.lock) when DVC ran the pipeline, else a content hash."""
+    lock = Path("dvc.lock")
+    prepared = str(params.paths.prepared_dir).rstrip("/")
+    if lock.exists():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        for out in stages.get("prepare", {}).get("outs", []):
+            if out.get("path", "").rstrip("/") == prepared and "md5" in out:
+                return f"dvc:{out['md5']}"
+    files = sorted(p for p in Path(prepared).glob("*") if p.is_file())
+    return f"md5:{hash_files(files)}" if files else "unknown"
+
+
+def log_evaluation(params: Params, summary: dict, artifacts: list[Path], extra: dict | None = None) -> str:
+    """Log params, every model's test metrics (baseline included) and artifacts; return the run id."""
+    import mlflow
+
+    use_experiment(params)
+    metrics = {}
+    for model, values in summary["models"].items():
+        for name, entry in values.items():
+            for part, number in entry.items():
+                suffix = "" if part == "value" else f"_{part}"
+                metrics[f"test.{model}.{name}{suffix}"] = number
+    with mlflow.start_run(run_name=f"{params.train.model}-{params.embed.text.model}") as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
+        mlflow.log_metrics(metrics)
+        mlflow.log_metric("test_rows", summary["test_rows"])
+        mlflow.set_tags({"git_commit": git_commit(), "data_hash": data_hash(params),
+                         "model": params.train.model, "text_encoder": params.embed.text.model,
+                         **(extra or {})})
+        for path in artifacts:
+            if Path(path).exists():
+                mlflow.log_artifact(str(path))
+    log.info("mlflow: run %s logged to %s", run.info.run_id, tracking_uri(params))
+    return run.info.run_id

@@ -1,0 +1,201 @@
+"""Jikan v4 look-alike responses for offline tests: builders of documented response shapes and a respx mock.
+
+Why shapes copied from the Jikan v4 docs (anime, anime characters, character resources and the pagination
+block), fields we do not read included: a test that passes on a trimmed-down body can fail on the real one.
+`mock_jikan(router, specs)` registers every route a JikanSource run needs; the returned JikanMock holds the
+routes (for call counts) and can queue failures (429, 500, timeouts) in front of any route.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import respx
+from PIL import Image
+
+BASE_URL = "https://api.jikan.moe/v4"
+CDN = "https://cdn.myanimelist.net/images"
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (12, 16), color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
+    """A small real image, so the source's Pillow check decodes it."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def truncated_image_bytes() -> bytes:
+    """A JPEG cut in the middle, like a dropped download: the header parses, the pixels do not."""
+    full = image_bytes(size=(64, 64))
+    return full[: len(full) // 2]
+
+
+@dataclass
+class CharacterSpec:
+    """One character of an anime; `about=None` means MAL has no description; `image=None` no picture."""
+
+    mal_id: int
+    name: str
+    about: str | None = "A character with a long and detailed description."
+    role: str = "Main"
+    image: bytes | None = field(default_factory=image_bytes)
+
+    @property
+    def image_url(self) -> str:
+        if self.image is None:
+            return "https://cdn.myanimelist.net/images/questionmark_23.gif"
+        return f"{CDN}/characters/{self.mal_id % 16}/{self.mal_id}.jpg"
+
+
+@dataclass
+class AnimeSpec:
+    mal_id: int
+    title: str
+    characters: list[CharacterSpec] = field(default_factory=list)
+    score: float | None = 7.5
+    type: str = "TV"
+    synopsis: str = "A young hero sets out on a journey across a divided world to find a lost friend. " * 3
+    aired: tuple[int, int, int] = (2013, 4, 7)
+
+
+def _images(url: str) -> dict:
+    return {
+        "jpg": {"image_url": url, "small_image_url": url, "large_image_url": url},
+        "webp": {"image_url": url.replace(".jpg", ".webp"), "small_image_url": url, "large_image_url": url},
+    }
+
+
+def _entity(mal_id: int, kind: str, name: str) -> dict:
+    """The {mal_id, type, name, url} reference Jikan uses for genres, themes, studios, producers."""
+    return {"mal_id": mal_id, "type": kind, "name": name, "url": f"https://myanimelist.net/anime/{kind}/{mal_id}"}
+
+
+def anime_resource(spec: AnimeSpec) -> dict:
+    """An item of GET /anime's `data`, as documented for the Jikan v4 anime resource."""
+    year, month, day = spec.aired
+    url = f"{CDN}/anime/{spec.mal_id % 16}/{spec.mal_id}.jpg"
+    return {
+        "mal_id": spec.mal_id, "url": f"https://myanimelist.net/anime/{spec.mal_id}", "images": _images(url),
+        "trailer": {"youtube_id": None, "url": None, "embed_url": None}, "approved": True,
+        "titles": [{"type": "Default", "title": spec.title}], "title": spec.title, "title_english": spec.title,
+        "title_japanese": None, "title_synonyms": [], "type": spec.type, "source": "Original", "episodes": 12,
+        "status": "Finished Airing", "airing": False,
+        "aired": {
+            "from": f"{year:04d}-{month:02d}-{day:02d}T00:00:00+00:00", "to": None,
+            "prop": {"from": {"day": day, "month": month, "year": year}, "to": {"day": None, "month": None, "year": None}},
+            "string": f"{MONTHS[month - 1]} {day}, {year} to ?",
+        },
+        "duration": "24 min per ep", "rating": "PG-13 - Teens 13 or older",
+        "score": spec.score, "scored_by": None if spec.score is None else 12345, "rank": 100, "popularity": 200,
+        "members": 54321, "favorites": 321, "synopsis": spec.synopsis, "background": None, "season": "spring",
+        "year": year, "broadcast": {"day": "Sundays", "time": "17:00", "timezone": "Asia/Tokyo", "string": "Sundays at 17:00 (JST)"},
+        "producers": [_entity(17, "anime", "Aniplex")], "licensors": [], "studios": [_entity(14, "anime", "Sunrise")],
+        "genres": [_entity(1, "anime", "Action"), _entity(8, "anime", "Drama")], "explicit_genres": [],
+        "themes": [_entity(38, "anime", "Military")], "demographics": [],
+    }
+
+
+def anime_page(specs: Sequence[AnimeSpec], page: int, per_page: int) -> dict:
+    """GET /anime?page=&limit= : one page of `specs` with Jikan's pagination block."""
+    chunk = specs[(page - 1) * per_page: page * per_page]
+    return {
+        "pagination": {
+            "last_visible_page": max(1, math.ceil(len(specs) / per_page)), "has_next_page": page * per_page < len(specs),
+            "current_page": page, "items": {"count": len(chunk), "total": len(specs), "per_page": per_page},
+        },
+        "data": [anime_resource(spec) for spec in chunk],
+    }
+
+
+def _character_ref(spec: CharacterSpec) -> dict:
+    return {"mal_id": spec.mal_id, "url": f"https://myanimelist.net/character/{spec.mal_id}",
+            "images": {"jpg": {"image_url": spec.image_url}, "webp": {"image_url": spec.image_url, "small_image_url": spec.image_url}},
+            "name": spec.name}
+
+
+def anime_characters(spec: AnimeSpec) -> dict:
+    """GET /anime/{id}/characters: roles with voice actors."""
+    return {"data": [
+        {"character": _character_ref(c), "role": c.role, "favorites": 10,
+         "voice_actors": [{"person": {"mal_id": 900 + c.mal_id, "url": "https://myanimelist.net/people/1",
+                                      "images": {"jpg": {"image_url": f"{CDN}/voiceactors/1/1.jpg"}}, "name": "Voice, Actor"},
+                           "language": "Japanese"}]}
+        for c in spec.characters
+    ]}
+
+
+def character_resource(spec: CharacterSpec) -> dict:
+    """GET /characters/{id}: the character resource; `about` is null when MAL has no description."""
+    return {"data": {**_character_ref(spec), "name_kanji": None, "nicknames": [], "favorites": 10, "about": spec.about}}
+
+
+@dataclass
+class JikanMock:
+    """The registered routes by key ('anime', 'characters:<anime id>', 'character:<id>', 'image:<id>')."""
+
+    routes: dict[str, respx.Route]
+    failures: dict[str, list] = field(default_factory=dict)
+
+    def fail(self, key: str, *outcomes: httpx.Response | Exception) -> None:
+        """Serve `outcomes` (responses or raised exceptions) from route `key` before its normal answers."""
+        self.failures.setdefault(key, []).extend(outcomes)
+
+    def calls(self, key: str) -> int:
+        return self.routes[key].call_count
+
+    def _serve(self, key: str, normal):
+        def handler(request: httpx.Request) -> httpx.Response:
+            queue = self.failures.get(key)
+            if queue:
+                outcome = queue.pop(0)
+                if isinstance(outcome, Exception):
+                    raise outcome
+                return outcome
+            return normal(request)
+        return handler
+
+
+def mock_jikan(router: respx.MockRouter, specs: Sequence[AnimeSpec], base_url: str = BASE_URL) -> JikanMock:
+    """Register GET /anime (paged, `type` filtered), each anime's characters, each main character and portrait.
+
+    With a `limit` below len(specs) some routes stay uncalled: use respx.mock(assert_all_called=False) then.
+    """
+    mock = JikanMock(routes={})
+
+    def listing(request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        wanted = params.get("type")
+        chosen = [s for s in specs if wanted is None or s.type.lower() == wanted.lower()]
+        return httpx.Response(200, json=anime_page(chosen, int(params.get("page", 1)), int(params.get("limit", 25))))
+
+    mock.routes["anime"] = router.get(f"{base_url}/anime").mock(side_effect=mock._serve("anime", listing))
+    for anime in specs:
+        key = f"characters:{anime.mal_id}"
+        body = anime_characters(anime)
+        mock.routes[key] = router.get(f"{base_url}/anime/{anime.mal_id}/characters").mock(
+            side_effect=mock._serve(key, lambda request, body=body: httpx.Response(200, json=body)))
+        for character in anime.characters:
+            if character.role == "Main":  # nothing else may be fetched: respx rejects unmocked URLs
+                _mock_character(router, mock, character, base_url)
+    return mock
+
+
+def _mock_character(router: respx.MockRouter, mock: JikanMock, spec: CharacterSpec, base_url: str) -> None:
+    key = f"character:{spec.mal_id}"
+    if key in mock.routes:  # the same character in two anime: one route
+        return
+    body = character_resource(spec)
+    mock.routes[key] = router.get(f"{base_url}/characters/{spec.mal_id}").mock(
+        side_effect=mock._serve(key, lambda request, body=body: httpx.Response(200, json=body)))
+    if spec.image is not None:
+        image = spec.image
+        def portrait(request: httpx.Request, image: bytes = image) -> httpx.Response:
+            return httpx.Response(200, content=image, headers={"Content-Type": "image/jpeg"})
+
+        key = f"image:{spec.mal_id}"
+        mock.routes[key] = router.get(spec.image_url).mock(side_effect=mock._serve(key, portrait))
