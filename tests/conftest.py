@@ -1,0 +1,38 @@
+"""Shared test helpers: a Params object whose every path points into the test's own tmp folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from anipop.config import Params, load_params
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARAMS_FILE = REPO_ROOT / "params.yaml"
+REAL_DATA = (REPO_ROOT / "params.yaml").parent / load_params(PARAMS_FILE).ingest.local_path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+def params_in(tmp_path: Path, **sections: dict) -> Params:
+    """The repo's params.yaml with paths moved under tmp_path and chosen sections updated.
+
+    `sections` maps a top-level key to a dict of field updates, e.g. train={"ridge_alpha": 1.0}.
+    """
+    base = load_params(PARAMS_FILE)
+    paths = {name: tmp_path / Path(value) for name, value in base.paths.model_dump().items()}
+    updates: dict[str, object] = {"paths": base.paths.model_copy(update=paths)}
+    for key, fields in sections.items():
+        current = getattr(base, key)
+        updates[key] = current.model_copy(update=fields) if hasattr(current, "model_copy") else fields
+    updated = base.model_copy(update=updates)
+    return Params.model_validate(updated.model_dump())  # re-validate so a bad update fails loudly
+
+
+@pytest.fixture
+def tmp_params(tmp_path: Path) -> Params:
+    return params_in(tmp_path)
