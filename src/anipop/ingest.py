@@ -22,7 +22,8 @@ def make_source(params: Params) -> Source:
     if params.ingest.source == "jikan":
         from anipop.sources.jikan import JikanSource
 
-        return JikanSource(limit=params.ingest.limit, **params.ingest.jikan.model_dump())
+        return JikanSource(limit=params.ingest.limit, cache_dir=params.paths.http_cache_dir,
+                           **params.ingest.jikan.model_dump())
     raise NotImplementedError(f"params.yaml ingest.source={params.ingest.source!r} is not implemented yet")
 
 

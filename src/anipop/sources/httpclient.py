@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from anipop.images import image_problem
 from anipop.sources.ratelimit import RateLimiter
 from anipop.utils import atomic_path
 
@@ -73,13 +74,8 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 
 
 def is_decodable_image(path: Path) -> bool:
-    """True when Pillow can decode every pixel of `path` (open alone only reads the header)."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return False
-    return True
+    """True when Pillow can decode every pixel of `path` (the same check prepare and validate apply)."""
+    return image_problem(path) is None
 
 
 class CachedClient:
@@ -104,6 +100,10 @@ class CachedClient:
         self._sleep = sleep
         self._backoff = wait_exponential_jitter(initial=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s)
         self.stats: Counter[str] = Counter()
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._cache_dir
 
     def cache_path(self, url: str) -> Path:
         """Where the JSON body of `url` (the full URL, query included) is cached."""
@@ -135,11 +135,20 @@ class CachedClient:
         if dest.exists() and is_decodable_image(dest):
             self.stats["images already on disk"] += 1
             return False
+        cached = self._cache_dir / "images" / f"{hashlib.sha256(url.encode()).hexdigest()[:40]}{dest.suffix}"
+        if cached.exists() and is_decodable_image(cached):
+            # `dvc repro` empties the raw folder before ingest reruns; the cache outside it survives
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(cached, tmp)
+            self.stats["images from cache"] += 1
+            return False
         response = self._get_with_retries(url, rate_limited=False)  # a CDN, not the rate-limited API
-        with atomic_path(dest) as tmp:
+        with atomic_path(cached) as tmp:
             tmp.write_bytes(response.content)
             if not is_decodable_image(tmp):
                 raise ImageError(f"GET {url}: {len(response.content)} bytes that do not decode as an image")
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(cached, tmp)
         self.stats["images downloaded"] += 1
         return True
 

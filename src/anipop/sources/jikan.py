@@ -1,8 +1,9 @@
 """The `jikan` source: MyAnimeList through the Jikan v4 REST API — anime, their main characters and portraits.
 
 Per anime: one listing entry (`GET /anime`, 25 a page), `GET /anime/{id}/characters` (roles), and for each main
-character `GET /characters/{id}` (the "about" text) plus its portrait from MAL's CDN. Every JSON response is cached
-under `raw_dir/.http_cache/` and portraits under `raw_dir/images/`, so a killed ingest restarts where it stopped.
+character `GET /characters/{id}` (the "about" text) plus its portrait from MAL's CDN. Every JSON response and image
+is cached under `cache_dir` (params: paths.http_cache_dir, outside the DVC-managed raw folder that `dvc repro`
+empties first), portraits are copied to `raw_dir/images/`, so a killed ingest restarts where it stopped.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class JikanSource:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     progress: bool | None = None  # None: a bar only on a terminal
+    cache_dir: Path | None = None  # JSON responses and images; default raw_dir/.http_cache
     name: str = "jikan"
 
     def ingest(self, raw_dir: Path) -> IngestResult:
@@ -76,7 +78,7 @@ class JikanSource:
         client = self.client or httpx.Client(headers={"User-Agent": "anipop-ingest"}, follow_redirects=True)
         try:
             limiter = jikan_limiter(self.requests_per_second, self.requests_per_minute, clock=self.clock, sleep=self.sleep)
-            http = CachedClient(client, raw_dir / CACHE_DIRNAME, limiter, self.max_retries, self.timeout_s, sleep=self.sleep)
+            http = CachedClient(client, Path(self.cache_dir or raw_dir / CACHE_DIRNAME), limiter, self.max_retries, self.timeout_s, sleep=self.sleep)
             return _Run(self, http, raw_dir).execute()
         finally:
             if self.client is None:
@@ -209,8 +211,9 @@ class _Run:
             f"start_date={_iso(src.start_date)}, end_date={_iso(src.end_date)})",
             f"requests: {stats['requests fetched']} fetched, {stats['requests from cache']} from cache, "
             f"{stats['retries']} retries",
-            f"portraits: {stats['images downloaded']} downloaded, {stats['images already on disk']} already on disk",
-            f"cached responses never expire: delete {self.raw_dir / CACHE_DIRNAME} to refetch current scores",
+            f"portraits: {stats['images downloaded']} downloaded, {stats['images from cache']} from cache, "
+            f"{stats['images already on disk']} already on disk",
+            f"cached responses never expire: delete {self.http.cache_dir} to refetch current scores",
         ]
         lines += [f"skipped: {count} {reason}" for reason, count in sorted(self.skipped.items())]
         rejected = Counter(record["rule"] for record in self.quarantine)
