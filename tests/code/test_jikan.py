@@ -227,13 +227,29 @@ def test_resume_after_interruption_refetches_nothing_cached(router, client, cloc
     assert (mock.calls("character:21"), mock.calls("characters:3"), mock.calls("image:31")) == (3, 1, 1)
     assert len(result.anime) == 3 and len(result.characters) == 3
     assert "requests: 3 fetched, 4 from cache, 0 retries" in result.notes
-    assert "portraits: 2 downloaded, 1 already on disk" in result.notes
+    assert "portraits: 2 downloaded, 0 from cache, 1 already on disk" in result.notes
 
     calls_before = len(router.calls)
     again = source(client, clock).ingest(tmp_path)
     assert len(router.calls) == calls_before  # a finished ingest reruns from disk alone
     pd.testing.assert_frame_equal(again.characters, result.characters)
     assert not list((tmp_path / ".http_cache").glob("*.tmp"))
+
+
+def test_cache_outside_raw_dir_survives_dvc_emptying_it(router, client, clock, tmp_path):
+    """`dvc repro` deletes the raw folder before ingest reruns; nothing is fetched again."""
+    import shutil
+
+    mock_jikan(router, specs(2))
+    raw_dir, cache_dir = tmp_path / "raw", tmp_path / "cache"
+    first = source(client, clock, cache_dir=cache_dir).ingest(raw_dir)
+    shutil.rmtree(raw_dir)
+    calls_before = len(router.calls)
+    again = source(client, clock, cache_dir=cache_dir).ingest(raw_dir)
+    assert len(router.calls) == calls_before
+    assert any("from cache" in note and "0 downloaded" in note for note in again.notes if note.startswith("portraits"))
+    pd.testing.assert_frame_equal(again.characters, first.characters)
+    assert all((raw_dir / path).exists() for path in again.characters["portrait_path"].dropna())
 
 
 def test_rate_limiter_never_exceeds_either_window():
