@@ -80,11 +80,15 @@ def embed(params: Path = ParamsOption) -> None:
 
 
 @app.command()
-def train(params: Path = ParamsOption) -> None:
-    """Fit the configured model on the train split."""
+def train(
+    params: Path = ParamsOption,
+    ablation: str = typer.Option(None, "--ablation", help="all (the paper's whole ablation grid) or one input "
+                                 "set (synopsis, characters, images, all_inputs); overrides train.ablations"),
+) -> None:
+    """Fit every configured model (train.models) on the train split, early-stopping on validation."""
     from anipop.train import run_train
 
-    _run(run_train, _params(params))
+    _run(lambda loaded: run_train(loaded, ablation=ablation), _params(params))
 
 
 @app.command()
@@ -93,6 +97,63 @@ def evaluate(params: Path = ParamsOption) -> None:
     from anipop.evaluate import run_evaluate
 
     _run(run_evaluate, _params(params))
+
+
+@app.command()
+def register(params: Path = ParamsOption) -> None:
+    """Log the trained model as a pitch-taking MLflow pyfunc; `champion` moves only on improvement."""
+    from anipop.registry import run_register
+
+    _run(run_register, _params(params))
+
+
+@app.command()
+def predict(
+    synopsis: str = typer.Option(None, "--synopsis", help="the pitch's synopsis"),
+    character: list[str] = typer.Option(None, "--character", help="NAME::DESCRIPTION[::IMAGE], repeatable"),
+    file: Path = typer.Option(None, "--file", help="CSV of pitches: synopsis[, characters as JSON]"),
+    model_uri: str = typer.Option(None, "--model-uri", help="default: models:/<registry.model_name>@champion"),
+    params: Path = ParamsOption,
+) -> None:
+    """Score a pitch (or a CSV of pitches) with the champion model: score, interval, and the baseline."""
+    import json
+
+    import pandas as pd
+
+    from anipop.pitch import PitchError, character_argument, parse_pitches
+    from anipop.predict import load_model
+    from anipop.tracking import use_tracking_store
+
+    loaded = _params(params)
+    try:
+        if (synopsis is None) == (file is None):
+            raise PitchError("give either --synopsis (with optional --character) or --file")
+        if file is not None:
+            pitches = pd.read_csv(file, dtype=str, keep_default_na=False)
+        else:
+            characters = [character_argument(value) for value in character or []]
+            pitches = pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)]})
+        parse_pitches(pitches)  # fail on bad input before loading any model
+    except (PitchError, OSError, pd.errors.ParserError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    use_tracking_store(loaded)
+    uri = model_uri or f"models:/{loaded.registry.model_name}@champion"
+    scores = _run(lambda _: load_model(uri).predict(pitches), loaded)
+    typer.echo(f"model: {uri}")
+    typer.echo(scores.to_string(index=False))
+
+
+@app.command()
+def schedule(
+    params: Path = ParamsOption,
+    cron: str = typer.Option(None, "--cron", help='e.g. "0 3 * * 1"; default: orchestration.schedule.cron'),
+) -> None:
+    """Serve the scheduled retraining deployment (flows/retrain.py); blocks until Ctrl-C."""
+    from anipop.orchestration import load_retrain_flow, serve_retrain
+
+    loaded = _params(params)
+    _run(lambda _: serve_retrain(load_retrain_flow(), params, loaded, cron=cron), loaded)
 
 
 def main() -> None:  # console-script entry point

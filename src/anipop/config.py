@@ -31,6 +31,7 @@ class Paths(_Strict):
     validation_dir: Path
     embeddings_dir: Path
     embedding_cache_dir: Path
+    http_cache_dir: Path
     models_dir: Path
     reports_dir: Path
 
@@ -83,21 +84,104 @@ class PrepareParams(_Strict):
 
 
 class TextEncoderParams(_Strict):
-    model: str
+    model: str  # a packaged model name, a Hugging Face hub id (e.g. gpt2) or a local save_pretrained folder
     pooling: Literal["mean", "last"] = "mean"
     max_length: int = Field(default=256, ge=8)
 
 
+class ImageEncoderParams(_Strict):
+    """A non-learned descriptor (offline) or a torchvision ResNet whose classifier is removed."""
+
+    model: str = "color-histogram-thumbnail"  # or a torchvision ResNet name, e.g. resnet50
+    weights: str | None = None        # torchvision weights name (e.g. IMAGENET1K_V2): the values and the preprocessing
+    weights_path: Path | None = None  # a local state_dict or saved model, instead of torchvision's download cache
+    histogram_bins: int = Field(default=16, ge=2, le=256)  # descriptor only: bins per RGB channel
+    thumbnail_size: int = Field(default=8, ge=1, le=64)    # descriptor only: side of the RGB thumbnail, pixels
+
+
+class EmbedProfile(_Strict):
+    text: TextEncoderParams
+    image: ImageEncoderParams = ImageEncoderParams()
+
+
 class EmbedParams(_Strict):
+    """`profile` picks one named block of `profiles`; `text` and `image` read the chosen block.
+
+    Why profiles: the paper's encoders (gpt2, resnet50) need downloaded weights, the default must run offline,
+    and switching is one knob DVC tracks (`dvc exp run -S embed.profile=paper`).
+    """
+
+    profile: str = "default"
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     batch_size: int = Field(default=64, ge=1)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # half precision applies on GPU only
-    text: TextEncoderParams
+    profiles: dict[str, EmbedProfile]
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> "EmbedParams":
+        if self.profile not in self.profiles:
+            raise ValueError(f"profile {self.profile!r} is not one of the profiles {sorted(self.profiles)}")
+        return self
+
+    @property
+    def text(self) -> TextEncoderParams:
+        return self.profiles[self.profile].text
+
+    @property
+    def image(self) -> ImageEncoderParams:
+        return self.profiles[self.profile].image
+
+
+InputSet = Literal["all_inputs", "synopsis", "characters", "images"]  # the paper's ablations
+
+
+class NetworkShape(_Strict):
+    hidden: tuple[int, ...] = Field(min_length=1)  # units per hidden layer, input side first
+    dropout: float = Field(ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _positive_widths(self) -> "NetworkShape":
+        if any(size < 1 for size in self.hidden):
+            raise ValueError(f"hidden layer sizes must be >= 1, got {list(self.hidden)}")
+        return self
+
+
+class NetworkParams(_Strict):
+    """The paper's network: two variants (layer sizes, dropout) sharing one optimiser setting."""
+
+    full: NetworkShape = NetworkShape(hidden=(1024, 512, 256), dropout=0.5)
+    reduced: NetworkShape = NetworkShape(hidden=(256, 64), dropout=0.3)
+    learning_rate: float = Field(default=3e-4, gt=0)
+    weight_decay: float = Field(default=0.05, ge=0)
+    batch_size: int = Field(default=64, ge=1)
+    max_epochs: int = Field(default=30, ge=1)
+    patience: int = Field(default=5, ge=1)  # epochs without a better validation loss before stopping
+    standardize: bool = True                # z-score the features with train statistics (stored in the model)
+    threads: int = Field(default=2, ge=1)   # torch CPU threads: fixed so runs are bit-for-bit repeatable
+
+
+class BenchmarkParams(_Strict):
+    max_features: int = Field(default=20000, ge=1)  # TF-IDF vocabulary per text kind
+    image_size: int = Field(default=32, ge=1, le=256)  # portraits resized to this square before PILToTensor
+    alpha: float = Field(default=1.0, gt=0)          # ridge penalty of the benchmark's linear regressor
 
 
 class TrainParams(_Strict):
-    model: Literal["ridge"] = "ridge"
+    model: Literal["dnn_full", "dnn_reduced", "ridge"] = "dnn_full"  # primary: saved as models/model.joblib
+    models: tuple[Literal["dnn_full", "dnn_reduced", "ridge", "tfidf_benchmark"], ...] = (
+        "dnn_full", "dnn_reduced", "ridge", "tfidf_benchmark")
+    inputs: InputSet = "all_inputs"
+    ablations: tuple[InputSet, ...] = ()
+    aggregation: Literal["mean", "max"] = "mean"
     ridge_alpha: float = Field(default=10.0, gt=0)
+    network: NetworkParams = NetworkParams()
+    benchmark: BenchmarkParams = BenchmarkParams()
+
+    @model_validator(mode="after")
+    def _primary_is_trained(self) -> "TrainParams":
+        if self.model not in self.models:
+            raise ValueError(f"model {self.model!r} must also be listed in models {list(self.models)}")
+        return self
 
 
 class EvaluateParams(_Strict):
@@ -111,6 +195,43 @@ class MlflowParams(_Strict):
     experiment: str = "anipop"
 
 
+class RegistryParams(_Strict):
+    """Registration and champion promotion (anipop register)."""
+
+    model_name: str = "anipop"
+    promotion_metric: Literal["spearman", "pearson", "kendall", "r2", "mse", "mae", "rmse_1_10"] = "spearman"
+    interval_coverage: float = Field(default=0.9, gt=0, lt=1)  # split-conformal, from validation residuals
+
+
+class ScheduleParams(_Strict):
+    """The retraining deployment `anipop schedule` serves (flows/retrain.py)."""
+
+    cron: str = "0 3 * * 1"            # minute hour day-of-month month day-of-week
+    timezone: str = "UTC"
+    deployment: str = "weekly-retrain"
+
+    @model_validator(mode="after")
+    def _five_fields(self) -> "ScheduleParams":
+        if len(self.cron.split()) != 5:
+            raise ValueError(f"cron {self.cron!r} must have 5 fields: minute hour day-of-month month day-of-week")
+        return self
+
+
+class OrchestrationParams(_Strict):
+    """Prefect flows (flows/): task runner, retries of the steps that touch a network, the step cache folder."""
+
+    task_runner: Literal["thread", "dask"] = "thread"
+    max_workers: int = Field(default=4, ge=1)        # thread pool size, or workers of the local Dask cluster
+    dask_address: str | None = None                  # an existing Dask scheduler; None starts a local cluster
+    dask_processes: bool = True                      # local cluster workers as processes (False: threads)
+    embed_shards: int = Field(default=1, ge=1)       # >1 embeds that many slices of the data as parallel tasks
+    retries: int = Field(default=3, ge=0)            # jikan ingest, evaluate and register (MLflow)
+    retry_delays_s: tuple[float, ...] = Field(default=(10.0, 60.0, 300.0), min_length=1)
+    prefect_dir: Path = Path(".prefect")             # persisted task results (the step cache) and scratch
+    mlflow_ui_url: str = "http://127.0.0.1:5000"     # linked from flow runs when tracking_uri is not http(s)
+    schedule: ScheduleParams = ScheduleParams()
+
+
 class Params(_Strict):
     seed: int = 42
     paths: Paths
@@ -120,6 +241,8 @@ class Params(_Strict):
     train: TrainParams
     evaluate: EvaluateParams
     mlflow: MlflowParams
+    registry: RegistryParams = RegistryParams()
+    orchestration: OrchestrationParams = OrchestrationParams()
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:

@@ -1,13 +1,17 @@
-"""The embed step: every text of the prepared data becomes a vector, computed once and cached.
+"""The embed step: every text and portrait of the prepared data becomes a vector, computed once and cached.
 
 Outputs per input kind: `<kind>.npy` (float32 matrix) and `<kind>_ids.json` (row ids in the same order),
-plus `manifest.json` (model, dims, counts, seconds, items/s) that MLflow logs.
+`quarantine.parquet` (portraits that are missing or do not decode, stage "embed"), and `manifest.json`
+(profile, models, dims, counts, seconds, items/s) that MLflow logs. Kinds: synopsis (ids: anime_id), and
+character_description, character_name, portrait (ids: anime_id:character_id) when the data has characters.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +19,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from anipop.config import Params
-from anipop.embedding_cache import EmbeddingCache, item_key, namespace_of
-from anipop.encoders import TextEncoder, choose_device, choose_dtype, load_text_encoder
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+from anipop.embedding_cache import EmbeddingCache, file_key, item_key
+from anipop.encoders import choose_device, choose_dtype, load_text_encoder
+from anipop.images import image_problem
+from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, read_table, write_table
+from anipop.sources import quarantine_record
 from anipop.utils import atomic_path, write_json
 
 log = logging.getLogger(__name__)
+
+KINDS = ("synopsis", "character_description", "character_name", "portrait")
+# one batch of (cache key, payload) in; the keys actually encoded and their vectors out
+BatchEncoder = Callable[[list[tuple[str, object]]], tuple[list[str], np.ndarray]]
 
 
 def character_key(anime_id: int, character_id: int) -> str:
@@ -28,7 +38,7 @@ def character_key(anime_id: int, character_id: int) -> str:
 
 
 def text_items(anime: pd.DataFrame, characters: pd.DataFrame) -> dict[str, dict[str, str]]:
-    """Per input kind, the texts to embed keyed by row id (anime_id, or anime_id:character_id)."""
+    """Per text kind, the texts to embed keyed by row id (anime_id, or anime_id:character_id)."""
     char_ids = [character_key(a, c) for a, c in zip(characters["anime_id"], characters["character_id"])]
     kinds = {
         "synopsis": dict(zip(anime["anime_id"].astype(str), anime["synopsis"])),
@@ -38,25 +48,101 @@ def text_items(anime: pd.DataFrame, characters: pd.DataFrame) -> dict[str, dict[
     return {kind: items for kind, items in kinds.items() if items}
 
 
-def embed_texts(encoder: TextEncoder, items: dict[str, str], cache: EmbeddingCache, namespace: str,
-                batch_size: int, label: str) -> tuple[list[str], np.ndarray, dict]:
-    """Embed the items the cache lacks, longest first (less padding per batch), then assemble all rows."""
-    keys = {row_id: item_key(namespace, text) for row_id, text in items.items()}
-    todo = sorted({keys[r]: items[r] for r in items if keys[r] not in cache}.items(), key=lambda kv: -len(kv[1]))
+def portrait_items(characters: pd.DataFrame, raw_dir: Path) -> dict[str, Path]:
+    """Portrait files keyed by character row id; rows without a portrait path have no portrait to embed."""
+    rows = characters[characters["portrait_path"].notna()]
+    if len(rows) < len(characters):
+        log.info("embed: %d of %d characters have no portrait path; they get no portrait vector",
+                 len(characters) - len(rows), len(characters))
+    return {character_key(a, c): raw_dir / rel
+            for a, c, rel in zip(rows["anime_id"], rows["character_id"], rows["portrait_path"])}
+
+
+def embed_missing(encode_batch: BatchEncoder, todo: list[tuple[str, object]], cache: EmbeddingCache,
+                  batch_size: int, label: str) -> float:
+    """Encode `todo` in batches, each persisted to the cache as it finishes; return the seconds spent."""
     started = time.perf_counter()
-    with tqdm(total=len(todo), desc=f"embed {label}", unit="item", disable=not todo) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            cache.put_batch([k for k, _ in batch], encoder.encode([t for _, t in batch]))
-            bar.update(len(batch))
-    seconds = time.perf_counter() - started
-    cache.compact()
-    row_ids = list(items)
-    matrix = np.stack([cache.get(keys[r]) for r in row_ids]).astype(np.float32)
-    stats = {"count": len(row_ids), "embedded": len(todo), "from_cache": len(row_ids) - len(todo),
+    try:
+        with tqdm(total=len(todo), desc=f"embed {label}", unit="item", disable=not todo) as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start:start + batch_size]
+                keys, vectors = encode_batch(batch)
+                cache.put_batch(keys, vectors)
+                bar.update(len(batch))
+    finally:  # a failed or interrupted run still keeps every batch it finished
+        cache.flush()
+    return time.perf_counter() - started
+
+
+def assemble(keys: dict[str, str], cache: EmbeddingCache, dim: int, embedded: int, cached_before: int,
+             seconds: float, model: str) -> tuple[list[str], np.ndarray, dict]:
+    """Rows in input order whose vector is cached (every row but quarantined ones), and the kind's stats."""
+    row_ids = [row for row, key in keys.items() if key in cache]
+    matrix = (np.stack([cache.get(keys[r]) for r in row_ids]) if row_ids else np.zeros((0, dim))).astype(np.float32)
+    stats = {"model": model, "count": len(row_ids), "embedded": embedded, "from_cache": cached_before,
              "dim": int(matrix.shape[1]), "seconds": round(seconds, 3),
-             "items_per_s": round(len(todo) / seconds, 1) if todo and seconds > 0 else None}
+             "items_per_s": round(embedded / seconds, 1) if embedded and seconds > 0 else None}
     return row_ids, matrix, stats
+
+
+def embed_texts(encoder, items: dict[str, str], cache: EmbeddingCache, batch_size: int,
+                label: str) -> tuple[list[str], np.ndarray, dict]:
+    """Embed the texts the cache lacks, longest first (batches of similar length pad little), then assemble."""
+    keys = {row_id: item_key(encoder.namespace, text) for row_id, text in items.items()}
+    cached_before = sum(key in cache for key in keys.values())
+    unique = {keys[r]: items[r] for r in items if keys[r] not in cache}  # identical texts are embedded once
+    todo = sorted(unique.items(), key=lambda kv: -len(kv[1]))
+    seconds = embed_missing(lambda batch: ([k for k, _ in batch], encoder.encode([t for _, t in batch])),
+                            todo, cache, batch_size, label)
+    cache.compact()
+    return assemble(keys, cache, encoder.dim, len(todo), cached_before, seconds, encoder.name)
+
+
+def _quarantine(quarantine: list[dict], row_id: str, path: Path, reason: str) -> None:
+    quarantine.append(quarantine_record("embed", "characters", row_id, "unreadable_portrait", reason,
+                                        "portrait_path", str(path)))
+
+
+def embed_portraits(encoder, paths: dict[str, Path], cache: EmbeddingCache, batch_size: int,
+                    quarantine: list[dict]) -> tuple[list[str], np.ndarray, dict]:
+    """Embed portraits keyed by their bytes; a missing or undecodable file is quarantined, its batch goes on.
+
+    A portrait already cached decoded before, so only new ones pay image_problem's full decode.
+    """
+    from anipop.image_encoders import open_rgb
+
+    keys: dict[str, str] = {}
+    for row_id, path in paths.items():
+        try:
+            key = file_key(encoder.namespace, path)
+        except OSError as err:
+            _quarantine(quarantine, row_id, path, image_problem(path) or f"cannot read {path}: {err}")
+            continue
+        if key not in cache and (problem := image_problem(path)):
+            _quarantine(quarantine, row_id, path, problem)
+            continue
+        keys[row_id] = key
+    cached_before = sum(key in cache for key in keys.values())
+    todo = list({keys[r]: paths[r] for r in keys if keys[r] not in cache}.items())
+    failed: dict[str, str] = {}
+
+    def encode_batch(batch: list[tuple[str, Path]]) -> tuple[list[str], np.ndarray]:
+        decoded = []
+        for key, path in batch:
+            try:  # the file passed image_problem; it can still change or vanish before this read
+                decoded.append((key, open_rgb(path)))
+            except (OSError, ValueError, SyntaxError) as err:
+                failed[key] = f"cannot decode {path}: {err}"
+        if not decoded:
+            return [], np.zeros((0, encoder.dim), dtype=np.float32)
+        return [k for k, _ in decoded], encoder.encode([image for _, image in decoded])
+
+    seconds = embed_missing(encode_batch, todo, cache, batch_size, "portrait")
+    cache.compact()
+    for row_id, key in keys.items():
+        if key in failed:
+            _quarantine(quarantine, row_id, paths[row_id], failed[key])
+    return assemble(keys, cache, encoder.dim, len(todo) - len(failed), cached_before, seconds, encoder.name)
 
 
 def save_embeddings(out_dir: Path, kind: str, row_ids: list[str], matrix: np.ndarray) -> None:
@@ -69,32 +155,60 @@ def save_embeddings(out_dir: Path, kind: str, row_ids: list[str], matrix: np.nda
 def load_embeddings(embeddings_dir: str | Path, kind: str) -> tuple[list[str], np.ndarray]:
     """Read one kind back: (row ids, matrix). Raises FileNotFoundError naming the file."""
     folder = Path(embeddings_dir)
-    import json
-
     ids = json.loads((folder / f"{kind}_ids.json").read_text(encoding="utf-8"))
     return ids, np.load(folder / f"{kind}.npy")
 
 
+def _drop_stale_kinds(out_dir: Path, written: set[str]) -> None:
+    """A kind this run did not produce (the data lost its characters) must not linger from an older run."""
+    for kind in set(KINDS) - written:
+        for path in (out_dir / f"{kind}.npy", out_dir / f"{kind}_ids.json"):
+            path.unlink(missing_ok=True)
+
+
 def run_embed(params: Params) -> dict:
-    """Embed every text kind present in the prepared data; write matrices, ids and the manifest."""
+    """Embed every text kind and the portraits present in the prepared data; write matrices, ids, manifest."""
+    from anipop.image_encoders import load_image_encoder
+
     cfg = params.embed
-    prepared = Path(params.paths.prepared_dir)
-    out_dir = Path(params.paths.embeddings_dir)
+    started = time.perf_counter()
+    prepared, out_dir = Path(params.paths.prepared_dir), Path(params.paths.embeddings_dir)
     anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
     characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
     device = choose_device(cfg.device)
     dtype = choose_dtype(cfg.dtype, device)
-    encoder = load_text_encoder(cfg.text.model, device, dtype, cfg.text.pooling, cfg.text.max_length)
-    namespace = namespace_of(model=cfg.text.model, pooling=cfg.text.pooling, max_length=cfg.text.max_length,
-                             dtype=str(dtype))
-    cache = EmbeddingCache(params.paths.embedding_cache_dir, namespace)
-    manifest: dict = {"text_model": cfg.text.model, "pooling": cfg.text.pooling, "max_length": cfg.text.max_length,
+    manifest: dict = {"profile": cfg.profile, "text_model": cfg.text.model, "image_model": cfg.image.model,
+                      "text": cfg.text.model_dump(mode="json"), "image": cfg.image.model_dump(mode="json"),
                       "device": str(device), "dtype": str(dtype).removeprefix("torch."), "kinds": {}}
-    for kind, items in text_items(anime, characters).items():
-        row_ids, matrix, stats = embed_texts(encoder, items, cache, namespace, cfg.batch_size, kind)
+    results: dict[str, tuple[list[str], np.ndarray, dict]] = {}
+    load_seconds: dict[str, float] = {}  # model loading, apart from embedding: a constant cost per run
+    texts = text_items(anime, characters)
+    if texts:
+        loading = time.perf_counter()
+        encoder = load_text_encoder(cfg.text.model, device, dtype, cfg.text.pooling, cfg.text.max_length)
+        load_seconds["text"] = round(time.perf_counter() - loading, 3)
+        cache = EmbeddingCache(params.paths.embedding_cache_dir, encoder.namespace)
+        for kind, items in texts.items():
+            results[kind] = embed_texts(encoder, items, cache, cfg.batch_size, kind)
+    quarantine: list[dict] = []
+    portraits = portrait_items(characters, Path(params.paths.raw_dir))
+    if portraits:
+        loading = time.perf_counter()
+        image_encoder = load_image_encoder(cfg.image, device, dtype)
+        load_seconds["image"] = round(time.perf_counter() - loading, 3)
+        cache = EmbeddingCache(params.paths.embedding_cache_dir, image_encoder.namespace)
+        results["portrait"] = embed_portraits(image_encoder, portraits, cache, cfg.batch_size, quarantine)
+    for kind, (row_ids, matrix, stats) in results.items():
         save_embeddings(out_dir, kind, row_ids, matrix)
         manifest["kinds"][kind] = stats
-        log.info("embed %s: %d rows (%d embedded, %d from cache), dim %d, %s items/s", kind, stats["count"],
-                 stats["embedded"], stats["from_cache"], stats["dim"], stats["items_per_s"])
+    _drop_stale_kinds(out_dir, set(results))
+    write_table(QUARANTINE, pd.DataFrame(quarantine, columns=QUARANTINE.column_names), out_dir / "quarantine.parquet")
+    manifest["quarantined"] = len(quarantine)
+    manifest["load_seconds"] = load_seconds
+    manifest["seconds"] = round(time.perf_counter() - started, 3)
     write_json(out_dir / "manifest.json", manifest)
+    parts = [f"{kind} {s['count']} rows ({s['embedded']} embedded, {s['from_cache']} cached, {s['dim']}-d, "
+             f"{s['items_per_s'] or '-'} items/s)" for kind, (_, _, s) in results.items()]
+    log.info("embed: done in %.1f s on %s: %s; %d portrait(s) quarantined", manifest["seconds"], device,
+             "; ".join(parts) or "nothing to embed", len(quarantine))
     return manifest

@@ -2,18 +2,26 @@
 
 Why shards: each finished batch is written as its own small file (temp + rename), so a run killed half-way
 keeps every batch it finished and a rerun embeds only what is missing, with no duplicates. `compact()`
-merges shards once a run completes so the folder stays small.
+merges shards once a run completes so the folder stays small. A key is a hash of the encoder's namespace
+(model id, pooling, max length, ...) and the item's own bytes, so a changed text or image is a miss.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from anipop.utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+_STALE_TEMP_S = 6 * 3600  # a temp shard this old belongs to a killed run, not a live one
 
 
 def item_key(namespace: str, content: bytes | str) -> str:
@@ -22,22 +30,79 @@ def item_key(namespace: str, content: bytes | str) -> str:
     return hashlib.sha256(namespace.encode() + b"\0" + data).hexdigest()
 
 
+def file_key(namespace: str, path: str | Path) -> str:
+    """item_key of a file's bytes, read in blocks so a folder of images is never all in memory."""
+    digest = hashlib.sha256(namespace.encode() + b"\0")
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def namespace_of(**settings: object) -> str:
     """A short id of everything that changes an item's vector (model id, pooling, max length, ...)."""
     text = "|".join(f"{key}={settings[key]}" for key in sorted(settings))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def fingerprint_path(path: str | Path) -> str:
+    """A content hash of a local model file or folder, so replacing its weights invalidates cached vectors."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _read_shard(shard: Path) -> tuple[list[str], np.ndarray] | None:
+    """A shard's keys and vectors, or None (logged, file set aside) when it is unreadable."""
+    try:
+        with np.load(shard) as data:
+            return data["keys"].tolist(), np.asarray(data["vectors"], dtype=np.float32)
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        log.warning("embedding cache: unreadable shard %s (%s); set aside as .corrupt, its items re-embed",
+                    shard, err)
+        try:
+            shard.replace(shard.with_suffix(".corrupt"))
+        except FileNotFoundError:  # another run set it aside first
+            pass
+        return None
+
+
 class EmbeddingCache:
-    """Vectors of one encoder configuration, stored under root/namespace/shard-*.npz."""
+    """Vectors of one encoder configuration, stored under root/namespace/shard-*.npz.
+
+    Shards are written by one background thread so the encoder (a GPU) does not wait on the disk; `flush()`
+    waits for them, and `embed_missing` calls it even when a batch fails, so every finished batch is kept.
+    """
 
     def __init__(self, root: str | Path, namespace: str) -> None:
         self.folder = Path(root) / namespace
         self.folder.mkdir(parents=True, exist_ok=True)
         self._vectors: dict[str, np.ndarray] = {}
         for shard in sorted(self.folder.glob("shard-*.npz")):
-            with np.load(shard) as data:
-                self._vectors.update(zip(data["keys"].tolist(), data["vectors"]))
+            content = _read_shard(shard)
+            if content is not None:
+                self._vectors.update(zip(*content))
+        self._remove_stale_temps()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-cache")
+        self._pending: list[Future] = []
+        self._run_shards: list[Path] = []  # written by this process since the last compaction
+        self._run_keys: list[str] = []
+
+    def _remove_stale_temps(self) -> None:
+        """Temp files of runs killed mid-write (SIGKILL skips atomic_path's clean-up)."""
+        now = time.time()
+        for temp in self.folder.glob(".shard-*.tmp"):
+            try:
+                if now - temp.stat().st_mtime > _STALE_TEMP_S:
+                    temp.unlink()
+            except FileNotFoundError:  # another run removed it first
+                pass
 
     def __contains__(self, key: str) -> bool:
         return key in self._vectors
@@ -49,26 +114,57 @@ class EmbeddingCache:
         return self._vectors[key]
 
     def put_batch(self, keys: list[str], vectors: np.ndarray) -> None:
-        """Persist one finished batch as a new shard; only then does it count as cached."""
+        """Queue one finished batch to be written as a new shard (a rerun after flush() finds it)."""
         fresh = [i for i, key in enumerate(keys) if key not in self._vectors]
         if not fresh:
             return
         fresh_keys = np.array([keys[i] for i in fresh])
-        fresh_vectors = np.asarray(vectors[fresh], dtype=np.float32)
-        with atomic_path(self.folder / f"shard-{uuid.uuid4().hex}.npz") as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, keys=fresh_keys, vectors=fresh_vectors)
+        fresh_vectors = np.array(vectors[fresh], dtype=np.float32)  # a copy: the caller may reuse its buffer
         self._vectors.update(zip(fresh_keys.tolist(), fresh_vectors))
+        self._run_keys.extend(fresh_keys.tolist())
+        shard = self.folder / f"shard-{uuid.uuid4().hex}.npz"
+        self._run_shards.append(shard)
+        self._pending.append(self._writer.submit(self._write_shard, shard, fresh_keys, fresh_vectors))
 
-    def compact(self, max_shards: int = 16) -> None:
-        """Merge shards into one when there are many; the merged file is written before the old go."""
-        shards = sorted(self.folder.glob("shard-*.npz"))
-        if len(shards) <= max_shards or not self._vectors:
-            return
-        keys = np.array(list(self._vectors))
-        vectors = np.stack([self._vectors[k] for k in keys.tolist()])
-        with atomic_path(self.folder / f"shard-{uuid.uuid4().hex}.npz") as tmp:
+    def flush(self) -> None:
+        """Wait until every queued shard is on disk; re-raise the first write error (disk full, permissions)."""
+        pending, self._pending = self._pending, []
+        errors = [future.exception() for future in pending]
+        first = next((err for err in errors if err is not None), None)
+        if first is not None:
+            raise first
+
+    @staticmethod
+    def _write_shard(shard: Path, keys: np.ndarray, vectors: np.ndarray) -> None:
+        with atomic_path(shard) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, keys=keys, vectors=vectors)
+
+    def compact(self, max_shards: int = 16) -> None:
+        """Merge this run's batch shards into one (from memory); merge all shards when there are many.
+
+        The full merge reads the shards themselves (not this process's memory), so shards another run wrote
+        meanwhile are kept, never deleted unread. Each merged file is written before the old ones go.
+        """
+        self.flush()
+        if len(self._run_shards) > 1:
+            keys = np.array(self._run_keys)
+            self._write_shard(self.folder / f"shard-{uuid.uuid4().hex}.npz", keys,
+                              np.stack([self._vectors[k] for k in self._run_keys]))
+            for shard in self._run_shards:
+                shard.unlink(missing_ok=True)
+        self._run_shards, self._run_keys = [], []
+        shards = sorted(self.folder.glob("shard-*.npz"))
+        if len(shards) <= max_shards:
+            return
+        merged: dict[str, np.ndarray] = {}
         for shard in shards:
-            shard.unlink()
+            content = _read_shard(shard)
+            if content is not None:
+                merged.update(zip(*content))
+        if merged:
+            keys = np.array(list(merged))
+            self._write_shard(self.folder / f"shard-{uuid.uuid4().hex}.npz", keys,
+                              np.stack([merged[k] for k in keys.tolist()]))
+        for shard in shards:
+            shard.unlink(missing_ok=True)

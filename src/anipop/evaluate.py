@@ -1,7 +1,9 @@
-"""The evaluate step: test-split metrics for the model next to the train-mean baseline, plus plots.
+"""The evaluate step: test-split metrics of every trained model next to the train-mean baseline, plus plots.
 
-The baseline always sits in the same table: on a min-max-normalised score a small MSE is easy to get,
-so a model only counts if it beats predicting the training mean.
+The baseline always sits in the same table: on a min-max-normalised score a small MSE is easy to get, so a
+model only counts if it beats predicting the training mean. Every model is scored on the same bootstrap
+resamples (one seed), so their intervals are comparable. Metric names are the same in every run, so MLflow
+and `dvc metrics diff` line runs up.
 """
 
 from __future__ import annotations
@@ -14,29 +16,51 @@ import numpy as np
 import pandas as pd
 
 from anipop.config import Params
-from anipop.features import build_features
+from anipop.features import build_features, raw_inputs
 from anipop.metrics import METRIC_NAMES, metrics_with_intervals
+from anipop.models import BASELINE
+from anipop.plots import ablation_plots, learning_curve_plots, prediction_plots
 from anipop.prepare import MinMaxScaler
-from anipop.schema import PREPARED_ANIME, read_table
+from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.utils import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-BASELINE = "train_mean"
+
+def load_runs(models_dir: str | Path) -> tuple[dict, list[tuple[dict, dict]]]:
+    """The train report and every (run, bundle) it lists, in training order."""
+    models_dir = Path(models_dir)
+    report = read_json(models_dir / "train_report.json")
+    return report, [(run, joblib.load(models_dir / run["path"])) for run in report["runs"]]
 
 
-def predict_test(params: Params) -> pd.DataFrame:
-    """Test rows with the true normalised score and each model's prediction, one column per model."""
-    anime = read_table(PREPARED_ANIME, Path(params.paths.prepared_dir) / "anime.parquet")
+def run_label(run: dict) -> str:
+    return f"{run['input_set']}/{run['model']}"
+
+
+def predict_test(params: Params) -> tuple[dict, pd.DataFrame]:
+    """(train report, test rows with the true normalised score and one prediction column per run label)."""
+    prepared = Path(params.paths.prepared_dir)
+    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
     test = anime[anime["split"] == "test"]
     if test.empty:
-        raise ValueError("the test split is empty; check prepare.split in params.yaml")
-    bundle = joblib.load(Path(params.paths.models_dir) / "model.joblib")
-    features = build_features(params.paths.embeddings_dir, test["anime_id"], bundle["inputs"])
+        raise ValueError(f"{prepared / 'anime.parquet'}: the test split is empty; check prepare.split")
+    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    report, runs = load_runs(params.paths.models_dir)
     predictions = pd.DataFrame({"anime_id": test["anime_id"].to_numpy(), "true": test["score_norm"].to_numpy()})
-    predictions[bundle["name"]] = np.clip(bundle["model"].predict(features), 0.0, 1.0)
-    predictions[BASELINE] = bundle["train_mean"]
-    return predictions
+    features: dict[tuple, object] = {}
+    for run, bundle in runs:
+        key = (bundle["input_type"], tuple(bundle["inputs"]), bundle["aggregation"])
+        if key not in features:
+            if bundle["input_type"] == "raw":
+                features[key] = raw_inputs(test["anime_id"], anime, characters, params.paths.raw_dir,
+                                           bundle["inputs"], bundle["image_size"], bundle["aggregation"])
+            else:
+                features[key] = build_features(params.paths.embeddings_dir, test["anime_id"], bundle["inputs"],
+                                               bundle["aggregation"])
+        predictions[run_label(run)] = np.clip(bundle["model"].predict(features[key]), 0.0, 1.0)
+    predictions[BASELINE] = report["train_mean_score_norm"]
+    return report, predictions
 
 
 def markdown_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -53,59 +77,69 @@ def markdown_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_plots(predictions: pd.DataFrame, model_name: str, scaler: MinMaxScaler, plots_dir: Path) -> list[Path]:
-    """predictions.csv (DVC scatter plot) and a PNG scatter of predicted vs true on the 1-10 scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame({
-        "anime_id": predictions["anime_id"],
-        "true_score": scaler.inverse(predictions["true"]).round(4),
-        "predicted_score": scaler.inverse(predictions[model_name]).round(4),
-    })
-    csv_path = plots_dir / "predictions.csv"
-    with atomic_path(csv_path) as tmp:
-        table.to_csv(tmp, index=False)
-    figure, axis = plt.subplots(figsize=(5, 5))
-    axis.scatter(table["true_score"], table["predicted_score"], s=6, alpha=0.5)
-    low, high = table[["true_score", "predicted_score"]].min().min(), table[["true_score", "predicted_score"]].max().max()
-    axis.plot([low, high], [low, high], color="grey", linewidth=1)
-    axis.set(xlabel="true MAL score", ylabel="predicted MAL score", title=f"{model_name}: test split")
-    png_path = plots_dir / "predicted_vs_true.png"
-    figure.savefig(png_path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    return [csv_path, png_path]
+def _points(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {name: round(entry["value"], 6) for name, entry in metrics.items()}
 
 
 def run_evaluate(params: Params, track: bool = True) -> dict:
-    """Write reports/metrics.json, reports/metrics.md and plots, log them to MLflow; return the metrics."""
+    """Write metrics.json, intervals.json, metrics.md and plots, log them to MLflow; return the summary."""
     reports = Path(params.paths.reports_dir)
     scaler = MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json"))
-    predictions = predict_test(params)
-    model_names = [c for c in predictions.columns if c not in ("anime_id", "true")]
+    report, predictions = predict_test(params)
+    runs = report["runs"]
     y_true = predictions["true"].to_numpy()
-    metrics = {
-        name: metrics_with_intervals(y_true, predictions[name].to_numpy(dtype=float), scaler.high - scaler.low,
-                                     params.evaluate.bootstrap_samples, params.evaluate.confidence, params.seed)
-        for name in model_names
-    }
-    summary = {"test_rows": len(predictions), "models": metrics}
-    # metrics.json holds point values only, so `dvc metrics show/diff` stay readable; intervals go beside it.
-    write_json(reports / "metrics.json", {"test_rows": len(predictions), **{
-        model: {name: round(entry["value"], 6) for name, entry in values.items()} for model, values in metrics.items()}})
+    cfg = params.evaluate
+
+    def score(column: str) -> dict:
+        return metrics_with_intervals(y_true, predictions[column].to_numpy(dtype=float), scaler.high - scaler.low,
+                                      cfg.bootstrap_samples, cfg.confidence, params.seed)
+
+    scored = {run_label(run): score(run_label(run)) for run in runs}
+    baseline = score(BASELINE)
+    main_set = report["input_set"]
+    main = {run["model"]: scored[run_label(run)] for run in runs if run["input_set"] == main_set}
+    main[BASELINE] = baseline
+    ablation: dict[str, dict] = {}
+    for run in runs:
+        ablation.setdefault(run["input_set"], {})[run["model"]] = scored[run_label(run)]
+    summary = {"test_rows": len(predictions), "primary": report["model"], "input_set": main_set,
+               "models": main, "ablation": ablation}
+
+    # metrics.json (the main table) and ablation.json hold point values only, so `dvc metrics show/diff` stay
+    # readable; intervals.json holds every value with its interval.
+    write_json(reports / "metrics.json", {"test_rows": len(predictions),
+                                          **{model: _points(values) for model, values in main.items()}})
+    write_json(reports / "ablation.json", {input_set: {model: _points(values) for model, values in models.items()}
+                                           for input_set, models in ablation.items()})
     write_json(reports / "intervals.json", summary)
-    table = markdown_table(metrics)
+    main_table = markdown_table(main)
+    ablation_table = markdown_table({f"{s}/{m}": v for s, models in ablation.items() for m, v in models.items()})
+    skipped = "".join(f"- {entry['reason']}\n" for entry in report.get("skipped", []))
+    text = (f"Test split: {len(predictions)} anime. Normalised score (min-max over train); "
+            f"{cfg.confidence:.0%} bootstrap intervals ({cfg.bootstrap_samples} resamples).\n\n"
+            f"## Models on {main_set} (primary: {report['model']})\n\n{main_table}\n"
+            f"## Ablation: input set / model\n\n{ablation_table}"
+            + (f"\nSkipped (the data lacks these inputs):\n\n{skipped}" if skipped else ""))
     with atomic_path(reports / "metrics.md") as tmp:
-        tmp.write_text(f"Test split: {len(predictions)} anime. Normalised score (min-max over train).\n\n{table}")
-    plots = save_plots(predictions, model_names[0], scaler, reports / "plots")
-    print(f"\nTest split ({len(predictions)} anime), {params.evaluate.confidence:.0%} bootstrap intervals:\n{table}")
+        tmp.write_text(text, encoding="utf-8")
+
+    plots_dir = reports / "plots"
+    primary_label = f"{main_set}/{report['model']}"
+    histories = {run_label(run): run["history"] for run in runs if run["input_set"] == main_set and "history" in run}
+    plots = [*prediction_plots(y_true, predictions[primary_label].to_numpy(), predictions["anime_id"],
+                               primary_label, scaler, plots_dir),
+             *learning_curve_plots(histories, primary_label, plots_dir),
+             *ablation_plots({s: {m: _points(v) for m, v in models.items()} for s, models in ablation.items()},
+                             plots_dir)]
+    print(f"\n{text}")
     if track:
         from anipop.tracking import log_evaluation
 
-        extras = [reports / "metrics.json", reports / "intervals.json", reports / "metrics.md", *plots,
-                  Path(params.paths.embeddings_dir) / "manifest.json", Path(params.paths.models_dir) / "train_report.json"]
-        summary["mlflow_run_id"] = log_evaluation(params, summary, extras)
+        tracked = {"test_rows": len(predictions), "models": {
+            **main, **{f"ablation.{s}.{m}": v for s, models in ablation.items() if s != main_set
+                       for m, v in models.items()}}}
+        extras = [reports / "metrics.json", reports / "ablation.json", reports / "intervals.json",
+                  reports / "metrics.md", *plots, Path(params.paths.embeddings_dir) / "manifest.json",
+                  Path(params.paths.models_dir) / "train_report.json"]
+        summary["mlflow_run_id"] = log_evaluation(params, tracked, extras)
     return summary

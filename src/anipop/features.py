@@ -1,7 +1,10 @@
-"""Feature assembly: the embeddings of each anime's inputs, concatenated in one fixed order.
+"""Feature assembly: each anime's inputs as one row, built by the same code for the dataset and for one pitch.
 
-Characters are several per anime; their vectors are averaged so every anime gets one fixed-size block.
-A kind the data lacks (the offline sample has no characters) is skipped with a logged notice.
+Two featurisations live here:
+- embeddings (the paper's network, ridge): per-kind vectors concatenated in a fixed order; the several main
+  characters of an anime are aggregated (train.aggregation) so every anime gets one fixed-size block;
+- raw inputs (the paper's TF-IDF + PILToTensor benchmark): the texts themselves and resized portrait pixels.
+A kind the data lacks (the offline sample has no characters or portraits) is skipped with a logged notice.
 """
 
 from __future__ import annotations
@@ -17,10 +20,30 @@ from anipop.embed import load_embeddings
 log = logging.getLogger(__name__)
 
 ANIME_KINDS = ("synopsis",)
-CHARACTER_KINDS = ("character_description", "character_name")
+CHARACTER_KINDS = ("character_description", "character_name", "portrait")
+IMAGE_KIND = "portrait"  # one vector per character portrait; its row ids are anime_id:character_id
+AGGREGATIONS = ("mean", "max")
+
+# The paper's ablations: which kinds each input set feeds. "all_inputs" is every kind the data has.
+ALL_INPUTS = "all_inputs"
+INPUT_SETS: dict[str, tuple[str, ...]] = {
+    "synopsis": ("synopsis",),
+    "characters": ("character_description", "character_name"),
+    "images": (IMAGE_KIND,),
+}
+INPUT_SETS[ALL_INPUTS] = tuple(dict.fromkeys(
+    [kind for kinds in INPUT_SETS.values() for kind in kinds] + list(ANIME_KINDS + CHARACTER_KINDS)))
+
+
+def input_set_kinds(input_set: str) -> tuple[str, ...]:
+    """The kinds an input set asks for, before checking which the data has."""
+    if input_set not in INPUT_SETS:
+        raise ValueError(f"unknown input set {input_set!r}; expected one of {sorted(INPUT_SETS)}")
+    return INPUT_SETS[input_set]
 
 
 def available_kinds(embeddings_dir: str | Path, wanted: tuple[str, ...]) -> list[str]:
+    """The wanted kinds that have embeddings on disk; each missing one is logged, not an error."""
     folder = Path(embeddings_dir)
     present = [kind for kind in wanted if (folder / f"{kind}.npy").exists()]
     for kind in wanted:
@@ -29,26 +52,117 @@ def available_kinds(embeddings_dir: str | Path, wanted: tuple[str, ...]) -> list
     return present
 
 
-def _per_anime(kind: str, row_ids: list[str], matrix: np.ndarray, anime_ids: np.ndarray) -> np.ndarray:
-    """One row per anime id: direct lookup for anime kinds, mean over its characters for character kinds."""
+def _per_anime(kind: str, owners: np.ndarray, matrix: np.ndarray, anime_ids: np.ndarray,
+               aggregation: str) -> np.ndarray:
+    """One row per anime id: direct lookup for anime kinds, aggregation over its characters otherwise.
+
+    An anime with no character rows gets zeros: the network sees "no character" rather than a crash.
+    """
     if kind in ANIME_KINDS:
-        index = {int(r): i for i, r in enumerate(row_ids)}
-        missing = [a for a in anime_ids if a not in index]
+        index = {int(owner): i for i, owner in enumerate(owners)}
+        missing = [int(a) for a in anime_ids if int(a) not in index]
         if missing:
             raise KeyError(f"{kind} embeddings lack anime_id(s) {missing[:5]}; rerun `anipop embed`")
-        return matrix[[index[a] for a in anime_ids]]
-    owners = np.array([int(r.split(":")[0]) for r in row_ids])
-    frame = pd.DataFrame(matrix).groupby(owners).mean()
-    return frame.reindex(anime_ids).fillna(0.0).to_numpy(dtype=np.float32)
+        return matrix[[index[int(a)] for a in anime_ids]]
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS}")
+    grouped = pd.DataFrame(matrix).groupby(owners).agg(aggregation)
+    return grouped.reindex(anime_ids).fillna(0.0).to_numpy(dtype=np.float32)
 
 
-def build_features(embeddings_dir: str | Path, anime_ids, kinds: list[str]) -> np.ndarray:
-    """Concatenate the chosen kinds' per-anime vectors, in the order of `anime_ids`."""
+def assemble(per_kind: dict[str, tuple[np.ndarray, np.ndarray]], anime_ids, kinds: list[str],
+             aggregation: str = "mean") -> np.ndarray:
+    """Concatenate the kinds' per-anime blocks in `kinds` order; per_kind maps kind -> (owner ids, rows)."""
     anime_ids = np.asarray(anime_ids, dtype=np.int64)
+    if not kinds:
+        raise ValueError("no input kinds to build features from; run `anipop embed` first")
     blocks = []
     for kind in kinds:
-        row_ids, matrix = load_embeddings(embeddings_dir, kind)
-        blocks.append(_per_anime(kind, row_ids, matrix, anime_ids))
-    if not blocks:
-        raise ValueError(f"no embeddings found in {embeddings_dir}; run `anipop embed` first")
+        owners, matrix = per_kind[kind]
+        blocks.append(_per_anime(kind, np.asarray(owners, dtype=np.int64), np.asarray(matrix, dtype=np.float32),
+                                 anime_ids, aggregation))
     return np.hstack(blocks).astype(np.float32)
+
+
+def features_from_vectors(kind_vectors: dict[str, np.ndarray], kinds: list[str],
+                          aggregation: str = "mean") -> np.ndarray:
+    """One pitch's feature row (shape (1, D)) from in-memory vectors, by the code the dataset uses.
+
+    kind_vectors maps each kind to its embedding: shape (d,) for an anime kind (synopsis), shape (n, d) for a
+    character kind (one row per main character; (0, d) when the pitch has none, which gives zeros).
+    """
+    per_kind = {}
+    for kind in kinds:
+        if kind not in kind_vectors:
+            raise KeyError(f"the pitch lacks the {kind!r} vector the model was trained on (inputs: {kinds})")
+        vectors = np.asarray(kind_vectors[kind], dtype=np.float32)
+        rows = vectors.reshape(1, -1) if kind in ANIME_KINDS or vectors.ndim == 1 else vectors
+        if rows.ndim != 2:
+            raise ValueError(f"the pitch's {kind!r} vectors have shape {vectors.shape}; expected (d,) or (n, d)")
+        per_kind[kind] = (np.zeros(len(rows), dtype=np.int64), rows)
+    return assemble(per_kind, [0], kinds, aggregation)
+
+
+def build_features(embeddings_dir: str | Path, anime_ids, kinds: list[str], aggregation: str = "mean") -> np.ndarray:
+    """The chosen kinds' per-anime vectors from `embeddings_dir`, concatenated, in the order of `anime_ids`."""
+    per_kind = {}
+    for kind in kinds:
+        row_ids, matrix = load_embeddings(embeddings_dir, kind)
+        owners = np.array([int(str(r).split(":")[0]) for r in row_ids], dtype=np.int64)
+        per_kind[kind] = (owners, matrix)
+    return assemble(per_kind, anime_ids, kinds, aggregation)
+
+
+# --- raw inputs for the TF-IDF + PILToTensor benchmark -------------------------------------------------------
+
+_CHARACTER_TEXT = {"character_description": "description", "character_name": "name"}
+
+
+def raw_kinds_available(characters: pd.DataFrame, wanted: tuple[str, ...]) -> list[str]:
+    """The wanted kinds the prepared tables can feed the benchmark; the rest are logged and skipped."""
+    has = {"synopsis": True, IMAGE_KIND: bool(characters["portrait_path"].notna().any()) if len(characters) else False}
+    has.update({kind: not characters.empty for kind in _CHARACTER_TEXT})
+    present = [kind for kind in wanted if has.get(kind, False)]
+    for kind in wanted:
+        if kind not in present:
+            log.info("features: the prepared data has no %s; the benchmark skips that input", kind)
+    return present
+
+
+def portrait_pixels(path: Path, image_size: int) -> np.ndarray:
+    """A portrait as the paper's benchmark sees it: RGB, resized, PILToTensor, flattened, scaled to [0, 1]."""
+    from PIL import Image
+    from torchvision.transforms import PILToTensor
+
+    try:
+        with Image.open(path) as image:
+            tensor = PILToTensor()(image.convert("RGB").resize((image_size, image_size)))
+    except (OSError, ValueError) as err:
+        raise OSError(f"{path}: cannot read portrait for the benchmark: {err}") from err
+    return tensor.numpy().reshape(-1).astype(np.float32) / 255.0
+
+
+def raw_inputs(anime_ids, anime: pd.DataFrame, characters: pd.DataFrame, raw_dir: str | Path, kinds: list[str],
+               image_size: int, aggregation: str = "mean") -> dict[str, object]:
+    """Per kind, the benchmark's input for each anime in `anime_ids` order: texts, or aggregated pixels.
+
+    A character text kind joins the anime's main characters' texts into one document; portraits are read from
+    prepared characters' portrait_path relative to `raw_dir`.
+    """
+    anime_ids = np.asarray(anime_ids, dtype=np.int64)
+    inputs: dict[str, object] = {}
+    for kind in kinds:
+        if kind == "synopsis":
+            inputs[kind] = anime.set_index("anime_id")["synopsis"].reindex(anime_ids).fillna("").tolist()
+        elif kind in _CHARACTER_TEXT:
+            column = characters[_CHARACTER_TEXT[kind]].fillna("").astype(str)
+            joined = column.groupby(characters["anime_id"].to_numpy()).agg(" ".join)
+            inputs[kind] = joined.reindex(anime_ids).fillna("").tolist()
+        elif kind == IMAGE_KIND:
+            rows = characters[characters["portrait_path"].notna() & characters["anime_id"].isin(anime_ids)]
+            pixels = np.stack([portrait_pixels(Path(raw_dir) / rel, image_size) for rel in rows["portrait_path"]]) \
+                if len(rows) else np.zeros((0, 3 * image_size * image_size), dtype=np.float32)
+            inputs[kind] = _per_anime(kind, rows["anime_id"].to_numpy(dtype=np.int64), pixels, anime_ids, aggregation)
+        else:
+            raise ValueError(f"the benchmark has no raw input for kind {kind!r}")
+    return inputs

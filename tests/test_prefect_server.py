@@ -1,0 +1,126 @@
+"""Integration: a real Prefect server, the retraining deployment served from flows/retrain.py, one run
+triggered through the API, as an operator would run it. Everything (server database, PREFECT_HOME, data,
+MLflow store, step cache) lives in tmp; every process started here is stopped in the fixture's finally.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from anipop.orchestration import find_register
+from conftest import REPO_ROOT, params_in
+from fixtures_mal import learnable_rows, write_mal_csv
+
+pytestmark = pytest.mark.server
+
+SERVER_START_TIMEOUT_S = 60
+DEPLOYMENT = "anipop-retrain/weekly-retrain"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
+    # Own process group, so stopping it also stops the children it spawned (server services, flow runs).
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def _tail(log: Path, chars: int = 3000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
+
+
+def _wait_until(check, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+@pytest.fixture
+def served_retrain(tmp_path):
+    """(api url, params) once the server answers and the retraining deployment is registered."""
+    csv = write_mal_csv(tmp_path / "source" / "anime.csv", learnable_rows(40))
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = params_in(tmp_path, ingest={"local_path": csv}, evaluate={"bootstrap_samples": 20},
+                       train={"model": "ridge", "models": ("ridge",), "ablations": ()},
+                       mlflow={"tracking_uri": mlflow_uri, "artifact_location": str(tmp_path / "mlruns")},
+                       orchestration={"prefect_dir": tmp_path / ".prefect"})
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    url = f"http://127.0.0.1:{_free_port()}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": url,
+           "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+           "MLFLOW_TRACKING_URI": mlflow_uri, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    started: list[subprocess.Popen] = []
+    try:
+        server_log = tmp_path / "server.log"
+        started.append(_start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", url.split(":")[-1].removesuffix("/api")], server_log, env))
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{url}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        if not _wait_until(healthy, SERVER_START_TIMEOUT_S):
+            pytest.skip(f"prefect server did not start within {SERVER_START_TIMEOUT_S}s:\n{_tail(server_log)}")
+
+        serve_log = tmp_path / "serve.log"
+        started.append(_start([sys.executable, "flows/retrain.py", "--params", str(params_file),
+                               "--cron", "0 3 * * 1"], serve_log, env))
+
+        def deployed() -> bool:
+            response = httpx.get(f"{url}/deployments/name/{DEPLOYMENT}", timeout=2)
+            return response.status_code == 200
+
+        assert _wait_until(deployed, 60), f"deployment never registered:\n{_tail(serve_log)}"
+        yield url, params, serve_log
+    finally:
+        for process in reversed(started):
+            _stop(process)
+
+
+def test_served_retraining_deployment_runs_through_the_api(served_retrain):
+    from mlflow.tracking import MlflowClient
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url, params, serve_log = served_retrain
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        deployment = httpx.get(f"{url}/deployments/name/{DEPLOYMENT}", timeout=5).json()
+        assert deployment["schedules"][0]["schedule"]["cron"] == "0 3 * * 1"
+        flow_run = run_deployment(DEPLOYMENT, timeout=120, poll_interval=2)
+
+    assert flow_run.state.is_completed(), f"{flow_run.state}\n{_tail(serve_log)}"
+    assert (Path(params.paths.reports_dir) / "metrics.json").exists()
+    if find_register() is not None:
+        versions = MlflowClient(tracking_uri=params.mlflow.tracking_uri).search_model_versions()
+        assert versions, "the run completed but registered no model version"
