@@ -54,12 +54,12 @@ def _champion_metric(client, name: str, metric: str, fingerprint: str, params: P
         return None, None
     tags = champion.tags
     if tags.get("test_split") == fingerprint and f"test.{metric}" in tags:
-        return float(tags[f"test.{metric}"]), champion.version
+        return float(tags[f"test.{metric}"]), str(champion.version)
     from anipop.predict import score_model_on_test_split
 
     log.info("registry: champion v%s was tested on another split; re-scoring it on this one", champion.version)
     rescored = score_model_on_test_split(f"models:/{name}@{CHAMPION}", params)
-    return rescored[metric], champion.version
+    return rescored[metric], str(champion.version)
 
 
 def run_register(params: Params) -> dict:

@@ -38,7 +38,9 @@ def use_experiment(params: Params) -> str:
     experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
     if experiment is None:
         location = params.mlflow.artifact_location
-        if "://" not in location:  # a local folder: absolute URI so runs from any cwd land in the same place
+        if tracking_uri(params).startswith(("http://", "https://")):
+            location = None  # a tracking server decides where artifacts go (its --artifacts-destination)
+        elif "://" not in location:  # a local folder: absolute URI so runs from any cwd land in the same place
             location = Path(location).resolve().as_uri()
         experiment_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=location)
     else:

@@ -1,0 +1,104 @@
+"""Registry and prediction: a real pipeline run on a small learnable dataset, registered and scored as a pitch.
+
+The steps run for real (ingest of a MAL-shaped CSV, prepare, embed with the packaged MiniLM encoder,
+train, evaluate, register) against a sqlite MLflow store in tmp; then a worse model must not take `champion`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from anipop.evaluate import run_evaluate
+from anipop.predict import load_model
+from anipop.registry import decide, run_register
+from anipop.schema import PREPARED_ANIME, read_table, write_table
+from anipop.train import run_train
+from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("registry")
+    params = pipeline_params(tmp_path)
+    first = run_pipeline(params)
+    return params, first
+
+
+def test_first_version_becomes_champion_with_tags_and_card(registered):
+    params, first = registered
+    assert first["promoted"] and first["version"] == "1"
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    version = client.get_model_version_by_alias("anipop", "champion")
+    assert str(version.version) == "1"
+    for tag in ("git_commit", "data_hash", "test_split", "text_encoder", "image_encoder", "ablation",
+                "test.spearman", "baseline.mse"):
+        assert tag in version.tags, tag
+    assert "train_mean (baseline)" in version.description and "relevant but not decisive" in version.description
+
+
+def test_champion_scores_a_raw_pitch_with_an_interval(registered):
+    params, _ = registered
+    model = load_model("models:/anipop@champion")
+    scores = model.predict(pd.DataFrame({"synopsis": [PITCH, "A boring generic forgettable school story."],
+                                         "characters": ["[]", None]}))
+    assert list(scores.columns) == ["score", "score_low", "score_high", "baseline_score", "coverage"]
+    assert ((scores["score_low"] <= scores["score"]) & (scores["score"] <= scores["score_high"])).all()
+    assert scores["score"].between(1, 10).all()
+    assert scores["score"].iloc[0] > scores["score"].iloc[1]  # the learnable words drive the score
+
+
+def test_bad_pitch_is_a_clear_invalid_parameter_error(registered):
+    model = load_model("models:/anipop@champion")
+    with pytest.raises(MlflowException, match=r"row 0, field 'synopsis': empty") as raised:
+        model.predict(pd.DataFrame({"synopsis": ["  "]}))
+    assert raised.value.get_http_status_code() == 400
+
+
+def test_a_worse_model_never_takes_champion(registered):
+    params, _ = registered
+    anime_path = params.paths.prepared_dir / "anime.parquet"
+    anime = read_table(PREPARED_ANIME, anime_path)
+    train = anime["split"] == "train"
+    anime.loc[train, "score_norm"] = np.random.default_rng(0).permutation(anime.loc[train, "score_norm"].to_numpy())
+    write_table(PREPARED_ANIME, anime, anime_path)  # train on shuffled targets: a model that learned nothing
+    run_train(params)
+    run_evaluate(params)
+    second = run_register(params)
+    assert second["version"] == "2" and not second["promoted"]
+    assert "does not beat champion v1" in second["reason"]
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    assert str(client.get_model_version_by_alias("anipop", "champion").version) == "1"
+    assert "does not beat" in client.get_model_version("anipop", "2").tags["challenger"]
+
+
+@pytest.mark.parametrize("metric, candidate, champion, promote", [
+    ("spearman", 0.5, 0.4, True), ("spearman", 0.4, 0.4, False), ("spearman", 0.3, 0.4, False),
+    ("mse", 0.010, 0.012, True), ("mse", 0.013, 0.012, False), ("r2", 0.1, None, True),
+])
+def test_decide(metric, candidate, champion, promote):
+    assert decide(metric, candidate, champion, "3").promote is promote
+
+
+def test_predict_cli_reads_a_csv_of_pitches(registered, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from anipop.cli import app
+
+    params, _ = registered
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(json.dumps(params.model_dump(mode="json")))  # JSON is YAML
+    pitches = tmp_path / "pitches.csv"
+    pd.DataFrame({"synopsis": [PITCH], "characters": ['[{"name": "Aoi", "description": "a drummer"}]']}).to_csv(
+        pitches, index=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "--file", str(pitches), "--params", str(params_file)])
+    assert result.exit_code == 0, result.output
+    assert "models:/anipop@champion" in result.output and "score_high" in result.output
+    bad = runner.invoke(app, ["predict", "--synopsis", "", "--params", str(params_file)])
+    assert bad.exit_code == 2 and "field 'synopsis': empty" in bad.output
