@@ -1,0 +1,134 @@
+"""Run every anipop benchmark and write benchmarks/results.json (numbers printed, nothing asserted).
+
+    python benchmarks/run_all.py                 # all of them (about 3-5 minutes on 2 CPU cores)
+    python benchmarks/run_all.py --only train_epoch dvc_noop
+
+- embed: stage items/s against a bare forward loop (overhead ratio) and a 1 %-changed rerun (benchmarks/embed.py);
+- dvc_noop: wall time of `dvc repro` when nothing changed (needs a completed `make run` first);
+- train_epoch: seconds per epoch of the paper's full and reduced networks at the default data's size;
+- embed_memory: peak RSS of embedding 1k and 10k texts in a fresh process: bounded by the batch, not the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results.json"
+
+
+def bench_embed(rows: int = 400) -> dict:
+    spec = importlib.util.spec_from_file_location("bench_embed", REPO / "benchmarks" / "embed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.run(rows=rows, repeats=2)
+
+
+def bench_dvc_noop(repeats: int = 3) -> dict:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=REPO, env=env, capture_output=True, text=True)
+    if "up to date" not in status.stdout:
+        return {"skipped": "the pipeline is not up to date here: run `make run` first, then benchmark its no-op"}
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=REPO, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return {"runs_s": [round(t, 3) for t in times], "median_s": round(float(np.median(times)), 3)}
+
+
+def bench_train_epoch(rows: int = 5611, dim: int = 384, epochs: int = 3) -> dict:
+    """The default data's train split size and MiniLM width, synthetic features, early stopping off."""
+    from anipop.config import load_params
+    from anipop.train import fit_network
+
+    params = load_params(REPO / "params.yaml")
+    network = params.train.network.model_copy(update={"max_epochs": epochs, "patience": epochs + 1})
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, dim)).astype(np.float32)
+    y = rng.random(rows).astype(np.float32)
+    vx, vy = x[:700], y[:700]
+    result = {"rows": rows, "dim": dim, "epochs": epochs, "threads": network.threads}
+    for variant in ("full", "reduced"):
+        started = time.perf_counter()
+        fit_network(x, y, vx, vy, getattr(network, variant), network, seed=0)
+        result[f"{variant}_s_per_epoch"] = round((time.perf_counter() - started) / epochs, 3)
+    return result
+
+
+_MEMORY_PROBE = """
+import json, resource, sys, tempfile
+from pathlib import Path
+from anipop.config import load_params
+from anipop.embed import embed_texts
+from anipop.embedding_cache import EmbeddingCache
+from anipop.encoders import choose_device, load_text_encoder
+rows = int(sys.argv[1])
+cfg = load_params(sys.argv[2]).embed
+encoder = load_text_encoder(cfg.text.model, choose_device("cpu"), pooling=cfg.text.pooling, max_length=64)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+words = "hero school dragon band island summer rival journey secret city".split()
+items = {str(i): " ".join(words[(i * 7 + k) % len(words)] for k in range(24)) + f" {i}" for i in range(rows)}
+with tempfile.TemporaryDirectory() as tmp:
+    ids, matrix, stats = embed_texts(encoder, items, EmbeddingCache(tmp, "bench"), cfg.batch_size, "memory")
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": rows, "peak_rss_mb": round(after / 1024, 1), "after_model_load_rss_mb": round(before / 1024, 1),
+                  "output_matrix_mb": round(matrix.nbytes / 2**20, 2), "items_per_s": stats.get("items_per_s")}))
+"""
+
+
+def bench_embed_memory(sizes: tuple[int, ...] = (1000, 10000)) -> dict:
+    """Each size in a fresh process, so peak RSS is that run's alone. Texts are short (64 tokens) to keep it quick."""
+    runs = []
+    for rows in sizes:
+        out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(rows), str(REPO / "params.yaml")],
+                             capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    small, large = runs[0], runs[-1]
+    growth = large["peak_rss_mb"] - small["peak_rss_mb"]
+    return {"runs": runs, "peak_growth_mb": round(growth, 1),
+            "output_growth_mb": round(large["output_matrix_mb"] - small["output_matrix_mb"], 2),
+            "note": "growth beyond the output matrix and the in-memory cache of vectors would mean per-dataset buffering"}
+
+
+BENCHMARKS = {"embed": bench_embed, "dvc_noop": bench_dvc_noop, "train_epoch": bench_train_epoch,
+              "embed_memory": bench_embed_memory}
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="run just these")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["machine"] = machine()
+    results["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for name in args.only or BENCHMARKS:
+        started = time.perf_counter()
+        results[name] = BENCHMARKS[name]()
+        print(f"{name} ({time.perf_counter() - started:.0f} s): {json.dumps(results[name])}", flush=True)
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"written {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
