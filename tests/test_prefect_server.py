@@ -122,5 +122,6 @@ def test_served_retraining_deployment_runs_through_the_api(served_retrain):
     assert flow_run.state.is_completed(), f"{flow_run.state}\n{_tail(serve_log)}"
     assert (Path(params.paths.reports_dir) / "metrics.json").exists()
     if find_register() is not None:
-        versions = MlflowClient(tracking_uri=params.mlflow.tracking_uri).search_model_versions()
+        uri = params.mlflow.tracking_uri  # registry_uri too: MLflow's global one may point at another test's store
+        versions = MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions()
         assert versions, "the run completed but registered no model version"

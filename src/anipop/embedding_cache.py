@@ -63,6 +63,8 @@ def _read_shard(shard: Path) -> tuple[list[str], np.ndarray] | None:
     try:
         with np.load(shard) as data:
             return data["keys"].tolist(), np.asarray(data["vectors"], dtype=np.float32)
+    except FileNotFoundError:  # merged away by another run's compaction since listed: at worst items re-embed
+        return None
     except (OSError, ValueError, KeyError, EOFError) as err:
         log.warning("embedding cache: unreadable shard %s (%s); set aside as .corrupt, its items re-embed",
                     shard, err)

@@ -60,8 +60,12 @@ def registry(monkeypatch) -> list:
     fake = types.ModuleType("anipop.registry")
 
     def run_register(params: Params) -> dict:
-        calls.append(Path(params.paths.reports_dir))
-        return {"version": str(len(calls)), "promoted": len(calls) == 1}
+        reports = Path(params.paths.reports_dir)
+        calls.append(reports)
+        result = {"version": str(len(calls)), "promoted": len(calls) == 1}
+        (reports / "registration.json").write_text(str(result))  # the outs dvc.yaml declares for register
+        (reports / "model_card.md").write_text("stand-in")
+        return result
 
     fake.run_register = run_register
     monkeypatch.setitem(sys.modules, "anipop.registry", fake)
