@@ -47,7 +47,7 @@ def pipeline_repo(tmp_path_factory) -> Path:
 
 def test_dvc_repro_runs_every_stage_then_is_a_no_op(pipeline_repo):
     first = _run([sys.executable, "-m", "dvc", "repro"], pipeline_repo)
-    for stage in ("ingest", "prepare", "validate", "embed", "train", "evaluate"):
+    for stage in ("ingest", "prepare", "validate", "embed", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in first.stdout
     assert "| train_mean |" in first.stdout  # the metrics table names the baseline next to the model
 
@@ -76,9 +76,12 @@ def test_mlflow_has_the_run_with_provenance(pipeline_repo):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{pipeline_repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("anipop")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1
-    run = runs[0]
+    evaluations = [r for r in runs if not r.info.run_name.startswith("register-")]
+    assert len(evaluations) == 1 and len(runs) == 2  # one evaluation, one registration
+    run = evaluations[0]
     assert run.data.tags["data_hash"].startswith("dvc:")
     assert "git_commit" in run.data.tags
     assert any(key.startswith("test.train_mean.") for key in run.data.metrics)
     assert run.data.params["ingest.limit"] == "400"
+    champion = client.get_model_version_by_alias("anipop", "champion")
+    assert str(champion.version) == "1" and champion.tags["data_hash"] == run.data.tags["data_hash"]
