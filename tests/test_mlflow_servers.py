@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,44 +15,22 @@ import pytest
 from mlflow import MlflowClient
 
 from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
+from fixtures_servers import free_port, start, stop, tail, wait_until
 
 MLFLOW = [sys.executable, "-m", "mlflow"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"server exited with {process.returncode}:\n{tail(log)}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
+            return httpx.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not up after {timeout_s}s:\n{log.read_text()[-3000:]}")
+            return False
 
-
-def start(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    handle = open(log, "w")
-    # A new session so the whole process group (uvicorn workers included) can be stopped at the end.
-    return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    if not wait_until(answers, timeout_s):
+        raise RuntimeError(f"{url} not up after {timeout_s}s:\n{tail(log)}")
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,8 @@ MLflow store, step cache) lives in tmp; every process started here is stopped in
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,46 +17,12 @@ import yaml
 from anipop.orchestration import find_register
 from conftest import REPO_ROOT, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
+from fixtures_servers import free_port, start, stop, tail, wait_until
 
 pytestmark = pytest.mark.server
 
 SERVER_START_TIMEOUT_S = 60
 DEPLOYMENT = "anipop-retrain/weekly-retrain"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
-    # Own process group, so stopping it also stops the children it spawned (server services, flow runs).
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def _tail(log: Path, chars: int = 3000) -> str:
-    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
-
-
-def _wait_until(check, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.5)
-    return False
 
 
 @pytest.fixture
@@ -73,7 +36,7 @@ def served_retrain(tmp_path):
                        orchestration={"prefect_dir": tmp_path / ".prefect"})
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-    url = f"http://127.0.0.1:{_free_port()}/api"
+    url = f"http://127.0.0.1:{free_port()}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": url,
            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
@@ -81,8 +44,8 @@ def served_retrain(tmp_path):
     started: list[subprocess.Popen] = []
     try:
         server_log = tmp_path / "server.log"
-        started.append(_start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", url.split(":")[-1].removesuffix("/api")], server_log, env))
+        started.append(start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", url.split(":")[-1].removesuffix("/api")], server_log, env, cwd=REPO_ROOT))
 
         def healthy() -> bool:
             try:
@@ -90,22 +53,22 @@ def served_retrain(tmp_path):
             except httpx.HTTPError:
                 return False
 
-        if not _wait_until(healthy, SERVER_START_TIMEOUT_S):
-            pytest.skip(f"prefect server did not start within {SERVER_START_TIMEOUT_S}s:\n{_tail(server_log)}")
+        if not wait_until(healthy, SERVER_START_TIMEOUT_S):
+            pytest.skip(f"prefect server did not start within {SERVER_START_TIMEOUT_S}s:\n{tail(server_log)}")
 
         serve_log = tmp_path / "serve.log"
-        started.append(_start([sys.executable, "flows/retrain.py", "--params", str(params_file),
-                               "--cron", "0 3 * * 1"], serve_log, env))
+        started.append(start([sys.executable, "flows/retrain.py", "--params", str(params_file),
+                               "--cron", "0 3 * * 1"], serve_log, env, cwd=REPO_ROOT))
 
         def deployed() -> bool:
             response = httpx.get(f"{url}/deployments/name/{DEPLOYMENT}", timeout=2)
             return response.status_code == 200
 
-        assert _wait_until(deployed, 60), f"deployment never registered:\n{_tail(serve_log)}"
+        assert wait_until(deployed, 60), f"deployment never registered:\n{tail(serve_log)}"
         yield url, params, serve_log
     finally:
         for process in reversed(started):
-            _stop(process)
+            stop(process)
 
 
 def test_served_retraining_deployment_runs_through_the_api(served_retrain):
@@ -119,7 +82,7 @@ def test_served_retraining_deployment_runs_through_the_api(served_retrain):
         assert deployment["schedules"][0]["schedule"]["cron"] == "0 3 * * 1"
         flow_run = run_deployment(DEPLOYMENT, timeout=120, poll_interval=2)
 
-    assert flow_run.state.is_completed(), f"{flow_run.state}\n{_tail(serve_log)}"
+    assert flow_run.state.is_completed(), f"{flow_run.state}\n{tail(serve_log)}"
     assert (Path(params.paths.reports_dir) / "metrics.json").exists()
     if find_register() is not None:
         uri = params.mlflow.tracking_uri  # registry_uri too: MLflow's global one may point at another test's store

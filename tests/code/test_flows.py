@@ -28,7 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.testing.utilities import prefect_test_harness
 
 from anipop import orchestration as orch
-from anipop.config import Params, load_params
+from anipop.config import Params
 from anipop.embed_shards import split_ids
 from conftest import REPO_ROOT, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
