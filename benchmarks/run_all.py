@@ -121,10 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = machine()
-    results["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for name in args.only or BENCHMARKS:
         started = time.perf_counter()
-        results[name] = BENCHMARKS[name]()
+        results[name] = {**BENCHMARKS[name](), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         print(f"{name} ({time.perf_counter() - started:.0f} s): {json.dumps(results[name])}", flush=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"written {RESULTS.relative_to(REPO)}")

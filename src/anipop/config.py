@@ -77,6 +77,7 @@ class SplitRatios(_Strict):
 class PrepareParams(_Strict):
     drop_unscored: bool = True
     min_synopsis_words: int = Field(default=20, ge=0)
+    max_synopsis_chars: int = Field(default=20000, ge=1)  # longer is a scraping accident (MAL's longest ~3k)
     drop_characters_without_description: bool = True
     drop_characters_without_portrait: bool = True
     drop_anime_without_main_character: bool = True

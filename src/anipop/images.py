@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 
-# Pillow's own decompression-bomb guard raises past this many pixels; portraits are tiny (~225x350).
+# The decompression-bomb limit; portraits are tiny (~225x350). Pillow itself only warns up to twice this
+# and raises beyond, so image_problem enforces the limit itself from the header, before decoding.
 Image.MAX_IMAGE_PIXELS = 40_000_000
 
 
 def image_problem(path: str | Path) -> str | None:
-    """Return why `path` is not a usable image ('missing', 'empty file', 'cannot decode: ...'), or None."""
+    """Return why `path` is not a usable image ('missing', 'empty file', 'too large', 'cannot decode'), or None.
+
+    The declared size is checked before any pixel is decoded: a few-KB PNG can declare 49 million pixels.
+    """
     path = Path(path)
     if not path.is_file():
         return f"missing file {path}"
     if path.stat().st_size == 0:
         return f"empty file {path}"
+    return decode_problem(path, str(path))
+
+
+def decode_problem(source: Path | IO[bytes], label: str) -> str | None:
+    """Why `source` (a file, or bytes a client sent) does not decode within the pixel limit, or None."""
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as image:
-            image.load()  # load, not verify: verify misses truncated pixel data
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        return f"cannot decode {path}: {err}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the check below decides
+            with Image.open(source) as image:
+                width, height = image.size
+                if limit and width * height > limit:
+                    return (f"too large {label}: {width}x{height} = {width * height} pixels exceeds the "
+                            f"{limit} pixel limit (decompression-bomb guard)")
+                image.load()  # load, not verify: verify misses truncated pixel data
+    except Image.DecompressionBombError as err:
+        return f"too large {label}: {err}"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        return f"cannot decode {label}: {err}"
     return None

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from anipop.images import image_problem
+from anipop.images import decode_problem, image_problem
 
 PITCH_COLUMNS = ("synopsis", "characters")
 
@@ -51,12 +51,11 @@ def decode_portrait(value: str, where: str) -> Image.Image:
         data = base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
     except (binascii.Error, ValueError) as err:
         raise PitchError(f"{where}: {text[:60]!r} is neither an existing image file nor base64 image data") from err
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
-        raise PitchError(f"{where}: the image data does not decode: {err}") from err
+    problem = decode_problem(io.BytesIO(data), "image data")  # the same pixel limit as files: no bombs
+    if problem:
+        raise PitchError(f"{where}: {problem}")
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
 
 
 def _text(value: object, where: str, required: bool) -> str:

@@ -92,6 +92,11 @@ def clean_anime(anime: pd.DataFrame, rules: PrepareParams, quarantine: list[dict
         anime = _drop(anime, anime["score"].isna(), "unscored", "no MAL score", "anime", "score", quarantine)
     anime = _drop(anime, anime["synopsis"].isna(), "no_synopsis", "synopsis missing or placeholder",
                   "anime", "synopsis", quarantine)
+    limit = rules.max_synopsis_chars
+    chars = anime["synopsis"].str.len()
+    anime = _drop(anime, chars > limit, "synopsis_too_long",
+                  chars.map(lambda n: f"synopsis has {n} characters, over max_synopsis_chars={limit}"),
+                  "anime", "synopsis", quarantine)
     words = anime["synopsis"].str.split().str.len()
     anime = _drop(anime, words < rules.min_synopsis_words, "short_synopsis",
                   f"synopsis shorter than {rules.min_synopsis_words} words", "anime", "synopsis", quarantine)

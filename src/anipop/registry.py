@@ -14,12 +14,14 @@ from pathlib import Path
 
 from anipop.config import Params
 from anipop.model_card import render_model_card
-from anipop.tracking import data_hash, tracking_uri, use_experiment
+from anipop.tracking import TrackingUnavailable, data_hash, tracking_uri, use_experiment
 from anipop.utils import git_commit, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+# what the registry answers when there is simply no champion yet (no such model, or no such alias)
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse_1_10"})
 
 
@@ -50,8 +52,12 @@ def _champion_metric(client, name: str, metric: str, fingerprint: str, params: P
 
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None, None
+    except MlflowException as err:
+        if err.error_code in _NOT_FOUND:
+            return None, None
+        # anything else (a server that is down or failing) must not read as "no champion": that would promote
+        raise TrackingUnavailable(f"MLflow tracking store {tracking_uri(params)}: cannot read the {CHAMPION} "
+                                  f"of {name}: {str(err).splitlines()[0][:300]}") from err
     tags = champion.tags
     if tags.get("test_split") == fingerprint and f"test.{metric}" in tags:
         return float(tags[f"test.{metric}"]), str(champion.version)
@@ -62,10 +68,23 @@ def _champion_metric(client, name: str, metric: str, fingerprint: str, params: P
     return rescored[metric], str(champion.version)
 
 
+def _withdraw(client, name: str, version: str) -> str:
+    """Delete a version whose registration failed half-way; say what happened (the server may be down too)."""
+    try:
+        client.delete_model_version(name, version)
+    except Exception as err:  # noqa: BLE001 - clean-up must not hide the original error
+        log.error("registry: %s v%s is registered but incomplete and could not be deleted (%s); delete it with "
+                  "MlflowClient().delete_model_version(%r, %r)", name, version, err, name, version)
+        return f"v{version} left incomplete: delete it by hand"
+    log.warning("registry: %s v%s withdrawn: its registration did not complete", name, version)
+    return f"v{version} withdrawn"
+
+
 def run_register(params: Params) -> dict:
     """Log + register the primary model; move `champion` only on improvement. Writes registration.json."""
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from anipop.predict import log_pitch_model
 
@@ -81,8 +100,7 @@ def run_register(params: Params) -> dict:
     champion_value, champion_version = _champion_metric(client, cfg.model_name, cfg.promotion_metric, fingerprint, params)
 
     with mlflow.start_run(run_name=f"register-{bundle_name}") as run:
-        info = log_pitch_model(params, registered_model_name=cfg.model_name)
-        version = str(info.registered_model_version)
+        info = log_pitch_model(params)  # logged to the run; registered below in one request with its tags
         decision = decide(cfg.promotion_metric, metrics[cfg.promotion_metric], champion_value, champion_version)
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
@@ -90,17 +108,24 @@ def run_register(params: Params) -> dict:
             "image_encoder": params.embed.image.model, "ablation": params.train.inputs,
             **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
             **{f"baseline.{k}": f"{v:.6f}" for k, v in baseline.items()},
+            **({} if decision.promote else {"challenger": decision.reason}),
         }
-        for key, value in tags.items():
-            client.set_model_version_tag(cfg.model_name, version, key, str(value))
-        card = render_model_card(params, version, intervals, bundle_name, decision.reason)
-        mlflow.log_text(card, "model_card.md")
-        client.update_model_version(cfg.model_name, version, description=card)
-        if decision.promote:
-            client.set_registered_model_alias(cfg.model_name, CHAMPION, version)
-        else:
-            client.set_model_version_tag(cfg.model_name, version, "challenger", decision.reason)
-        mlflow.set_tags({"registered_version": version, "promoted": str(decision.promote)})
+        version = str(mlflow.register_model(info.model_uri, cfg.model_name,
+                                            tags={k: str(v) for k, v in tags.items()}).version)
+        try:  # the alias goes last: whatever fails before it withdraws the version, so none is half-registered
+            card = render_model_card(params, version, intervals, bundle_name, decision.reason)
+            mlflow.log_text(card, "model_card.md")
+            client.update_model_version(cfg.model_name, version, description=card)
+            mlflow.set_tags({"registered_version": version, "promoted": str(decision.promote)})
+            if decision.promote:
+                client.set_registered_model_alias(cfg.model_name, CHAMPION, version)
+        except Exception as err:
+            outcome = _withdraw(client, cfg.model_name, version)
+            if isinstance(err, MlflowException):
+                raise TrackingUnavailable(f"MLflow tracking store {tracking_uri(params)} failed while registering "
+                                          f"{cfg.model_name} v{version} ({outcome}): "
+                                          f"{str(err).splitlines()[0][:300]}") from err
+            raise
 
     result = {"model_name": cfg.model_name, "version": version, "promoted": decision.promote,
               "reason": decision.reason, "metric": cfg.promotion_metric, "run_id": run.info.run_id}

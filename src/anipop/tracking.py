@@ -18,6 +18,13 @@ from anipop.utils import git_commit, hash_files
 log = logging.getLogger(__name__)
 
 
+class TrackingUnavailable(ConnectionError):
+    """The MLflow tracking store cannot be reached or answers with an error; the message names its URI.
+
+    A ConnectionError, so the CLI prints it as one line and the Prefect flows retry it as transient.
+    """
+
+
 def tracking_uri(params: Params) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
 
@@ -33,9 +40,14 @@ def use_tracking_store(params: Params) -> None:
 def use_experiment(params: Params) -> str:
     """Point MLflow at the store and experiment; create the experiment with its artifact folder if new."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     use_tracking_store(params)
-    experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
+    try:  # the first request: an unreachable store fails here, before anything is logged or registered
+        experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
+    except MlflowException as err:
+        raise TrackingUnavailable(f"MLflow tracking store {tracking_uri(params)} is unreachable or failing "
+                                  f"(nothing was logged): {str(err).splitlines()[0][:300]}") from err
     if experiment is None:
         location = params.mlflow.artifact_location
         if tracking_uri(params).startswith(("http://", "https://")):

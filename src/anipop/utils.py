@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -18,6 +19,10 @@ import numpy as np
 
 log = logging.getLogger("anipop")
 
+# errors of the write itself (disk full, quota, read-only or forbidden folder, file too big, I/O)
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                           errno.EIO})
+
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -28,7 +33,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
     Why: a run killed mid-write must never leave a truncated file that a rerun mistakes for a result.
-    Errors while creating the folder (read-only disk, permissions) name the path.
+    Errors while creating the folder (read-only disk, permissions) name the path, and so do write errors
+    inside the block (disk full) that name no file or only the temp file: libraries such as pyarrow
+    report ENOSPC without any path.
     """
     path = Path(path)
     try:
@@ -41,6 +48,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno not in _WRITE_ERRNOS or (err.filename is not None and os.fspath(err.filename) != str(tmp)):
+            raise  # not a write error, or one that already names its own file (e.g. a file being read)
+        # OSError(errno, ...) builds the matching subclass (EACCES: PermissionError), so callers still can tell
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     finally:
         if tmp.exists():
             tmp.unlink()

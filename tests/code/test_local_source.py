@@ -28,7 +28,8 @@ def test_dirty_values_are_parsed_and_bad_rows_quarantined(tmp_path):
     assert anime["score"].isna().tolist() == [False, True]
     reasons = result.quarantine.set_index("row_key")
     assert "outside MyAnimeList's 1-10 range" in reasons.loc["3", "reason"]
-    assert reasons.loc["3", "field"] == "score" and ":4:" in reasons.loc["3", "reason"]  # CSV line 4
+    # CSV line 6: row 1's quoted synopsis spans lines 2-4 (its two newlines), row 2 is line 5
+    assert reasons.loc["3", "field"] == "score" and ":6:" in reasons.loc["3", "reason"]
     assert reasons.loc["1", "rule"] == "duplicate_id"
     assert reasons.loc["4", "field"] == "members"
     assert any("mal_id" in r for r in result.quarantine["reason"])

@@ -66,8 +66,14 @@ def test_unreadable_image_file_and_bad_base64_bytes(tmp_path):
     broken.write_bytes(_png_bytes()[:20])
     with pytest.raises(PitchError, match="cannot decode"):
         decode_portrait(str(broken), "img")
-    with pytest.raises(PitchError, match="does not decode"):
+    with pytest.raises(PitchError, match="cannot decode image data"):
         decode_portrait(base64.b64encode(b"plain text, not pixels").decode(), "img")
+
+
+def test_base64_decompression_bomb_is_refused_before_decoding(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30)
+    with pytest.raises(PitchError, match=r"img: too large image data: 6x9 = 54 pixels"):
+        decode_portrait(base64.b64encode(_png_bytes()).decode(), "img")
 
 
 def test_character_argument():

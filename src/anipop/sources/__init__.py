@@ -35,9 +35,18 @@ class Source(Protocol):
 def quarantine_record(
     stage: str, table: str, row_key: object, rule: str, reason: str, field: str | None = None, value: object = None
 ) -> dict[str, object]:
-    """One quarantine row; `value` is truncated so a 100k-character synopsis does not bloat the table."""
-    shown = None if value is None else str(value)[:200]
+    """One quarantine row; `value` is truncated so a 100k-character synopsis does not bloat the table.
+
+    Text is made writable first: a value read from a non-UTF-8 file holds lone surrogates, which parquet
+    cannot encode; they are shown as backslash escapes (e.g. '\\udce9' for the byte 0xE9).
+    """
+    shown = None if value is None else printable(str(value)[:200])
     return {
-        "stage": stage, "table": table, "row_key": str(row_key), "rule": rule,
-        "field": field, "reason": reason, "value": shown,
+        "stage": stage, "table": table, "row_key": printable(str(row_key)), "rule": rule,
+        "field": field, "reason": printable(reason), "value": shown,
     }
+
+
+def printable(text: str) -> str:
+    """`text` with any lone surrogate (undecodable input bytes) replaced by its backslash escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

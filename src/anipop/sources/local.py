@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ _FIELD_PARSERS = {
     "rating": ("rating", clean_text),
     "image_url": ("image_link", clean_text),
 }
+# surrogateescape decodes each byte that is not valid UTF-8 to one of these code points
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 @dataclass
@@ -52,7 +55,10 @@ class LocalSource:
 
     def ingest(self, raw_dir: Path) -> IngestResult:
         try:
-            frame = pd.read_csv(self.path, dtype=str, keep_default_na=False, nrows=self.limit)
+            # surrogateescape: a few bytes that are not UTF-8 quarantine their rows, not the whole file;
+            # object, not str: pandas' arrow-backed strings cannot hold the escaped bytes
+            frame = pd.read_csv(self.path, dtype=object, keep_default_na=False, nrows=self.limit,
+                                encoding="utf-8", encoding_errors="surrogateescape")
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f"{self.path}: the local MAL file is missing; set ingest.local_path in params.yaml"
@@ -69,12 +75,23 @@ class LocalSource:
 
 
 def parse_rows(frame: pd.DataFrame, origin: str) -> tuple[list[dict], list[dict]]:
-    """Parse CSV rows into raw-schema dicts; rows with an unparseable id, field or duplicate id are rejected."""
+    """Parse CSV rows into raw-schema dicts; rows with bytes that are not UTF-8, an unparseable id or field,
+    or a duplicate id are rejected, each reason naming the CSV line it starts on."""
     rows: list[dict] = []
     rejected: list[dict] = []
     seen_ids: set[int] = set()
-    for line_no, record in enumerate(frame.to_dict("records"), start=2):  # line 1 is the header
+    used_columns = ["mal_id", *dict.fromkeys(c for c, _ in _FIELD_PARSERS.values())]
+    next_line = 2  # line 1 is the header
+    for record in frame.to_dict("records"):
+        line_no = next_line
+        next_line += 1 + sum(str(v).count("\n") for v in record.values())  # quoted fields may span lines
         where = f"{origin}:{line_no}"
+        undecodable = next((c for c in used_columns if _UNDECODABLE.search(str(record[c]))), None)
+        if undecodable is not None:
+            rejected.append(quarantine_record("ingest", "anime", _row_key(record, where), "not_utf8",
+                                              f"{where}: field '{undecodable}' is not valid UTF-8", undecodable,
+                                              record[undecodable]))
+            continue
         try:
             anime_id = parse_count(record["mal_id"])
             if anime_id is None:
@@ -94,6 +111,14 @@ def parse_rows(frame: pd.DataFrame, origin: str) -> tuple[list[dict], list[dict]
         seen_ids.add(anime_id)
         rows.append(row)
     return rows, rejected
+
+
+def _row_key(record: dict, where: str) -> object:
+    """The row's id when it parses, else its file:line (the quarantine key of a row without a usable id)."""
+    try:
+        return parse_count(record["mal_id"]) or where
+    except ParseError:
+        return where
 
 
 def _parse_fields(record: dict, row: dict) -> tuple[str, str] | None:

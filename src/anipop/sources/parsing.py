@@ -11,6 +11,7 @@ import html
 import math
 import re
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 MISSING_MARKERS = frozenset(
     {"", "n/a", "na", "nan", "none", "null", "unknown", "not_exist", "not available", "none found, add some", "?", "-"}
@@ -20,6 +21,7 @@ PLACEHOLDER_SYNOPSES = (
     "no synopsis has been added",
 )
 MAL_SCORE_RANGE = (1.0, 10.0)
+INT64_MAX = 2**63 - 1  # the raw tables store counts as Int64: a larger value must be a row error, not a crash
 _WHITESPACE = re.compile(r"\s+")
 _MAL_CREDIT = re.compile(r"\[\s*written by mal rewrite\s*\]", re.IGNORECASE)
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -38,16 +40,22 @@ def is_missing(value: object) -> bool:
 
 
 def parse_count(value: object) -> int | None:
-    """'3,689,853' -> 3689853; '#110' -> 110; 'N/A' -> None; negative or fractional -> ParseError."""
+    """'3,689,853' -> 3689853; '#110' -> 110; 'N/A' -> None; negative, fractional or > int64 -> ParseError.
+
+    Decimal, not float: a float silently rounds counts past 2**53, and an id past int64 would crash the
+    whole table's cast instead of quarantining its row.
+    """
     if is_missing(value):
         return None
     text = str(value).strip().lstrip("#").replace(",", "").replace("_", "")
     try:
-        number = float(text)
-    except ValueError as err:
+        number = Decimal(text)
+    except (InvalidOperation, ValueError) as err:
         raise ParseError(f"not a number: {str(value)[:40]!r}") from err
-    if not math.isfinite(number) or number < 0 or number != int(number):
+    if not number.is_finite() or number < 0 or number != number.to_integral_value():
         raise ParseError(f"not a non-negative whole number: {str(value)[:40]!r}")
+    if number > INT64_MAX:
+        raise ParseError(f"too large (over {INT64_MAX}): {str(value)[:40]!r}")
     return int(number)
 
 
@@ -93,8 +101,11 @@ def parse_name_list(value: object) -> str | None:
     if text.startswith("["):
         try:
             parsed = ast.literal_eval(text)
-        except (ValueError, SyntaxError) as err:
+        # TypeError: an unhashable dict key or set item, e.g. "[{[]: 1}]"; the others: absurd nesting
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
             raise ParseError(f"malformed list: {text[:40]!r}") from err
+        if not isinstance(parsed, list):
+            raise ParseError(f"not a list: {text[:40]!r}")
         items = [str(item).strip() for item in parsed]
     else:
         items = [item.strip() for item in text.split(",")]

@@ -1,0 +1,260 @@
+"""Faults: a `dvc repro` killed mid-stage, a tracking server that is down, an output folder that cannot be written.
+
+- Killed: SIGKILL (the process group, as an OOM killer or a lost node would) during `embed`, then during
+  `train`; each rerun resumes, and the outputs equal those of an uninterrupted run in another repository.
+- Tracking server down: evaluate and register fail within seconds with one line naming the tracking URI;
+  a registration that fails half-way withdraws its version, so the registry never holds a half-registered one.
+- Unwritable output (a folder under a regular file, or a full disk): one line "error: ... <path> ...",
+  exit code 1, no traceback, no partial file.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from typer.testing import CliRunner
+
+from anipop.cli import app
+from anipop.embed import run_embed
+from anipop.evaluate import run_evaluate
+from anipop.ingest import run_ingest
+from anipop.prepare import run_prepare
+from anipop.registry import run_register
+from anipop.tracking import TrackingUnavailable
+from anipop.train import run_train
+from conftest import REAL_DATA, REPO_ROOT
+from fixtures_pipeline import pipeline_params
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+# ---------------------------------------------------------------- dvc repro killed mid-stage
+
+def _make_repo(folder: Path) -> Path:
+    """dvc.yaml, src/ and a fast params.yaml in a fresh git + DVC repository (as tests/test_e2e_pipeline.py)."""
+    folder.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "dvc.yaml", folder)
+    shutil.copytree(REPO_ROOT / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=80)
+    params["embed"]["batch_size"] = 4  # 20 batches, each one cache shard: a kill lands between two of them
+    params["embed"]["profiles"]["default"]["text"]["max_length"] = 64
+    params["train"].update(model="ridge", models=["ridge", "dnn_reduced"], ablations=[])  # ridge, then ~4 s of dnn
+    params["evaluate"]["bootstrap_samples"] = 20
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
+    return folder
+
+
+def _start_repro(repo: Path, log_name: str) -> subprocess.Popen:
+    """`dvc repro evaluate` in its own process group, so one killpg takes DVC and the stage command down."""
+    log_path = repo / log_name
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "evaluate"], cwd=repo, env=_env(),
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process.log_path = log_path
+    return process
+
+
+def _finish(process: subprocess.Popen, timeout: float = 240) -> str:
+    process.wait(timeout=timeout)
+    output = process.log_path.read_text()
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def _kill_when(process: subprocess.Popen, condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    """SIGKILL the whole process group as soon as `condition` holds; fail if the run ended first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"dvc repro ended before {what}:\n{process.log_path.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)  # reaps DVC, so the pid its rwlock entry names is gone
+
+
+@pytest.mark.e2e
+def test_dvc_repro_killed_during_embed_and_train_resumes_to_the_same_outputs(tmp_path):
+    """Killed twice, rerun, the pipeline finishes with the outputs of a run that never stopped.
+
+    DVC and the lock: SIGKILL leaves the dead run's entries in .dvc/tmp/rwlock; DVC 3 (3.67 here) drops an
+    entry whose pid is gone, with "WARNING: Process ... had been killed. Auto removed it from the lock file",
+    so a plain `dvc repro` is all a user runs: no lock file to delete. (If an entry names a *live* process,
+    another dvc is still running: wait for it or end it.) The repo lock (.dvc/tmp/lock) dies with the process.
+    Equality: embeddings and metrics are compared byte for byte. The cache holds whole batches and the
+    rerun batches what is missing in the same longest-first order, so every vector comes from the same
+    batch (same padding, same kernels) as in the uninterrupted run; ridge and the seeded, deterministic
+    network then see identical inputs.
+    """
+    if not REAL_DATA.exists():
+        pytest.skip(f"real MAL sample not found at {REAL_DATA}")
+    clean, killed = _make_repo(tmp_path / "clean"), _make_repo(tmp_path / "killed")
+    reference = _start_repro(clean, "repro.log")  # the uninterrupted run, alongside
+
+    first = _start_repro(killed, "repro-1.log")
+    _kill_when(first, lambda: any(killed.glob(".cache/embeddings/*/shard-*.npz")), "the first embedding batch")
+    assert not (killed / "data/embeddings/manifest.json").exists(), "embed was not killed mid-way"
+
+    second = _start_repro(killed, "repro-2.log")
+    _kill_when(second, lambda: (killed / "models/all_inputs/ridge.joblib").exists(), "the first trained model")
+    assert not (killed / "models/train_report.json").exists(), "train was not killed mid-way"
+    third = _finish(_start_repro(killed, "repro-3.log"))
+    assert "Running stage 'train'" in third and "Running stage 'embed'" not in third  # embed finished in run 2
+    for rerun in ("repro-2.log", "repro-3.log"):  # DVC itself clears the dead run's lock entries
+        assert "had been killed. Auto removed it from the lock file" in (killed / rerun).read_text()
+    _finish(reference)
+
+    manifest = json.loads((killed / "data/embeddings/manifest.json").read_text())["kinds"]["synopsis"]
+    assert manifest["from_cache"] > 0 and manifest["embedded"] + manifest["from_cache"] == manifest["count"]
+    for name in ("data/embeddings/synopsis.npy", "data/embeddings/synopsis_ids.json", "data/prepared/anime.parquet",
+                 "reports/metrics.json", "reports/ablation.json"):
+        assert (killed / name).read_bytes() == (clean / name).read_bytes(), name
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "evaluate"], cwd=killed, env=_env(),
+                            capture_output=True, text=True, check=True)
+    assert "Data and pipelines are up to date" in status.stdout  # dvc.lock is whole after the kills
+
+
+# ---------------------------------------------------------------- tracking server down, registration half-way
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small real run up to evaluate (sqlite store under tmp), shared by the tracking and disk tests."""
+    tmp_path = tmp_path_factory.mktemp("faults")
+    params = pipeline_params(tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        for step in (run_ingest, run_prepare, run_embed, run_train, run_evaluate):
+            step(params)
+    return params
+
+
+@pytest.fixture
+def restore_mlflow_uri():
+    """The steps point mlflow's global tracking and registry URIs at their store; put both back afterwards."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(before[0])
+    mlflow.set_registry_uri(before[1])
+
+
+def _params_file(params, folder: Path, **paths: Path) -> Path:
+    """params as a params.yaml the CLI can read, with some paths replaced."""
+    raw = params.model_dump(mode="json")
+    raw["paths"].update({name: str(path) for name, path in paths.items()})
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:  # bound then released: nothing listens there afterwards
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _one_error_line(result) -> str:
+    """The CLI's failure contract: exit code 1, exactly one 'error: ...' line on stderr, no traceback."""
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return errors[0]
+
+
+def test_tracking_server_down_fails_fast_with_one_line_naming_the_uri(trained, tmp_path, monkeypatch,
+                                                                       restore_mlflow_uri):
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the default retries for minutes
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    params_file = _params_file(trained, tmp_path)
+    registration = Path(trained.paths.reports_dir) / "registration.json"
+    for command in ("evaluate", "register"):
+        started = time.monotonic()
+        result = CliRunner().invoke(app, [command, "--params", str(params_file)])
+        error = _one_error_line(result)
+        assert f"MLflow tracking store {uri} is unreachable" in error and "nothing was logged" in error, error
+        assert time.monotonic() - started < 30, f"{command} took too long to give up"
+    assert not registration.exists()
+
+
+def test_registration_failing_half_way_withdraws_its_version(trained, monkeypatch, restore_mlflow_uri):
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    name, uri = trained.registry.model_name, trained.mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    registration = Path(trained.paths.reports_dir) / "registration.json"
+
+    def server_gone(*args, **kwargs):
+        raise MlflowException("simulated: the tracking server went away", error_code=TEMPORARILY_UNAVAILABLE)
+
+    # the server dies after the version is created, before the champion alias is set: the last step
+    with monkeypatch.context() as patch:
+        patch.setattr(MlflowClient, "set_registered_model_alias", server_gone)
+        with pytest.raises(TrackingUnavailable, match=rf"{uri} failed while registering {name} v1 \(v1 withdrawn\)"):
+            run_register(trained)
+    assert client.search_model_versions(f"name='{name}'") == [] and not registration.exists()
+
+    first = run_register(trained)  # the server is back: a complete version, now champion
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == first["version"] and first["promoted"]
+    assert {"test_split", "test.spearman", "baseline.mse"} <= set(champion.tags) and champion.description
+
+    # a failing champion lookup must not read as "no champion yet" (that would promote anything)
+    with monkeypatch.context() as patch:
+        patch.setattr(MlflowClient, "get_model_version_by_alias", server_gone)
+        with pytest.raises(TrackingUnavailable, match=rf"{uri}: cannot read the champion of {name}"):
+            run_register(trained)
+    assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == [first["version"]]
+
+
+# ---------------------------------------------------------------- unwritable output
+
+def test_output_folder_under_a_regular_file_is_one_error_line(trained, tmp_path):
+    # tests run as root, where a read-only chmod stops nothing: a folder below a regular file fails for anyone
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where a folder should be")
+    target = blocker / "prepared"
+    params_file = _params_file(trained, tmp_path, prepared_dir=target)
+    result = subprocess.run(["anipop", "prepare", "--params", str(params_file)], env=_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: cannot write {target / 'anime.parquet'}: Not a directory"]
+
+
+def test_disk_full_is_one_error_line_naming_the_file_and_leaves_no_partial_file(trained, tmp_path, monkeypatch):
+    def disk_full(self, *args, **kwargs):  # as pyarrow reports it: an errno, no file name
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    prepared = tmp_path / "prepared"
+    params_file = _params_file(trained, tmp_path, prepared_dir=prepared)
+    result = CliRunner().invoke(app, ["prepare", "--params", str(params_file)])
+    error = _one_error_line(result)
+    assert error == f"error: [Errno 28] cannot write {prepared / 'anime.parquet'}: No space left on device"
+    assert list(prepared.iterdir()) == []  # the temp file is gone; no truncated table is left behind
