@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.states import Failed
 
 from anipop import orchestration as orch
@@ -69,7 +69,9 @@ def evaluate(params: Params) -> dict:
 @task(name="register")
 def register(params: Params, mlflow_run_id: str | None) -> dict:
     """The registry decides promotion; `mlflow_run_id` is the cache key: a run is registered once."""
-    return orch.find_register()(params)
+    from anipop.registry import run_register
+
+    return run_register(params)
 
 
 @flow(name="anipop-embed-shards")
@@ -93,7 +95,6 @@ def pipeline(params_file: str = "params.yaml", refresh_ingest: bool = False) -> 
     even when its inputs look unchanged (the retraining schedule sets it)."""
     from anipop.validate import ValidationFailed
 
-    logger = get_run_logger()
     params = load_params(params_file)
 
     def step(task_, name: str, *args):
@@ -113,12 +114,8 @@ def pipeline(params_file: str = "params.yaml", refresh_ingest: bool = False) -> 
         trained = step(train, "train")
         evaluation = step(evaluate, "evaluate")
         orch.publish_artifacts(params, evaluation)
-        summary = {"train": trained, "evaluation": evaluation, "registered": None}
-        if orch.find_register() is None:
-            logger.warning("register skipped: anipop.registry is not available yet")
-        else:
-            summary["registered"] = step(register, "register", evaluation.get("mlflow_run_id"))
-    return summary
+        registered = step(register, "register", evaluation.get("mlflow_run_id"))
+    return {"train": trained, "evaluation": evaluation, "registered": registered}
 
 
 def main() -> None:

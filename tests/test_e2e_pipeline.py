@@ -73,7 +73,8 @@ def test_mlflow_has_the_run_with_provenance(pipeline_repo):
 
     if not (pipeline_repo / "mlflow.db").exists():
         pytest.skip("pipeline test did not run")
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{pipeline_repo / 'mlflow.db'}")
+    store = f"sqlite:///{pipeline_repo / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
     experiment = client.get_experiment_by_name("anipop")
     runs = client.search_runs([experiment.experiment_id])
     evaluations = [r for r in runs if not r.info.run_name.startswith("register-")]

@@ -63,7 +63,7 @@ def registered_on_server(tracking_server):
 def test_train_and_register_against_a_tracking_server(registered_on_server):
     uri, result = registered_on_server
     assert result["promoted"]
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version_by_alias("anipop", "champion")
     run = client.get_run(version.run_id)
     assert run.data.tags["registered_version"] == str(version.version)

@@ -8,7 +8,6 @@ character_description, character_name, portrait (ids: anime_id:character_id) whe
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,20 +20,23 @@ from tqdm.auto import tqdm
 from anipop.config import Params
 from anipop.embedding_cache import EmbeddingCache, file_key, item_key
 from anipop.encoders import choose_device, choose_dtype, load_text_encoder
-from anipop.images import image_problem
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, read_table, write_table
+from anipop.images import image_problem, open_rgb
+from anipop.schema import (
+    PREPARED_ANIME,
+    PREPARED_CHARACTERS,
+    QUARANTINE,
+    character_key,
+    read_table,
+    write_table,
+)
 from anipop.sources import quarantine_record
-from anipop.utils import atomic_path, write_json
+from anipop.utils import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 KINDS = ("synopsis", "character_description", "character_name", "portrait")
 # one batch of (cache key, payload) in; the keys actually encoded and their vectors out
 BatchEncoder = Callable[[list[tuple[str, object]]], tuple[list[str], np.ndarray]]
-
-
-def character_key(anime_id: int, character_id: int) -> str:
-    return f"{anime_id}:{character_id}"
 
 
 def text_items(anime: pd.DataFrame, characters: pd.DataFrame) -> dict[str, dict[str, str]]:
@@ -109,8 +111,6 @@ def embed_portraits(encoder, paths: dict[str, Path], cache: EmbeddingCache, batc
 
     A portrait already cached decoded before, so only new ones pay image_problem's full decode.
     """
-    from anipop.image_encoders import open_rgb
-
     keys: dict[str, str] = {}
     for row_id, path in paths.items():
         try:
@@ -146,17 +146,16 @@ def embed_portraits(encoder, paths: dict[str, Path], cache: EmbeddingCache, batc
 
 
 def save_embeddings(out_dir: Path, kind: str, row_ids: list[str], matrix: np.ndarray) -> None:
-    with atomic_path(out_dir / f"{kind}.npy") as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, matrix)
+    """Write one kind as `<kind>.npy` and `<kind>_ids.json` (the row ids in matrix order), each atomically."""
+    with atomic_path(out_dir / f"{kind}.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, matrix)
     write_json(out_dir / f"{kind}_ids.json", row_ids)
 
 
 def load_embeddings(embeddings_dir: str | Path, kind: str) -> tuple[list[str], np.ndarray]:
     """Read one kind back: (row ids, matrix). Raises FileNotFoundError naming the file."""
     folder = Path(embeddings_dir)
-    ids = json.loads((folder / f"{kind}_ids.json").read_text(encoding="utf-8"))
-    return ids, np.load(folder / f"{kind}.npy")
+    return read_json(folder / f"{kind}_ids.json"), np.load(folder / f"{kind}.npy")
 
 
 def _drop_stale_kinds(out_dir: Path, written: set[str]) -> None:

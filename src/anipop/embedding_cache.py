@@ -8,6 +8,7 @@ merges shards once a run completes so the folder stays small. A key is a hash of
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anipop.utils import atomic_path
+from anipop.utils import atomic_path, update_digest
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,7 @@ def item_key(namespace: str, content: bytes | str) -> str:
 
 def file_key(namespace: str, path: str | Path) -> str:
     """item_key of a file's bytes, read in blocks so a folder of images is never all in memory."""
-    digest = hashlib.sha256(namespace.encode() + b"\0")
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return update_digest(hashlib.sha256(namespace.encode() + b"\0"), path).hexdigest()
 
 
 def namespace_of(**settings: object) -> str:
@@ -52,9 +49,7 @@ def fingerprint_path(path: str | Path) -> str:
     digest = hashlib.sha256()
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
+        update_digest(digest, file)
     return digest.hexdigest()[:16]
 
 
@@ -68,11 +63,19 @@ def _read_shard(shard: Path) -> tuple[list[str], np.ndarray] | None:
     except (OSError, ValueError, KeyError, EOFError) as err:
         log.warning("embedding cache: unreadable shard %s (%s); set aside as .corrupt, its items re-embed",
                     shard, err)
-        try:
+        with contextlib.suppress(FileNotFoundError):  # another run set it aside first
             shard.replace(shard.with_suffix(".corrupt"))
-        except FileNotFoundError:  # another run set it aside first
-            pass
         return None
+
+
+def _read_shards(shards: list[Path]) -> dict[str, np.ndarray]:
+    """Every readable shard's vectors by key (a later shard wins a duplicate key; the vectors are equal)."""
+    vectors: dict[str, np.ndarray] = {}
+    for shard in shards:
+        content = _read_shard(shard)
+        if content is not None:
+            vectors.update(zip(*content))
+    return vectors
 
 
 class EmbeddingCache:
@@ -85,11 +88,7 @@ class EmbeddingCache:
     def __init__(self, root: str | Path, namespace: str) -> None:
         self.folder = Path(root) / namespace
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._vectors: dict[str, np.ndarray] = {}
-        for shard in sorted(self.folder.glob("shard-*.npz")):
-            content = _read_shard(shard)
-            if content is not None:
-                self._vectors.update(zip(*content))
+        self._vectors = _read_shards(sorted(self.folder.glob("shard-*.npz")))
         self._remove_stale_temps()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-cache")
         self._pending: list[Future] = []
@@ -138,9 +137,14 @@ class EmbeddingCache:
 
     @staticmethod
     def _write_shard(shard: Path, keys: np.ndarray, vectors: np.ndarray) -> None:
-        with atomic_path(shard) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, keys=keys, vectors=vectors)
+        with atomic_path(shard) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, keys=keys, vectors=vectors)
+
+    def _write_merged(self, vectors: dict[str, np.ndarray]) -> None:
+        """Write `vectors` (key -> vector) as one new shard; the caller then removes the shards it merged."""
+        keys = list(vectors)
+        self._write_shard(self.folder / f"shard-{uuid.uuid4().hex}.npz", np.array(keys),
+                          np.stack([vectors[k] for k in keys]))
 
     def compact(self, max_shards: int = 16) -> None:
         """Merge this run's batch shards into one (from memory); merge all shards when there are many.
@@ -150,23 +154,15 @@ class EmbeddingCache:
         """
         self.flush()
         if len(self._run_shards) > 1:
-            keys = np.array(self._run_keys)
-            self._write_shard(self.folder / f"shard-{uuid.uuid4().hex}.npz", keys,
-                              np.stack([self._vectors[k] for k in self._run_keys]))
+            self._write_merged({key: self._vectors[key] for key in self._run_keys})
             for shard in self._run_shards:
                 shard.unlink(missing_ok=True)
         self._run_shards, self._run_keys = [], []
         shards = sorted(self.folder.glob("shard-*.npz"))
         if len(shards) <= max_shards:
             return
-        merged: dict[str, np.ndarray] = {}
-        for shard in shards:
-            content = _read_shard(shard)
-            if content is not None:
-                merged.update(zip(*content))
+        merged = _read_shards(shards)
         if merged:
-            keys = np.array(list(merged))
-            self._write_shard(self.folder / f"shard-{uuid.uuid4().hex}.npz", keys,
-                              np.stack([merged[k] for k in keys.tolist()]))
+            self._write_merged(merged)
         for shard in shards:
             shard.unlink(missing_ok=True)

@@ -17,12 +17,12 @@ import pandas as pd
 
 from anipop.config import Params
 from anipop.features import build_features, raw_inputs
-from anipop.metrics import METRIC_NAMES, metrics_with_intervals
+from anipop.metrics import markdown_table, metrics_with_intervals
 from anipop.models import BASELINE
 from anipop.plots import ablation_plots, learning_curve_plots, prediction_plots
 from anipop.prepare import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
-from anipop.utils import atomic_path, read_json, write_json
+from anipop.utils import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def load_runs(models_dir: str | Path) -> tuple[dict, list[tuple[dict, dict]]]:
 
 
 def run_label(run: dict) -> str:
+    """A run's name in every table and prediction column: 'input_set/model'."""
     return f"{run['input_set']}/{run['model']}"
 
 
@@ -61,20 +62,6 @@ def predict_test(params: Params) -> tuple[dict, pd.DataFrame]:
         predictions[run_label(run)] = np.clip(bundle["model"].predict(features[key]), 0.0, 1.0)
     predictions[BASELINE] = report["train_mean_score_norm"]
     return report, predictions
-
-
-def markdown_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
-    """One row per model: each metric as 'value [low, high]'."""
-    header = "| model | " + " | ".join(METRIC_NAMES) + " |"
-    lines = [header, "|" + "---|" * (len(METRIC_NAMES) + 1)]
-    for model, values in metrics.items():
-        cells = []
-        for name in METRIC_NAMES:
-            entry = values[name]
-            interval = f" [{entry['low']:.3f}, {entry['high']:.3f}]" if "low" in entry else ""
-            cells.append(f"{entry['value']:.4f}{interval}")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _points(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -109,8 +96,9 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
     # readable; intervals.json holds every value with its interval.
     write_json(reports / "metrics.json", {"test_rows": len(predictions),
                                           **{model: _points(values) for model, values in main.items()}})
-    write_json(reports / "ablation.json", {input_set: {model: _points(values) for model, values in models.items()}
-                                           for input_set, models in ablation.items()})
+    ablation_points = {input_set: {model: _points(values) for model, values in models.items()}
+                       for input_set, models in ablation.items()}
+    write_json(reports / "ablation.json", ablation_points)
     write_json(reports / "intervals.json", summary)
     main_table = markdown_table(main)
     ablation_table = markdown_table({f"{s}/{m}": v for s, models in ablation.items() for m, v in models.items()})
@@ -120,17 +108,15 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
             f"## Models on {main_set} (primary: {report['model']})\n\n{main_table}\n"
             f"## Ablation: input set / model\n\n{ablation_table}"
             + (f"\nSkipped (the data lacks these inputs):\n\n{skipped}" if skipped else ""))
-    with atomic_path(reports / "metrics.md") as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text(reports / "metrics.md", text)
 
     plots_dir = reports / "plots"
-    primary_label = f"{main_set}/{report['model']}"
+    primary_label = run_label({"input_set": main_set, "model": report["model"]})
     histories = {run_label(run): run["history"] for run in runs if run["input_set"] == main_set and "history" in run}
     plots = [*prediction_plots(y_true, predictions[primary_label].to_numpy(), predictions["anime_id"],
                                primary_label, scaler, plots_dir),
              *learning_curve_plots(histories, primary_label, plots_dir),
-             *ablation_plots({s: {m: _points(v) for m, v in models.items()} for s, models in ablation.items()},
-                             plots_dir)]
+             *ablation_plots(ablation_points, plots_dir)]
     print(f"\n{text}")
     if track:
         from anipop.tracking import log_evaluation

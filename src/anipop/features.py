@@ -30,9 +30,8 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
     "synopsis": ("synopsis",),
     "characters": ("character_description", "character_name"),
     "images": (IMAGE_KIND,),
+    ALL_INPUTS: ANIME_KINDS + CHARACTER_KINDS,  # also the feature order of a model trained on all inputs
 }
-INPUT_SETS[ALL_INPUTS] = tuple(dict.fromkeys(
-    [kind for kinds in INPUT_SETS.values() for kind in kinds] + list(ANIME_KINDS + CHARACTER_KINDS)))
 
 
 def input_set_kinds(input_set: str) -> tuple[str, ...]:
@@ -120,8 +119,8 @@ _CHARACTER_TEXT = {"character_description": "description", "character_name": "na
 
 def raw_kinds_available(characters: pd.DataFrame, wanted: tuple[str, ...]) -> list[str]:
     """The wanted kinds the prepared tables can feed the benchmark; the rest are logged and skipped."""
-    has = {"synopsis": True, IMAGE_KIND: bool(characters["portrait_path"].notna().any()) if len(characters) else False}
-    has.update({kind: not characters.empty for kind in _CHARACTER_TEXT})
+    has = {"synopsis": True, IMAGE_KIND: bool(characters["portrait_path"].notna().any()),
+           **{kind: not characters.empty for kind in _CHARACTER_TEXT}}
     present = [kind for kind in wanted if has.get(kind, False)]
     for kind in wanted:
         if kind not in present:

@@ -31,12 +31,6 @@ log = logging.getLogger(__name__)
 DESCRIPTOR = "color-histogram-thumbnail"
 
 
-def open_rgb(path: str | Path) -> Image.Image:
-    """Decode an image fully as RGB (portraits come as JPEG, PNG with alpha, palette or grey)."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
-
 @dataclass
 class DescriptorEncoder:
     """RGB histograms (`bins` per channel, as fractions of pixels) then a `thumb` x `thumb` thumbnail in [0, 1]."""

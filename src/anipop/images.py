@@ -1,4 +1,4 @@
-"""Image checks shared by prepare, validate and embed: does a portrait exist and decode?"""
+"""Image checks shared by prepare, validate, embed and predict: does a portrait exist and decode?"""
 
 from __future__ import annotations
 
@@ -43,3 +43,9 @@ def decode_problem(source: Path | IO[bytes], label: str) -> str | None:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         return f"cannot decode {label}: {err}"
     return None
+
+
+def open_rgb(source: str | Path | IO[bytes]) -> Image.Image:
+    """Decode an image fully as RGB (portraits come as JPEG, PNG with alpha, palette or grey)."""
+    with Image.open(source) as image:
+        return image.convert("RGB")

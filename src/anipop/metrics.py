@@ -47,3 +47,17 @@ def metrics_with_intervals(y_true: np.ndarray, y_pred: np.ndarray, score_range: 
         low, high = np.percentile(values, [tail, 100 - tail])
         result[name].update(low=float(low), high=float(high))
     return result
+
+
+def markdown_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One row per model: each metric as 'value [low, high]' (the evaluation report and the model card)."""
+    header = "| model | " + " | ".join(METRIC_NAMES) + " |"
+    lines = [header, "|" + "---|" * (len(METRIC_NAMES) + 1)]
+    for model, values in metrics.items():
+        cells = []
+        for name in METRIC_NAMES:
+            entry = values[name]
+            interval = f" [{entry['low']:.3f}, {entry['high']:.3f}]" if "low" in entry else ""
+            cells.append(f"{entry['value']:.4f}{interval}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

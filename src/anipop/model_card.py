@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from anipop.config import Params
-from anipop.metrics import METRIC_NAMES
+from anipop.metrics import markdown_table
+from anipop.models import BASELINE
 from anipop.utils import read_json
 
 _LIMITS = """\
@@ -17,15 +18,6 @@ _LIMITS = """\
   training data, not for every single pitch, and not for pitches unlike anything in the data.
 - Do not use it to judge people (creators, voice actors); it was never evaluated for that.
 """
-
-
-def _row(name: str, values: dict) -> str:
-    cells = []
-    for metric in METRIC_NAMES:
-        entry = values[metric]
-        interval = f" [{entry['low']:.3f}, {entry['high']:.3f}]" if "low" in entry else ""
-        cells.append(f"{entry['value']:.4f}{interval}")
-    return f"| {name} | " + " | ".join(cells) + " |"
 
 
 def render_model_card(params: Params, version: str, intervals: dict, model_name: str, decision: str) -> str:
@@ -45,12 +37,10 @@ def render_model_card(params: Params, version: str, intervals: dict, model_name:
         f"- Text encoder `{encoders.text.model}` ({encoders.text.pooling} pooling); "
         f"image encoder `{encoders.image.model}`.",
         "",
-        f"## Test metrics ({intervals['test_rows']} anime, 95 % bootstrap intervals)",
+        f"## Test metrics ({intervals['test_rows']} anime, {params.evaluate.confidence:.0%} bootstrap intervals)",
         "",
-        "| model | " + " | ".join(METRIC_NAMES) + " |",
-        "|" + "---|" * (len(METRIC_NAMES) + 1),
-        _row(model_name, intervals["models"][model_name]),
-        _row("train_mean (baseline)", intervals["models"]["train_mean"]),
+        markdown_table({model_name: intervals["models"][model_name],
+                        f"{BASELINE} (baseline)": intervals["models"][BASELINE]}).rstrip("\n"),
         "",
         "MSE/MAE are on the normalised score, RMSE on the 1-10 scale.",
         "",

@@ -1,4 +1,6 @@
-"""The models anipop trains: the paper's network, its TF-IDF + pixels benchmark, and two baselines.
+"""The models anipop trains: the paper's network, its TF-IDF + pixels benchmark, and the ridge baseline.
+
+The train-mean baseline needs no model: evaluate scores the train mean (train_report.json) as column BASELINE.
 
 Every model is a small picklable object whose `.predict(inputs)` returns normalised scores in [0, 1], so the
 evaluate step, the CLI and the MLflow pyfunc call them the same way. The network is stored as plain data
@@ -13,7 +15,6 @@ import torch
 from torch import nn
 
 NETWORK_MODELS = ("dnn_full", "dnn_reduced")  # the paper's "full" and "reduced" network variants
-EMBEDDING_MODELS = (*NETWORK_MODELS, "ridge")  # models fed the concatenated embeddings
 BENCHMARK = "tfidf_benchmark"                  # the paper's benchmark, fed raw texts and pixels
 BASELINE = "train_mean"                        # the trivial baseline every table carries
 
@@ -36,16 +37,6 @@ class ScoreNetwork(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features).squeeze(-1)
-
-
-class TrainMean:
-    """Predict the training mean for every anime: the bar every model must clear."""
-
-    def __init__(self, mean: float) -> None:
-        self.mean = float(mean)
-
-    def predict(self, features) -> np.ndarray:
-        return np.full(len(features), self.mean, dtype=np.float64)
 
 
 class RidgeRegressor:

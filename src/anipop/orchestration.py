@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,17 +199,6 @@ def _current_api_url() -> str:
     from prefect.client.orchestration import get_client
 
     return str(get_client(sync_client=True).api_url).rstrip("/")
-
-
-def find_register() -> Callable[[Params], dict] | None:
-    """anipop.registry.run_register if that module exists yet; None (the flow skips the step) if not."""
-    try:
-        module = importlib.import_module("anipop.registry")
-    except ModuleNotFoundError as err:
-        if err.name != "anipop.registry":  # the module exists but something it imports does not
-            raise
-        return None
-    return module.run_register
 
 
 @contextlib.contextmanager

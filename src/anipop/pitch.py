@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from anipop.images import decode_problem, image_problem
+from anipop.images import decode_problem, image_problem, open_rgb
 
 PITCH_COLUMNS = ("synopsis", "characters")
 
@@ -45,8 +45,7 @@ def decode_portrait(value: str, where: str) -> Image.Image:
         problem = image_problem(text)
         if problem:
             raise PitchError(f"{where}: {problem}")
-        with Image.open(text) as image:
-            return image.convert("RGB")
+        return open_rgb(text)
     try:
         data = base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
     except (binascii.Error, ValueError) as err:
@@ -54,8 +53,7 @@ def decode_portrait(value: str, where: str) -> Image.Image:
     problem = decode_problem(io.BytesIO(data), "image data")  # the same pixel limit as files: no bombs
     if problem:
         raise PitchError(f"{where}: {problem}")
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB")
+    return open_rgb(io.BytesIO(data))
 
 
 def _text(value: object, where: str, required: bool) -> str:

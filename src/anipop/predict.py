@@ -19,7 +19,12 @@ import numpy as np
 import pandas as pd
 
 from anipop.config import ImageEncoderParams, Params, TextEncoderParams
-from anipop.features import ANIME_KINDS, build_features, features_from_vectors
+from anipop.features import (
+    ANIME_KINDS,
+    CHARACTER_KINDS,
+    build_features,
+    features_from_vectors,
+)
 from anipop.pitch import Pitch, PitchError, parse_pitches
 from anipop.prepare import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, read_table
@@ -134,14 +139,14 @@ def _pyfunc_class():
     return PitchModel
 
 
-def log_pitch_model(params: Params, registered_model_name: str | None = None):
+def log_pitch_model(params: Params):
     """Log the primary model as a pitch-taking pyfunc in the active MLflow run; return its ModelInfo."""
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
     bundle = joblib.load(Path(params.paths.models_dir) / "model.joblib")
-    if not set(bundle["inputs"]) <= set(ANIME_KINDS) | {"character_description", "character_name", "portrait"}:
+    if not set(bundle["inputs"]) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
         raise ValueError(f"model {bundle['name']} is not embedding-based; only those can score raw pitches")
     coverage = params.registry.interval_coverage
     predictor = PitchPredictor(
@@ -159,7 +164,7 @@ def log_pitch_model(params: Params, registered_model_name: str | None = None):
         predictor.save(staging / "predictor")
         return mlflow.pyfunc.log_model(
             name="model", python_model=_pyfunc_class()(), artifacts={"predictor": str(staging / "predictor")},
-            signature=signature, input_example=example, registered_model_name=registered_model_name)
+            signature=signature, input_example=example)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

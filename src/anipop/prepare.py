@@ -23,6 +23,7 @@ from anipop.schema import (
     RAW_ANIME,
     RAW_CHARACTERS,
     SPLITS,
+    character_key,
     read_table,
     write_table,
 )
@@ -80,7 +81,7 @@ def _drop(frame: pd.DataFrame, mask: pd.Series, rule: str, reason: str | pd.Seri
     `reason` is one text for all rows, or a Series aligned with `frame` when each row has its own.
     """
     for index, row in frame[mask].iterrows():
-        key = row["anime_id"] if table == "anime" else f"{row['anime_id']}:{row['character_id']}"
+        key = row["anime_id"] if table == "anime" else character_key(row["anime_id"], row["character_id"])
         value = row[field]
         why = reason if isinstance(reason, str) else str(reason[index])
         quarantine.append(quarantine_record("prepare", table, key, rule, why, field, None if pd.isna(value) else value))

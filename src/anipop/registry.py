@@ -14,8 +14,9 @@ from pathlib import Path
 
 from anipop.config import Params
 from anipop.model_card import render_model_card
+from anipop.models import BASELINE
 from anipop.tracking import TrackingUnavailable, data_hash, tracking_uri, use_experiment
-from anipop.utils import git_commit, read_json, write_json
+from anipop.utils import git_commit, read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def run_register(params: Params) -> dict:
     intervals = read_json(reports / "intervals.json")
     bundle_name = read_json(Path(params.paths.models_dir) / "train_report.json")["model"]
     metrics = {name: entry["value"] for name, entry in intervals["models"][bundle_name].items()}
-    baseline = {name: entry["value"] for name, entry in intervals["models"]["train_mean"].items()}
+    baseline = {name: entry["value"] for name, entry in intervals["models"][BASELINE].items()}
     fingerprint = split_fingerprint(params.paths.prepared_dir)
     use_experiment(params)
     client = MlflowClient(tracking_uri=tracking_uri(params))
@@ -130,7 +131,7 @@ def run_register(params: Params) -> dict:
     result = {"model_name": cfg.model_name, "version": version, "promoted": decision.promote,
               "reason": decision.reason, "metric": cfg.promotion_metric, "run_id": run.info.run_id}
     write_json(reports / "registration.json", result)
-    (reports / "model_card.md").write_text(card, encoding="utf-8")
+    write_text(reports / "model_card.md", card)
     status = "is now champion" if decision.promote else "stays challenger"
     print(f"{cfg.model_name} v{version} {status}: {decision.reason}")
     return result

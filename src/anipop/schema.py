@@ -80,6 +80,11 @@ def write_table(schema: TableSchema, frame: pd.DataFrame, path) -> None:
         table.to_parquet(tmp, index=False)
 
 
+def character_key(anime_id: int, character_id: int) -> str:
+    """The row key of a character everywhere it is named (quarantine, embedding ids): 'anime_id:character_id'."""
+    return f"{anime_id}:{character_id}"
+
+
 RAW_ANIME = TableSchema(
     name="raw_anime",
     key=("anime_id",),

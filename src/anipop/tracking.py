@@ -26,15 +26,27 @@ class TrackingUnavailable(ConnectionError):
 
 
 def tracking_uri(params: Params) -> str:
+    """MLFLOW_TRACKING_URI when the user set it, else params.yaml's store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
 
 
 def use_tracking_store(params: Params) -> None:
-    """Point MLflow (runs and registry) at the configured store."""
+    """Point MLflow (runs and registry) at the configured store, leaving the environment as it was.
+
+    mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI. Left there, the first store used in a process (a
+    served retraining flow, a test session) would read as the user's choice and stick for every later params
+    file; MLflow's own setting, which it consults first, is unaffected by restoring the variable.
+    """
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(params))
-    mlflow.set_registry_uri(tracking_uri(params))
+    uri = tracking_uri(params)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def use_experiment(params: Params) -> str:
@@ -86,7 +98,7 @@ def data_hash(params: Params) -> str:
     return f"md5:{hash_files(files)}" if files else "unknown"
 
 
-def log_evaluation(params: Params, summary: dict, artifacts: list[Path], extra: dict | None = None) -> str:
+def log_evaluation(params: Params, summary: dict, artifacts: list[Path]) -> str:
     """Log params, every model's test metrics (baseline included) and artifacts; return the run id."""
     import mlflow
 
@@ -102,8 +114,7 @@ def log_evaluation(params: Params, summary: dict, artifacts: list[Path], extra: 
         mlflow.log_metrics(metrics)
         mlflow.log_metric("test_rows", summary["test_rows"])
         mlflow.set_tags({"git_commit": git_commit(), "data_hash": data_hash(params),
-                         "model": params.train.model, "text_encoder": params.embed.text.model,
-                         **(extra or {})})
+                         "model": params.train.model, "text_encoder": params.embed.text.model})
         for path in artifacts:
             if Path(path).exists():
                 mlflow.log_artifact(str(path))

@@ -10,6 +10,7 @@ kinds as an earlier set reuses that fit instead of training the same model twice
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -192,10 +193,10 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
                    "input_type": "raw" if name == BENCHMARK else "embeddings",
                    "path": f"{input_set}/{name}.joblib"}
             if key in fitted:
-                model, details = fitted[key][0], fitted[key][1]
-                run["reused_from"] = fitted[key][2]
+                model, details, first_set = fitted[key]
+                run["reused_from"] = first_set
                 log.info("train: %s on %s has the same inputs as on %s (%s); reusing that fit",
-                         name, input_set, fitted[key][2], "+".join(kinds))
+                         name, input_set, first_set, "+".join(kinds))
             else:
                 started = time.perf_counter()
                 model, details = fit_model(name, kinds, data)
@@ -207,10 +208,11 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
                       "input_type": run["input_type"], "train_mean": train_mean, "aggregation": cfg.aggregation,
                       "feature_dim": details.get("feature_dim"), "image_size": cfg.benchmark.image_size,
                       "encoders": encoders}
-            is_primary = name == cfg.model and input_set == cfg.inputs
-            for path in [run["path"], "model.joblib"] if is_primary else [run["path"]]:
-                with atomic_path(models_dir / path) as tmp:
-                    joblib.dump(bundle, tmp)
+            with atomic_path(models_dir / run["path"]) as tmp:
+                joblib.dump(bundle, tmp)
+            if name == cfg.model and input_set == cfg.inputs:  # the primary: also the file predict loads
+                with atomic_path(models_dir / "model.joblib") as tmp:
+                    shutil.copyfile(models_dir / run["path"], tmp)
             runs.append(run)
     primary = next((r for r in runs if r["model"] == cfg.model and r["input_set"] == cfg.inputs), None)
     if primary is None:

@@ -58,9 +58,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_json(path: str | Path, payload: Any) -> None:
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text atomically (a crash leaves the old file or the new one, never half of it)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    """Write `payload` as indented, key-sorted JSON, atomically."""
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -93,12 +99,18 @@ def git_commit() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+def update_digest(digest: Any, path: str | Path) -> Any:
+    """Feed a file's bytes into a hashlib `digest` in 1 MiB blocks, so a large file is never all in memory."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
 def hash_files(paths: list[Path]) -> str:
     """A content hash of files (sorted by path), used to tag MLflow runs with the data they saw."""
     digest = hashlib.md5()
     for path in sorted(paths):
         digest.update(str(path.name).encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_digest(digest, path)
     return digest.hexdigest()

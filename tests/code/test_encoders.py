@@ -11,7 +11,8 @@ from PIL import Image
 
 from anipop.config import ImageEncoderParams
 from anipop.encoders import EncoderUnavailable, choose_device, choose_dtype, load_text_encoder
-from anipop.image_encoders import DESCRIPTOR, load_image_encoder, open_rgb
+from anipop.image_encoders import DESCRIPTOR, load_image_encoder
+from anipop.images import open_rgb
 from fixtures_models import build_tiny_gpt2, build_tiny_resnet, sentence, write_portrait
 
 CPU = torch.device("cpu")

@@ -37,7 +37,7 @@ from anipop.prepare import run_prepare
 from anipop.registry import run_register
 from anipop.tracking import TrackingUnavailable
 from anipop.train import run_train
-from conftest import REAL_DATA, REPO_ROOT
+from conftest import REAL_DATA, REPO_ROOT, params_in
 from fixtures_pipeline import pipeline_params
 
 VENV_BIN = Path(sys.executable).parent
@@ -145,7 +145,9 @@ def trained(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("faults")
     params = pipeline_params(tmp_path)
     with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        # set (empty: params' store is used), not deleted: undoing it also removes the MLFLOW_TRACKING_URI
+        # that mlflow.set_tracking_uri exports, which would otherwise point later tests at this store
+        patch.setenv("MLFLOW_TRACKING_URI", "")
         for step in (run_ingest, run_prepare, run_embed, run_train, run_evaluate):
             step(params)
     return params
@@ -157,9 +159,15 @@ def restore_mlflow_uri():
     import mlflow
 
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     mlflow.set_tracking_uri(before[0])
     mlflow.set_registry_uri(before[1])
+    # set_tracking_uri exports MLFLOW_TRACKING_URI, which anipop reads as the user's override: put it back too
+    if exported is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = exported
 
 
 def _params_file(params, folder: Path, **paths: Path) -> Path:
@@ -258,3 +266,20 @@ def test_disk_full_is_one_error_line_naming_the_file_and_leaves_no_partial_file(
     error = _one_error_line(result)
     assert error == f"error: [Errno 28] cannot write {prepared / 'anime.parquet'}: No space left on device"
     assert list(prepared.iterdir()) == []  # the temp file is gone; no truncated table is left behind
+
+
+def test_a_store_chosen_earlier_in_the_process_does_not_stick(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; a later params file must still get its own store."""
+    import mlflow
+
+    from anipop import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = params_in(tmp_path / "a", mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'a.db'}"})
+    second = params_in(tmp_path / "b", mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'b.db'}"})
+    tracking.use_tracking_store(first)
+    assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'a.db'}"
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert tracking.tracking_uri(second) == f"sqlite:///{tmp_path / 'b.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")  # the user's own choice wins
+    assert tracking.tracking_uri(second) == "http://127.0.0.1:1"

@@ -33,7 +33,7 @@ def registered(tmp_path_factory):
 def test_first_version_becomes_champion_with_tags_and_card(registered):
     params, first = registered
     assert first["promoted"] and first["version"] == "1"
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     version = client.get_model_version_by_alias("anipop", "champion")
     assert str(version.version) == "1"
     for tag in ("git_commit", "data_hash", "test_split", "text_encoder", "image_encoder", "ablation",
@@ -72,7 +72,7 @@ def test_a_worse_model_never_takes_champion(registered):
     second = run_register(params)
     assert second["version"] == "2" and not second["promoted"]
     assert "does not beat champion v1" in second["reason"]
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     assert str(client.get_model_version_by_alias("anipop", "champion").version) == "1"
     assert "does not beat" in client.get_model_version("anipop", "2").tags["challenger"]
 

@@ -73,6 +73,11 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
+def url_digest(url: str) -> str:
+    """The file name stem under which a URL's response is cached (JSON body or image bytes)."""
+    return hashlib.sha256(url.encode()).hexdigest()[:40]
+
+
 def is_decodable_image(path: Path) -> bool:
     """True when Pillow can decode every pixel of `path` (the same check prepare and validate apply)."""
     return image_problem(path) is None
@@ -107,7 +112,7 @@ class CachedClient:
 
     def cache_path(self, url: str) -> Path:
         """Where the JSON body of `url` (the full URL, query included) is cached."""
-        return self._cache_dir / f"{hashlib.sha256(url.encode()).hexdigest()[:40]}.json"
+        return self._cache_dir / f"{url_digest(url)}.json"
 
     def get_json(self, url: str, params: dict[str, Any] | None = None) -> Any:
         """The JSON body of GET url?params, from the cache when a previous run fetched it."""
@@ -135,7 +140,7 @@ class CachedClient:
         if dest.exists() and is_decodable_image(dest):
             self.stats["images already on disk"] += 1
             return False
-        cached = self._cache_dir / "images" / f"{hashlib.sha256(url.encode()).hexdigest()[:40]}{dest.suffix}"
+        cached = self._cache_dir / "images" / f"{url_digest(url)}{dest.suffix}"
         if cached.exists() and is_decodable_image(cached):
             # `dvc repro` empties the raw folder before ingest reruns; the cache outside it survives
             with atomic_path(dest) as tmp:

@@ -19,10 +19,19 @@ import httpx
 import pandas as pd
 from tqdm import tqdm
 
-from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS
+from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS, character_key
 from anipop.sources import IngestResult, quarantine_record
 from anipop.sources.httpclient import CachedClient, FetchError, HTTPStatusError
-from anipop.sources.parsing import ParseError, clean_synopsis, clean_text, parse_count, parse_first_air_date, parse_score
+from anipop.sources.parsing import (
+    ParseError,
+    clean_synopsis,
+    clean_text,
+    parse_count,
+    parse_fields,
+    parse_first_air_date,
+    parse_id,
+    parse_score,
+)
 from anipop.sources.ratelimit import jikan_limiter
 
 DEFAULT_BASE_URL = "https://api.jikan.moe/v4"
@@ -162,7 +171,7 @@ class _Run:
     def add_character(self, anime_id: int, listed: dict) -> None:
         """One main character: details from /characters/{id} (listing data if that fails), then the portrait."""
         character_id = listed.get("mal_id")
-        key = f"{anime_id}:{character_id}"
+        key = character_key(anime_id, character_id)
         if not isinstance(character_id, int):
             reason = f"character {key}: no integer mal_id in /anime/{anime_id}/characters"
             self.quarantine.append(quarantine_record("ingest", "characters", key, "parse", reason, "mal_id", character_id))
@@ -225,21 +234,15 @@ def anime_row(item: dict) -> tuple[dict | None, dict | None]:
     """A Jikan anime entry -> (RAW_ANIME row, None), or (None, quarantine record) when a field is unparseable."""
     mal_id = item.get("mal_id")
     try:
-        anime_id = parse_count(mal_id)
-        if anime_id is None:
-            raise ParseError("mal_id is empty")
+        anime_id = parse_id(mal_id)
     except ParseError as err:
         return None, quarantine_record("ingest", "anime", mal_id, "parse", f"listing entry: {err}", "mal_id", mal_id)
     row: dict[str, object] = {"anime_id": anime_id}
-    for column, (key, parser) in _ANIME_FIELDS.items():
-        try:
-            row[column] = parser(item.get(key))
-        except ParseError as err:
-            reason = f"anime {anime_id}: field '{key}': {err}"
-            return None, quarantine_record("ingest", "anime", anime_id, "parse", reason, key, item.get(key))
-    if row["title"] is None:
-        reason = f"anime {anime_id}: field 'title': empty"
-        return None, quarantine_record("ingest", "anime", anime_id, "parse", reason, "title", None)
+    problem = parse_fields(item, _ANIME_FIELDS, row)
+    if problem is not None:
+        key, why = problem
+        reason = f"anime {anime_id}: field '{key}': {why}"
+        return None, quarantine_record("ingest", "anime", anime_id, "parse", reason, key, item.get(key))
     aired = item.get("aired") or {}
     row["aired"] = clean_text(aired.get("string"))
     row["premiered"] = premiered(aired)

@@ -16,7 +16,9 @@ from anipop.sources.parsing import (
     clean_synopsis,
     clean_text,
     parse_count,
+    parse_fields,
     parse_first_air_date,
+    parse_id,
     parse_name_list,
     parse_score,
 )
@@ -41,6 +43,8 @@ _FIELD_PARSERS = {
     "rating": ("rating", clean_text),
     "image_url": ("image_link", clean_text),
 }
+# the CSV columns read: the id, then each parser's source column once
+_CSV_COLUMNS = ["mal_id", *dict.fromkeys(csv_column for csv_column, _ in _FIELD_PARSERS.values())]
 # surrogateescape decodes each byte that is not valid UTF-8 to one of these code points
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
@@ -63,7 +67,7 @@ class LocalSource:
             raise FileNotFoundError(
                 f"{self.path}: the local MAL file is missing; set ingest.local_path in params.yaml"
             ) from err
-        missing = [c for c in ("mal_id", *{c for c, _ in _FIELD_PARSERS.values()}) if c not in frame.columns]
+        missing = [c for c in _CSV_COLUMNS if c not in frame.columns]
         if missing:
             raise ValueError(f"{self.path}: CSV lacks column(s) {sorted(missing)}")
         rows, rejected = parse_rows(frame, origin=str(self.path))
@@ -80,22 +84,19 @@ def parse_rows(frame: pd.DataFrame, origin: str) -> tuple[list[dict], list[dict]
     rows: list[dict] = []
     rejected: list[dict] = []
     seen_ids: set[int] = set()
-    used_columns = ["mal_id", *dict.fromkeys(c for c, _ in _FIELD_PARSERS.values())]
     next_line = 2  # line 1 is the header
     for record in frame.to_dict("records"):
         line_no = next_line
         next_line += 1 + sum(str(v).count("\n") for v in record.values())  # quoted fields may span lines
         where = f"{origin}:{line_no}"
-        undecodable = next((c for c in used_columns if _UNDECODABLE.search(str(record[c]))), None)
+        undecodable = next((c for c in _CSV_COLUMNS if _UNDECODABLE.search(str(record[c]))), None)
         if undecodable is not None:
             rejected.append(quarantine_record("ingest", "anime", _row_key(record, where), "not_utf8",
                                               f"{where}: field '{undecodable}' is not valid UTF-8", undecodable,
                                               record[undecodable]))
             continue
         try:
-            anime_id = parse_count(record["mal_id"])
-            if anime_id is None:
-                raise ParseError("mal_id is empty")
+            anime_id = parse_id(record["mal_id"])
         except ParseError as err:
             rejected.append(quarantine_record("ingest", "anime", where, "parse", f"{where}: {err}", "mal_id", record["mal_id"]))
             continue
@@ -103,7 +104,7 @@ def parse_rows(frame: pd.DataFrame, origin: str) -> tuple[list[dict], list[dict]
             rejected.append(quarantine_record("ingest", "anime", anime_id, "duplicate_id", f"{where}: mal_id {anime_id} already seen; first row kept", "mal_id", anime_id))
             continue
         row: dict[str, object] = {"anime_id": anime_id, "scored_by": None}
-        problem = _parse_fields(record, row)
+        problem = parse_fields(record, _FIELD_PARSERS, row)
         if problem is not None:
             field, reason = problem
             rejected.append(quarantine_record("ingest", "anime", anime_id, "parse", f"{where}: field '{field}': {reason}", field, record.get(field)))
@@ -120,14 +121,3 @@ def _row_key(record: dict, where: str) -> object:
     except ParseError:
         return where
 
-
-def _parse_fields(record: dict, row: dict) -> tuple[str, str] | None:
-    """Fill `row` from `record`; return (csv field, reason) for the first field that cannot be parsed."""
-    for column, (csv_column, parser) in _FIELD_PARSERS.items():
-        try:
-            row[column] = parser(record[csv_column])
-        except ParseError as err:
-            return csv_column, str(err)
-    if row["title"] is None:
-        return "title", "empty"
-    return None

@@ -10,6 +10,7 @@ import ast
 import html
 import math
 import re
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -57,6 +58,31 @@ def parse_count(value: object) -> int | None:
     if number > INT64_MAX:
         raise ParseError(f"too large (over {INT64_MAX}): {str(value)[:40]!r}")
     return int(number)
+
+
+def parse_id(value: object) -> int:
+    """A MAL id: parse_count's whole number, and an empty id is a ParseError (a row needs its key)."""
+    number = parse_count(value)
+    if number is None:
+        raise ParseError("mal_id is empty")
+    return number
+
+
+def parse_fields(record: Mapping[str, object], parsers: Mapping[str, tuple[str, Callable[[object], object]]],
+                 row: dict[str, object]) -> tuple[str, str] | None:
+    """Fill `row` from `record`, each raw-schema column by its (source field, parser).
+
+    Returns (source field, reason) for the first field that cannot be parsed, or for a missing title (every
+    source's anime needs one), else None. Shared by the local and jikan sources so both reject alike.
+    """
+    for column, (source_field, parser) in parsers.items():
+        try:
+            row[column] = parser(record.get(source_field))
+        except ParseError as err:
+            return source_field, str(err)
+    if row.get("title") is None:
+        return "title", "empty"
+    return None
 
 
 def parse_score(value: object) -> float | None:
