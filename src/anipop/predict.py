@@ -106,6 +106,7 @@ class PitchPredictor:
         return vectors
 
     def predict(self, pitches: list[Pitch]) -> pd.DataFrame:
+        """Scores on the 1-10 scale with the conformal interval and the train-mean baseline beside them."""
         rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle["inputs"], self.bundle["aggregation"])
                           for p in pitches])
         normalised = np.clip(self.bundle["model"].predict(rows), 0.0, 1.0)

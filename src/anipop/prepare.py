@@ -89,6 +89,7 @@ def _drop(frame: pd.DataFrame, mask: pd.Series, rule: str, reason: str | pd.Seri
 
 
 def clean_anime(anime: pd.DataFrame, rules: PrepareParams, quarantine: list[dict]) -> pd.DataFrame:
+    """The paper's anime-level rules (score present, synopsis long enough), each reject quarantined by name."""
     if rules.drop_unscored:
         anime = _drop(anime, anime["score"].isna(), "unscored", "no MAL score", "anime", "score", quarantine)
     anime = _drop(anime, anime["synopsis"].isna(), "no_synopsis", "synopsis missing or placeholder",
@@ -106,6 +107,7 @@ def clean_anime(anime: pd.DataFrame, rules: PrepareParams, quarantine: list[dict
 
 def clean_characters(characters: pd.DataFrame, kept_anime_ids: set[int], raw_dir: Path,
                      rules: PrepareParams, quarantine: list[dict]) -> pd.DataFrame:
+    """Keep main characters of kept anime with a description and a portrait that decodes; quarantine the rest."""
     chars = _drop(characters, ~characters["anime_id"].isin(kept_anime_ids), "anime_dropped",
                   "its anime was dropped or is unknown", "characters", "anime_id", quarantine)
     chars = _drop(chars, chars["role"].fillna("").str.lower() != "main", "not_main_character",

@@ -25,6 +25,8 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSchema:
+    """A table's name, ordered columns and key: what every step writing or reading the table agrees on."""
+
     name: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]

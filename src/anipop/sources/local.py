@@ -58,6 +58,7 @@ class LocalSource:
     name: str = "local"
 
     def ingest(self, raw_dir: Path) -> IngestResult:
+        """Parse the CSV into the raw anime table; rows that cannot be parsed go to quarantine with line and field."""
         try:
             # surrogateescape: a few bytes that are not UTF-8 quarantine their rows, not the whole file;
             # object, not str: pandas' arrow-backed strings cannot hold the escaped bytes
