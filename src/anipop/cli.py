@@ -26,13 +26,14 @@ def _params(path: Path) -> Params:
         raise typer.Exit(2) from err
 
 
-def _run(step, params: Params):
-    """Run a step; expected failures (bad data, bad config) print one clear line instead of a traceback."""
+def _run(step, params: Params, expected: tuple[type[Exception], ...] = ()):
+    """Run a step; expected failures (bad data, bad config, plus the step's own `expected` errors) print one
+    clear line instead of a traceback."""
     from anipop.schema import SchemaError
 
     try:
         return step(params)
-    except (SchemaError, FileNotFoundError, ValueError, KeyError, OSError) as err:
+    except (SchemaError, FileNotFoundError, ValueError, KeyError, OSError, *expected) as err:
         logging.getLogger("anipop").debug("step failed", exc_info=True)
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
@@ -72,11 +73,7 @@ def embed(params: Path = ParamsOption) -> None:
     from anipop.embed import run_embed
     from anipop.encoders import EncoderUnavailable
 
-    try:
-        _run(run_embed, _params(params))
-    except EncoderUnavailable as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from err
+    _run(run_embed, _params(params), expected=(EncoderUnavailable,))
 
 
 @app.command()
@@ -122,6 +119,7 @@ def predict(
 
     from anipop.pitch import PitchError, character_argument, parse_pitches
     from anipop.predict import load_model
+    from anipop.registry import CHAMPION
     from anipop.tracking import use_tracking_store
 
     loaded = _params(params)
@@ -138,7 +136,7 @@ def predict(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     use_tracking_store(loaded)
-    uri = model_uri or f"models:/{loaded.registry.model_name}@champion"
+    uri = model_uri or f"models:/{loaded.registry.model_name}@{CHAMPION}"
     scores = _run(lambda _: load_model(uri).predict(pitches), loaded)
     typer.echo(f"model: {uri}")
     typer.echo(scores.to_string(index=False))

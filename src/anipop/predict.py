@@ -12,6 +12,7 @@ import math
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import joblib
@@ -77,21 +78,21 @@ class PitchPredictor:
             "scaler": self.scaler.to_dict(), "half_width": self.half_width, "coverage": self.coverage,
             "device": self.device})
 
+    @cached_property
     def _encoders(self):
-        if not hasattr(self, "_loaded"):
-            from anipop.encoders import choose_device, load_text_encoder
-            from anipop.image_encoders import load_image_encoder
+        """(text, image) encoders for the kinds the model uses, loaded once on first prediction."""
+        from anipop.encoders import choose_device, load_text_encoder
+        from anipop.image_encoders import load_image_encoder
 
-            device = choose_device(self.device)
-            kinds = set(self.bundle["inputs"])
-            text = load_text_encoder(self.text.model, device, pooling=self.text.pooling,
-                                     max_length=self.text.max_length) if kinds - {"portrait"} else None
-            image = load_image_encoder(self.image, device) if "portrait" in kinds else None
-            self._loaded = (text, image)
-        return self._loaded
+        device = choose_device(self.device)
+        kinds = set(self.bundle["inputs"])
+        text = load_text_encoder(self.text.model, device, pooling=self.text.pooling,
+                                 max_length=self.text.max_length) if kinds - {"portrait"} else None
+        image = load_image_encoder(self.image, device) if "portrait" in kinds else None
+        return text, image
 
     def _vectors(self, pitch: Pitch) -> dict[str, np.ndarray]:
-        text, image = self._encoders()
+        text, image = self._encoders
         kinds, vectors = self.bundle["inputs"], {}
         chars = pitch.characters
         if "synopsis" in kinds:
