@@ -1,4 +1,5 @@
-"""The anipop pipeline as a Prefect flow: ingest -> prepare -> validate -> embed -> train -> evaluate -> register.
+"""The anipop pipeline as a Prefect flow: ingest -> prepare -> validate -> embed -> train -> backtest
+-> evaluate -> register.
 
 Each task calls the same step function as its DVC stage (`anipop <step>`); the flow only wires them.
 What the flow adds (all in anipop.orchestration): a step whose dvc.yaml inputs did not change is served
@@ -59,6 +60,14 @@ def train(params: Params) -> dict:
     return run_train(params)
 
 
+@task(name="backtest")
+def backtest(params: Params) -> dict:
+    from anipop.backtest import run_backtest
+
+    run_backtest(params)
+    return {"reports_dir": str(params.paths.reports_dir)}
+
+
 @task(name="evaluate")
 def evaluate(params: Params) -> dict:
     from anipop.evaluate import run_evaluate
@@ -112,6 +121,7 @@ def pipeline(params_file: str = "params.yaml", refresh_ingest: bool = False) -> 
         else:
             step(embed, "embed")
         trained = step(train, "train")
+        step(backtest, "backtest")
         evaluation = step(evaluate, "evaluate")
         orch.publish_artifacts(params, evaluation)
         registered = step(register, "register", evaluation.get("mlflow_run_id"))

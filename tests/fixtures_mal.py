@@ -20,7 +20,7 @@ def mal_row(mal_id: int, score: object = "7.5", synopsis: str | None = None, **o
     rng = random.Random(mal_id)
     row = {column: "NOT_EXIST" for column in CSV_COLUMNS}
     row.update({
-        "mal_id": str(mal_id), "title": f"Anime {mal_id}", "aired": "Apr 7, 2013 to Sep 29, 2013",
+        "mal_id": str(mal_id), "title": f"Anime{mal_id}", "aired": "Apr 7, 2013 to Sep 29, 2013",
         "episodes": "12", "type": "TV", "source": "Manga", "genres": "['Action', 'Drama']",
         "studios": "Sunrise", "score": score, "rating": "PG-13 - Teens 13 or older",
         "favorites": f"{rng.randint(0, 50000):,}", "members": f"{rng.randint(100, 3000000):,}",

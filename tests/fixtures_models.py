@@ -65,7 +65,7 @@ def write_prepared(params: Params, n_anime: int, chars_per_anime: int = 0) -> No
     ids = list(range(1, n_anime + 1))
     anime = pd.DataFrame({"anime_id": ids, "title": [f"t{i}" for i in ids],
                           "synopsis": [sentence(i, 5 + 3 * (i % 7)) for i in ids], "score": 7.0,
-                          "score_norm": 0.5, "split": "train"})
+                          "score_norm": 0.5, "split": "train", "group_id": ids, "premiered": "2010"})
     rows = [{"anime_id": a, "character_id": 100 * a + c, "name": f"{WORDS[(a + c) % len(WORDS)]} {c}",
              "role": "Main", "description": sentence(1000 * a + c, 6),
              "portrait_path": f"images/{a}_{c}.png"} for a in ids for c in range(chars_per_anime)]

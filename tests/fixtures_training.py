@@ -46,8 +46,9 @@ def write_toy_dataset(params: Params, count: int = 160, characters: bool = True,
     scaler = MinMaxScaler.fit(pd.Series(score[split == "train"]))
     synopsis = [" ".join(["great"] * int(q * 6) + ["dull"] * int((1 - q) * 6)
                          + list(rng.choice(FILLER, 12))) for q in quality]
-    anime = pd.DataFrame({"anime_id": ids, "title": [f"Anime {i}" for i in ids], "synopsis": synopsis,
-                          "score": score, "score_norm": scaler.transform(score), "split": split})
+    anime = pd.DataFrame({"anime_id": ids, "title": [f"Anime{i}" for i in ids], "synopsis": synopsis,
+                          "score": score, "score_norm": scaler.transform(score), "split": split,
+                          "group_id": ids, "premiered": [f"{2000 + i % 24}-04-01" for i in range(count)]})
     prepared, embeddings = Path(params.paths.prepared_dir), Path(params.paths.embeddings_dir)
     write_table(PREPARED_ANIME, anime, prepared / "anime.parquet")
     write_json(prepared / "scaler.json", scaler.to_dict())

@@ -45,7 +45,7 @@ def anime_specs(count: int) -> list[AnimeSpec]:
         hero = CharacterSpec(mal_id * 10 + 1, f"Hero, Number{mal_id}", about=f"The hero of {words}.",
                              image=image_bytes(color=(shade, shade, shade)))
         side = CharacterSpec(mal_id * 10 + 2, f"Friend, Number{mal_id}", role="Supporting")
-        specs.append(AnimeSpec(mal_id, f"Anime {mal_id}", characters=[hero, side], score=round(3 + 6 * quality, 2),
+        specs.append(AnimeSpec(mal_id, f"Anime{mal_id}", characters=[hero, side], score=round(3 + 6 * quality, 2),
                                synopsis=f"This is {words} about a journey across a divided world. " * 3))
     specs[0].characters.append(CharacterSpec(13, "No, About", about=None))
     specs[1].characters.append(CharacterSpec(23, "Broken, Portrait", image=truncated_image_bytes()))

@@ -89,6 +89,14 @@ def train(
 
 
 @app.command()
+def backtest(params: Path = ParamsOption) -> None:
+    """Franchise-grouped K-fold CV and the temporal backtest: every model and baseline refitted per fold."""
+    from anipop.backtest import run_backtest
+
+    _run(run_backtest, _params(params))
+
+
+@app.command()
 def evaluate(params: Path = ParamsOption) -> None:
     """Test-split metrics next to the train-mean baseline; logs the run to MLflow."""
     from anipop.evaluate import run_evaluate

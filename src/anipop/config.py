@@ -74,6 +74,14 @@ class SplitRatios(_Strict):
         return self
 
 
+class FranchiseParams(_Strict):
+    """How anime are grouped into franchises (anipop.franchise documents the rule)."""
+
+    min_base_letters: int = Field(default=4, ge=1)  # a shorter title base is too generic: the whole title is used
+    name_min_anime: int = Field(default=2, ge=2)     # a proper name links the anime that mention it when it is
+    name_max_anime: int = Field(default=8, ge=2)     # ... found in this many anime (more: a common name)
+
+
 class PrepareParams(_Strict):
     drop_unscored: bool = True
     min_synopsis_words: int = Field(default=20, ge=0)
@@ -81,7 +89,10 @@ class PrepareParams(_Strict):
     drop_characters_without_description: bool = True
     drop_characters_without_portrait: bool = True
     drop_anime_without_main_character: bool = True
+    strip_source_credits: bool = True  # "(Source: ANN)" etc.: scraping artefacts a pitch never has
     split: SplitRatios
+    split_by: Literal["franchise", "anime"] = "franchise"  # anime: the old per-id hash split, for comparison only
+    franchise: FranchiseParams = FranchiseParams()
 
 
 class TextEncoderParams(_Strict):
@@ -185,9 +196,25 @@ class TrainParams(_Strict):
         return self
 
 
+class TemporalParams(_Strict):
+    """The temporal backtest: train on franchises that started before `cut_year`, test on those after."""
+
+    enabled: bool = True
+    cut_year: int = Field(default=2018, ge=1900, le=2100)
+
+
 class EvaluateParams(_Strict):
     bootstrap_samples: int = Field(default=1000, ge=0)
     confidence: float = Field(default=0.95, gt=0, lt=1)
+    cv_folds: int = Field(default=5, ge=0)   # franchise-grouped K-fold CV over train+val; 0 = off
+    cv_repeats: int = Field(default=1, ge=1)  # reshuffled group-to-fold assignments (K x repeats fits per model)
+    temporal: TemporalParams = TemporalParams()
+
+    @model_validator(mode="after")
+    def _folds(self) -> "EvaluateParams":
+        if self.cv_folds == 1:
+            raise ValueError("cv_folds must be 0 (off) or at least 2")
+        return self
 
 
 class MlflowParams(_Strict):

@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 
 from anipop.config import Params
-from anipop.features import build_features, raw_inputs
+from anipop.features import model_inputs
 from anipop.metrics import markdown_table, metrics_with_intervals
-from anipop.models import BASELINE
 from anipop.plots import ablation_plots, learning_curve_plots, prediction_plots
 from anipop.prepare import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
@@ -53,14 +52,10 @@ def predict_test(params: Params) -> tuple[dict, pd.DataFrame]:
     for run, bundle in runs:
         key = (bundle["input_type"], tuple(bundle["inputs"]), bundle["aggregation"])
         if key not in features:
-            if bundle["input_type"] == "raw":
-                features[key] = raw_inputs(test["anime_id"], anime, characters, params.paths.raw_dir,
-                                           bundle["inputs"], bundle["image_size"], bundle["aggregation"])
-            else:
-                features[key] = build_features(params.paths.embeddings_dir, test["anime_id"], bundle["inputs"],
-                                               bundle["aggregation"])
+            features[key] = model_inputs(bundle["input_type"], bundle["inputs"], test["anime_id"], anime, characters,
+                                         params.paths.embeddings_dir, params.paths.raw_dir, bundle["aggregation"],
+                                         bundle["image_size"])
         predictions[run_label(run)] = np.clip(bundle["model"].predict(features[key]), 0.0, 1.0)
-    predictions[BASELINE] = report["train_mean_score_norm"]
     return report, predictions
 
 
@@ -82,10 +77,8 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
                                       cfg.bootstrap_samples, cfg.confidence, params.seed)
 
     scored = {run_label(run): score(run_label(run)) for run in runs}
-    baseline = score(BASELINE)
     main_set = report["input_set"]
     main = {run["model"]: scored[run_label(run)] for run in runs if run["input_set"] == main_set}
-    main[BASELINE] = baseline
     ablation: dict[str, dict] = {}
     for run in runs:
         ablation.setdefault(run["input_set"], {})[run["model"]] = scored[run_label(run)]

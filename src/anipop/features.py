@@ -165,3 +165,14 @@ def raw_inputs(anime_ids, anime: pd.DataFrame, characters: pd.DataFrame, raw_dir
         else:
             raise ValueError(f"the benchmark has no raw input for kind {kind!r}")
     return inputs
+
+
+def model_inputs(input_type: str, kinds: list[str], anime_ids, anime: pd.DataFrame, characters: pd.DataFrame,
+                 embeddings_dir: str | Path, raw_dir: str | Path, aggregation: str, image_size: int):
+    """What a model of `input_type` reads for `anime_ids`: embedding rows, or the raw texts and pixels.
+
+    One function for training, evaluation and backtests, so every model is fed the same way everywhere.
+    """
+    if input_type == "raw":
+        return raw_inputs(anime_ids, anime, characters, raw_dir, kinds, image_size, aggregation)
+    return build_features(embeddings_dir, anime_ids, kinds, aggregation)

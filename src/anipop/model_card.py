@@ -6,7 +6,7 @@ from pathlib import Path
 
 from anipop.config import Params
 from anipop.metrics import markdown_table
-from anipop.models import BASELINE
+from anipop.models import BASELINES
 from anipop.utils import read_json
 
 _LIMITS = """\
@@ -18,6 +18,23 @@ _LIMITS = """\
   training data, not for every single pitch, and not for pitches unlike anything in the data.
 - Do not use it to judge people (creators, voice actors); it was never evaluated for that.
 """
+
+
+def _backtest_lines(reports: Path, model_name: str) -> list[str]:
+    """Franchise-grouped CV and temporal backtest rows of the model and the baselines, when they were run."""
+    lines = []
+    for file, title in (("cv.json", "Franchise-grouped cross-validation (mean over folds)"),
+                        ("temporal.json", "Temporal backtest (new franchises after the cut year)")):
+        path = reports / file
+        table = read_json(path) if path.exists() else {}
+        rows = [name for name in (model_name, *BASELINES) if isinstance(table.get(name), dict)]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", "| model | r2 | spearman | rmse_1_10 |", "|---|---|---|---|"]
+        lines += [f"| {name} | {table[name]['r2']:.4f} | {table[name]['spearman']:.4f} | "
+                  f"{table[name]['rmse_1_10']:.4f} |" for name in rows]
+        lines.append("")
+    return lines
 
 
 def render_model_card(params: Params, version: str, intervals: dict, model_name: str, decision: str) -> str:
@@ -32,7 +49,8 @@ def render_model_card(params: Params, version: str, intervals: dict, model_name:
         "",
         "## Data",
         f"- Source: `{params.ingest.source}`; {report['anime_kept']} anime after cleaning, "
-        f"split {report['split_sizes']} (hash of id, seed {params.seed}).",
+        f"split {report['split_sizes']} by {report.get('split_by', 'anime')} (seeded hash; no franchise in two "
+        f"splits when by franchise: test anime with a train sibling {report.get('test_with_train_sibling')}).",
         f"- Score min-max scaled over the train split: {report['score_scaler']}.",
         f"- Text encoder `{encoders.text.model}` ({encoders.text.pooling} pooling); "
         f"image encoder `{encoders.image.model}`.",
@@ -40,10 +58,12 @@ def render_model_card(params: Params, version: str, intervals: dict, model_name:
         f"## Test metrics ({intervals['test_rows']} anime, {params.evaluate.confidence:.0%} bootstrap intervals)",
         "",
         markdown_table({model_name: intervals["models"][model_name],
-                        f"{BASELINE} (baseline)": intervals["models"][BASELINE]}).rstrip("\n"),
+                        **{f"{name} (baseline)": intervals["models"][name] for name in BASELINES
+                           if name in intervals["models"]}}).rstrip("\n"),
         "",
         "MSE/MAE are on the normalised score, RMSE on the 1-10 scale.",
         "",
+        *_backtest_lines(Path(params.paths.reports_dir), model_name),
         f"## Promotion\n{decision}",
         "",
         "## Intended use and limits",

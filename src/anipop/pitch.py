@@ -17,6 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from anipop.images import decode_problem, image_problem, open_rgb
+from anipop.text import strip_credits
 
 PITCH_COLUMNS = ("synopsis", "characters")
 
@@ -56,16 +57,18 @@ def decode_portrait(value: str, where: str) -> Image.Image:
     return open_rgb(io.BytesIO(data))
 
 
-def _text(value: object, where: str, required: bool) -> str:
+def _text(value: object, where: str, required: bool, prose: bool = False) -> str:
+    """A text field; `prose` (synopsis, descriptions) also gets the training texts' hygiene (text.strip_credits)."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         if required:
             raise PitchError(f"{where}: missing")
         return ""
     if not isinstance(value, str):
         raise PitchError(f"{where}: expected text, got {type(value).__name__}")
-    if required and not value.strip():
+    cleaned = strip_credits(value) if prose else value.strip()
+    if required and not cleaned:
         raise PitchError(f"{where}: empty")
-    return value.strip()
+    return cleaned
 
 
 def _characters(value: object, row: int) -> list[Character]:
@@ -88,7 +91,7 @@ def _characters(value: object, row: int) -> list[Character]:
         portrait = item.get("image")
         characters.append(Character(
             name=_text(item.get("name"), f"{where}.name'", required=True),
-            description=_text(item.get("description"), f"{where}.description'", required=True),
+            description=_text(item.get("description"), f"{where}.description'", required=True, prose=True),
             portrait=None if portrait in (None, "") else decode_portrait(_text(portrait, f"{where}.image'", True),
                                                                          f"{where}.image'"),
         ))
@@ -108,7 +111,7 @@ def parse_pitches(frame: pd.DataFrame) -> list[Pitch]:
         raise PitchError("no pitches given")
     pitches = []
     for row, record in enumerate(frame.to_dict("records")):
-        synopsis = _text(record.get("synopsis"), f"row {row}, field 'synopsis'", required=True)
+        synopsis = _text(record.get("synopsis"), f"row {row}, field 'synopsis'", required=True, prose=True)
         pitches.append(Pitch(synopsis=synopsis, characters=_characters(record.get("characters"), row)))
     return pitches
 

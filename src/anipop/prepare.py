@@ -1,20 +1,24 @@
-"""The prepare step: the paper's cleaning rules, quarantine, score normalisation and the split.
+"""The prepare step: text hygiene, the paper's cleaning rules, quarantine, franchise groups, the split.
 
-Every rule is a param, every dropped row lands in the quarantine table with the rule that dropped it, and
-the split is a hash of (seed, id) so an anime keeps its split when the dataset grows: retraining on a
-bigger scrape never moves a former test anime into training.
+Every rule is a param, every dropped row lands in the quarantine table with the rule that dropped it. The
+split assigns whole franchises (anipop.franchise): a seeded hash of the group id, so no sequel sits in test
+while its prequel trains, and a franchise keeps its split when the dataset grows. `prepare.split_by: anime`
+restores the old per-id hash split, only to measure how much it leaked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+
 from anipop.config import Params, PrepareParams, SplitRatios
+from anipop.franchise import franchise_groups, group_summary
 from anipop.images import image_problem
 from anipop.schema import (
     PREPARED_ANIME,
@@ -28,6 +32,7 @@ from anipop.schema import (
     write_table,
 )
 from anipop.sources import quarantine_record
+from anipop.text import credits_in, strip_credits
 from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -63,10 +68,15 @@ class MinMaxScaler:
         return cls(low=float(payload["min"]), high=float(payload["max"]))
 
 
-def assign_split(anime_id: int, seed: int, ratios: SplitRatios) -> str:
-    """Deterministic split of one id: a seeded hash mapped to [0, 1) and cut at the ratios."""
-    digest = hashlib.sha256(f"{seed}:{anime_id}".encode()).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64
+def hash_position(key: object, seed: int) -> float:
+    """A seeded hash of `key` mapped to [0, 1): the same key lands at the same place in every run."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_split(key: int, seed: int, ratios: SplitRatios) -> str:
+    """Deterministic split of one id (a franchise's group id, or an anime id): cut the hash at the ratios."""
+    position = hash_position(key, seed)
     if position < ratios.train:
         return "train"
     if position < ratios.train + ratios.val:
@@ -86,6 +96,19 @@ def _drop(frame: pd.DataFrame, mask: pd.Series, rule: str, reason: str | pd.Seri
         why = reason if isinstance(reason, str) else str(reason[index])
         quarantine.append(quarantine_record("prepare", table, key, rule, why, field, None if pd.isna(value) else value))
     return frame[~mask]
+
+
+def strip_source_credits(anime: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Synopses without "(Source: ...)" credits (text.strip_credits), and how many credits of which source."""
+    found = anime["synopsis"].fillna("").map(credits_in)
+    by_source = Counter(source for credits in found for source in credits)
+    anime = anime.copy()
+    stripped = anime["synopsis"].map(lambda text: strip_credits(text) if isinstance(text, str) else text)
+    anime["synopsis"] = stripped.where(stripped.fillna("x") != "", None)
+    summary = {"anime_with_credit": int((found.map(len) > 0).sum()), "anime": len(anime),
+               "by_source": dict(by_source.most_common(25)),
+               "other_sources": int(sum(by_source.values()) - sum(n for _, n in by_source.most_common(25)))}
+    return anime, summary
 
 
 def clean_anime(anime: pd.DataFrame, rules: PrepareParams, quarantine: list[dict]) -> pd.DataFrame:
@@ -125,6 +148,18 @@ def clean_characters(characters: pd.DataFrame, kept_anime_ids: set[int], raw_dir
     return chars
 
 
+def sibling_share(anime: pd.DataFrame, split: str, splits: pd.Series | None = None) -> dict:
+    """How many anime of `split` have a franchise sibling in train: 0 under the franchise split, by design.
+
+    `splits` (default: the anime's own split column) lets the report show what another split would leak.
+    """
+    splits = anime["split"] if splits is None else splits
+    train_groups = set(anime.loc[splits == "train", "group_id"])
+    rows = anime[splits == split]
+    count = int(rows["group_id"].isin(train_groups).sum())
+    return {"anime": count, "of": len(rows), "share": round(count / len(rows), 4) if len(rows) else 0.0}
+
+
 def run_prepare(params: Params) -> dict:
     """Clean raw tables, quarantine rejects, split, normalise; write tables, splits, scaler and a report."""
     raw_dir, out_dir = Path(params.paths.raw_dir), Path(params.paths.prepared_dir)
@@ -136,6 +171,11 @@ def run_prepare(params: Params) -> dict:
     notes: list[str] = []
 
     source_has_no_characters = characters.empty
+    credits = None
+    if rules.strip_source_credits:
+        anime, credits = strip_source_credits(anime)
+        characters = characters.assign(description=characters["description"].map(
+            lambda text: strip_credits(text) if isinstance(text, str) else text))
     anime = clean_anime(anime, rules, quarantine)
     characters = clean_characters(characters, set(anime["anime_id"]), raw_dir, rules, quarantine)
     if rules.drop_anime_without_main_character:
@@ -146,7 +186,9 @@ def run_prepare(params: Params) -> dict:
                           "no main character left after cleaning", "anime", "anime_id", quarantine)
 
     anime = anime.copy()
-    anime["split"] = [assign_split(i, params.seed, rules.split) for i in anime["anime_id"]]
+    anime["group_id"] = franchise_groups(anime, characters, rules.franchise).to_numpy()
+    split_key = anime["group_id"] if rules.split_by == "franchise" else anime["anime_id"]
+    anime["split"] = [assign_split(key, params.seed, rules.split) for key in split_key]
     scaler = MinMaxScaler.fit(anime.loc[anime["split"] == "train", "score"])
     anime["score_norm"] = scaler.transform(anime["score"].astype("float64"))
     anime = anime.sort_values("anime_id")
@@ -166,10 +208,21 @@ def run_prepare(params: Params) -> dict:
         "quarantined_by_rule": {f"{stage}:{rule}": int(count) for (stage, rule), count
                                 in all_quarantine.groupby(["stage", "rule"]).size().items()},
         "score_scaler": scaler.to_dict(),
+        "split_by": rules.split_by,
+        "test_with_train_sibling": sibling_share(anime, "test"),
+        "test_with_train_sibling_if_split_by_anime": sibling_share(
+            anime, "test", pd.Series([assign_split(i, params.seed, rules.split) for i in anime["anime_id"]],
+                                     index=anime.index)),
+        "franchises": group_summary(anime),
+        "source_credits": credits,
         "notes": notes,
     }
     write_json(out_dir / "report.json", report)
     log.info("prepare: %d anime kept %s; quarantined %s", len(anime), report["split_sizes"], report["quarantined_by_rule"])
+    log.info("prepare: %d franchise groups (largest: %s); split by %s; test anime with a train sibling: %s",
+             report["franchises"]["groups"],
+             ", ".join(f"{g['titles'][0]} ({g['size']})" for g in report["franchises"]["largest"][:3]),
+             rules.split_by, report["test_with_train_sibling"])
     for note in notes:
         log.info("prepare: %s", note)
     return report

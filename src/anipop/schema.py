@@ -148,6 +148,8 @@ PREPARED_ANIME = TableSchema(
         Column("score", "float64", nullable=False, doc="raw MAL score, 1-10"),
         Column("score_norm", "float64", nullable=False, doc="min-max normalised over the train split"),
         Column("split", "string", nullable=False, doc="train, val or test"),
+        Column("group_id", "int64", nullable=False, doc="franchise: the smallest anime_id of its group"),
+        Column("premiered", "string", doc="ISO date (or year-month, or year) of the first broadcast"),
     ),
 )
 

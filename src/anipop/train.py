@@ -18,15 +18,23 @@ import joblib
 import numpy as np
 
 from anipop.config import NetworkParams, NetworkShape, Params
+import pandas as pd
+
 from anipop.features import (
     INPUT_SETS,
     available_kinds,
-    build_features,
     input_set_kinds,
-    raw_inputs,
+    model_inputs,
     raw_kinds_available,
 )
-from anipop.models import BENCHMARK, NETWORK_MODELS, RidgeRegressor, TfidfPixelBenchmark
+from anipop.models import (
+    BASELINES,
+    BENCHMARK,
+    NETWORK_MODELS,
+    RidgeRegressor,
+    TfidfPixelBenchmark,
+    baseline_model,
+)
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.utils import atomic_path, read_json, seed_everything, write_json
 
@@ -116,56 +124,83 @@ def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     return model, {**history, "best_epoch": best_epoch, "epochs_run": len(history["train_loss"])}
 
 
-class _TrainingData:
-    """The prepared tables and the features already built, shared by every fit of one train run."""
+RAW_MODELS = (BENCHMARK, *BASELINES)  # models fed texts and pixels, not embeddings
+BASELINE_KINDS = ["synopsis"]         # the baselines read the synopsis (its length), whatever the input set
 
-    def __init__(self, params: Params) -> None:
+
+def input_type_of(name: str) -> str:
+    """'raw' for the benchmark and the baselines, 'embeddings' for the rest."""
+    return "raw" if name in RAW_MODELS else "embeddings"
+
+
+class TrainingData:
+    """The rows a fit sees (train, and val for early stopping), their targets, and inputs built once.
+
+    The train step builds it from the prepared split; cross-validation and the temporal backtest build it from
+    their own rows, so every model is fitted by the same code whatever the split.
+    """
+
+    def __init__(self, params: Params, anime: pd.DataFrame, characters: pd.DataFrame,
+                 rows: dict[str, pd.DataFrame], targets: dict[str, np.ndarray]) -> None:
+        if rows["train"].empty:
+            raise ValueError("the train rows are empty; check prepare.split")
+        self.params, self.anime, self.characters, self.rows, self.target = params, anime, characters, rows, targets
+        self._inputs: dict[tuple, object] = {}
+
+    @classmethod
+    def from_prepared(cls, params: Params) -> "TrainingData":
         prepared = Path(params.paths.prepared_dir)
-        self.params = params
-        self.anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
-        self.characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
-        self.rows = {split: self.anime[self.anime["split"] == split] for split in ("train", "val")}
-        if self.rows["train"].empty:
+        anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+        if anime[anime["split"] == "train"].empty:
             raise ValueError(f"{prepared / 'anime.parquet'}: the train split is empty; check prepare.split")
-        self.target = {split: rows["score_norm"].to_numpy(dtype=np.float64) for split, rows in self.rows.items()}
-        self._features: dict[tuple, np.ndarray] = {}
+        characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+        rows = {split: anime[anime["split"] == split] for split in ("train", "val")}
+        targets = {split: part["score_norm"].to_numpy(dtype=np.float64) for split, part in rows.items()}
+        return cls(params, anime, characters, rows, targets)
 
-    def embeddings(self, split: str, kinds: list[str]) -> np.ndarray:
-        key = (split, tuple(kinds))
-        if key not in self._features:
-            self._features[key] = build_features(self.params.paths.embeddings_dir, self.rows[split]["anime_id"],
-                                                 kinds, self.params.train.aggregation)
-        return self._features[key]
+    def inputs_for(self, anime_ids, input_type: str, kinds: list[str]):
+        """Model inputs of any anime ids (the test rows of a fold too), by features.model_inputs."""
+        cfg, paths = self.params.train, self.params.paths
+        return model_inputs(input_type, kinds, anime_ids, self.anime, self.characters, paths.embeddings_dir,
+                            paths.raw_dir, cfg.aggregation, cfg.benchmark.image_size)
 
-    def raw(self, split: str, kinds: list[str]) -> dict[str, object]:
-        cfg = self.params.train
-        return raw_inputs(self.rows[split]["anime_id"], self.anime, self.characters, self.params.paths.raw_dir,
-                          kinds, cfg.benchmark.image_size, cfg.aggregation)
+    def inputs(self, split: str, input_type: str, kinds: list[str]):
+        key = (split, input_type, tuple(kinds))
+        if key not in self._inputs:
+            self._inputs[key] = self.inputs_for(self.rows[split]["anime_id"], input_type, kinds)
+        return self._inputs[key]
 
 
-def fit_model(name: str, kinds: list[str], data: _TrainingData) -> tuple[object, dict]:
-    """Fit one model on the train split (the network also watches val); return (model, fit details)."""
+def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
+    """Fit one model on the train rows (the network also watches val); return (model, fit details)."""
     cfg, seed = data.params.train, data.params.seed
+    if name in BASELINES:
+        return baseline_model(name).fit(data.inputs("train", "raw", kinds), data.target["train"]), {}
     if name == BENCHMARK:
         model = TfidfPixelBenchmark(kinds, cfg.benchmark.max_features, cfg.benchmark.alpha, seed)
-        return model.fit(data.raw("train", kinds), data.target["train"]), {}
-    features = data.embeddings("train", kinds)
+        return model.fit(data.inputs("train", "raw", kinds), data.target["train"]), {}
+    features = data.inputs("train", "embeddings", kinds)
     details: dict = {"feature_dim": int(features.shape[1])}
     if name == "ridge":
         return RidgeRegressor(cfg.ridge_alpha, seed).fit(features, data.target["train"]), details
     if name in NETWORK_MODELS:
         shape = cfg.network.full if name == "dnn_full" else cfg.network.reduced
-        model, history = fit_network(features, data.target["train"], data.embeddings("val", kinds),
+        model, history = fit_network(features, data.target["train"], data.inputs("val", "embeddings", kinds),
                                      data.target["val"], shape, cfg.network, seed)
         return model, {**details, "history": history}
     raise ValueError(f"train: unknown model {name!r}")
 
 
-def resolve_kinds(input_set: str, data: _TrainingData) -> dict[str, list[str]]:
+def resolve_kinds(input_set: str, data: TrainingData) -> dict[str, list[str]]:
     """The kinds of an input set the data has, per input type (embeddings on disk, raw prepared tables)."""
     wanted = input_set_kinds(input_set)
     return {"embeddings": available_kinds(data.params.paths.embeddings_dir, wanted),
             "raw": raw_kinds_available(data.characters, wanted)}
+
+
+def models_for(params: Params, input_set: str) -> list[str]:
+    """The configured models, and on the main input set the baselines too."""
+    return [*params.train.models, *(BASELINES if input_set == params.train.inputs else ())]
 
 
 def run_train(params: Params, ablation: str | None = None) -> dict:
@@ -173,7 +208,7 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     seed_everything(params.seed)
     cfg = params.train
     input_sets = input_sets_to_train(params, ablation)  # a bad --ablation fails before any data is read
-    data = _TrainingData(params)
+    data = TrainingData.from_prepared(params)
     models_dir = Path(params.paths.models_dir)
     manifest_path = Path(params.paths.embeddings_dir) / "manifest.json"
     encoders = read_json(manifest_path) if manifest_path.exists() else {}
@@ -181,16 +216,15 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     runs, skipped, fitted = [], [], {}
     for input_set in input_sets:
         resolved = resolve_kinds(input_set, data)
-        for name in cfg.models:
-            kinds = resolved["raw" if name == BENCHMARK else "embeddings"]
+        for name in models_for(params, input_set):
+            kinds = BASELINE_KINDS if name in BASELINES else resolved[input_type_of(name)]
             if not kinds:
                 note = f"{name} on {input_set}: the data has none of {list(input_set_kinds(input_set))}; skipped"
                 log.info("train: %s", note)
                 skipped.append({"model": name, "input_set": input_set, "reason": note})
                 continue
             key = (name, tuple(kinds))
-            run = {"model": name, "input_set": input_set, "kinds": kinds,
-                   "input_type": "raw" if name == BENCHMARK else "embeddings",
+            run = {"model": name, "input_set": input_set, "kinds": kinds, "input_type": input_type_of(name),
                    "path": f"{input_set}/{name}.joblib"}
             if key in fitted:
                 model, details, first_set = fitted[key]

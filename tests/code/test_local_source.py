@@ -24,7 +24,7 @@ def test_dirty_values_are_parsed_and_bad_rows_quarantined(tmp_path):
     assert anime.loc[1, "members"] == 3689853
     assert anime.loc[1, "synopsis"] == "Tom & Jerry's long story"
     assert anime.loc[1, "premiered"] == "2013-04-07"
-    assert anime.loc[1, "title"] == "Anime 1"  # the first of duplicated ids is kept
+    assert anime.loc[1, "title"] == "Anime1"  # the first of duplicated ids is kept
     assert anime["score"].isna().tolist() == [False, True]
     reasons = result.quarantine.set_index("row_key")
     assert "outside MyAnimeList's 1-10 range" in reasons.loc["3", "reason"]

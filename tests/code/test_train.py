@@ -22,6 +22,7 @@ from anipop.features import (
     raw_inputs,
 )
 from anipop.metrics import METRIC_NAMES
+from anipop.models import BASELINES
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import input_sets_to_train, run_train
 from conftest import PARAMS_FILE
@@ -108,7 +109,8 @@ def test_the_primary_bundle_keeps_the_predict_contract(trained):
 def test_every_model_runs_on_every_input_set_with_early_stopping(trained):
     params, report, _ = trained
     pairs = {(run["input_set"], run["model"]) for run in report["runs"]}
-    assert pairs == {(s, m) for s in INPUT_SETS for m in params.train.models}
+    baselines = {(params.train.inputs, name) for name in BASELINES}  # beside the models, on the main set only
+    assert pairs == {(s, m) for s in INPUT_SETS for m in params.train.models} | baselines
     assert not report["skipped"]
     for run in report["runs"]:
         assert (params.paths.models_dir / run["path"]).exists()
@@ -148,7 +150,7 @@ def test_evaluate_writes_every_model_and_the_baseline(trained):
     params, report, summary = trained
     reports = params.paths.reports_dir
     metrics = json.loads((reports / "metrics.json").read_text())
-    assert set(metrics) == {"test_rows", *params.train.models, "train_mean"}
+    assert set(metrics) == {"test_rows", *params.train.models, *BASELINES}
     for values in (v for k, v in metrics.items() if k != "test_rows"):
         assert set(values) == set(METRIC_NAMES)
     ablation = json.loads((reports / "ablation.json").read_text())
