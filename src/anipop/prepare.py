@@ -18,6 +18,7 @@ import pandas as pd
 
 
 from anipop.config import Params, PrepareParams, SplitRatios
+from anipop.data_card import render_data_card
 from anipop.franchise import franchise_groups, group_summary
 from anipop.images import image_problem
 from anipop.schema import (
@@ -33,7 +34,7 @@ from anipop.schema import (
 )
 from anipop.sources import quarantine_record
 from anipop.text import credits_in, strip_credits
-from anipop.utils import write_json
+from anipop.utils import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ def run_prepare(params: Params) -> dict:
         "notes": notes,
     }
     write_json(out_dir / "report.json", report)
+    write_text(Path(params.paths.reports_dir) / "data_card.md", render_data_card(params, report, anime))
     log.info("prepare: %d anime kept %s; quarantined %s", len(anime), report["split_sizes"], report["quarantined_by_rule"])
     log.info("prepare: %d franchise groups (largest: %s); split by %s; test anime with a train sibling: %s",
              report["franchises"]["groups"],

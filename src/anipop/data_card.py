@@ -1,0 +1,62 @@
+"""The data card: where the data comes from, what cleaning removed and why, and what the numbers can speak for.
+
+Written by `prepare` from the same counts it reports (data/prepared/report.json), so the card never disagrees
+with the pipeline; registered versions link it through their model card.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from anipop.config import Params
+
+_SOURCES = """\
+- MyAnimeList 2023 scrape, `{path}`: from the MIT-licensed repository Matthew1906/MyAnimeListScraper (licence in
+  `LICENSE.source` beside the file). Scores are MAL's weighted scores (1-10).
+- Main characters, descriptions and portraits (when ingested): AniList descriptions and MAL "about" texts and
+  portraits belong to their rights holders. Use them to build and evaluate only; never redistribute them.
+"""
+
+_PITCH_TIME = """\
+Inputs are limited to what a pitch has before production: synopsis, main characters, portraits. Never members,
+favorites, rank, popularity, episode counts or licensors (known only after release), and never scraping
+artefacts: source credits such as "(Source: ANN)" are stripped from every text, at training and at serving time.
+"""
+
+
+def _share(entry: dict | None) -> str:
+    return "n/a" if not entry else f"{entry['anime']} of {entry['of']} ({entry['share']:.1%})"
+
+
+def render_data_card(params: Params, report: dict, anime: pd.DataFrame) -> str:
+    """Markdown from prepare's report and the kept anime table."""
+    scores = anime["score"].astype(float)
+    quantiles = scores.quantile([0.05, 0.25, 0.5, 0.75, 0.95]).round(2).tolist()
+    credits = report.get("source_credits") or {}
+    franchises = report["franchises"]
+    lines = [
+        "# Data card", "", "## Sources", "", _SOURCES.format(path=params.ingest.local_path), "## Pitch-time inputs",
+        "", _PITCH_TIME, "## Counts", "",
+        f"- Kept: {report['anime_kept']} anime, {report['characters_kept']} main characters; "
+        f"split {report['split_sizes']} by {report['split_by']}.",
+        "- Quarantined (stage:rule -> rows): "
+        + ", ".join(f"`{rule}` {count}" for rule, count in report["quarantined_by_rule"].items()) + ".",
+        f"- Score of the kept anime: mean {scores.mean():.2f}, sd {scores.std():.2f}, "
+        f"5/25/50/75/95 % quantiles {quantiles}.",
+        "", "## Franchise groups", "",
+        f"{franchises['groups']} groups; {franchises['anime_in_multi_anime_groups']} anime share theirs with another. "
+        f"Test anime with a franchise sibling in train: {_share(report['test_with_train_sibling'])} "
+        f"(a per-anime hash split would give {_share(report.get('test_with_train_sibling_if_split_by_anime'))}).",
+        "Largest groups: " + "; ".join(f"{g['size']} anime ({', '.join(g['titles'][:2])}, ...)"
+                                       for g in franchises["largest"]) + ".",
+        "",
+    ]
+    if credits:
+        lines += ["## Source credits stripped", "",
+                  f"{credits['anime_with_credit']} of {credits['anime']} ingested synopses carried a credit. By source:",
+                  "", "| source | synopses |", "|---|---|",
+                  *[f"| {source} | {count} |" for source, count in credits["by_source"].items()],
+                  f"| (other sources) | {credits['other_sources']} |", ""]
+    if report.get("notes"):
+        lines += ["## Notes", "", *[f"- {note}" for note in report["notes"]], ""]
+    return "\n".join(lines)
