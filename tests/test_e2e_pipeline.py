@@ -47,7 +47,7 @@ def pipeline_repo(tmp_path_factory) -> Path:
 
 def test_dvc_repro_runs_every_stage_then_is_a_no_op(pipeline_repo):
     first = _run([sys.executable, "-m", "dvc", "repro"], pipeline_repo)
-    for stage in ("ingest", "prepare", "validate", "embed", "train", "evaluate", "register"):
+    for stage in ("ingest", "prepare", "validate", "embed", "train", "backtest", "evaluate", "register"):
         assert f"Running stage '{stage}'" in first.stdout
     assert "| train_mean |" in first.stdout  # the metrics table names the baseline next to the model
 

@@ -89,8 +89,19 @@ def raw_characters_suite(chars: pd.DataFrame, anime: pd.DataFrame) -> Suite:
     ), frame, RAW_CHARACTERS
 
 
-def prepared_anime_suite(anime: pd.DataFrame) -> Suite:
-    """Prepared anime: what training needs, a unique id, a real score and synopsis, a known split."""
+def prepared_anime_suite(anime: pd.DataFrame, split_by: str = "franchise", credits_stripped: bool = True) -> Suite:
+    """Prepared anime: what training needs, a unique id, a real score and synopsis, a known split.
+
+    Under the franchise split every franchise sits in one split (helper column `franchise_in_one_split`), and
+    with credit stripping on no synopsis still carries a "(Source: ...)" credit.
+    """
+    in_one_split = anime.groupby("group_id")["split"].transform("nunique") == 1
+    frame = anime.assign(franchise_in_one_split=in_one_split)
+    extra = []
+    if split_by == "franchise":
+        extra.append(gxe.ExpectColumnValuesToBeInSet(column="franchise_in_one_split", value_set=[True]))
+    if credits_stripped:
+        extra.append(gxe.ExpectColumnValuesToNotMatchRegex(column="synopsis", regex=r"(?i)[\(\[]\s*sources?\s*:"))
     return _suite(
         "prepared_anime",
         gxe.ExpectColumnValuesToNotBeNull(column="anime_id"),
@@ -102,7 +113,9 @@ def prepared_anime_suite(anime: pd.DataFrame) -> Suite:
         gxe.ExpectColumnValuesToMatchRegex(column="synopsis", regex=r"\S"),
         gxe.ExpectColumnValuesToNotBeNull(column="score_norm"),
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
-    ), anime, PREPARED_ANIME
+        gxe.ExpectColumnValuesToNotBeNull(column="group_id"),
+        *extra,
+    ), frame, PREPARED_ANIME
 
 
 def prepared_characters_suite(chars: pd.DataFrame, anime: pd.DataFrame, raw_dir: Path,
@@ -235,7 +248,7 @@ def run_validate(params: Params) -> dict:
     suites = [
         raw_anime_suite(raw_anime),
         raw_characters_suite(raw_chars, raw_anime),
-        prepared_anime_suite(anime),
+        prepared_anime_suite(anime, params.prepare.split_by, params.prepare.strip_source_credits),
         prepared_characters_suite(chars, anime, raw_dir, params.prepare.drop_characters_without_portrait),
     ]
     results = {suite.name: _run_suite(context, suite, frame, schema) for suite, frame, schema in suites}

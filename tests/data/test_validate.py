@@ -50,6 +50,8 @@ def _prepared_anime(ids: list[int], scores: list[float]) -> pd.DataFrame:
         "score": scores,
         "score_norm": [(s - 1) / 9 for s in scores],
         "split": [splits[i % 3] for i in range(len(ids))],
+        "group_id": ids,
+        "premiered": "2013-04-07",
     })
 
 
@@ -133,6 +135,16 @@ def test_duplicated_anime_id_fails(dataset):
     expected = "prepared_anime: expect_column_values_to_be_unique(anime_id) failed for 2 rows: anime_id 2, 2"
     assert expected in str(err)
     assert err.summary["suites"]["raw_anime"]["success"] is True
+
+
+def test_a_franchise_across_splits_and_a_leftover_credit_fail(dataset):
+    params, _ = dataset
+    anime = _prepared_anime([1, 2, 3], [8.5, 7.25, 6.0]).assign(group_id=[1, 1, 3])  # 1 in train, 2 in val
+    anime.loc[2, "synopsis"] = f"{SYNOPSIS} (Source: ANN)"
+    _write(params, "prepared_anime", anime)
+    err = str(_fails(params))
+    assert "expect_column_values_to_be_in_set(franchise_in_one_split, in {True}) failed for 2 rows: anime_id 1, 2" in err
+    assert "expect_column_values_to_not_match_regex(synopsis, /(?i)[\\(\\[]\\s*sources?\\s*:/" in err
 
 
 def test_duplicated_raw_anime_id_fails(dataset):
