@@ -170,9 +170,9 @@ class JikanSource:
                 "start_date": _iso(self.start_date), "end_date": _iso(self.end_date)}
 
     def signature(self) -> str:
-        """Names the selection (base URL, filters, limit): incremental runs only build on a run of the same one."""
+        """Names the selection (base URL, filters, limit and order): incremental runs build on a run of the same one."""
         key = json.dumps([self.base_url, sorted(self.types), self.sfw, _iso(self.start_date), _iso(self.end_date),
-                          self.limit], default=str)
+                          self.limit, self.order_by, self.sort], default=str)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
