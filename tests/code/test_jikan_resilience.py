@@ -102,6 +102,7 @@ def test_a_listing_page_that_keeps_failing_is_quarantined_and_later_pages_still_
     assert result.anime["anime_id"].tolist() == list(range(1, 26)) + list(range(51, 61))
     record = result.quarantine.iloc[0]
     assert (record["table"], record["rule"], record["row_key"]) == ("listing", "fetch_http_500", "order_by=mal_id sort=asc page=2")
+    assert not list((tmp_path / ".http_cache").glob("jikan-state-*"))  # no incremental run builds on a listing with a hole
 
 
 def test_failure_share_over_the_threshold_raises_with_the_summary(router, client, clock, tmp_path):

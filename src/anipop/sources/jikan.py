@@ -427,8 +427,9 @@ class _Run:
         return state if isinstance(state, dict) and state.get("ids") else None
 
     def save_state(self, ids: list[int]) -> None:
-        """Written only when the listing ran to its end: a killed run leaves the previous state."""
-        if not ids:
+        """Written only when the listing ran to its end with every page read: a killed run, or one that lost a
+        listing page, leaves the previous state (the next run is then full, and retries the page)."""
+        if not ids or self.failed["listing"]:
             return
         state = {"ids": ids, "max_mal_id": max(ids), "finished_at": self.source.wall_clock(), "mode": self.mode}
         with atomic_path(self.state_path()) as tmp:
