@@ -12,14 +12,13 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import respx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the shared Jikan fixtures
 
 from fixtures_jikan import AnimeSpec, CharacterSpec, FakeClock, clock, mock_jikan, router, truncated_image_bytes  # noqa: E402,F401
 
 from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS  # noqa: E402
-from anipop.sources.httpclient import FetchError, is_decodable_image  # noqa: E402
+from anipop.sources.httpclient import is_decodable_image  # noqa: E402
 from anipop.sources.jikan import JikanSource, anime_row  # noqa: E402
 from anipop.sources.ratelimit import RateLimiter, jikan_limiter  # noqa: E402
 

@@ -19,7 +19,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the shared Jikan fixtures
 
-from fixtures_jikan import QUERY_ENUMS, FakeClock, clock, image_bytes, router  # noqa: E402,F401
+from fixtures_jikan import QUERY_ENUMS, clock, image_bytes, router  # noqa: E402,F401
 
 from anipop.sources.jikan import ANIME_TYPES, ORDER_BY, JikanSource, anime_row, given_family  # noqa: E402
 

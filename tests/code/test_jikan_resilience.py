@@ -11,7 +11,6 @@ from datetime import date
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the shared Jikan fixtures
