@@ -7,7 +7,7 @@ Everything runs on a fake clock against respx: no test sleeps for real.
 from __future__ import annotations
 
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -289,7 +289,7 @@ def test_ttl_refetches_listing_and_character_lists_but_keeps_bios_and_portraits(
 
 
 def test_incremental_refreshes_airing_recent_and_new_anime_only(router, client, clock, tmp_path):
-    today = date.fromtimestamp(clock.wall())
+    today = datetime.fromtimestamp(clock.wall(), tz=UTC).date()  # the source's "today" is UTC
     catalogue = specs(33)
     catalogue[4].airing = True                            # anime 5: airing
     catalogue[5].aired = (today.year, today.month, 1)     # anime 6: started this month
