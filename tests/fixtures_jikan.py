@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import httpx
+import pytest
 import respx
 from PIL import Image
 
 BASE_URL = "https://api.jikan.moe/v4"
 CDN = "https://cdn.myanimelist.net/images"
+# The listing's query enums as the API's OpenAPI description gives them (a replay test checks they match it).
+QUERY_ENUMS = {
+    "type": ("tv", "movie", "ova", "special", "ona", "music", "cm", "pv", "tv_special"),
+    "order_by": ("mal_id", "title", "start_date", "end_date", "episodes", "score", "scored_by", "rank", "popularity",
+                 "members", "favorites"),
+    "sort": ("desc", "asc"),
+    "status": ("airing", "complete", "upcoming"),
+}
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")  # the spec: YYYY-MM-DD, e.g. 2022, 2005-05, 2005-01-01
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -61,6 +73,16 @@ class AnimeSpec:
     type: str = "TV"
     synopsis: str = "A young hero sets out on a journey across a divided world to find a lost friend. " * 3
     aired: tuple[int, int, int] = (2013, 4, 7)
+    airing: bool = False  # airing shows have no end date; finished ones ended 90 days after they started
+    adult: bool = False   # left out when the query has sfw
+
+    @property
+    def started(self) -> date:
+        return date(*self.aired)
+
+    @property
+    def ended(self) -> date | None:
+        return None if self.airing else self.started + timedelta(days=90)
 
 
 def _images(url: str) -> dict:
@@ -84,14 +106,14 @@ def anime_resource(spec: AnimeSpec) -> dict:
         "trailer": {"youtube_id": None, "url": None, "embed_url": None}, "approved": True,
         "titles": [{"type": "Default", "title": spec.title}], "title": spec.title, "title_english": spec.title,
         "title_japanese": None, "title_synonyms": [], "type": spec.type, "source": "Original", "episodes": 12,
-        "status": "Finished Airing", "airing": False,
+        "status": "Currently Airing" if spec.airing else "Finished Airing", "airing": spec.airing,
         "aired": {
             "from": f"{year:04d}-{month:02d}-{day:02d}T00:00:00+00:00", "to": None,
             "prop": {"from": {"day": day, "month": month, "year": year}, "to": {"day": None, "month": None, "year": None}},
             "string": f"{MONTHS[month - 1]} {day}, {year} to ?",
         },
         "duration": "24 min per ep", "rating": "PG-13 - Teens 13 or older",
-        "score": spec.score, "scored_by": None if spec.score is None else 12345, "rank": 100, "popularity": 200,
+        "score": spec.score, "scored_by": None if not spec.score else 12345, "rank": 100, "popularity": 200,
         "members": 54321, "favorites": 321, "synopsis": spec.synopsis, "background": None, "season": "spring",
         "year": year, "broadcast": {"day": "Sundays", "time": "17:00", "timezone": "Asia/Tokyo", "string": "Sundays at 17:00 (JST)"},
         "producers": [_entity(17, "anime", "Aniplex")], "licensors": [], "studios": [_entity(14, "anime", "Sunrise")],
@@ -112,6 +134,43 @@ def anime_page(specs: Sequence[AnimeSpec], page: int, per_page: int) -> dict:
     }
 
 
+def query_problem(params: httpx.QueryParams) -> str | None:
+    """Why the live API would answer 400 to this /anime query (values outside the spec's enums or formats)."""
+    for name, allowed in QUERY_ENUMS.items():
+        if name in params and params[name] not in allowed:
+            return f"The selected {name} is invalid."
+    for name in ("start_date", "end_date"):
+        if name in params and not _DATE.match(params[name]):
+            return f"The {name} does not match the format Y-m-d."
+    if "sfw" in params and params["sfw"] not in ("true", "false", "1", "0", ""):
+        return "The sfw field must be true or false."
+    if int(params.get("limit", 25)) > 25:
+        return "The limit may not be greater than 25."
+    return None
+
+
+def select(specs: Sequence[AnimeSpec], params: httpx.QueryParams) -> list[AnimeSpec]:
+    """The anime a query selects, in its order: filters as Jikan documents them, `members` order = spec order."""
+    def day(text: str) -> date:
+        parts = [int(p) for p in text.split("-")] + [1, 1]
+        return date(parts[0], parts[1], parts[2])
+
+    chosen = [s for s in specs if "type" not in params or s.type.lower() == params["type"]]
+    if params.get("status") == "airing":
+        chosen = [s for s in chosen if s.airing]
+    if params.get("sfw") in ("true", "1", ""):
+        chosen = [s for s in chosen if not s.adult]
+    if "start_date" in params:
+        chosen = [s for s in chosen if s.started >= day(params["start_date"])]
+    if "end_date" in params:  # on the date airing ended: airing shows have none, so they drop out
+        chosen = [s for s in chosen if s.ended is not None and s.ended <= day(params["end_date"])]
+    if params.get("order_by") == "mal_id":
+        chosen = sorted(chosen, key=lambda s: s.mal_id)
+    if params.get("sort") == "desc" and params.get("order_by") == "mal_id":
+        chosen.reverse()
+    return chosen
+
+
 def _character_ref(spec: CharacterSpec) -> dict:
     return {"mal_id": spec.mal_id, "url": f"https://myanimelist.net/character/{spec.mal_id}",
             "images": {"jpg": {"image_url": spec.image_url}, "webp": {"image_url": spec.image_url, "small_image_url": spec.image_url}},
@@ -130,8 +189,13 @@ def anime_characters(spec: AnimeSpec) -> dict:
 
 
 def character_resource(spec: CharacterSpec) -> dict:
-    """GET /characters/{id}: the character resource; `about` is null when MAL has no description."""
-    return {"data": {**_character_ref(spec), "name_kanji": None, "nicknames": [], "favorites": 10, "about": spec.about}}
+    """GET /characters/{id}: the character resource; `about` is null when MAL has no description.
+
+    As on the live API, the name here is "Given Family" while the anime's character list says "Family, Given"."""
+    family, _, given = spec.name.partition(", ")
+    name = f"{given} {family}" if given else spec.name
+    return {"data": {**_character_ref(spec), "name": name, "name_kanji": None, "nicknames": [], "favorites": 10,
+                     "about": spec.about}}
 
 
 @dataclass
@@ -140,8 +204,9 @@ class JikanMock:
 
     routes: dict[str, respx.Route]
     failures: dict[str, list] = field(default_factory=dict)
+    hidden: set[int] = field(default_factory=set)  # anime not (yet) in the listing: "published" later
 
-    def fail(self, key: str, *outcomes: httpx.Response | Exception) -> None:
+    def fail(self, key: str, *outcomes: httpx.Response | BaseException) -> None:
         """Serve `outcomes` (responses or raised exceptions) from route `key` before its normal answers."""
         self.failures.setdefault(key, []).extend(outcomes)
 
@@ -153,7 +218,7 @@ class JikanMock:
             queue = self.failures.get(key)
             if queue:
                 outcome = queue.pop(0)
-                if isinstance(outcome, Exception):
+                if isinstance(outcome, BaseException):
                     raise outcome
                 return outcome
             return normal(request)
@@ -169,8 +234,10 @@ def mock_jikan(router: respx.MockRouter, specs: Sequence[AnimeSpec], base_url: s
 
     def listing(request: httpx.Request) -> httpx.Response:
         params = request.url.params
-        wanted = params.get("type")
-        chosen = [s for s in specs if wanted is None or s.type.lower() == wanted.lower()]
+        problem = query_problem(params)
+        if problem:  # what the live API does with `type=TV`
+            return httpx.Response(400, json={"status": 400, "type": "ValidationException", "messages": {"query": [problem]}})
+        chosen = [s for s in select(specs, params) if s.mal_id not in mock.hidden]
         return httpx.Response(200, json=anime_page(chosen, int(params.get("page", 1)), int(params.get("limit", 25))))
 
     mock.routes["anime"] = router.get(f"{base_url}/anime").mock(side_effect=mock._serve("anime", listing))
@@ -199,3 +266,35 @@ def _mock_character(router: respx.MockRouter, mock: JikanMock, spec: CharacterSp
 
         key = f"image:{spec.mal_id}"
         mock.routes[key] = router.get(spec.image_url).mock(side_effect=mock._serve(key, portrait))
+
+
+class FakeClock:
+    """A monotonic clock that moves only when something sleeps (or a fake server says time passed); records sleeps.
+
+    `wall()` is the matching wall clock (epoch seconds) for cache ages and "today"."""
+
+    def __init__(self, epoch: float = 1_764_000_000.0) -> None:
+        self.now = 0.0
+        self.epoch = epoch
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.epoch + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def router():
+    with respx.mock(assert_all_called=False) as mocked:
+        yield mocked

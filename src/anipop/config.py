@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -37,21 +37,42 @@ class Paths(_Strict):
 
 
 class JikanParams(_Strict):
-    """The `jikan` source's knobs; the anime count is ingest.limit, shared with `local`."""
+    """The `jikan` source's knobs; the anime count is ingest.limit, shared with `local`.
+
+    Values follow Jikan's OpenAPI description: `types` lowercase (Jikan answers 400 to `TV`), dates YYYY-MM-DD,
+    `end_date` on the date airing *ended*. Why order_by=mal_id: other orders have no tiebreak on the server and
+    rankings move during a day-long ingest, so anime can be skipped between pages.
+    """
 
     base_url: str = "https://api.jikan.moe/v4"
     start_date: date | None = None
     end_date: date | None = None
     types: tuple[Literal["tv", "movie", "ova", "special", "ona", "music", "cm", "pv", "tv_special"], ...] = ()
+    sfw: bool = False
     order_by: Literal[
         "mal_id", "title", "start_date", "end_date", "episodes", "score", "scored_by", "rank", "popularity",
         "members", "favorites",
-    ] = "members"
-    sort: Literal["asc", "desc"] = "desc"
+    ] = "mal_id"
+    sort: Literal["asc", "desc"] = "asc"
+    refresh: Literal["full", "incremental"] = "incremental"
+    cache_ttl_days: float = Field(default=6.0, gt=0)
+    recent_days: int = Field(default=90, ge=0)
+    max_failure_share: float = Field(default=0.05, ge=0, le=1)
     max_retries: int = Field(default=5, ge=1)
+    rate_limit_attempts: int = Field(default=8, ge=1)
+    rate_limit_wait_s: float = Field(default=60.0, ge=0)
     timeout_s: float = Field(default=30.0, gt=0)
-    requests_per_second: int = Field(default=3, ge=1)
-    requests_per_minute: int = Field(default=60, ge=1)
+    requests_per_second: int = Field(default=1, ge=1)
+    requests_per_minute: int = Field(default=50, ge=1)
+
+    @field_validator("types", mode="before")
+    @classmethod
+    def _lowercase_types(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            upper = [t for t in value if isinstance(t, str) and t != t.lower()]
+            if upper:
+                raise ValueError(f"types {upper} must be lowercase ({[t.lower() for t in upper]}): Jikan answers 400 otherwise")
+        return value
 
 
 class IngestParams(_Strict):

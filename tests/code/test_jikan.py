@@ -12,44 +12,17 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import respx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the shared Jikan fixtures
 
-from fixtures_jikan import AnimeSpec, CharacterSpec, mock_jikan, truncated_image_bytes  # noqa: E402
+from fixtures_jikan import AnimeSpec, CharacterSpec, FakeClock, clock, mock_jikan, router, truncated_image_bytes  # noqa: E402,F401
 
 from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS  # noqa: E402
-from anipop.sources.httpclient import FetchError, is_decodable_image  # noqa: E402
+from anipop.sources.httpclient import is_decodable_image  # noqa: E402
 from anipop.sources.jikan import JikanSource, anime_row  # noqa: E402
 from anipop.sources.ratelimit import RateLimiter, jikan_limiter  # noqa: E402
 
 API_HOST = "api.jikan.moe"
-
-
-class FakeClock:
-    """A monotonic clock that moves only when something sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def router():
-    with respx.mock(assert_all_called=False) as mocked:
-        yield mocked
 
 
 @pytest.fixture
@@ -69,7 +42,7 @@ def client(router, clock: FakeClock, api_times: list[float]):
 
 
 def source(client: httpx.Client, clock: FakeClock, **overrides) -> JikanSource:
-    settings = {"max_retries": 4, "progress": False, **overrides}
+    settings = {"max_retries": 4, "progress": False, "refresh": "full", "wall_clock": clock.wall, **overrides}
     return JikanSource(client=client, sleep=clock.sleep, clock=clock, **settings)
 
 
@@ -96,7 +69,8 @@ def test_pages_through_two_pages_and_stops_at_limit(router, client, clock, api_t
     assert result.anime["anime_id"].tolist() == list(range(1, 28))
     pages = [dict(call.request.url.params) for call in mock.routes["anime"].calls]
     assert [(p["page"], p["limit"]) for p in pages] == [("1", "25"), ("2", "25")]  # page size fixed, or offsets shift
-    assert pages[0]["order_by"] == "members" and pages[0]["sort"] == "desc" and "type" not in pages[0]
+    assert pages[0]["order_by"] == "mal_id" and pages[0]["sort"] == "asc" and "type" not in pages[0]  # stable paging
+    assert "sfw" not in pages[0]
     assert len(result.characters) == 27 and set(result.characters["role"]) == {"Main"}
     assert max_in_window(api_times, 1.0) <= 3  # the source really goes through the limiter
 
@@ -160,12 +134,17 @@ def test_timeout_or_connection_error_then_success(router, client, clock, tmp_pat
     assert result.characters["description"].notna().all()
 
 
-def test_gives_up_after_max_retries_naming_the_url(router, client, clock, tmp_path):
-    mock = mock_jikan(router, specs(1))
-    mock.fail("anime", *[httpx.Response(503) for _ in range(3)])
-    with pytest.raises(FetchError, match=r"api\.jikan\.moe/v4/anime\?page=1.*gave up after 3 attempts"):
-        source(client, clock, max_retries=3).ingest(tmp_path)
-    assert mock.calls("anime") == 3
+def test_gives_up_after_max_retries_quarantines_the_url_and_goes_on(router, client, clock, tmp_path):
+    mock = mock_jikan(router, specs(3))
+    mock.fail("characters:2", *[httpx.Response(503) for _ in range(3)])
+    result = source(client, clock, max_retries=3, max_failure_share=0.5).ingest(tmp_path)
+    assert mock.calls("characters:2") == 3
+    assert result.anime["anime_id"].tolist() == [1, 3]  # the run went on past the broken anime
+    record = result.quarantine.iloc[0]
+    assert (len(result.quarantine), record["table"], record["row_key"], record["rule"], record["field"]) == (
+        1, "anime", "2", "fetch_http_503", "url")
+    assert record["value"] == "https://api.jikan.moe/v4/anime/2/characters"
+    assert "gave up after 3 attempts" in record["reason"]
 
 
 def test_truncated_portrait_is_quarantined_and_not_kept(router, client, clock, tmp_path):
@@ -174,7 +153,7 @@ def test_truncated_portrait_is_quarantined_and_not_kept(router, client, clock, t
     mock_jikan(router, catalogue)
     result = source(client, clock).ingest(tmp_path)
     broken = result.characters.set_index("character_id").loc[11]
-    assert pd.isna(broken["portrait_path"]) and broken["name"] == "Hero, Number1"
+    assert pd.isna(broken["portrait_path"]) and broken["name"] == "Number1 Hero"
     record = result.quarantine.iloc[0]
     assert (len(result.quarantine), record["stage"], record["table"], record["row_key"], record["rule"]) == (
         1, "ingest", "characters", "1:11", "portrait_download")
@@ -215,16 +194,16 @@ def test_character_without_picture_gets_null_portrait_without_download(router, c
 
 def test_resume_after_interruption_refetches_nothing_cached(router, client, clock, tmp_path):
     mock = mock_jikan(router, specs(3))
-    mock.fail("character:21", httpx.ConnectError("network down"), httpx.ConnectError("network down"))
-    with pytest.raises(FetchError, match="characters/21"):
-        source(client, clock, max_retries=2).ingest(tmp_path)
+    mock.fail("character:21", KeyboardInterrupt())  # the process is killed while asking for character 21
+    with pytest.raises(KeyboardInterrupt):
+        source(client, clock).ingest(tmp_path)
     done_first = ["anime", "characters:1", "character:11", "image:11", "characters:2"]
     assert {key: mock.calls(key) for key in done_first} == dict.fromkeys(done_first, 1)
-    assert mock.calls("character:21") == 2 and mock.calls("characters:3") == 0
+    assert mock.failures["character:21"] == [] and mock.calls("characters:3") == 0  # killed there (respx counts no call)
 
-    result = source(client, clock, max_retries=2).ingest(tmp_path)
+    result = source(client, clock).ingest(tmp_path)
     assert {key: mock.calls(key) for key in done_first} == dict.fromkeys(done_first, 1)  # nothing cached refetched
-    assert (mock.calls("character:21"), mock.calls("characters:3"), mock.calls("image:31")) == (3, 1, 1)
+    assert (mock.calls("character:21"), mock.calls("characters:3"), mock.calls("image:31")) == (1, 1, 1)
     assert len(result.anime) == 3 and len(result.characters) == 3
     assert "requests: 3 fetched, 4 from cache, 0 retries" in result.notes
     assert "portraits: 2 downloaded, 0 from cache, 1 already on disk" in result.notes
@@ -305,4 +284,5 @@ def test_params_yaml_builds_a_jikan_source():
     ingest = params.ingest.model_copy(update={"source": "jikan", "limit": 10})
     made = make_source(params.model_copy(update={"ingest": ingest}))
     assert isinstance(made, JikanSource) and made.limit == 10
-    assert (made.requests_per_second, made.requests_per_minute) == (3, 60)
+    assert (made.requests_per_second, made.requests_per_minute) == (1, 50)  # the default budget: ~50 a minute
+    assert (made.order_by, made.sort, made.refresh) == ("mal_id", "asc", "incremental")

@@ -50,3 +50,10 @@ def quarantine_record(
 def printable(text: str) -> str:
     """`text` with any lone surrogate (undecodable input bytes) replaced by its backslash escape."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class IngestIncomplete(RuntimeError):
+    """More items failed than the configured share allows; the message is the run's summary.
+
+    Everything fetched is cached, so rerunning resumes and retries only what failed.
+    """
