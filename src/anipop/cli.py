@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from anipop.config import DEFAULT_PARAMS_FILE, ConfigError, Params, load_params
-from anipop.utils import setup_logging
+from anipop.utils import redact, setup_logging
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="anipop: predict an anime's MyAnimeList score from its pitch.")
 ParamsOption = typer.Option(DEFAULT_PARAMS_FILE, "--params", help="path to params.yaml")
@@ -35,7 +35,7 @@ def _run(step, params: Params, expected: tuple[type[Exception], ...] = ()):
         return step(params)
     except (SchemaError, FileNotFoundError, ValueError, KeyError, OSError, *expected) as err:
         logging.getLogger("anipop").debug("step failed", exc_info=True)
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {redact(err)}", err=True)  # a message may quote a URI with credentials
         raise typer.Exit(1) from err
 
 
@@ -107,8 +107,9 @@ def register(params: Path = ParamsOption) -> None:
 @app.command()
 def predict(
     synopsis: str = typer.Option(None, "--synopsis", help="the pitch's synopsis"),
-    character: list[str] = typer.Option(None, "--character", help="NAME::DESCRIPTION[::IMAGE], repeatable"),
-    file: Path = typer.Option(None, "--file", help="CSV of pitches: synopsis[, characters as JSON]"),
+    character: list[str] = typer.Option(None, "--character", help="NAME::DESCRIPTION[::IMAGE_FILE], repeatable"),
+    file: Path = typer.Option(None, "--file", help="UTF-8 CSV of pitches: synopsis[, characters as JSON; a "
+                              "character's image as base64 / data URI, or its file as image_path (CLI only)]"),
     model_uri: str = typer.Option(None, "--model-uri", help="default: models:/<registry.model_name>@champion"),
     params: Path = ParamsOption,
 ) -> None:
@@ -117,7 +118,7 @@ def predict(
 
     import pandas as pd
 
-    from anipop.pitch import PitchError, character_argument, parse_pitches
+    from anipop.pitch import PitchError, PitchLimits, character_argument, inline_image_files, parse_pitches, read_pitch_file
     from anipop.predict import load_model
     from anipop.registry import CHAMPION
     from anipop.tracking import use_tracking_store
@@ -127,12 +128,13 @@ def predict(
         if (synopsis is None) == (file is None):
             raise PitchError("give either --synopsis (with optional --character) or --file")
         if file is not None:
-            pitches = pd.read_csv(file, dtype=str, keep_default_na=False)
+            pitches = inline_image_files(read_pitch_file(file), base=file.parent)
         else:
             characters = [character_argument(value) for value in character or []]
-            pitches = pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)]})
-        parse_pitches(pitches)  # fail on bad input before loading any model
-    except (PitchError, OSError, pd.errors.ParserError) as err:
+            pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)]}),
+                                         base=Path.cwd())
+        parse_pitches(pitches, PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars))  # fail early
+    except (PitchError, OSError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     use_tracking_store(loaded)
