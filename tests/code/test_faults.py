@@ -233,11 +233,13 @@ def test_registration_failing_half_way_withdraws_its_version(trained, monkeypatc
     assert str(champion.version) == first["version"] and first["promoted"]
     assert {"test_split", "test.spearman", "baseline.mse"} <= set(champion.tags) and champion.description
 
-    # a failing champion lookup must not read as "no champion yet" (that would promote anything)
+    # a failing champion lookup must not read as "no champion yet" (that would promote anything); another
+    # interval coverage makes it a new registration (the same model and data again would be a no-op)
+    changed = trained.model_copy(update={"registry": trained.registry.model_copy(update={"interval_coverage": 0.8})})
     with monkeypatch.context() as patch:
         patch.setattr(MlflowClient, "get_model_version_by_alias", server_gone)
         with pytest.raises(TrackingUnavailable, match=rf"{uri}: cannot read the champion of {name}"):
-            run_register(trained)
+            run_register(changed)
     assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == [first["version"]]
 
 
@@ -362,9 +364,14 @@ def _wait_for_line(process: subprocess.Popen, needle: str, timeout_s: float = 18
     raise AssertionError(f"never saw {needle!r}:\n{''.join(seen)[-3000:]}")
 
 
+def _new_registration(params, coverage: float):
+    """Params whose registration is new to the registry (another interval coverage: another registration key)."""
+    return params.model_copy(update={"registry": params.registry.model_copy(update={"interval_coverage": coverage})})
+
+
 def test_register_killed_right_after_creating_its_version_is_rolled_back_by_the_next(trained, tmp_path):
     name = trained.registry.model_name
-    params_file = _params_file(trained, tmp_path)
+    params_file = _params_file(_new_registration(trained, 0.85), tmp_path)
     before = {str(v.version) for v in _versions(trained)}
     process = subprocess.Popen(_cli(params_file, "register"), env=_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -391,7 +398,7 @@ def test_register_killed_right_after_creating_its_version_is_rolled_back_by_the_
 
 def test_a_register_whose_parent_is_killed_stops_and_is_never_registered_twice(trained, tmp_path):
     """As when only `dvc` is killed: its `anipop register` child must not finish unseen and be repeated."""
-    params_file = _params_file(trained, tmp_path)
+    params_file = _params_file(_new_registration(trained, 0.87), tmp_path)
     parent_code = ("import subprocess, sys; child = subprocess.Popen(sys.argv[1:]); "
                    "print(child.pid, flush=True); child.wait()")
     parent = subprocess.Popen([sys.executable, "-c", parent_code, *_cli(params_file, "register")], env=_env(),
