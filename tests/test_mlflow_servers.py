@@ -44,7 +44,7 @@ def tracking_server(tmp_path_factory):
                      "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1",
                      "--port", str(port), "--workers", "1"], log, dict(os.environ))
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/health", process, log)
+        wait_until_up(f"http://127.0.0.1:{port}/health", process, log, timeout_s=240)  # slow on a busy machine
         yield f"http://127.0.0.1:{port}", tmp
     finally:
         stop(process)

@@ -37,6 +37,22 @@ def _run(step, params: Params, expected: tuple[type[Exception], ...] = ()):
         logging.getLogger("anipop").debug("step failed", exc_info=True)
         typer.echo(f"error: {redact(err)}", err=True)  # a message may quote a URI with credentials
         raise typer.Exit(1) from err
+    except Exception as err:
+        if not _from_mlflow(err):
+            raise
+        # an MLflow failure anipop does not wrap itself (e.g. a read-only or full store while logging a run)
+        logging.getLogger("anipop").debug("step failed", exc_info=True)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        typer.echo(f"error: MLflow store {redact(_store(params))}: {redact(first)}", err=True)
+        raise typer.Exit(1) from err
+
+
+def _from_mlflow(err: Exception) -> bool:
+    return any(cls.__module__.split(".")[0] == "mlflow" for cls in type(err).__mro__)
+
+
+def _store(params: Params) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
 
 
 @app.command()

@@ -74,18 +74,18 @@ def use_experiment(params: Params) -> str:
     use_tracking_store(params)
     try:  # the first request: an unreachable store fails here, before anything is logged or registered
         experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
-    except MlflowException as err:
+        if experiment is None:
+            location = params.mlflow.artifact_location
+            if tracking_uri(params).startswith(("http://", "https://")):
+                location = None  # a tracking server decides where artifacts go (its --artifacts-destination)
+            elif "://" not in location:  # a local folder: absolute URI so runs from any cwd land in the same place
+                location = Path(location).resolve().as_uri()
+            experiment_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+    except MlflowException as err:  # also a read-only store: "attempt to write a readonly database"
         raise TrackingUnavailable(f"MLflow tracking store {shown_tracking_uri(params)} is unreachable or failing "
                                   f"(nothing was logged): {redact(str(err).splitlines()[0][:300])}") from err
-    if experiment is None:
-        location = params.mlflow.artifact_location
-        if tracking_uri(params).startswith(("http://", "https://")):
-            location = None  # a tracking server decides where artifacts go (its --artifacts-destination)
-        elif "://" not in location:  # a local folder: absolute URI so runs from any cwd land in the same place
-            location = Path(location).resolve().as_uri()
-        experiment_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 

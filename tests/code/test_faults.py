@@ -428,3 +428,18 @@ def test_a_register_whose_parent_is_killed_stops_and_is_never_registered_twice(t
     keys = [v.tags.get("anipop.key") for v in _versions(trained)]
     assert all(v.tags.get("anipop.registration") == "complete" for v in _versions(trained))
     assert len(keys) == len(set(keys)), keys
+
+
+def test_a_read_only_tracking_store_is_one_line_naming_it(trained, tmp_path):
+    """sqlite's own read-only mode (tests run as root, where chmod stops nothing): evaluate and register."""
+    db = trained.mlflow.tracking_uri.removeprefix("sqlite:///")
+    read_only = trained.model_copy(update={"mlflow": trained.mlflow.model_copy(update={
+        "tracking_uri": f"sqlite:///file:{db}?mode=ro&uri=true", "experiment": "never-created"})})
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(read_only.model_dump(mode="json"), sort_keys=False))
+    for command in ("evaluate", "register"):
+        result = subprocess.run(_cli(params_file, command), env=_env(), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and db in errors[0] and "readonly database" in errors[0], result.stderr[-3000:]
