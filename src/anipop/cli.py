@@ -18,6 +18,9 @@ ParamsOption = typer.Option(DEFAULT_PARAMS_FILE, "--params", help="path to param
 
 def _params(path: Path) -> Params:
     setup_logging()
+    # MLflow's sqlite store logs every database error with its traceback before raising it; anipop reports the
+    # raised error in one line naming the store (a read-only or full mlflow.db), so that log is only noise here
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return load_params(path)
