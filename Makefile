@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test benchmark lock clean-outputs
+.PHONY: setup run test benchmark lock clean-outputs serve
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ run: setup
 ## test: the whole offline test suite (starts its own MLflow / Prefect servers on 127.0.0.1)
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+## serve: the registered champion over REST on 127.0.0.1:5001 (MLflow starts uvicorn from PATH: the venv's bin first)
+serve: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" \
+	  $(BIN)/mlflow models serve -m models:/anipop@champion --env-manager local -h 127.0.0.1 -p 5001
 
 benchmark: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/run_all.py

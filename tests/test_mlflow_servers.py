@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -42,7 +44,7 @@ def tracking_server(tmp_path_factory):
                      "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1",
                      "--port", str(port), "--workers", "1"], log, dict(os.environ))
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/health", process, log)
+        wait_until_up(f"http://127.0.0.1:{port}/health", process, log, timeout_s=240)  # slow on a busy machine
         yield f"http://127.0.0.1:{port}", tmp
     finally:
         stop(process)
@@ -73,27 +75,146 @@ def test_train_and_register_against_a_tracking_server(registered_on_server):
     assert not (Path.cwd() / "unused.db").exists()
 
 
-def test_models_serve_answers_a_pitch_and_rejects_bad_input(registered_on_server, tmp_path):
+@pytest.fixture(scope="module")
+def served(registered_on_server, tmp_path_factory):
+    """`mlflow models serve` of the champion on 127.0.0.1, as the README starts it."""
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
         pytest.skip("the MLflow serving extra (uvicorn, fastapi) is not installed")
     uri, _ = registered_on_server
     port = free_port()
-    log = tmp_path / "serve.log"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # uvicorn lives in the venv
     process = start([*MLFLOW, "models", "serve", "-m", "models:/anipop@champion", "--env-manager", "local",
                      "-h", "127.0.0.1", "-p", str(port), "-w", "1"], log, env)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/ping", process, log, timeout_s=120)
-        good = httpx.post(f"http://127.0.0.1:{port}/invocations", timeout=60, json={
-            "dataframe_records": [{"synopsis": PITCH, "characters": '[{"name": "Aoi", "description": "a drummer"}]'}]})
-        assert good.status_code == 200, good.text
-        (prediction,) = good.json()["predictions"]
-        assert prediction["score_low"] <= prediction["score"] <= prediction["score_high"]
-        assert 1 <= prediction["score"] <= 10
-
-        bad = httpx.post(f"http://127.0.0.1:{port}/invocations", timeout=60,
-                         json={"dataframe_records": [{"synopsis": "   "}]})
-        assert bad.status_code == 400
-        assert "field 'synopsis': empty" in bad.json()["message"]
+        yield f"http://127.0.0.1:{port}/invocations", log
     finally:
         stop(process)
+
+
+def test_models_serve_answers_a_pitch_and_rejects_bad_input(served):
+    url, _ = served
+    good = httpx.post(url, timeout=60, json={
+        "dataframe_records": [{"synopsis": PITCH, "characters": '[{"name": "Aoi", "description": "a drummer"}]'}]})
+    assert good.status_code == 200, good.text
+    (prediction,) = good.json()["predictions"]
+    assert prediction["score_low"] <= prediction["score"] <= prediction["score_high"]
+    assert 1 <= prediction["score"] <= 10
+
+    bad = httpx.post(url, timeout=60, json={"dataframe_records": [{"synopsis": "   "}]})
+    assert bad.status_code == 400
+    assert "field 'synopsis': empty" in bad.json()["message"]
+
+
+def _png(width: int, height: int) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 90, 160)).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _character(image: str | None = None, index: int = 0) -> dict:
+    return {"name": f"C{index}", "description": "a drummer", **({"image": image} if image else {})}
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"synopsis": PITCH, "characters": json.dumps([_character("/etc/shadow")])},
+     "not base64 image data or a data: URI (file paths are not accepted"),
+    ({"synopsis": PITCH, "characters": json.dumps([_character("/no/such/file.png")])},
+     "not base64 image data or a data: URI (file paths are not accepted"),
+    ({"synopsis": "word " * 5000}, "exceed the limit prepare.max_synopsis_chars = 20000"),
+    ({"synopsis": PITCH, "charaters": "[]"}, "unknown field(s) ['charaters']"),
+    ({"synopsis": PITCH, "characters": json.dumps([_character(index=i) for i in range(21)])},
+     "21 characters exceed the limit serving.max_characters_per_pitch = 20"),
+    ({"synopsis": PITCH, "characters": json.dumps([_character(_png(6000, 6000))])},
+     "pixel limit (decompression-bomb guard; serving.max_image_pixels)"),
+    ({"synopsis": PITCH, "characters": json.dumps([_character(_png(1900, 1900), i) for i in range(6)])},
+     "exceed what is left of the limit serving.max_request_pixels = 20000000"),
+    ({"synopsis": PITCH, "characters": "[" * 50_000 + "]" * 50_000}, "JSON nested too deeply"),
+    ({"synopsis": PITCH, "characters": json.dumps([_character("A" * 6000)])}, "cannot decode image data"),
+    ({"synopsis": PITCH, "characters": json.dumps([_character("x" * 6_000_000)])},
+     "exceeds the limit serving.max_request_bytes = 5000000"),
+])
+def test_served_model_bounds_requests_and_never_reads_server_files(served, record, message):
+    url, log = served
+    answer = httpx.post(url, timeout=120, json={"dataframe_records": [record]})
+    assert answer.status_code == 400, answer.text[:2000]
+    body = answer.json()
+    assert message in body["message"], body["message"][:2000]
+    assert "stack_trace" not in body and "Traceback" not in answer.text
+
+
+def test_served_model_answers_garbage_without_a_stack_trace(served):
+    url, _ = served
+    for payload in ({"dataframe_records": [{"synopsis": PITCH, "characters": {"deep": [[[[1]]]]}}]},
+                    {"inputs": [[1, 2, 3]]}, {"dataframe_split": {"columns": ["synopsis"], "data": [[None]]}},
+                    {"dataframe_records": [{"synopsis": 42}]}):
+        answer = httpx.post(url, timeout=60, json=payload)
+        assert answer.status_code == 400, (payload, answer.text[:2000])
+        assert "stack_trace" not in answer.json() and "Traceback" not in answer.text, answer.text[:2000]
+
+
+def test_two_racing_registrations_leave_the_better_model_champion(tracking_server, tmp_path):
+    """Two real `anipop register` processes against one server, the worse one started second: with a plain
+    read-decide-set both would promote and the alias would end on whichever set it last."""
+    import shutil
+
+    import numpy as np
+    import yaml
+
+    from anipop.evaluate import run_evaluate
+    from anipop.schema import PREPARED_ANIME, read_table, write_table
+    from anipop.train import run_train
+
+    uri, _ = tracking_server
+    good = pipeline_params(tmp_path / "good", tracking_uri=uri)
+    good = good.model_copy(update={"registry": good.registry.model_copy(update={"model_name": "anipop-race"})})
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        from anipop.embed import run_embed
+        from anipop.ingest import run_ingest
+        from anipop.prepare import run_prepare
+
+        for step in (run_ingest, run_prepare, run_embed, run_train, run_evaluate):
+            step(good)
+        # the worse model: the same data (same test ids, labels and scaler), trained on shuffled train targets
+        bad_dir = tmp_path / "bad"
+        shutil.copytree(good.paths.prepared_dir, bad_dir / "prepared")
+        bad = good.model_copy(update={"paths": good.paths.model_copy(update={
+            "prepared_dir": bad_dir / "prepared", "models_dir": bad_dir / "models", "reports_dir": bad_dir / "reports"})})
+        anime = read_table(PREPARED_ANIME, bad.paths.prepared_dir / "anime.parquet")
+        train = anime["split"] == "train"
+        anime.loc[train, "score_norm"] = np.random.default_rng(0).permutation(anime.loc[train, "score_norm"].to_numpy())
+        write_table(PREPARED_ANIME, anime, bad.paths.prepared_dir / "anime.parquet")
+        run_train(bad)
+        run_evaluate(bad)
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+
+    files = {}
+    for label, params in (("good", good), ("bad", bad)):
+        files[label] = tmp_path / f"{label}.yaml"
+        files[label].write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    processes = {}
+    for label in ("good", "bad"):  # the worse one second, so without a lock its alias would land last
+        processes[label] = subprocess.Popen([sys.executable, "-m", "anipop.cli", "register", "--params",
+                                             str(files[label])], env=env, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, text=True)
+        time.sleep(1.0)
+    outputs = {label: process.communicate(timeout=400)[0] for label, process in processes.items()}
+    for label, process in processes.items():
+        assert process.returncode == 0, outputs[label][-3000:]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    versions = client.search_model_versions("name='anipop-race'")
+    assert len(versions) == 2
+    best = max(versions, key=lambda v: float(v.tags["test.spearman"]))
+    champion = client.get_model_version_by_alias("anipop-race", "champion")
+    assert str(champion.version) == str(best.version), outputs
+    assert float(best.tags["test.spearman"]) > float(min(versions, key=lambda v: float(v.tags["test.spearman"])).tags["test.spearman"])

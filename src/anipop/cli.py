@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from anipop.config import DEFAULT_PARAMS_FILE, ConfigError, Params, load_params
-from anipop.utils import setup_logging
+from anipop.utils import redact, setup_logging
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="anipop: predict an anime's MyAnimeList score from its pitch.")
 ParamsOption = typer.Option(DEFAULT_PARAMS_FILE, "--params", help="path to params.yaml")
@@ -18,6 +18,9 @@ ParamsOption = typer.Option(DEFAULT_PARAMS_FILE, "--params", help="path to param
 
 def _params(path: Path) -> Params:
     setup_logging()
+    # MLflow's sqlite store logs every database error with its traceback before raising it; anipop reports the
+    # raised error in one line naming the store (a read-only or full mlflow.db), so that log is only noise here
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return load_params(path)
@@ -35,8 +38,24 @@ def _run(step, params: Params, expected: tuple[type[Exception], ...] = ()):
         return step(params)
     except (SchemaError, FileNotFoundError, ValueError, KeyError, OSError, *expected) as err:
         logging.getLogger("anipop").debug("step failed", exc_info=True)
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {redact(err)}", err=True)  # a message may quote a URI with credentials
         raise typer.Exit(1) from err
+    except Exception as err:
+        if not _from_mlflow(err):
+            raise
+        # an MLflow failure anipop does not wrap itself (e.g. a read-only or full store while logging a run)
+        logging.getLogger("anipop").debug("step failed", exc_info=True)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        typer.echo(f"error: MLflow store {redact(_store(params))}: {redact(first)}", err=True)
+        raise typer.Exit(1) from err
+
+
+def _from_mlflow(err: Exception) -> bool:
+    return any(cls.__module__.split(".")[0] == "mlflow" for cls in type(err).__mro__)
+
+
+def _store(params: Params) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
 
 
 @app.command()
@@ -116,8 +135,9 @@ def register(params: Path = ParamsOption) -> None:
 @app.command()
 def predict(
     synopsis: str = typer.Option(None, "--synopsis", help="the pitch's synopsis"),
-    character: list[str] = typer.Option(None, "--character", help="NAME::DESCRIPTION[::IMAGE], repeatable"),
-    file: Path = typer.Option(None, "--file", help="CSV of pitches: synopsis[, characters as JSON]"),
+    character: list[str] = typer.Option(None, "--character", help="NAME::DESCRIPTION[::IMAGE_FILE], repeatable"),
+    file: Path = typer.Option(None, "--file", help="UTF-8 CSV of pitches: synopsis[, characters as JSON; a "
+                              "character's image as base64 / data URI, or its file as image_path (CLI only)]"),
     model_uri: str = typer.Option(None, "--model-uri", help="default: models:/<registry.model_name>@champion"),
     params: Path = ParamsOption,
 ) -> None:
@@ -126,7 +146,7 @@ def predict(
 
     import pandas as pd
 
-    from anipop.pitch import PitchError, character_argument, parse_pitches
+    from anipop.pitch import PitchError, PitchLimits, character_argument, inline_image_files, parse_pitches, read_pitch_file
     from anipop.predict import load_model
     from anipop.registry import CHAMPION
     from anipop.tracking import use_tracking_store
@@ -136,12 +156,13 @@ def predict(
         if (synopsis is None) == (file is None):
             raise PitchError("give either --synopsis (with optional --character) or --file")
         if file is not None:
-            pitches = pd.read_csv(file, dtype=str, keep_default_na=False)
+            pitches = inline_image_files(read_pitch_file(file), base=file.parent)
         else:
             characters = [character_argument(value) for value in character or []]
-            pitches = pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)]})
-        parse_pitches(pitches)  # fail on bad input before loading any model
-    except (PitchError, OSError, pd.errors.ParserError) as err:
+            pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)]}),
+                                         base=Path.cwd())
+        parse_pitches(pitches, PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars))  # fail early
+    except (PitchError, OSError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     use_tracking_store(loaded)

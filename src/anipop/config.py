@@ -242,6 +242,8 @@ class MlflowParams(_Strict):
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_location: str = "mlruns"
     experiment: str = "anipop"
+    request_timeout_s: float = Field(default=15.0, gt=0)   # per HTTP request to a tracking server
+    request_max_retries: int = Field(default=2, ge=0)      # MLflow's retries of a failed request
 
 
 class RegistryParams(_Strict):
@@ -250,6 +252,18 @@ class RegistryParams(_Strict):
     model_name: str = "anipop"
     promotion_metric: Literal["spearman", "pearson", "kendall", "r2", "mse", "mae", "rmse_1_10"] = "spearman"
     interval_coverage: float = Field(default=0.9, gt=0, lt=1)  # split-conformal, from validation residuals
+    lock_timeout_s: float = Field(default=900.0, gt=0)   # wait for another registration of the same model
+    lock_stale_s: float = Field(default=3600.0, gt=0)    # a lock older than this (holder on another host) is broken
+
+
+class ServingParams(_Strict):
+    """Bounds on one request to the served model (stored inside it); the synopsis bound is prepare's."""
+
+    max_characters_per_pitch: int = Field(default=20, ge=0)
+    max_image_pixels: int = Field(default=4_000_000, ge=1)       # decoded pixels of one portrait
+    max_request_pixels: int = Field(default=20_000_000, ge=1)    # decoded pixels of all portraits of a request
+    max_request_bytes: int = Field(default=5_000_000, ge=1)      # text and image fields of a request together
+    max_pitches_per_request: int = Field(default=100, ge=1)
 
 
 class ScheduleParams(_Strict):
@@ -291,6 +305,7 @@ class Params(_Strict):
     evaluate: EvaluateParams
     mlflow: MlflowParams
     registry: RegistryParams = RegistryParams()
+    serving: ServingParams = ServingParams()
     orchestration: OrchestrationParams = OrchestrationParams()
 
 

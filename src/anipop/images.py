@@ -26,9 +26,12 @@ def image_problem(path: str | Path) -> str | None:
     return decode_problem(path, str(path))
 
 
-def decode_problem(source: Path | IO[bytes], label: str) -> str | None:
-    """Why `source` (a file, or bytes a client sent) does not decode within the pixel limit, or None."""
-    limit = Image.MAX_IMAGE_PIXELS
+def decode_problem(source: Path | IO[bytes], label: str, max_pixels: int | None = None) -> str | None:
+    """Why `source` (a file, or bytes a client sent) does not decode within the pixel limit, or None.
+
+    `max_pixels`: a tighter bound than the global one (the served model's serving.max_image_pixels).
+    """
+    limit = min((bound for bound in (Image.MAX_IMAGE_PIXELS, max_pixels) if bound), default=None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the check below decides
@@ -36,7 +39,8 @@ def decode_problem(source: Path | IO[bytes], label: str) -> str | None:
                 width, height = image.size
                 if limit and width * height > limit:
                     return (f"too large {label}: {width}x{height} = {width * height} pixels exceeds the "
-                            f"{limit} pixel limit (decompression-bomb guard)")
+                            f"{limit} pixel limit (decompression-bomb guard"
+                            + ("; serving.max_image_pixels)" if limit == max_pixels else ")"))
                 image.load()  # load, not verify: verify misses truncated pixel data
     except Image.DecompressionBombError as err:
         return f"too large {label}: {err}"

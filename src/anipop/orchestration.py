@@ -228,25 +228,26 @@ def mlflow_run_link(params: Params, run_id: str) -> str:
     from mlflow.tracking import MlflowClient
 
     from anipop.tracking import tracking_uri
+    from anipop.utils import redact
 
     uri = tracking_uri(params)
     base = uri if uri.startswith(("http://", "https://")) else params.orchestration.mlflow_ui_url
     experiment_id = MlflowClient(tracking_uri=uri).get_run(run_id).info.experiment_id
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return redact(f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")  # a link carries no password
 
 
 def publish_artifacts(params: Params, evaluation: dict) -> None:
     """Flow-run artifacts for the Prefect UI: the metrics table and a link to the evaluation's MLflow run."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-    from anipop.tracking import tracking_uri
+    from anipop.tracking import shown_tracking_uri
 
     table = Path(params.paths.reports_dir) / "metrics.md"
     create_markdown_artifact(markdown=table.read_text(encoding="utf-8"), key="anipop-metrics",
                              description=f"Test-split metrics ({table})")
     run_id = evaluation.get("mlflow_run_id")
     if run_id:
-        uri = tracking_uri(params)
+        uri = shown_tracking_uri(params)
         hint = "" if uri.startswith("http") else f"; open it with `mlflow ui --backend-store-uri {uri}`"
         create_link_artifact(link=mlflow_run_link(params, run_id), link_text=f"MLflow run {run_id}",
                              key="anipop-mlflow-run", description=f"The evaluation logged to {uri}{hint}")

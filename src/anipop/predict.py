@@ -11,7 +11,7 @@ import logging
 import math
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from anipop.features import (
     build_features,
     features_from_vectors,
 )
-from anipop.pitch import Pitch, PitchError, parse_pitches
+from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
 from anipop.prepare import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.utils import read_json, write_json
@@ -59,6 +59,7 @@ class PitchPredictor:
     half_width: float
     coverage: float
     device: str = "auto"
+    limits: PitchLimits = PitchLimits()
 
     @classmethod
     def from_dir(cls, folder: str | Path) -> "PitchPredictor":
@@ -68,7 +69,8 @@ class PitchPredictor:
                    text=TextEncoderParams.model_validate(settings["text"]),
                    image=ImageEncoderParams.model_validate(settings["image"]),
                    scaler=MinMaxScaler.from_dict(settings["scaler"]), half_width=settings["half_width"],
-                   coverage=settings["coverage"], device=settings.get("device", "auto"))
+                   coverage=settings["coverage"], device=settings.get("device", "auto"),
+                   limits=PitchLimits.from_dict(settings.get("limits")))
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,7 @@ class PitchPredictor:
         write_json(folder / "predictor.json", {
             "text": self.text.model_dump(mode="json"), "image": self.image.model_dump(mode="json"),
             "scaler": self.scaler.to_dict(), "half_width": self.half_width, "coverage": self.coverage,
-            "device": self.device})
+            "device": self.device, "limits": asdict(self.limits)})
 
     @cached_property
     def _encoders(self):
@@ -124,21 +126,57 @@ def _pyfunc_class():
     """The PythonModel subclass, built lazily so importing anipop.predict does not import mlflow."""
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
     class PitchModel(mlflow.pyfunc.PythonModel):
-        """Takes raw pitches (synopsis, characters JSON); bad input is a 400 naming the field."""
+        """Takes raw pitches (synopsis, characters JSON); bad input is a 400 naming the field or the limit.
+
+        Anything else is logged here and answered as a generic 500: a client never sees a stack trace, a
+        server path or a library's internals.
+        """
 
         def load_context(self, context):
             self.predictor = PitchPredictor.from_dir(context.artifacts["predictor"])
+            _no_tracebacks_to_clients()
 
         def predict(self, context, model_input, params=None):
+            if params:
+                raise MlflowException(f"unknown params {sorted(params)[:10]}; this model takes none",
+                                      error_code=INVALID_PARAMETER_VALUE)
             try:
-                return self.predictor.predict(parse_pitches(model_input))
+                return self.predictor.predict(parse_pitches(model_input, self.predictor.limits))
             except PitchError as err:
-                raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
+                raise MlflowException(str(err)[:1000], error_code=INVALID_PARAMETER_VALUE) from None
+            except Exception:  # noqa: BLE001 - the server's log has the traceback; the client gets one line
+                log.exception("pitch model: prediction failed")
+                raise MlflowException("internal error while scoring the pitch (see the server log)",
+                                      error_code=INTERNAL_ERROR) from None
 
     return PitchModel
+
+
+def _no_tracebacks_to_clients() -> None:
+    """Stop `mlflow models serve` from sending stack traces in its error answers.
+
+    MLflow's scoring server attaches the traceback of a request it cannot parse (a malformed CSV or parquet
+    body) to the JSON it answers with; tracebacks show a stranger file paths and library versions. The
+    model is loaded inside the serving process, so this is the one place that can switch that off; the
+    traceback still goes to the server's log.
+    """
+    try:
+        from mlflow.pyfunc import scoring_server
+    except ImportError:  # serving extras absent: nothing is served from this process
+        return
+    original = scoring_server._handle_serving_error
+    if getattr(original, "_anipop_guarded", False):
+        return
+
+    def without_traceback(error_message, error_code, include_traceback=True):
+        log.warning("scoring server: %s", error_message[:500], exc_info=True)
+        return original(error_message=error_message, error_code=error_code, include_traceback=False)
+
+    without_traceback._anipop_guarded = True
+    scoring_server._handle_serving_error = without_traceback
 
 
 def log_pitch_model(params: Params):
@@ -154,10 +192,11 @@ def log_pitch_model(params: Params):
     predictor = PitchPredictor(
         bundle=bundle, text=params.embed.text, image=params.embed.image,
         scaler=MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json")),
-        half_width=conformal_half_width(params, bundle, coverage), coverage=coverage, device=params.embed.device)
-    signature = ModelSignature(
-        inputs=Schema([ColSpec("string", "synopsis"), ColSpec("string", "characters", required=False)]),
-        outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]))
+        half_width=conformal_half_width(params, bundle, coverage), coverage=coverage, device=params.embed.device,
+        limits=PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump()))
+    # no input schema on purpose: MLflow's enforcement silently drops columns it does not know (a client's
+    # misspelt `charaters` would vanish); parse_pitches checks every field itself and rejects unknown ones
+    signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]))
     example = pd.DataFrame({"synopsis": ["A retired bounty hunter takes one last job aboard a failing starship, "
                                          "where an old rival waits with a debt she never meant to repay."],
                             "characters": [json.dumps([{"name": "Kaede", "description": "a tired bounty hunter"}])]})
@@ -178,7 +217,7 @@ def load_model(model_uri: str):
 
 
 def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The test split as raw pitches (synopsis + characters JSON with portrait paths) and its true scores."""
+    """The test split as raw pitches (synopsis + characters JSON with portraits inlined) and its true scores."""
     from anipop.schema import PREPARED_CHARACTERS
 
     prepared, raw_dir = Path(params.paths.prepared_dir), Path(params.paths.raw_dir)
@@ -187,7 +226,8 @@ def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
     by_anime: dict[int, list[dict]] = {}
     for row in characters.itertuples():
-        image = None if pd.isna(row.portrait_path) else str(raw_dir / row.portrait_path)
+        # the served model takes image bytes only, so the portraits travel as data URIs like a client's
+        image = None if pd.isna(row.portrait_path) else portrait_data_uri(raw_dir / row.portrait_path)
         by_anime.setdefault(int(row.anime_id), []).append(
             {"name": row.name, "description": row.description, **({"image": image} if image else {})})
     pitches = pd.DataFrame({"synopsis": test["synopsis"].astype(str),

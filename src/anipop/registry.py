@@ -1,22 +1,40 @@
 """MLflow registry: log the trained model as a pitch-taking pyfunc, register it, and decide promotion.
 
 A new version takes the `champion` alias only if it beats the current champion on the promotion metric
-*on the same test split*; otherwise it is tagged `challenger` with the reason. A worse model never becomes
-champion, and a model evaluated on a different split is never compared by its stored numbers alone.
+*on the same data*: the same test ids, the same labels and the same score scaler (`split_fingerprint`).
+When those differ, the champion is re-scored on the candidate's data; stored numbers measured on another
+scale are never compared.
+
+Registration is all-or-nothing and serialised per model name by a lock (`promotion_lock`): a registered model
+named `<name>.lock` whose creation is atomic in every MLflow store. Under it a registration rolls back what an
+earlier, killed one left (versions still tagged pending: deleted, their runs ended FAILED), skips a model it
+already registered (same model, metrics and data: no duplicate when a killed stage's orphan finished first),
+re-reads the champion, registers, and moves the alias; two racing registrations therefore compare with each
+other, and the better one ends champion.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 from anipop.config import Params
 from anipop.model_card import render_model_card
 from anipop.models import BASELINE
-from anipop.tracking import TrackingUnavailable, data_hash, tracking_uri, use_experiment
-from anipop.utils import git_commit, read_json, write_json, write_text
+from anipop.schema import PREPARED_ANIME, read_table
+from anipop.tracking import TrackingUnavailable, data_hash, shown_tracking_uri, tracking_uri, use_experiment
+from anipop.utils import git_commit, read_json, redact, update_digest, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +51,30 @@ class Decision:
 
 
 def split_fingerprint(prepared_dir: str | Path) -> str:
-    """A hash of the test ids: two versions are comparable by stored metrics only if this matches."""
-    splits = read_json(Path(prepared_dir) / "splits.json")
-    return hashlib.sha256(",".join(map(str, sorted(splits["test"]))).encode()).hexdigest()[:16]
+    """A hash of what a test metric depends on besides the model: test ids, their labels and the scaler.
+
+    Two versions are comparable by stored metrics only if this matches: one bad row ("1,000" read as 1.0)
+    moves the train minimum, hence the scaler and every normalised label, while the test ids stay the same.
+    """
+    prepared = Path(prepared_dir)
+    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+    test = anime[anime["split"] == "test"].sort_values("anime_id")
+    labels = pd.DataFrame({"id": test["anime_id"].astype("int64"), "score": test["score"].round(6),
+                           "score_norm": test["score_norm"].round(6)})
+    digest = hashlib.sha256(labels.to_csv(index=False).encode())
+    digest.update(b"|scaler|")
+    update_digest(digest, prepared / "scaler.json")
+    return digest.hexdigest()[:16]
+
+
+def registration_key(params: Params, fingerprint: str) -> str:
+    """Identifies one registration's content (model file, its evaluation, the data): a rerun of the same
+    stage, or the orphan of a killed one, finds its version by this key instead of registering a duplicate."""
+    digest = hashlib.sha256(fingerprint.encode())
+    for path in (Path(params.paths.models_dir) / "model.joblib", Path(params.paths.reports_dir) / "intervals.json"):
+        update_digest(digest, path)
+    digest.update(f"|{params.registry.interval_coverage}|{params.embed.model_dump_json()}".encode())
+    return digest.hexdigest()[:24]
 
 
 def decide(metric: str, candidate: float, champion: float | None, champion_version: str | None) -> Decision:
@@ -57,8 +96,8 @@ def _champion_metric(client, name: str, metric: str, fingerprint: str, params: P
         if err.error_code in _NOT_FOUND:
             return None, None
         # anything else (a server that is down or failing) must not read as "no champion": that would promote
-        raise TrackingUnavailable(f"MLflow tracking store {tracking_uri(params)}: cannot read the {CHAMPION} "
-                                  f"of {name}: {str(err).splitlines()[0][:300]}") from err
+        raise TrackingUnavailable(f"MLflow tracking store {shown_tracking_uri(params)}: cannot read the "
+                                  f"{CHAMPION} of {name}: {redact(str(err).splitlines()[0][:300])}") from err
     tags = champion.tags
     if tags.get("test_split") == fingerprint and f"test.{metric}" in tags:
         return float(tags[f"test.{metric}"]), str(champion.version)
@@ -69,22 +108,196 @@ def _champion_metric(client, name: str, metric: str, fingerprint: str, params: P
     return rescored[metric], str(champion.version)
 
 
-def _withdraw(client, name: str, version: str) -> str:
-    """Delete a version whose registration failed half-way; say what happened (the server may be down too)."""
+LOCK_SUFFIX = ".lock"
+_STATUS = "anipop.registration"      # version tag: pending until every step of the registration is done
+_KEY = "anipop.key"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """True only when the owner ran on this host and its process is gone (a remote owner ages out instead)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextmanager
+def promotion_lock(client, name: str, timeout_s: float, stale_s: float) -> Iterator[None]:
+    """Hold `<name>.lock` (a registered model: its creation is atomic, in sqlite and on a server) for the block.
+
+    A lock whose owner died on this host, or older than `stale_s`, is broken; waiting longer than
+    `timeout_s` is a TimeoutError naming the lock and its holder.
+    """
+    from mlflow.exceptions import MlflowException
+
+    lock = f"{name}{LOCK_SUFFIX}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.create_registered_model(lock, tags={"owner": _owner(), "acquired_at": f"{time.time():.0f}"},
+                                           description=f"held while anipop registers a version of {name}")
+            break
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = client.get_registered_model(lock)
+        except MlflowException:
+            continue  # released between our two requests: try again at once
+        owner, since = held.tags.get("owner", "?"), float(held.tags.get("acquired_at", "0") or 0)
+        if _owner_is_dead(owner) or time.time() - since > stale_s:
+            log.warning("registry: breaking the lock %s left by %s (dead or older than %ss)", lock, owner, stale_s)
+            try:
+                client.delete_registered_model(lock)
+            except MlflowException:
+                pass
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"registry lock {lock} still held by {owner} after {timeout_s:.0f}s; another "
+                               f"registration is running (delete the registered model {lock} if it is not)")
+        time.sleep(0.5)
+    try:
+        yield
+    finally:
+        try:
+            client.delete_registered_model(lock)
+        except MlflowException as err:
+            log.error("registry: could not release %s (%s); the next registration breaks it once stale", lock,
+                      redact(err))
+
+
+def _withdraw(client, name: str, version: str, run_id: str | None = None) -> str:
+    """Delete a version whose registration did not complete and end its run FAILED; say what happened."""
+    if run_id:
+        try:
+            client.set_terminated(run_id, "FAILED")
+        except Exception as err:  # noqa: BLE001 - clean-up must not hide the original error
+            log.error("registry: run %s of %s v%s could not be ended FAILED (%s)", run_id, name, version, redact(err))
     try:
         client.delete_model_version(name, version)
     except Exception as err:  # noqa: BLE001 - clean-up must not hide the original error
         log.error("registry: %s v%s is registered but incomplete and could not be deleted (%s); delete it with "
-                  "MlflowClient().delete_model_version(%r, %r)", name, version, err, name, version)
+                  "MlflowClient().delete_model_version(%r, %r)", name, version, redact(err), name, version)
         return f"v{version} left incomplete: delete it by hand"
     log.warning("registry: %s v%s withdrawn: its registration did not complete", name, version)
     return f"v{version} withdrawn"
 
 
+def _versions(client, name: str) -> list:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return list(client.search_model_versions(f"name='{name}'"))
+    except MlflowException as err:
+        if err.error_code in _NOT_FOUND:
+            return []
+        raise
+
+
+def roll_back_interrupted(client, name: str, experiment_id: str) -> list[str]:
+    """Under the lock, every version still pending was left by a registration that died: withdraw it, and end
+    FAILED any registration run still RUNNING (one killed before it registered anything)."""
+    outcomes = [_withdraw(client, name, str(v.version), v.run_id) for v in _versions(client, name)
+                if v.tags.get(_STATUS) == "pending"]
+    for run in client.search_runs([experiment_id], f"tags.`anipop.registers` = '{name}' and attributes.status = 'RUNNING'"):
+        client.set_terminated(run.info.run_id, "FAILED")
+        outcomes.append(f"run {run.info.run_id} ended FAILED")
+    return outcomes
+
+
+class RegistrationInterrupted(SystemExit):
+    """SIGTERM/SIGHUP (or the parent's death) during a registration: unwind so it is rolled back."""
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into an exception, and end an orphan: when the process that started us (dvc, a
+    shell) dies, a registration must not finish unseen and be repeated by the next `dvc repro`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers only work in the main thread (Prefect runs tasks in workers)
+        return
+
+    def interrupt(signum, _frame):
+        raise RegistrationInterrupted(128 + signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    parent, done = os.getppid(), threading.Event()
+
+    def watch_parent() -> None:
+        while not done.wait(0.5):
+            if os.getppid() != parent:
+                log.error("registry: the process that started this registration died; rolling it back")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch_parent, name="anipop-parent-watch", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _result(name: str, version, metric: str, promoted: bool, reason: str, run_id: str) -> dict:
+    return {"model_name": name, "version": str(version), "promoted": promoted, "reason": reason,
+            "metric": metric, "run_id": run_id}
+
+
 def run_register(params: Params) -> dict:
     """Log + register the primary model; move `champion` only on improvement. Writes registration.json."""
-    import mlflow
     from mlflow import MlflowClient
+
+    cfg = params.registry
+    experiment_id = use_experiment(params)
+    client = MlflowClient(tracking_uri=tracking_uri(params), registry_uri=tracking_uri(params))
+    fingerprint = split_fingerprint(params.paths.prepared_dir)
+    key = registration_key(params, fingerprint)
+    with _interruptible(), _tracking_errors(params, f"registering {cfg.model_name}"):
+        with promotion_lock(client, cfg.model_name, cfg.lock_timeout_s, cfg.lock_stale_s):
+            for outcome in roll_back_interrupted(client, cfg.model_name, experiment_id):
+                print(f"{cfg.model_name}: an interrupted registration was rolled back ({outcome})")
+            done = next((v for v in _versions(client, cfg.model_name)
+                         if v.tags.get(_KEY) == key and v.tags.get(_STATUS) == "complete"), None)
+            if done is not None:
+                result = _result(cfg.model_name, done.version, cfg.promotion_metric,
+                                 done.tags.get("promoted") == "True", done.tags.get("reason", ""), done.run_id)
+                card = done.description or ""
+                print(f"{cfg.model_name} v{done.version} already holds this model and data; nothing registered")
+            else:
+                log.info("registry: registering %s (key %s) in %s", cfg.model_name, key, shown_tracking_uri(params))
+                result, card = _register_locked(params, client, fingerprint, key)
+    reports = Path(params.paths.reports_dir)
+    write_json(reports / "registration.json", result)
+    write_text(reports / "model_card.md", card)
+    return result
+
+
+@contextmanager
+def _tracking_errors(params: Params, doing: str) -> Iterator[None]:
+    """An MLflow failure as one TrackingUnavailable line naming the (redacted) store."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as err:
+        raise TrackingUnavailable(f"MLflow tracking store {shown_tracking_uri(params)} failed while {doing}: "
+                                  f"{redact(str(err).splitlines()[0][:300])}") from err
+
+
+def _register_locked(params: Params, client, fingerprint: str, key: str) -> tuple[dict, str]:
+    """The registration proper, under the lock: decide against the champion as it is now, register, promote."""
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     from anipop.predict import log_pitch_model
@@ -95,14 +308,14 @@ def run_register(params: Params) -> dict:
     bundle_name = read_json(Path(params.paths.models_dir) / "train_report.json")["model"]
     metrics = {name: entry["value"] for name, entry in intervals["models"][bundle_name].items()}
     baseline = {name: entry["value"] for name, entry in intervals["models"][BASELINE].items()}
-    fingerprint = split_fingerprint(params.paths.prepared_dir)
-    use_experiment(params)
-    client = MlflowClient(tracking_uri=tracking_uri(params))
     champion_value, champion_version = _champion_metric(client, cfg.model_name, cfg.promotion_metric, fingerprint, params)
+    decision = decide(cfg.promotion_metric, metrics[cfg.promotion_metric], champion_value, champion_version)
 
-    with mlflow.start_run(run_name=f"register-{bundle_name}") as run:
-        info = log_pitch_model(params)  # logged to the run; registered below in one request with its tags
-        decision = decide(cfg.promotion_metric, metrics[cfg.promotion_metric], champion_value, champion_version)
+    version = None
+    run = mlflow.start_run(run_name=f"register-{bundle_name}")
+    try:
+        mlflow.set_tags({"anipop.owner": _owner(), "anipop.registers": cfg.model_name})
+        info = log_pitch_model(params)
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,
@@ -110,28 +323,30 @@ def run_register(params: Params) -> dict:
             **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
             **{f"baseline.{k}": f"{v:.6f}" for k, v in baseline.items()},
             **({} if decision.promote else {"challenger": decision.reason}),
+            _STATUS: "pending", _KEY: key,
         }
         version = str(mlflow.register_model(info.model_uri, cfg.model_name,
                                             tags={k: str(v) for k, v in tags.items()}).version)
-        try:  # the alias goes last: whatever fails before it withdraws the version, so none is half-registered
-            card = render_model_card(params, version, intervals, bundle_name, decision.reason)
-            mlflow.log_text(card, "model_card.md")
-            client.update_model_version(cfg.model_name, version, description=card)
-            mlflow.set_tags({"registered_version": version, "promoted": str(decision.promote)})
-            if decision.promote:
-                client.set_registered_model_alias(cfg.model_name, CHAMPION, version)
-        except Exception as err:
-            outcome = _withdraw(client, cfg.model_name, version)
-            if isinstance(err, MlflowException):
-                raise TrackingUnavailable(f"MLflow tracking store {tracking_uri(params)} failed while registering "
-                                          f"{cfg.model_name} v{version} ({outcome}): "
-                                          f"{str(err).splitlines()[0][:300]}") from err
-            raise
-
-    result = {"model_name": cfg.model_name, "version": version, "promoted": decision.promote,
-              "reason": decision.reason, "metric": cfg.promotion_metric, "run_id": run.info.run_id}
-    write_json(reports / "registration.json", result)
-    write_text(reports / "model_card.md", card)
+        card = render_model_card(params, version, intervals, bundle_name, decision.reason)
+        mlflow.log_text(card, "model_card.md")
+        client.update_model_version(cfg.model_name, version, description=card)
+        mlflow.set_tags({"registered_version": version, "promoted": str(decision.promote)})
+        if decision.promote:
+            client.set_registered_model_alias(cfg.model_name, CHAMPION, version)
+        for tag, value in (("promoted", str(decision.promote)), ("reason", decision.reason[:5000]),
+                           (_STATUS, "complete")):  # the status goes last: only now is the version whole
+            client.set_model_version_tag(cfg.model_name, version, tag, value)
+    except BaseException as err:
+        outcome = _withdraw(client, cfg.model_name, version, run.info.run_id) if version else "nothing registered"
+        mlflow.end_run("FAILED")
+        if isinstance(err, MlflowException):
+            raise TrackingUnavailable(f"MLflow tracking store {shown_tracking_uri(params)} failed while registering "
+                                      f"{cfg.model_name} v{version} ({outcome}): "
+                                      f"{redact(str(err).splitlines()[0][:300])}") from err
+        log.error("registry: registration of %s failed (%s): %s", cfg.model_name, outcome, redact(err))
+        raise
+    mlflow.end_run()
     status = "is now champion" if decision.promote else "stays challenger"
     print(f"{cfg.model_name} v{version} {status}: {decision.reason}")
-    return result
+    return _result(cfg.model_name, version, cfg.promotion_metric, decision.promote, decision.reason,
+                   run.info.run_id), card

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from anipop.config import Params
-from anipop.utils import git_commit, hash_files
+from anipop.utils import git_commit, hash_files, redact
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,24 @@ class TrackingUnavailable(ConnectionError):
 
 
 def tracking_uri(params: Params) -> str:
-    """MLFLOW_TRACKING_URI when the user set it, else params.yaml's store."""
+    """MLFLOW_TRACKING_URI when the user set it, else params.yaml's store. May hold credentials: show it only
+    through `shown_tracking_uri`."""
     return os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
+
+
+def shown_tracking_uri(params: Params) -> str:
+    """The tracking URI as it may be printed, logged, stored or linked: credentials redacted."""
+    return redact(tracking_uri(params))
+
+
+def bound_requests(params: Params) -> None:
+    """Make an unreachable tracking server fail fast instead of MLflow's default of minutes of retries.
+
+    MLflow reads MLFLOW_HTTP_REQUEST_TIMEOUT and MLFLOW_HTTP_REQUEST_MAX_RETRIES per request; a value the
+    user exported wins over params.yaml.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(params.mlflow.request_timeout_s))))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(params.mlflow.request_max_retries))
 
 
 def use_tracking_store(params: Params) -> None:
@@ -39,6 +55,7 @@ def use_tracking_store(params: Params) -> None:
     """
     import mlflow
 
+    bound_requests(params)
     uri = tracking_uri(params)
     before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
@@ -57,18 +74,18 @@ def use_experiment(params: Params) -> str:
     use_tracking_store(params)
     try:  # the first request: an unreachable store fails here, before anything is logged or registered
         experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
-    except MlflowException as err:
-        raise TrackingUnavailable(f"MLflow tracking store {tracking_uri(params)} is unreachable or failing "
-                                  f"(nothing was logged): {str(err).splitlines()[0][:300]}") from err
-    if experiment is None:
-        location = params.mlflow.artifact_location
-        if tracking_uri(params).startswith(("http://", "https://")):
-            location = None  # a tracking server decides where artifacts go (its --artifacts-destination)
-        elif "://" not in location:  # a local folder: absolute URI so runs from any cwd land in the same place
-            location = Path(location).resolve().as_uri()
-        experiment_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
+        if experiment is None:
+            location = params.mlflow.artifact_location
+            if tracking_uri(params).startswith(("http://", "https://")):
+                location = None  # a tracking server decides where artifacts go (its --artifacts-destination)
+            elif "://" not in location:  # a local folder: absolute URI so runs from any cwd land in the same place
+                location = Path(location).resolve().as_uri()
+            experiment_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+    except MlflowException as err:  # also a read-only store: "attempt to write a readonly database"
+        raise TrackingUnavailable(f"MLflow tracking store {shown_tracking_uri(params)} is unreachable or failing "
+                                  f"(nothing was logged): {redact(str(err).splitlines()[0][:300])}") from err
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -110,7 +127,7 @@ def log_evaluation(params: Params, summary: dict, artifacts: list[Path]) -> str:
                 suffix = "" if part == "value" else f"_{part}"
                 metrics[f"test.{model}.{name}{suffix}"] = number
     with mlflow.start_run(run_name=f"{params.train.model}-{params.embed.text.model}") as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
+        mlflow.log_params({k: redact(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
         mlflow.log_metrics(metrics)
         mlflow.log_metric("test_rows", summary["test_rows"])
         mlflow.set_tags({"git_commit": git_commit(), "data_hash": data_hash(params),
@@ -118,5 +135,5 @@ def log_evaluation(params: Params, summary: dict, artifacts: list[Path]) -> str:
         for path in artifacts:
             if Path(path).exists():
                 mlflow.log_artifact(str(path))
-    log.info("mlflow: run %s logged to %s", run.info.run_id, tracking_uri(params))
+    log.info("mlflow: run %s logged to %s", run.info.run_id, shown_tracking_uri(params))
     return run.info.run_id

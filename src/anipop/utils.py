@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import random
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,23 @@ log = logging.getLogger("anipop")
 # errors of the write itself (disk full, quota, read-only or forbidden folder, file too big, I/O)
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
                            errno.EIO})
+
+
+# userinfo of any scheme://user:password@host, and the values of secret-looking query parameters
+_URI_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s@]+)@")
+_SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:[a-z0-9_.-]*(?:token|password|passwd|pwd|secret|key|signature|sig|"
+                           r"credential|auth)[a-z0-9_.-]*))=(?P<value>[^&#\s'\"]*)", re.IGNORECASE)
+
+
+def redact(text: object) -> str:
+    """`text` (a URI, or a message that may quote one) with credentials replaced by '***'.
+
+    The one helper for every URI that is printed, logged, stored as an MLflow param/tag or linked:
+    `http://user:pw@host` -> `http://***@host`, `...?token=abc` -> `...?token=***`.
+    """
+    text = str(text)
+    text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m['key']}=***", text)
 
 
 def setup_logging(level: int = logging.INFO) -> None:

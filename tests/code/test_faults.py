@@ -233,11 +233,13 @@ def test_registration_failing_half_way_withdraws_its_version(trained, monkeypatc
     assert str(champion.version) == first["version"] and first["promoted"]
     assert {"test_split", "test.spearman", "baseline.mse"} <= set(champion.tags) and champion.description
 
-    # a failing champion lookup must not read as "no champion yet" (that would promote anything)
+    # a failing champion lookup must not read as "no champion yet" (that would promote anything); another
+    # interval coverage makes it a new registration (the same model and data again would be a no-op)
+    changed = trained.model_copy(update={"registry": trained.registry.model_copy(update={"interval_coverage": 0.8})})
     with monkeypatch.context() as patch:
         patch.setattr(MlflowClient, "get_model_version_by_alias", server_gone)
         with pytest.raises(TrackingUnavailable, match=rf"{uri}: cannot read the champion of {name}"):
-            run_register(trained)
+            run_register(changed)
     assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == [first["version"]]
 
 
@@ -283,3 +285,161 @@ def test_a_store_chosen_earlier_in_the_process_does_not_stick(tmp_path, monkeypa
     assert tracking.tracking_uri(second) == f"sqlite:///{tmp_path / 'b.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")  # the user's own choice wins
     assert tracking.tracking_uri(second) == "http://127.0.0.1:1"
+
+
+# ---------------------------------------------------------------- credentials, default timeouts, kills
+
+def test_unreachable_server_fails_fast_by_default_and_the_password_never_shows(trained, tmp_path, monkeypatch,
+                                                                              restore_mlflow_uri):
+    """No MLFLOW_HTTP_* overrides: params' bounded timeout applies; the URI is shown with its credentials redacted."""
+    port = _closed_port()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:s3cr3t-pw@127.0.0.1:{port}")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    params_file = _params_file(trained, tmp_path)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "anipop.cli", "register", "--params", str(params_file)],
+                            env={**_env(), "MLFLOW_TRACKING_URI": f"http://alice:s3cr3t-pw@127.0.0.1:{port}"},
+                            capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"MLflow tracking store http://***@127.0.0.1:{port} is unreachable" in errors[0]
+    assert elapsed < 45, f"gave up only after {elapsed:.0f}s"
+
+
+def test_redact_covers_userinfo_and_secret_query_values():
+    from anipop.utils import redact
+
+    assert redact("http://user:pw@host:5000/x") == "http://***@host:5000/x"
+    assert redact("error talking to https://tok@mlflow.example/api?x=1&token=abc&b=2") == (
+        "error talking to https://***@mlflow.example/api?x=1&token=***&b=2")
+    assert redact("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+    assert redact("postgresql://u:p@db/mlflow?password=p") == "postgresql://***@db/mlflow?password=***"
+
+
+def test_logged_params_and_the_prefect_link_carry_no_credentials(trained, tmp_path, monkeypatch, restore_mlflow_uri):
+    from anipop import orchestration, tracking
+
+    secret_params = trained.model_copy(update={"mlflow": trained.mlflow.model_copy(
+        update={"tracking_uri": trained.mlflow.tracking_uri + "?password=hunter2"})})
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.mlflow.tracking_uri)  # the store the run really goes to
+    run_id = tracking.log_evaluation(secret_params, {"test_rows": 1, "models": {}}, [])
+    stored = MlflowClient(tracking_uri=trained.mlflow.tracking_uri).get_run(run_id).data.params
+    assert stored["mlflow.tracking_uri"].endswith("?password=***")
+    assert not any("hunter2" in value for value in stored.values())
+
+    class FakeClient:
+        def __init__(self, tracking_uri):
+            pass
+
+        def get_run(self, run_id):
+            return type("Run", (), {"info": type("Info", (), {"experiment_id": "7"})()})()
+
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", FakeClient)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://bob:pa55@mlflow.example")
+    assert orchestration.mlflow_run_link(trained, "abc") == "https://***@mlflow.example/#/experiments/7/runs/abc"
+
+
+def _cli(params_file: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "anipop.cli", *args, "--params", str(params_file)]
+
+
+def _versions(params) -> list:
+    uri = params.mlflow.tracking_uri
+    return list(MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions(
+        f"name='{params.registry.model_name}'"))
+
+
+def _wait_for_line(process: subprocess.Popen, needle: str, timeout_s: float = 180) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    for line in process.stdout:
+        seen.append(line)
+        if needle in line:
+            return seen
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(f"never saw {needle!r}:\n{''.join(seen)[-3000:]}")
+
+
+def _new_registration(params, coverage: float):
+    """Params whose registration is new to the registry (another interval coverage: another registration key)."""
+    return params.model_copy(update={"registry": params.registry.model_copy(update={"interval_coverage": coverage})})
+
+
+def test_register_killed_right_after_creating_its_version_is_rolled_back_by_the_next(trained, tmp_path):
+    name = trained.registry.model_name
+    params_file = _params_file(_new_registration(trained, 0.85), tmp_path)
+    before = {str(v.version) for v in _versions(trained)}
+    process = subprocess.Popen(_cli(params_file, "register"), env=_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_for_line(process, "Created version")
+        os.killpg(process.pid, signal.SIGKILL)  # no handler runs: the version stays half-registered
+    finally:
+        process.wait(timeout=30)
+    killed = [v for v in _versions(trained) if str(v.version) not in before]
+    assert len(killed) == 1 and killed[0].tags.get("anipop.registration") == "pending", \
+        "the kill landed after the registration completed; nothing left to roll back"
+    client = MlflowClient(tracking_uri=trained.mlflow.tracking_uri, registry_uri=trained.mlflow.tracking_uri)
+    assert client.get_run(killed[0].run_id).info.status == "RUNNING"
+
+    rerun = subprocess.run(_cli(params_file, "register"), env=_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"v{killed[0].version} withdrawn" in rerun.stdout
+    assert client.get_run(killed[0].run_id).info.status == "FAILED"
+    now = {str(v.version): v for v in _versions(trained)}
+    assert str(killed[0].version) not in now
+    assert all(v.tags.get("anipop.registration") == "complete" for v in now.values() if str(v.version) not in before)
+    assert not [m for m in client.search_registered_models() if m.name == f"{name}.lock"]  # lock released
+
+
+def test_a_register_whose_parent_is_killed_stops_and_is_never_registered_twice(trained, tmp_path):
+    """As when only `dvc` is killed: its `anipop register` child must not finish unseen and be repeated."""
+    params_file = _params_file(_new_registration(trained, 0.87), tmp_path)
+    parent_code = ("import subprocess, sys; child = subprocess.Popen(sys.argv[1:]); "
+                   "print(child.pid, flush=True); child.wait()")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code, *_cli(params_file, "register")], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        child = int(parent.stdout.readline())
+        _wait_for_line(parent, "registry: registering")
+        parent.kill()  # SIGKILL the parent only; the child is orphaned, as under a killed `dvc repro`
+        parent.wait(timeout=30)
+        gone = False
+        for _ in range(120):
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                gone = True
+                break
+            time.sleep(0.5)
+        assert gone, "the orphaned register kept running after its parent died"
+    finally:
+        try:
+            os.killpg(parent.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for _ in range(2):  # the next `dvc repro`, twice: one complete version for this model and data, no more
+        rerun = subprocess.run(_cli(params_file, "register"), env=_env(), capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+    keys = [v.tags.get("anipop.key") for v in _versions(trained)]
+    assert all(v.tags.get("anipop.registration") == "complete" for v in _versions(trained))
+    assert len(keys) == len(set(keys)), keys
+
+
+def test_a_read_only_tracking_store_is_one_line_naming_it(trained, tmp_path):
+    """sqlite's own read-only mode (tests run as root, where chmod stops nothing): evaluate and register."""
+    db = trained.mlflow.tracking_uri.removeprefix("sqlite:///")
+    read_only = trained.model_copy(update={"mlflow": trained.mlflow.model_copy(update={
+        "tracking_uri": f"sqlite:///file:{db}?mode=ro&uri=true", "experiment": "never-created"})})
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(read_only.model_dump(mode="json"), sort_keys=False))
+    for command in ("evaluate", "register"):
+        result = subprocess.run(_cli(params_file, command), env=_env(), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and db in errors[0] and "readonly database" in errors[0], result.stderr[-3000:]

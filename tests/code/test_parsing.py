@@ -34,7 +34,8 @@ def test_parse_score(raw, expected):
     assert parse_score(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["0", "11", "-2", "nan%", "9.5.1"])
+@pytest.mark.parametrize("raw", ["0", "11", "-2", "nan%", "9.5.1", "1,000", "8,5", "1e1", "1_0", "inf", "0x8",
+                                 " 7 .5", "８.５"])
 def test_parse_score_rejects_out_of_range_and_garbage(raw):
     with pytest.raises(ParseError):
         parse_score(raw)

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from anipop.evaluate import run_evaluate
 from anipop.predict import load_model
-from anipop.registry import decide, run_register
+from anipop.registry import decide, run_register, split_fingerprint
 from anipop.schema import PREPARED_ANIME, read_table, write_table
 from anipop.train import run_train
 from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
@@ -102,3 +102,50 @@ def test_predict_cli_reads_a_csv_of_pitches(registered, tmp_path, monkeypatch):
     assert "models:/anipop@champion" in result.output and "score_high" in result.output
     bad = runner.invoke(app, ["predict", "--synopsis", "", "--params", str(params_file)])
     assert bad.exit_code == 2 and "field 'synopsis': empty" in bad.output
+
+
+def test_fingerprint_covers_test_labels_and_the_scaler_not_only_the_ids(registered, tmp_path):
+    import shutil
+
+    params, _ = registered
+    copy = tmp_path / "prepared"
+    shutil.copytree(params.paths.prepared_dir, copy)
+    original = split_fingerprint(copy)
+    scaler = json.loads((copy / "scaler.json").read_text())
+    (copy / "scaler.json").write_text(json.dumps({**scaler, "low": 1.0}))  # a "1,000" row read as 1.0
+    assert split_fingerprint(copy) != original
+    shutil.copy(params.paths.prepared_dir / "scaler.json", copy / "scaler.json")
+    assert split_fingerprint(copy) == original
+    anime = read_table(PREPARED_ANIME, copy / "anime.parquet")
+    anime.loc[anime.index[anime["split"] == "test"][0], "score"] += 0.5  # one relabelled test anime
+    write_table(PREPARED_ANIME, anime, copy / "anime.parquet")
+    assert split_fingerprint(copy) != original
+
+
+def test_a_scale_change_never_lets_a_worse_model_win_on_mse(registered, caplog):
+    """The issue's case: a changed scaler (same test ids) shrank the new version's MSE; the champion's stored
+    MSE, measured on the old scale, lost to it. Now the champion is re-scored on the candidate's data."""
+    import logging
+
+    from anipop.prepare import MinMaxScaler
+
+    params, _ = registered
+    params = params.model_copy(update={"registry": params.registry.model_copy(update={"promotion_metric": "mse"})})
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    champion_before = client.get_model_version_by_alias("anipop", "champion")
+    prepared = params.paths.prepared_dir
+    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+    train = anime["split"] == "train"
+    wide = MinMaxScaler(low=1.0, high=float(anime["score"].max()) * 4)  # a far wider scale: every MSE shrinks
+    anime["score_norm"] = wide.transform(anime["score"])
+    rng = np.random.default_rng(1)
+    anime.loc[train, "score_norm"] = rng.permutation(anime.loc[train, "score_norm"].to_numpy())  # learns nothing
+    write_table(PREPARED_ANIME, anime, prepared / "anime.parquet")
+    (prepared / "scaler.json").write_text(json.dumps(wide.to_dict()))
+    run_train(params)
+    run_evaluate(params)
+    with caplog.at_level(logging.INFO, logger="anipop.registry"):
+        result = run_register(params)
+    assert not result["promoted"], result["reason"]
+    assert "re-scoring it on this one" in caplog.text
+    assert str(client.get_model_version_by_alias("anipop", "champion").version) == str(champion_before.version)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import logging
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,19 +63,15 @@ class LocalSource:
 
     def ingest(self, raw_dir: Path) -> IngestResult:
         """Parse the CSV into the raw anime table; rows that cannot be parsed go to quarantine with line and field."""
-        try:
-            # surrogateescape: a few bytes that are not UTF-8 quarantine their rows, not the whole file;
-            # object, not str: pandas' arrow-backed strings cannot hold the escaped bytes
-            frame = pd.read_csv(self.path, dtype=object, keep_default_na=False, nrows=self.limit,
-                                encoding="utf-8", encoding_errors="surrogateescape")
-        except FileNotFoundError as err:
-            raise FileNotFoundError(
-                f"{self.path}: the local MAL file is missing; set ingest.local_path in params.yaml"
-            ) from err
-        missing = [c for c in _CSV_COLUMNS if c not in frame.columns]
+        header, records, lines, malformed = read_csv_records(self.path, self.limit)
+        missing = [c for c in _CSV_COLUMNS if c not in header]
         if missing:
             raise ValueError(f"{self.path}: CSV lacks column(s) {sorted(missing)}")
-        rows, rejected = parse_rows(frame, origin=str(self.path))
+        frame = pd.DataFrame(records, columns=header, dtype=object)
+        rows, rejected = parse_rows(frame, origin=str(self.path), lines=lines)
+        rejected = [*(quarantine_record("ingest", "anime", f"{self.path}:{line}", "malformed_row",
+                                        f"{self.path}:{line}: {reason}", None, None)
+                      for line, reason in malformed), *rejected]
         anime = RAW_ANIME.conform(pd.DataFrame(rows, columns=RAW_ANIME.column_names), origin=str(self.path))
         quarantine = QUARANTINE.conform(pd.DataFrame(rejected, columns=QUARANTINE.column_names))
         notes = [f"{self.path.name}: no characters or portraits in this source; those modalities are empty"]
@@ -79,15 +79,70 @@ class LocalSource:
         return IngestResult(anime=anime, quarantine=quarantine, notes=notes)
 
 
-def parse_rows(frame: pd.DataFrame, origin: str) -> tuple[list[dict], list[dict]]:
-    """Parse CSV rows into raw-schema dicts; rows with bytes that are not UTF-8, an unparseable id or field,
-    or a duplicate id are rejected, each reason naming the CSV line it starts on."""
-    rows: list[dict] = []
+def _open_text(path: Path) -> io.TextIOBase:
+    """The file as text, gunzipped when it starts with gzip's magic bytes (whatever its name says).
+
+    surrogateescape: a few bytes that are not UTF-8 quarantine their rows, not the whole file.
+    """
+    try:
+        with open(path, "rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: the local MAL file is missing; set ingest.local_path in params.yaml") from err
+    binary = gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115 - closed by the wrapper
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def read_csv_records(path: Path, limit: int | None = None) -> tuple[list[str], list[list[str]], list[int],
+                                                                   list[tuple[int, str]]]:
+    """(header, records, the line each record starts on, malformed (line, reason)) of a CSV or CSV.gz.
+
+    Why not pandas: one row with too many fields makes pandas abort the whole file, and it reports no line
+    numbers for rows whose quoted fields span lines. A truncated or corrupt archive raises one ValueError
+    naming the file (click would otherwise turn gzip's EOFError into a bare "Aborted.").
+    """
+    records: list[list[str]] = []
+    lines: list[int] = []
+    malformed: list[tuple[int, str]] = []
+    try:
+        with _open_text(path) as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if not header:
+                raise ValueError(f"{path}: the CSV is empty (no header line)")
+            while limit is None or len(records) + len(malformed) < limit:
+                line = reader.line_num + 1
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:  # e.g. a field over csv's size limit: that record only
+                    malformed.append((line, f"unreadable CSV record: {err}"))
+                    continue
+                if not record or record == [""]:
+                    continue  # a blank line, as pandas skips it
+                if len(record) != len(header):
+                    malformed.append((line, f"{len(record)} fields where the header has {len(header)}"))
+                    continue
+                records.append(record)
+                lines.append(line)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise ValueError(f"{path}: truncated or corrupt gzip archive ({err})") from err
+    return header, records, lines, malformed
+
+
+def parse_rows(frame: pd.DataFrame, origin: str, lines: list[int] | None = None) -> tuple[list[dict], list[dict]]:
+    """Parse CSV rows into raw-schema dicts; rows with bytes that are not UTF-8, an unparseable id or field
+    are rejected, each reason naming the CSV line it starts on (`lines`, else counted from the record texts).
+
+    Duplicate ids: identical copies are kept once (the others quarantined as copies); copies that disagree
+    (a different score, say) are all quarantined, since nothing tells which one is right.
+    """
+    parsed: list[tuple[str, dict]] = []
     rejected: list[dict] = []
-    seen_ids: set[int] = set()
     next_line = 2  # line 1 is the header
-    for record in frame.to_dict("records"):
-        line_no = next_line
+    for index, record in enumerate(frame.to_dict("records")):
+        line_no = next_line if lines is None else lines[index]
         next_line += 1 + sum(str(v).count("\n") for v in record.values())  # quoted fields may span lines
         where = f"{origin}:{line_no}"
         undecodable = next((c for c in _CSV_COLUMNS if _UNDECODABLE.search(str(record[c]))), None)
@@ -101,17 +156,39 @@ def parse_rows(frame: pd.DataFrame, origin: str) -> tuple[list[dict], list[dict]
         except ParseError as err:
             rejected.append(quarantine_record("ingest", "anime", where, "parse", f"{where}: {err}", "mal_id", record["mal_id"]))
             continue
-        if anime_id in seen_ids:
-            rejected.append(quarantine_record("ingest", "anime", anime_id, "duplicate_id", f"{where}: mal_id {anime_id} already seen; first row kept", "mal_id", anime_id))
-            continue
         row: dict[str, object] = {"anime_id": anime_id, "scored_by": None}
         problem = parse_fields(record, _FIELD_PARSERS, row)
         if problem is not None:
             field, reason = problem
             rejected.append(quarantine_record("ingest", "anime", anime_id, "parse", f"{where}: field '{field}': {reason}", field, record.get(field)))
             continue
-        seen_ids.add(anime_id)
-        rows.append(row)
+        parsed.append((where, row))
+    return _resolve_duplicates(parsed, rejected)
+
+
+def _resolve_duplicates(parsed: list[tuple[str, dict]], rejected: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Keep one of identical duplicate rows; quarantine every copy of an id whose copies disagree."""
+    by_id: dict[int, list[tuple[str, dict]]] = {}
+    for where, row in parsed:
+        by_id.setdefault(int(row["anime_id"]), []).append((where, row))
+    rows: list[dict] = []
+    for anime_id, copies in by_id.items():
+        first_where, first = copies[0]
+        if len(copies) == 1:
+            rows.append(first)
+            continue
+        differing = sorted({key for _, row in copies[1:] for key in first if row.get(key) != first.get(key)})
+        if not differing:
+            rows.append(first)
+            rejected.extend(quarantine_record("ingest", "anime", anime_id, "duplicate_id",
+                                              f"{where}: mal_id {anime_id} repeats {first_where} exactly; kept once",
+                                              "mal_id", anime_id) for where, _ in copies[1:])
+            continue
+        places = ", ".join(where for where, _ in copies)
+        rejected.extend(quarantine_record(
+            "ingest", "anime", anime_id, "duplicate_id",
+            f"{where}: mal_id {anime_id} appears {len(copies)} times ({places}) with different {differing}; "
+            f"all quarantined", differing[0], row.get(differing[0])) for where, row in copies)
     return rows, rejected
 
 

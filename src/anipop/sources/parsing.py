@@ -25,6 +25,7 @@ MAL_SCORE_RANGE = (1.0, 10.0)
 INT64_MAX = 2**63 - 1  # the raw tables store counts as Int64: a larger value must be a row error, not a crash
 _WHITESPACE = re.compile(r"\s+")
 _MAL_CREDIT = re.compile(r"\[\s*written by mal rewrite\s*\]", re.IGNORECASE)
+_SCORE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -86,15 +87,21 @@ def parse_fields(record: Mapping[str, object], parsers: Mapping[str, tuple[str, 
 
 
 def parse_score(value: object) -> float | None:
-    """A MAL weighted score: a number within 1-10, or None when unscored."""
+    """A MAL weighted score: digits with an optional decimal point, within 1-10; None when unscored.
+
+    Strict on purpose: a thousands separator ("1,000"), a decimal comma, an exponent or Python's digit
+    underscores are not MAL scores, and reading them leniently ("1,000" -> 1.0) would move the train minimum,
+    hence the score scale every model is compared on. MAL's unscored markers ("N/A", "Unknown") are None: the
+    prepare step quarantines those rows under its `unscored` rule.
+    """
     if is_missing(value):
         return None
-    try:
-        score = float(str(value).strip().replace(",", "."))
-    except ValueError as err:
-        raise ParseError(f"score is not a number: {str(value)[:40]!r}") from err
+    text = str(value).strip()
+    if not _SCORE.fullmatch(text):
+        raise ParseError(f"score is not a MyAnimeList score (digits with an optional '.'): {text[:40]!r}")
+    score = float(text)
     low, high = MAL_SCORE_RANGE
-    if not math.isfinite(score) or not low <= score <= high:
+    if not low <= score <= high:
         raise ParseError(f"score {score!r} outside MyAnimeList's {low:g}-{high:g} range")
     return score
 
