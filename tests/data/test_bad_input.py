@@ -56,7 +56,7 @@ def corpus_rows() -> list[dict]:
         mal_row(107, score="0"),
         mal_row(108, score="11"),
         mal_row(109, score="-3"),
-        mal_row(1, title="A duplicate of anime 1"),
+        learnable_rows(1)[0],  # an exact duplicate of anime 1: kept once (conflicting copies: test_local_source)
         mal_row(111, members="3,689,853", favorites="#12,345", episodes="1,000"),
         mal_row(112, members="99999999999999999999"),  # past int64: used to crash the whole table's cast
         mal_row(113, genres="[{[]: 1}]"),  # used to raise TypeError out of the list parser
@@ -75,7 +75,7 @@ BAD_ANIME = {
     "107": ("ingest", "parse", "score", "field 'score': score 0.0 outside"),
     "108": ("ingest", "parse", "score", "field 'score': score 11.0 outside"),
     "109": ("ingest", "parse", "score", "field 'score': score -3.0 outside"),
-    "1": ("ingest", "duplicate_id", "mal_id", "mal_id 1 already seen"),
+    "1": ("ingest", "duplicate_id", "mal_id", "mal_id 1 repeats"),
     "112": ("ingest", "parse", "members", "field 'members': too large"),
     "113": ("ingest", "parse", "genres", "field 'genres': malformed list"),
 }
