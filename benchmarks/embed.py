@@ -1,25 +1,32 @@
-"""Embed-stage benchmark: the stage's throughput against a bare loop of the same encoder, and a rerun cost.
+"""Embed benchmark: params.yaml's text encoder against fp32 eager torch, paired in one run, and a 1 % rerun.
 
-    python benchmarks/embed.py --rows 500            # CPU here; on a GPU machine the same command uses it
-    python benchmarks/embed.py --rows 5000 --profile paper   # gpt2 (needs its weights)
+    python benchmarks/embed.py                       # every prepared synopsis (the full default data: ~7k)
+    python benchmarks/embed.py --rows 800            # a seeded random sample of prepared anime ids
+    python benchmarks/embed.py --device cuda --dtype bfloat16 --profile paper   # on a GPU machine (gpt2)
 
-Measured on synopses of the prepared data (synthetic texts when there is none), with params.yaml's encoder,
-batch size, device and dtype:
-- bare loop: `encoder.encode` over the same texts, batch size and (length-sorted) order, nothing else;
-- stage: `run_embed` with a fresh cache (hashing, cache shards, outputs, manifest); its wall time minus its
-  own model load (manifest load_seconds) is compared with the bare loop: goal overhead_ratio <= 1.10;
-- rerun: 1 % of the rows changed, cache kept: only those are embedded;
-- no-op encoder: the stage's embed loop around an encoder that returns zeros, i.e. its own cost per item
-  (hashing, sorting, cache shards, assembly), which does not depend on how busy a shared CPU is.
-Each of bare and stage runs `repeats` times, alternating, best time kept. The last line printed is JSON;
-`run(rows)` returns the same dict for the script that merges benchmarks/results.json.
+Rows: the prepared synopses (run `anipop ingest && anipop prepare` or `make run` first), all of them or a random
+sample of ids; never the first ids, whose synopses are short and unrepresentative.
+
+Pairing: the rows are cut into `--chunks` random, equal slices; each slice is embedded by the baseline (fp32
+eager torch on the device) and by the candidate (the configured runtime: params.yaml text.cpu_runtime, dtype),
+in A B A B order, each in the stage's longest-first batches. On a shared machine the load drifts; a slice's two
+legs run back to back, so the per-slice ratio is fair and its median is the figure to quote.
+
+Quality: cosine similarity of each row's candidate vector to its baseline vector (mean, min). `--save-vectors`
+writes both matrices for benchmarks/embed_quality.py (the downstream Spearman delta).
+
+Rerun: the stage (`run_embed`) on the same rows with 1 % of synopses changed and every other vector in the
+cache, as a full run leaves it: wall time, model load included, over the candidate's forward time for all rows.
+That denominator is below a full stage run's time, so the ratio is an upper bound.
+
+The last line printed is JSON; `run()` returns the same dict for benchmarks/run_all.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import sys
 import tempfile
 import time
@@ -27,137 +34,153 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from anipop.config import Params, load_params
-from anipop.embed import embed_texts, run_embed
-from anipop.embedding_cache import EmbeddingCache
+from anipop.embed import run_embed
+from anipop.embedding_cache import EmbeddingCache, item_key
 from anipop.encoders import choose_device, choose_dtype, load_text_encoder
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _sample(params: Params, rows: int) -> pd.DataFrame:
-    """The first `rows` prepared anime by id; cycled with a suffix (distinct texts) when there are fewer."""
-    path = REPO / params.paths.prepared_dir / "anime.parquet"
-    if path.exists():
-        anime = read_table(PREPARED_ANIME, path).sort_values("anime_id").reset_index(drop=True)
-    else:  # no prepared data: synthetic synopses of varied length
-        anime = pd.DataFrame({"anime_id": [1], "title": ["t"], "score": [7.0], "score_norm": [0.5], "split": ["train"],
-                              "synopsis": ["A young hero leaves the village to find the lost sword of the sea."]})
-    repeats = math.ceil(rows / len(anime))
-    frames = []
-    for r in range(repeats):
-        copy = anime.copy()
-        copy["anime_id"] = copy["anime_id"] + r * 10_000_000
-        copy["synopsis"] = copy["synopsis"] if r == 0 else copy["synopsis"] + f" (variant {r})"
-        frames.append(copy)
-    return pd.concat(frames, ignore_index=True).head(rows)
+def sample_anime(rows: int | None, seed: int = 0) -> pd.DataFrame:
+    """All prepared anime of this checkout (rows None or >= the count), or a seeded random sample of their ids."""
+    path = REPO / load_params(REPO / "params.yaml").paths.prepared_dir / "anime.parquet"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: run `anipop ingest && anipop prepare` (or `make run`) first")
+    anime = read_table(PREPARED_ANIME, path)
+    if rows is not None and rows < len(anime):
+        anime = anime.sample(rows, random_state=seed)
+    return anime.sort_values("anime_id").reset_index(drop=True)
 
 
-def _params_in(root: Path, profile: str | None) -> Params:
+def _params_in(root: Path, profile: str | None, device: str | None, dtype: str | None) -> Params:
     base = load_params(REPO / "params.yaml")
-    paths = base.paths.model_copy(update={name: root / name for name in base.paths.model_dump()})
-    embed = base.embed.model_copy(update={"profile": profile or base.embed.profile})
+    paths = base.paths.model_copy(update={name: root / name for name in base.paths.model_dump()
+                                          if name != "onnx_dir"})  # the built graph is reused, not rebuilt
+    paths = paths.model_copy(update={"onnx_dir": REPO / base.paths.onnx_dir})
+    updates = {"profile": profile or base.embed.profile, "device": device or base.embed.device,
+               "dtype": dtype or base.embed.dtype}
+    embed = base.embed.model_copy(update=updates)
     return Params.model_validate(base.model_copy(update={"paths": paths, "embed": embed}).model_dump())
 
 
-def _write_prepared(params: Params, anime: pd.DataFrame) -> None:
+def _encode_all(encoder, texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
+    """The stage's order (longest first) and batch size; vectors back in input order, and the seconds."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    started = time.perf_counter()
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        out[index] = encoder.encode([texts[i] for i in index])
+    if encoder.device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - started
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def _rerun(params: Params, anime: pd.DataFrame, encoder, vectors: np.ndarray) -> dict:
+    """Cache every row's candidate vector, change 1 % of the synopses, time the stage."""
+    cache = EmbeddingCache(params.paths.embedding_cache_dir, encoder.namespace)
+    cache.put_batch([item_key(encoder.namespace, t) for t in anime["synopsis"]], vectors)
+    cache.compact()
+    changed = anime.copy()
+    n_changed = max(1, round(len(anime) * 0.01))
+    rows = np.random.default_rng(1).choice(len(anime), size=n_changed, replace=False)
+    changed.loc[rows, "synopsis"] = changed.loc[rows, "synopsis"] + " Revised."
     prepared = Path(params.paths.prepared_dir)
-    write_table(PREPARED_ANIME, anime, prepared / "anime.parquet")
+    write_table(PREPARED_ANIME, changed, prepared / "anime.parquet")
     write_table(PREPARED_CHARACTERS, PREPARED_CHARACTERS.empty(), prepared / "characters.parquet")
-
-
-def _bare_loop(encoder, texts: list[str], batch_size: int) -> float:
-    ordered = sorted(texts, key=len, reverse=True)  # the stage's order: equal padding, so only overhead differs
     started = time.perf_counter()
-    for start in range(0, len(ordered), batch_size):
-        encoder.encode(ordered[start:start + batch_size])
-    return time.perf_counter() - started
+    manifest = run_embed(params)
+    wall = time.perf_counter() - started
+    stats = manifest["kinds"]["synopsis"]
+    return {"changed_rows": n_changed, "embedded": stats["embedded"], "from_cache": stats["from_cache"],
+            "wall_s": round(wall, 3), "model_load_s": manifest["load_seconds"]["text"]}
 
 
-class _NoOpEncoder:
-    """Zeros of the real encoder's width: what the stage costs when the model costs nothing."""
-
-    name, namespace = "no-op", "no-op"
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return np.zeros((len(texts), self.dim), dtype=np.float32)
-
-
-def _noop_stage_s(texts: list[str], dim: int, batch_size: int, root: Path) -> float:
-    items = {str(i): text for i, text in enumerate(texts)}
-    started = time.perf_counter()
-    embed_texts(_NoOpEncoder(dim), items, EmbeddingCache(root, "no-op"), batch_size, "no-op")
-    return time.perf_counter() - started
-
-
-def run(rows: int = 500, repeats: int = 2, profile: str | None = None) -> dict:
-    """Time bare loop, full stage and a 1 %-changed rerun on `rows` synopses; return the numbers."""
+def run(rows: int | None = None, chunks: int = 4, profile: str | None = None, device: str | None = None,
+        dtype: str | None = None, save_vectors: Path | None = None) -> dict:
+    """Paired baseline/candidate throughput and closeness on `rows` synopses (None: all), and the rerun."""
     with tempfile.TemporaryDirectory(prefix="anipop-bench-embed-") as tmp:
-        root = Path(tmp)
-        params = _params_in(root / "run0", profile)
-        cfg = params.embed
-        anime = _sample(params, rows)
+        params = _params_in(Path(tmp), profile, device, dtype)
+        cfg, text = params.embed, params.embed.text
+        anime = sample_anime(rows)
         texts = anime["synopsis"].tolist()
-        device = choose_device(cfg.device)
-        encoder = load_text_encoder(cfg.text.model, device, choose_dtype(cfg.dtype, device), cfg.text.pooling,
-                                    cfg.text.max_length)
-        encoder.encode(texts[:cfg.batch_size])  # warm-up: first-call allocations and kernel selection
-        bare_runs, stage_runs, loop_runs, load_runs = [], [], [], []
-        for r in range(repeats):
-            bare_runs.append(_bare_loop(encoder, texts, cfg.batch_size))
-            params = _params_in(root / f"run{r}", profile)  # a fresh cache: every row is embedded
-            _write_prepared(params, anime)
-            started = time.perf_counter()
-            manifest = run_embed(params)
-            stage_runs.append(time.perf_counter() - started)
-            load_runs.append(manifest["load_seconds"]["text"])
-            loop_runs.append(manifest["kinds"]["synopsis"]["seconds"])
-        changed = anime.copy()
-        n_changed = max(1, round(rows * 0.01))
-        changed.loc[: n_changed - 1, "synopsis"] = changed.loc[: n_changed - 1, "synopsis"] + " Revised."
-        _write_prepared(params, changed)
+        on = choose_device(cfg.device)
+        candidate_dtype = choose_dtype(cfg.dtype, on)
+        loads = {}
         started = time.perf_counter()
-        rerun = run_embed(params)["kinds"]["synopsis"]
-        rerun_s = time.perf_counter() - started
-        noop_s = min(_noop_stage_s(texts, encoder.dim, cfg.batch_size, root / f"noop{r}") for r in range(repeats))
-    best = min(range(repeats), key=lambda r: stage_runs[r])  # the best stage run, with its own load time
-    bare_s, stage_s, loop_s, load_s = min(bare_runs), stage_runs[best], loop_runs[best], load_runs[best]
+        baseline = load_text_encoder(text.model, on, torch.float32, text.pooling, text.max_length, "torch",
+                                     params.paths.onnx_dir, cfg.cpu_threads)
+        loads["baseline"] = time.perf_counter() - started
+        started = time.perf_counter()
+        candidate = load_text_encoder(text.model, on, candidate_dtype, text.pooling, text.max_length,
+                                      text.cpu_runtime, params.paths.onnx_dir, cfg.cpu_threads)
+        loads["candidate"] = time.perf_counter() - started  # includes building the graph the first time
+        tokens = np.array([min(len(ids), candidate.max_length)
+                           for ids in candidate.tokenizer(texts, truncation=False)["input_ids"]])
+        for encoder in (baseline, candidate):  # warm-up: first-call allocations and kernel choice
+            encoder.encode(texts[:cfg.batch_size])
+        slices = np.array_split(np.random.default_rng(0).permutation(len(texts)), chunks)
+        base_vec = np.zeros((len(texts), baseline.dim), dtype=np.float32)
+        cand_vec = np.zeros_like(base_vec)
+        pairs, done = [], np.zeros(len(texts), dtype=bool)
+        for index in slices:
+            part = [texts[i] for i in index]
+            base_vec[index], base_s = _encode_all(baseline, part, cfg.batch_size)
+            cand_vec[index], cand_s = _encode_all(candidate, part, cfg.batch_size)
+            pairs.append({"rows": len(index), "tokens": int(tokens[index].sum()), "baseline_s": round(base_s, 3),
+                          "candidate_s": round(cand_s, 3), "ratio": round(base_s / cand_s, 3)})
+            print(f"slice {len(pairs)}/{chunks}: {pairs[-1]}", file=sys.stderr, flush=True)
+            done[index] = True
+            if save_vectors is not None:  # after every slice, so an interrupted run still leaves its rows
+                np.savez(save_vectors, anime_id=anime["anime_id"].to_numpy(), baseline=base_vec,
+                         candidate=cand_vec, done=done)
+        rerun = _rerun(params, anime, candidate, cand_vec)
+    cosine = _cosine(cand_vec, base_vec)
+    base_total = sum(p["baseline_s"] for p in pairs)
+    cand_total = sum(p["candidate_s"] for p in pairs)
     return {
-        "benchmark": "embed", "rows": rows, "model": cfg.text.model, "device": str(device), "dtype": cfg.dtype,
-        "batch_size": cfg.batch_size, "repeats": repeats,
-        "bare_loop_s": round(bare_s, 3), "bare_items_per_s": round(rows / bare_s, 1),
-        "model_load_s": round(load_s, 3),
-        "stage_wall_s": round(stage_s, 3), "stage_items_per_s": round(rows / stage_s, 1),
-        "stage_minus_load_s": round(stage_s - load_s, 3),
-        "overhead_ratio": round((stage_s - load_s) / bare_s, 3),
-        "embed_loop_s": round(loop_s, 3), "embed_loop_overhead_ratio": round(loop_s / bare_s, 3),
-        "rerun_changed_rows": n_changed, "rerun_embedded": rerun["embedded"], "rerun_wall_s": round(rerun_s, 3),
-        "rerun_vs_full_ratio": round(rerun_s / stage_s, 3),
-        "noop_stage_us_per_item": round(noop_s / rows * 1e6, 1),
-        # every run, so the spread on a shared machine is visible next to the best-of-n figures
-        "bare_runs_s": [round(t, 3) for t in bare_runs], "stage_runs_s": [round(t, 3) for t in stage_runs],
+        "benchmark": "embed", "rows": len(texts), "tokens": int(tokens.sum()), "model": text.model,
+        "max_length": candidate.max_length, "device": str(on), "batch_size": cfg.batch_size,
+        "baseline": "torch float32", "candidate": f"{candidate.runtime} {str(candidate_dtype).removeprefix('torch.')}",
+        "cpu_threads": cfg.cpu_threads, "chunks": chunks,
+        "baseline_items_per_s": round(len(texts) / base_total, 1),
+        "candidate_items_per_s": round(len(texts) / cand_total, 1),
+        "baseline_tokens_per_s": round(int(tokens.sum()) / base_total),
+        "candidate_tokens_per_s": round(int(tokens.sum()) / cand_total),
+        "ratio_total": round(base_total / cand_total, 3),
+        "ratio_median": round(float(np.median([p["ratio"] for p in pairs])), 3),
+        "cosine_mean": round(float(cosine.mean()), 5), "cosine_min": round(float(cosine.min()), 5),
+        "model_load_s": {k: round(v, 3) for k, v in loads.items()},
+        "rerun": rerun, "rerun_vs_full_ratio": round(rerun["wall_s"] / cand_total, 4),
+        "pairs": pairs, "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=500, help="synopses to embed")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating bare/stage runs; best kept")
+    parser.add_argument("--rows", type=int, default=None, help="random sample of synopses (default: all)")
+    parser.add_argument("--chunks", type=int, default=4, help="paired slices, A B A B")
     parser.add_argument("--profile", default=None, help="params.yaml embed profile (default: the file's)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda, mps (default: params.yaml)")
+    parser.add_argument("--dtype", default=None, help="candidate dtype on an accelerator (default: params.yaml)")
+    parser.add_argument("--save-vectors", type=Path, default=None, help="npz of both matrices, for embed_quality")
     args = parser.parse_args(argv)
-    result = run(args.rows, args.repeats, args.profile)
-    print(f"embed on {result['device']} ({result['model']}, batch {result['batch_size']}, {args.rows} rows): "
-          f"bare loop {result['bare_items_per_s']} items/s, stage {result['stage_items_per_s']} items/s "
-          f"(wall {result['stage_wall_s']} s incl. model load {result['model_load_s']} s); overhead ratio "
-          f"{result['overhead_ratio']} (embed loop alone {result['embed_loop_overhead_ratio']}); rerun with "
-          f"{result['rerun_changed_rows']} changed rows {result['rerun_wall_s']} s = "
-          f"{result['rerun_vs_full_ratio']:.1%} of a full run; the stage's own cost "
-          f"{result['noop_stage_us_per_item']} us/item", file=sys.stderr)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    result = run(args.rows, args.chunks, args.profile, args.device, args.dtype, args.save_vectors)
+    print(f"embed on {result['device']} ({result['model']}, {result['rows']} rows, {result['tokens']} tokens): "
+          f"{result['baseline']} {result['baseline_items_per_s']} items/s, {result['candidate']} "
+          f"{result['candidate_items_per_s']} items/s; ratio {result['ratio_median']} (median of "
+          f"{result['chunks']} pairs), cosine mean {result['cosine_mean']} min {result['cosine_min']}; rerun with "
+          f"{result['rerun']['changed_rows']} changed rows {result['rerun']['wall_s']} s = "
+          f"{result['rerun_vs_full_ratio']:.1%} of the full forward time", file=sys.stderr)
     print(json.dumps(result, sort_keys=True))
 
 

@@ -39,6 +39,25 @@ def build_tiny_gpt2(folder: Path, n_positions: int = 64) -> Path:
     return folder
 
 
+def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide BERT (MiniLM's architecture, tiny) with a word-level tokenizer: the ONNX fusion path."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]",
+                                        cls_token="[CLS]", sep_token="[SEP]", model_max_length=64)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def build_tiny_resnet(path: Path) -> Path:
     """A Bottleneck ResNet with one block per stage and narrow widths: 2048-d pooled features like ResNet-50."""
     from torchvision.models.resnet import Bottleneck, ResNet

@@ -31,6 +31,7 @@ class Paths(_Strict):
     validation_dir: Path
     embeddings_dir: Path
     embedding_cache_dir: Path
+    onnx_dir: Path = Path(".cache/onnx")  # text encoder graphs built from the local weights (cpu_runtime onnx*)
     http_cache_dir: Path
     models_dir: Path
     reports_dir: Path
@@ -120,6 +121,9 @@ class TextEncoderParams(_Strict):
     model: str  # a packaged model name, a Hugging Face hub id (e.g. gpt2) or a local save_pretrained folder
     pooling: Literal["mean", "last"] = "mean"
     max_length: int = Field(default=256, ge=8)
+    # how it runs on CPU (an accelerator always runs eager torch): torch (fp32), onnx (ONNX Runtime, fp32) or
+    # onnx-int8 (ONNX Runtime, int8 weights); the graph is built once from the same local weights, never downloaded
+    cpu_runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
 
 
 class ImageEncoderParams(_Strict):
@@ -148,6 +152,7 @@ class EmbedParams(_Strict):
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     batch_size: int = Field(default=64, ge=1)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # half precision applies on GPU only
+    cpu_threads: int = Field(default=0, ge=0)   # threads of the CPU forward pass; 0: one per physical core
     profiles: dict[str, EmbedProfile]
 
     @model_validator(mode="after")

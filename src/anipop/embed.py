@@ -2,8 +2,12 @@
 
 Outputs per input kind: `<kind>.npy` (float32 matrix) and `<kind>_ids.json` (row ids in the same order),
 `quarantine.parquet` (portraits that are missing or do not decode, stage "embed"), and `manifest.json`
-(profile, models, dims, counts, seconds, items/s) that MLflow logs. Kinds: synopsis (ids: anime_id), and
+(profile, models, runtime, dims, counts) that MLflow logs. Kinds: synopsis (ids: anime_id), and
 character_description, character_name, portrait (ids: anime_id:character_id) when the data has characters.
+
+The outputs hold only what the vectors depend on: a rerun whose vectors are unchanged writes the same bytes, so
+DVC sees nothing new and train, evaluate and register do not rerun. What changes from run to run (seconds,
+items/s, how many rows came from the cache) goes to the log and to `last_run.json` in the embedding cache folder.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 KINDS = ("synopsis", "character_description", "character_name", "portrait")
 # one batch of (cache key, payload) in; the keys actually encoded and their vectors out
 BatchEncoder = Callable[[list[tuple[str, object]]], tuple[list[str], np.ndarray]]
+RUN_STATS = ("embedded", "from_cache", "seconds", "items_per_s")  # per-run figures: kept out of the outputs
 
 
 def text_items(anime: pd.DataFrame, characters: pd.DataFrame) -> dict[str, dict[str, str]]:
@@ -184,8 +189,10 @@ def run_embed(params: Params) -> dict:
     texts = text_items(anime, characters)
     if texts:
         loading = time.perf_counter()
-        encoder = load_text_encoder(cfg.text.model, device, dtype, cfg.text.pooling, cfg.text.max_length)
+        encoder = load_text_encoder(cfg.text.model, device, dtype, cfg.text.pooling, cfg.text.max_length,
+                                    cfg.text.cpu_runtime, params.paths.onnx_dir, cfg.cpu_threads)
         load_seconds["text"] = round(time.perf_counter() - loading, 3)
+        manifest["text_runtime"], manifest["text_namespace"] = encoder.runtime, encoder.namespace
         cache = EmbeddingCache(params.paths.embedding_cache_dir, encoder.namespace)
         for kind, items in texts.items():
             results[kind] = embed_texts(encoder, items, cache, cfg.batch_size, kind)
@@ -203,11 +210,33 @@ def run_embed(params: Params) -> dict:
     _drop_stale_kinds(out_dir, set(results))
     write_table(QUARANTINE, pd.DataFrame(quarantine, columns=QUARANTINE.column_names), out_dir / "quarantine.parquet")
     manifest["quarantined"] = len(quarantine)
+    write_json(out_dir / "manifest.json", stable_manifest(manifest))
     manifest["load_seconds"] = load_seconds
     manifest["seconds"] = round(time.perf_counter() - started, 3)
-    write_json(out_dir / "manifest.json", manifest)
+    write_run_log(params, manifest)
     parts = [f"{kind} {s['count']} rows ({s['embedded']} embedded, {s['from_cache']} cached, {s['dim']}-d, "
              f"{s['items_per_s'] or '-'} items/s)" for kind, (_, _, s) in results.items()]
     log.info("embed: done in %.1f s on %s: %s; %d portrait(s) quarantined", manifest["seconds"], device,
              "; ".join(parts) or "nothing to embed", len(quarantine))
     return manifest
+
+
+def stable_manifest(manifest: dict) -> dict:
+    """The manifest without the per-run figures: equal vectors give an equal file."""
+    kept = {key: value for key, value in manifest.items() if key not in {"seconds", "load_seconds"}}
+    kept["kinds"] = {kind: {key: value for key, value in stats.items() if key not in RUN_STATS}
+                     for kind, stats in manifest["kinds"].items()}
+    return kept
+
+
+def run_log_path(params: Params) -> Path:
+    """Where the last run's timings and cache hits are kept: beside the cache, outside every DVC output."""
+    return Path(params.paths.embedding_cache_dir) / "last_run.json"
+
+
+def write_run_log(params: Params, manifest: dict) -> None:
+    record = {"embeddings_dir": str(params.paths.embeddings_dir), "seconds": manifest["seconds"],
+              "load_seconds": manifest["load_seconds"],
+              "kinds": {kind: {key: stats[key] for key in ("count", *RUN_STATS)}
+                        for kind, stats in manifest["kinds"].items()}}
+    write_json(run_log_path(params), record)

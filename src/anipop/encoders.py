@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from anipop.embedding_cache import fingerprint_path, namespace_of
+from anipop.onnx_text import CPU_RUNTIMES, OnnxHiddenStates, build_onnx, open_session, runtime_tag
 
 log = logging.getLogger(__name__)
 
@@ -68,29 +70,37 @@ def resolve_text_model(name: str) -> str:
     return str(Path(name).expanduser()) if looks_like_path(name) else name
 
 
-def text_namespace(name: str, pooling: str, max_length: int, dtype: torch.dtype) -> str:
-    """What changes a text vector: the model (plus its files' content when it is a local folder) and settings."""
-    settings: dict[str, object] = {"model": name, "pooling": pooling, "max_length": max_length, "dtype": str(dtype)}
-    if name not in PACKAGED_TEXT_MODELS and looks_like_path(name):
-        settings["files"] = fingerprint_path(Path(name).expanduser())
+def text_namespace(name: str, pooling: str, max_length: int, dtype: torch.dtype, runtime: str = "torch",
+                   revision: str | None = None) -> str:
+    """What changes a text vector: the model and its revision (the weights' content hash when they are local
+    files, packaged models included), pooling, max length, precision and the runtime with its version."""
+    settings: dict[str, object] = {"model": name, "pooling": pooling, "max_length": max_length, "dtype": str(dtype),
+                                   "runtime": runtime_tag(runtime)}
+    if revision is not None:
+        settings["files"] = revision
     return namespace_of(**settings)
+
+
+def model_revision(name: str, location: str) -> str | None:
+    """The content hash of a local (or packaged) model folder; None for a hub id (its name is its revision)."""
+    return fingerprint_path(location) if name in PACKAGED_TEXT_MODELS or looks_like_path(name) else None
 
 
 @dataclass
 class TextEncoder:
-    """A transformer plus tokenizer that turns texts into one pooled vector each."""
+    """A tokenizer plus a forward pass (eager torch, or an ONNX Runtime session) that gives one pooled vector
+    per text; `runtime` says which, and is part of `namespace`, the key of every cached vector."""
 
     name: str
     tokenizer: object
-    model: torch.nn.Module
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (input ids, attention mask) -> token states
+    dim: int
     device: torch.device
     pooling: str = "mean"
     max_length: int = 256
     namespace: str = ""
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.config.hidden_size)
+    runtime: str = "torch"
+    model: torch.nn.Module | None = None  # the torch model when runtime is torch
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -98,7 +108,7 @@ class TextEncoder:
         batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
-        hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        hidden = self.forward(batch["input_ids"], batch["attention_mask"])
         hidden = hidden.float()  # pool in float32: a half-precision sum over 1,000 tokens can overflow
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "mean":
@@ -107,6 +117,10 @@ class TextEncoder:
             last = batch["attention_mask"].sum(dim=1) - 1
             pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return pooled.cpu().numpy()
+
+
+def _torch_forward(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda ids, mask: model(input_ids=ids, attention_mask=mask).last_hidden_state
 
 
 def _unavailable(name: str, location: str, cause: object) -> EncoderUnavailable:
@@ -121,36 +135,62 @@ def _unavailable(name: str, location: str, cause: object) -> EncoderUnavailable:
     )
 
 
-def _position_limit(model: torch.nn.Module, tokenizer: object) -> int | None:
+def _position_limit(config: object, tokenizer: object) -> int | None:
     """The longest input the model accepts (GPT-2: 1024 positions); None when it does not say."""
-    limits = [getattr(model.config, key, None) for key in ("max_position_embeddings", "n_positions")]
+    limits = [getattr(config, key, None) for key in ("max_position_embeddings", "n_positions")]
     limits.append(getattr(tokenizer, "model_max_length", None))
     known = [int(v) for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
     return min(known) if known else None
 
 
+def _cpu_runtime(requested: str, device: torch.device, dtype: torch.dtype) -> str:
+    """ONNX Runtime serves the CPU only; an accelerator (or a half dtype) keeps eager torch."""
+    if requested not in CPU_RUNTIMES:
+        raise ValueError(f"text cpu_runtime {requested!r} is not one of {list(CPU_RUNTIMES)}")
+    if requested != "torch" and (device.type != "cpu" or dtype != torch.float32):
+        log.info("embed: cpu_runtime %s applies on CPU only; %s runs eager torch (%s)", requested, device, dtype)
+        return "torch"
+    return requested
+
+
 def load_text_encoder(name: str, device: torch.device, dtype: torch.dtype = torch.float32,
-                      pooling: str = "mean", max_length: int = 256) -> TextEncoder:
-    """Load tokenizer + model through transformers' from_pretrained, the same call for every source."""
-    from transformers import AutoModel, AutoTokenizer
+                      pooling: str = "mean", max_length: int = 256, cpu_runtime: str = "torch",
+                      onnx_dir: str | Path = ".cache/onnx", threads: int = 0) -> TextEncoder:
+    """Load the tokenizer and the forward pass: transformers' from_pretrained for every source, and on CPU
+    optionally the ONNX Runtime graph built once from those same weights (onnx_text.build_onnx).
+
+    threads: CPU threads of the forward pass (0: the runtime's default, one per physical core).
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     location = resolve_text_model(name)
     if looks_like_path(name) and not Path(location).is_dir():
         raise _unavailable(name, location, "no such folder")
+    runtime = _cpu_runtime(cpu_runtime, device, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModel.from_pretrained(location, dtype=dtype)
+        config = AutoConfig.from_pretrained(location)
+        model = AutoModel.from_pretrained(location, dtype=dtype) if runtime == "torch" else None
     except (OSError, ValueError) as err:
         raise _unavailable(name, location, err) from err
     if tokenizer.pad_token is None:  # GPT-2 has no pad token; padding positions are masked out anyway
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
-    limit = _position_limit(model, tokenizer)
+    limit = _position_limit(config, tokenizer)
     if limit is not None and max_length > limit:
         log.warning("embed: text max_length %d exceeds %s's %d positions; truncating at %d", max_length, name,
                     limit, limit)
     effective = min(max_length, limit) if limit else max_length
-    model.to(device).eval()
-    log.info("embed: text model %s loaded from %s on %s (%s)", name, location, device, dtype)
-    return TextEncoder(name=name, tokenizer=tokenizer, model=model, device=device, pooling=pooling,
-                       max_length=effective, namespace=text_namespace(name, pooling, max_length, dtype))
+    revision = model_revision(name, location)
+    if model is not None:
+        model.to(device).eval()
+        if threads and device.type == "cpu":
+            torch.set_num_threads(threads)
+        forward = _torch_forward(model)
+    else:
+        graph = build_onnx(location, revision or name, runtime, onnx_dir, config)
+        forward = OnnxHiddenStates(open_session(graph, threads))
+    log.info("embed: text model %s loaded from %s on %s (%s, %s)", name, location, device, dtype, runtime)
+    return TextEncoder(name=name, tokenizer=tokenizer, forward=forward, dim=int(config.hidden_size), device=device,
+                       pooling=pooling, max_length=effective, runtime=runtime, model=model,
+                       namespace=text_namespace(name, pooling, max_length, dtype, runtime, revision))

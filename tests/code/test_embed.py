@@ -34,7 +34,11 @@ def test_outputs_and_cache_hits_and_misses(tmp_path, tiny_gpt2):
     ids, vectors = load_embeddings(params.paths.embeddings_dir, "synopsis")
     assert ids == [str(i) for i in range(1, 11)] and vectors.shape == (10, 32) and vectors.dtype == np.float32
     manifest = read_json(Path(params.paths.embeddings_dir) / "manifest.json")
-    assert manifest["text_model"] == tiny_gpt2 and manifest["profile"] == "test" and manifest["seconds"] > 0
+    assert manifest["text_model"] == tiny_gpt2 and manifest["profile"] == "test"
+    assert manifest["text_runtime"] == "torch" and manifest["kinds"]["synopsis"] == {"model": tiny_gpt2, "count": 10,
+                                                                                     "dim": 32}
+    run_log = read_json(embed.run_log_path(params))  # the timings live beside the cache, outside the outputs
+    assert run_log["seconds"] > 0 and run_log["kinds"]["synopsis"]["embedded"] == 10
     assert read_table(QUARANTINE, Path(params.paths.embeddings_dir) / "quarantine.parquet").empty
 
     again = run_embed(params)["kinds"]["synopsis"]
@@ -50,6 +54,21 @@ def test_outputs_and_cache_hits_and_misses(tmp_path, tiny_gpt2):
     _, after = load_embeddings(params.paths.embeddings_dir, "synopsis")
     np.testing.assert_array_equal(after[8], after[0])
     assert not np.allclose(after[3], vectors[3])
+
+
+def test_unchanged_vectors_rewrite_identical_outputs(tmp_path, tiny_gpt2):
+    """All vectors from the cache on the rerun: every output file is byte-equal, so DVC retrains nothing."""
+    params = _params(tmp_path, tiny_gpt2)
+    write_prepared(params, n_anime=6)
+    out = Path(params.paths.embeddings_dir)
+    run_embed(params)
+    first = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
+    assert read_json(embed.run_log_path(params))["kinds"]["synopsis"]["embedded"] == 6
+    run_embed(params)
+    assert read_json(embed.run_log_path(params))["kinds"]["synopsis"]["from_cache"] == 6  # the log did change
+    assert {path.name: path.read_bytes() for path in sorted(out.iterdir())} == first
+    assert "manifest.json" in first and not any(key in read_json(out / "manifest.json") for key in ("seconds",
+                                                                                                   "load_seconds"))
 
 
 def test_settings_change_misses_the_cache(tmp_path, tiny_gpt2):
@@ -94,7 +113,7 @@ def test_killed_run_resumes_without_redoing_batches(tmp_path, tiny_gpt2, monkeyp
     assert ids == clean_ids and len(set(ids)) == 22
     np.testing.assert_allclose(vectors, clean_vectors, atol=1e-5)  # batches differ, padding is masked
     cache_root = Path(interrupted.paths.embedding_cache_dir)
-    (namespace,) = [p.name for p in cache_root.iterdir()]
+    (namespace,) = [p.name for p in cache_root.iterdir() if p.is_dir()]  # beside it: last_run.json
     assert len(EmbeddingCache(cache_root, namespace)) == 22  # each item stored once
 
 

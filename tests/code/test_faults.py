@@ -127,8 +127,8 @@ def test_dvc_repro_killed_during_embed_and_train_resumes_to_the_same_outputs(tmp
         assert "had been killed. Auto removed it from the lock file" in (killed / rerun).read_text()
     _finish(reference)
 
-    manifest = json.loads((killed / "data/embeddings/manifest.json").read_text())["kinds"]["synopsis"]
-    assert manifest["from_cache"] > 0 and manifest["embedded"] + manifest["from_cache"] == manifest["count"]
+    run_log = json.loads((killed / ".cache/embeddings/last_run.json").read_text())["kinds"]["synopsis"]
+    assert run_log["from_cache"] > 0 and run_log["embedded"] + run_log["from_cache"] == run_log["count"]
     for name in ("data/embeddings/synopsis.npy", "data/embeddings/synopsis_ids.json", "data/prepared/anime.parquet",
                  "reports/metrics.json", "reports/ablation.json"):
         assert (killed / name).read_bytes() == (clean / name).read_bytes(), name
