@@ -88,8 +88,8 @@ class PitchPredictor:
 
         device = choose_device(self.device)
         kinds = set(self.bundle["inputs"])
-        text = load_text_encoder(self.text.model, device, pooling=self.text.pooling,
-                                 max_length=self.text.max_length) if kinds - {"portrait"} else None
+        text = load_text_encoder(self.text.model, device, pooling=self.text.pooling, max_length=self.text.max_length,
+                                 cpu_runtime=self.text.cpu_runtime) if kinds - {"portrait"} else None
         image = load_image_encoder(self.image, device) if "portrait" in kinds else None
         return text, image
 
