@@ -119,13 +119,12 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
              *ablation_plots(ablation_points, plots_dir)]
     print(f"\n{text}")
     if track:
-        from anipop.tracking import log_evaluation
+        from anipop.mlflow_runs import log_evaluation_runs
 
-        tracked = {"test_rows": len(predictions), "models": {
-            **main, **{f"ablation.{s}.{m}": v for s, models in ablation.items() if s != main_set
-                       for m, v in models.items()}}}
         extras = [reports / "metrics.json", reports / "ablation.json", reports / "intervals.json",
                   reports / "metrics.md", *plots, Path(params.paths.embeddings_dir) / "manifest.json",
                   Path(params.paths.models_dir) / "train_report.json"]
-        summary["mlflow_run_id"] = log_evaluation(params, tracked, extras)
+        summary["mlflow_run_id"] = log_evaluation_runs(  # the parent run; one child per input set and model
+            params, {**scored, BASELINE: baseline}, cv=summary.get("cv"), predictions=predictions,
+            artifacts=extras, test_rows=len(predictions))["parent_run_id"]
     return summary

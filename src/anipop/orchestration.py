@@ -236,7 +236,7 @@ def mlflow_run_link(params: Params, run_id: str) -> str:
 
 
 def publish_artifacts(params: Params, evaluation: dict) -> None:
-    """Flow-run artifacts for the Prefect UI: the metrics table and a link to the evaluation's MLflow run."""
+    """Flow-run artifacts for the Prefect UI: the metrics table and a link to the evaluation's parent MLflow run."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
     from anipop.tracking import tracking_uri
@@ -248,8 +248,9 @@ def publish_artifacts(params: Params, evaluation: dict) -> None:
     if run_id:
         uri = tracking_uri(params)
         hint = "" if uri.startswith("http") else f"; open it with `mlflow ui --backend-store-uri {uri}`"
-        create_link_artifact(link=mlflow_run_link(params, run_id), link_text=f"MLflow run {run_id}",
-                             key="anipop-mlflow-run", description=f"The evaluation logged to {uri}{hint}")
+        create_link_artifact(link=mlflow_run_link(params, run_id), link_text=f"MLflow pipeline run {run_id}",
+                             key="anipop-mlflow-run", description=f"The evaluation's parent run, one child run per "
+                                                                  f"input set and model, in {uri}{hint}")
 
 
 def publish_validation_failure(error) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anipop.config import Params
+from anipop.mlflow_runs import evaluation_runs
 from anipop.model_card import render_model_card
 from anipop.models import BASELINE
 from anipop.tracking import TrackingUnavailable, data_hash, tracking_uri, use_experiment
@@ -100,8 +101,11 @@ def run_register(params: Params) -> dict:
     client = MlflowClient(tracking_uri=tracking_uri(params))
     champion_value, champion_version = _champion_metric(client, cfg.model_name, cfg.promotion_metric, fingerprint, params)
 
-    with mlflow.start_run(run_name=f"register-{bundle_name}") as run:
-        info = log_pitch_model(params)  # logged to the run; registered below in one request with its tags
+    logged = evaluation_runs(reports)  # the evaluation's child run of the primary model, with its model logged
+    primary = logged["children"].get(logged["primary"], {}) if logged else {}
+    with (mlflow.start_run(run_id=primary["run_id"]) if primary.get("model_uri")
+          else mlflow.start_run(run_name=f"register-{bundle_name}")) as run:
+        model_uri = primary.get("model_uri") or log_pitch_model(params).model_uri  # registered below with its tags
         decision = decide(cfg.promotion_metric, metrics[cfg.promotion_metric], champion_value, champion_version)
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
@@ -111,7 +115,7 @@ def run_register(params: Params) -> dict:
             **{f"baseline.{k}": f"{v:.6f}" for k, v in baseline.items()},
             **({} if decision.promote else {"challenger": decision.reason}),
         }
-        version = str(mlflow.register_model(info.model_uri, cfg.model_name,
+        version = str(mlflow.register_model(model_uri, cfg.model_name,
                                             tags={k: str(v) for k, v in tags.items()}).version)
         try:  # the alias goes last: whatever fails before it withdraws the version, so none is half-registered
             card = render_model_card(params, version, intervals, bundle_name, decision.reason)
