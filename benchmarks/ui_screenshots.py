@@ -26,6 +26,7 @@ import httpx
 
 PORT = 5140
 WINDOW = {"width": 1600, "height": 1000}
+TABLE_METRICS = ("spearman", "spearman_ci_low", "spearman_ci_high", "rmse_1_10", "r2", "mae")
 
 
 def chromium_path() -> str:
@@ -94,35 +95,47 @@ def screenshot_pages(url: str, out_dir: Path, experiment: str = "anipop", model_
     compared = [c["info"]["run_id"] for c in children
                 if c["info"]["run_name"].startswith(f"{main_set}/") or "/" not in c["info"]["run_name"]]
     texts: dict[str, str] = {}
+    ml = "workflowType=machine_learning"  # MLflow 3.17's UI otherwise opens experiments on its GenAI overview
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True,
                                              args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport=WINDOW)
         page.set_default_timeout(120_000)
 
-        def shoot(name: str, wait_for: str) -> None:
+        def shoot(name: str, wait_for: str, full_page: bool = False) -> None:
             page.get_by_text(wait_for, exact=False).first.wait_for(state="visible")
-            page.wait_for_timeout(2500)  # charts animate in
-            page.screenshot(path=str(out_dir / name))
+            page.wait_for_timeout(3000)  # charts animate in
+            close = page.get_by_role("button", name="Close", exact=True)
+            if close.count() and close.first.is_visible():  # the assistant side panel hides half the page
+                close.first.click()
+                page.wait_for_timeout(500)
+            page.screenshot(path=str(out_dir / name), full_page=full_page)
             texts[name] = page.inner_text("body")
 
-        page.goto(f"{url}/#/experiments/{experiment_id}/runs")
+        page.goto(f"{url}/#/experiments/{experiment_id}/runs?{ml}")
         page.get_by_text(parent["info"]["run_name"]).first.wait_for(state="visible")
-        expand = page.locator("[data-testid='runs-table-expand-button'], button[aria-label*='xpand']")
-        if expand.count():
-            expand.first.click()
-        shoot("mlflow_runs_table.png", children[0]["info"]["run_name"])
+        page.locator("button[data-component-id*='runnamecellrenderer']").first.click()  # expand the parent
+        page.get_by_text(children[0]["info"]["run_name"]).first.wait_for(state="visible")
+        page.get_by_role("button", name="Columns").first.click()
+        for column in ("Source", "Models", *TABLE_METRICS):  # attributes off (room), metrics on
+            search = page.get_by_placeholder("Search columns")
+            search.fill(column)
+            page.wait_for_timeout(300)
+            page.locator("strong").filter(has_text=column).first.click()  # the search highlights the match
+        page.keyboard.press("Escape")
+        page.mouse.click(600, 900)  # closes the column menu
+        shoot("mlflow_runs_table.png", "spearman")
 
-        page.goto(f"{url}/#/experiments/{experiment_id}/runs?compareRunsMode=CHART")
+        page.goto(f"{url}/#/experiments/{experiment_id}/runs?{ml}&compareRunsMode=CHART")
         shoot("mlflow_chart_view.png", "spearman")
 
-        page.goto(f"{url}/#/compare-runs?runs={json.dumps(compared)}&experiments={json.dumps([experiment_id])}")
-        shoot("mlflow_compare_runs.png", "spearman")
+        page.goto(f"{url}/#/compare-runs?runs={json.dumps(compared)}&experiments={json.dumps([experiment_id])}&{ml}")
+        shoot("mlflow_compare_runs.png", "spearman", full_page=True)  # the metrics table sits below the plot
 
-        page.goto(f"{url}/#/models/{model_name}")
+        page.goto(f"{url}/#/models/{model_name}?{ml}")
         shoot("mlflow_registered_model.png", "champion")
         champion = _api(url, f"registered-models/alias?name={model_name}&alias=champion")["model_version"]
-        page.goto(f"{url}/#/models/{model_name}/versions/{champion['version']}")
+        page.goto(f"{url}/#/models/{model_name}/versions/{champion['version']}?{ml}")
         shoot("mlflow_champion_version.png", "champion")
         browser.close()
     return texts

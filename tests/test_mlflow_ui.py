@@ -73,7 +73,7 @@ def _runs(uri: str, experiment_id: str) -> list[dict]:
 
 
 def _tags(run: dict) -> dict[str, str]:
-    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+    return {t["key"]: t["value"] for t in run.get("data", run).get("tags", [])}
 
 
 def test_each_input_set_and_model_is_a_child_of_one_parent_with_the_same_metric_keys(logged):
