@@ -232,7 +232,8 @@ def mlflow_run_link(params: Params, run_id: str) -> str:
     uri = tracking_uri(params)
     base = uri if uri.startswith(("http://", "https://")) else params.orchestration.mlflow_ui_url
     experiment_id = MlflowClient(tracking_uri=uri).get_run(run_id).info.experiment_id
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    # MLflow 3.17's UI picks GenAI or model-training pages from this parameter (else the browser's last choice)
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def publish_artifacts(params: Params, evaluation: dict) -> None:
