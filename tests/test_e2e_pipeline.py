@@ -77,12 +77,13 @@ def test_mlflow_has_the_run_with_provenance(pipeline_repo):
     client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
     experiment = client.get_experiment_by_name("anipop")
     runs = client.search_runs([experiment.experiment_id])
-    evaluations = [r for r in runs if not r.info.run_name.startswith("register-")]
-    assert len(evaluations) == 1 and len(runs) == 2  # one evaluation, one registration
-    run = evaluations[0]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and len(runs) > 3  # one pipeline run, one child per input set and model
+    run = parents[0]
     assert run.data.tags["data_hash"].startswith("dvc:")
     assert "git_commit" in run.data.tags
-    assert any(key.startswith("test.train_mean.") for key in run.data.metrics)
+    assert any(r.info.run_name == "train_mean" and "spearman_ci_low" in r.data.metrics for r in runs)
     assert run.data.params["ingest.limit"] == "400"
     champion = client.get_model_version_by_alias("anipop", "champion")
     assert str(champion.version) == "1" and champion.tags["data_hash"] == run.data.tags["data_hash"]
+    assert client.get_run(champion.run_id).data.tags["mlflow.parentRunId"] == run.info.run_id

@@ -1,4 +1,4 @@
-"""The evaluate step: test-split metrics of every trained model next to the train-mean baseline, plus plots.
+"""The evaluate step: test-split metrics of every trained model next to both baselines (train mean, length), plus plots.
 
 The baseline always sits in the same table: on a min-max-normalised score a small MSE is easy to get, so a
 model only counts if it beats predicting the training mean. Every model is scored on the same bootstrap
@@ -59,6 +59,12 @@ def predict_test(params: Params) -> tuple[dict, pd.DataFrame]:
     return report, predictions
 
 
+def _cv_summary(reports: Path) -> dict | None:
+    """The backtest stage's CV mean and sd per model (reports/cv_details.json), when CV ran."""
+    path = reports / "cv_details.json"
+    return read_json(path).get("models") if path.exists() else None
+
+
 def _points(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
     return {name: round(entry["value"], 6) for name, entry in metrics.items()}
 
@@ -112,13 +118,13 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
              *ablation_plots(ablation_points, plots_dir)]
     print(f"\n{text}")
     if track:
-        from anipop.tracking import log_evaluation
+        from anipop.mlflow_runs import log_evaluation_runs
 
-        tracked = {"test_rows": len(predictions), "models": {
-            **main, **{f"ablation.{s}.{m}": v for s, models in ablation.items() if s != main_set
-                       for m, v in models.items()}}}
         extras = [reports / "metrics.json", reports / "ablation.json", reports / "intervals.json",
                   reports / "metrics.md", *plots, Path(params.paths.embeddings_dir) / "manifest.json",
                   Path(params.paths.models_dir) / "train_report.json"]
-        summary["mlflow_run_id"] = log_evaluation(params, tracked, extras)
+        backtests = [reports / name for name in ("backtest.md", "cv.json", "temporal.json") if (reports / name).exists()]
+        summary["mlflow_run_id"] = log_evaluation_runs(  # the parent run; one child per input set and model
+            params, scored, cv=_cv_summary(reports), predictions=predictions,
+            artifacts=[*extras, *backtests], test_rows=len(predictions))["parent_run_id"]
     return summary

@@ -233,11 +233,13 @@ def mlflow_run_link(params: Params, run_id: str) -> str:
     uri = tracking_uri(params)
     base = uri if uri.startswith(("http://", "https://")) else params.orchestration.mlflow_ui_url
     experiment_id = MlflowClient(tracking_uri=uri).get_run(run_id).info.experiment_id
-    return redact(f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")  # a link carries no password
+    # MLflow 3.17's UI picks GenAI or model-training pages from this parameter (else the browser's last choice);
+    # a link carries no password
+    return redact(f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
 
 
 def publish_artifacts(params: Params, evaluation: dict) -> None:
-    """Flow-run artifacts for the Prefect UI: the metrics table and a link to the evaluation's MLflow run."""
+    """Flow-run artifacts for the Prefect UI: the metrics table and a link to the evaluation's parent MLflow run."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
     from anipop.tracking import shown_tracking_uri
@@ -249,8 +251,9 @@ def publish_artifacts(params: Params, evaluation: dict) -> None:
     if run_id:
         uri = shown_tracking_uri(params)
         hint = "" if uri.startswith("http") else f"; open it with `mlflow ui --backend-store-uri {uri}`"
-        create_link_artifact(link=mlflow_run_link(params, run_id), link_text=f"MLflow run {run_id}",
-                             key="anipop-mlflow-run", description=f"The evaluation logged to {uri}{hint}")
+        create_link_artifact(link=mlflow_run_link(params, run_id), link_text=f"MLflow pipeline run {run_id}",
+                             key="anipop-mlflow-run", description=f"The evaluation's parent run, one child run per "
+                                                                  f"input set and model, in {uri}{hint}")
 
 
 def publish_validation_failure(error) -> str:

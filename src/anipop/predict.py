@@ -179,13 +179,14 @@ def _no_tracebacks_to_clients() -> None:
     scoring_server._handle_serving_error = without_traceback
 
 
-def log_pitch_model(params: Params):
-    """Log the primary model as a pitch-taking pyfunc in the active MLflow run; return its ModelInfo."""
+def log_pitch_model(params: Params, bundle_path: str | Path | None = None, pip_requirements: list[str] | None = None):
+    """Log a model (default: the primary, models_dir/model.joblib) as a pitch-taking pyfunc in the active
+    MLflow run; return its ModelInfo. `pip_requirements` skips MLflow's inference (a subprocess per model)."""
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    bundle = joblib.load(Path(params.paths.models_dir) / "model.joblib")
+    bundle = joblib.load(bundle_path or Path(params.paths.models_dir) / "model.joblib")
     if not set(bundle["inputs"]) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
         raise ValueError(f"model {bundle['name']} is not embedding-based; only those can score raw pitches")
     coverage = params.registry.interval_coverage
@@ -205,7 +206,7 @@ def log_pitch_model(params: Params):
         predictor.save(staging / "predictor")
         return mlflow.pyfunc.log_model(
             name="model", python_model=_pyfunc_class()(), artifacts={"predictor": str(staging / "predictor")},
-            signature=signature, input_example=example)
+            signature=signature, input_example=example, pip_requirements=pip_requirements)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

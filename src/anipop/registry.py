@@ -30,8 +30,9 @@ from pathlib import Path
 import pandas as pd
 
 from anipop.config import Params
+from anipop.mlflow_runs import evaluation_runs
 from anipop.model_card import render_model_card
-from anipop.models import BASELINE
+from anipop.models import BASELINE, LENGTH_BASELINE
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.tracking import TrackingUnavailable, data_hash, shown_tracking_uri, tracking_uri, use_experiment
 from anipop.utils import git_commit, read_json, redact, update_digest, write_json, write_text
@@ -295,6 +296,13 @@ def _tracking_errors(params: Params, doing: str) -> Iterator[None]:
                                   f"{redact(str(err).splitlines()[0][:300])}") from err
 
 
+def _cv_tags(reports: Path, model_name: str) -> dict[str, str]:
+    """The franchise-grouped CV means of the model (backtest stage), when CV ran: `cv.<metric>`."""
+    path = reports / "cv.json"
+    values = read_json(path).get(model_name) if path.exists() else None
+    return {f"cv.{k}": f"{v:.6f}" for k, v in values.items()} if isinstance(values, dict) else {}
+
+
 def _register_locked(params: Params, client, fingerprint: str, key: str) -> tuple[dict, str]:
     """The registration proper, under the lock: decide against the champion as it is now, register, promote."""
     import mlflow
@@ -315,17 +323,24 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
     run = mlflow.start_run(run_name=f"register-{bundle_name}")
     try:
         mlflow.set_tags({"anipop.owner": _owner(), "anipop.registers": cfg.model_name})
-        info = log_pitch_model(params)
+        # the evaluation's child run of the primary model already logged it: register that one, so the version
+        # links to the run with its metrics and plots; else (an older evaluation) log it here
+        logged = evaluation_runs(reports)
+        primary = logged["children"].get(logged["primary"], {}) if logged else {}
+        model_uri = primary.get("model_uri") or log_pitch_model(params).model_uri
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,
             "image_encoder": params.embed.image.model, "ablation": params.train.inputs,
             **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
             **{f"baseline.{k}": f"{v:.6f}" for k, v in baseline.items()},
+            **{f"baseline_length.{k}": f"{entry['value']:.6f}"
+               for k, entry in intervals["models"].get(LENGTH_BASELINE, {}).items()},
+            **_cv_tags(reports, bundle_name),
             **({} if decision.promote else {"challenger": decision.reason}),
             _STATUS: "pending", _KEY: key,
         }
-        version = str(mlflow.register_model(info.model_uri, cfg.model_name,
+        version = str(mlflow.register_model(model_uri, cfg.model_name,
                                             tags={k: str(v) for k, v in tags.items()}).version)
         card = render_model_card(params, version, intervals, bundle_name, decision.reason)
         mlflow.log_text(card, "model_card.md")

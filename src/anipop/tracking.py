@@ -1,4 +1,6 @@
-"""MLflow tracking: one run per evaluation with params, metrics, plots and provenance tags.
+"""MLflow tracking: the store, the experiment (opened as a model-training one) and provenance helpers.
+
+What the evaluation logs (a parent run, one child per input set and model) lives in anipop.mlflow_runs.
 
 Default store is local (sqlite `mlflow.db`, artifacts under `mlruns/`); MLFLOW_TRACKING_URI switches to a
 team server without touching params.yaml.
@@ -16,6 +18,12 @@ from anipop.config import Params
 from anipop.utils import git_commit, hash_files, redact
 
 log = logging.getLogger(__name__)
+
+# MLflow 3's UI opens an experiment on its GenAI overview (traces, tokens) unless this tag says otherwise;
+# its model-training kind opens on the runs table. Values as in MLflow 3.17's UI: genai_development,
+# custom_model_development, finetuning.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
 
 
 class TrackingUnavailable(ConnectionError):
@@ -80,9 +88,12 @@ def use_experiment(params: Params) -> str:
                 location = None  # a tracking server decides where artifacts go (its --artifacts-destination)
             elif "://" not in location:  # a local folder: absolute URI so runs from any cwd land in the same place
                 location = Path(location).resolve().as_uri()
-            experiment_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=location)
+            experiment_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=location,
+                                                     tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
         else:
             experiment_id = experiment.experiment_id
+            if EXPERIMENT_KIND_TAG not in experiment.tags:  # created before the tag, or by hand: never overrides
+                mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     except MlflowException as err:  # also a read-only store: "attempt to write a readonly database"
         raise TrackingUnavailable(f"MLflow tracking store {shown_tracking_uri(params)} is unreachable or failing "
                                   f"(nothing was logged): {redact(str(err).splitlines()[0][:300])}") from err
@@ -113,27 +124,3 @@ def data_hash(params: Params) -> str:
                 return f"dvc:{out['md5']}"
     files = sorted(p for p in Path(prepared).glob("*") if p.is_file())
     return f"md5:{hash_files(files)}" if files else "unknown"
-
-
-def log_evaluation(params: Params, summary: dict, artifacts: list[Path]) -> str:
-    """Log params, every model's test metrics (baseline included) and artifacts; return the run id."""
-    import mlflow
-
-    use_experiment(params)
-    metrics = {}
-    for model, values in summary["models"].items():
-        for name, entry in values.items():
-            for part, number in entry.items():
-                suffix = "" if part == "value" else f"_{part}"
-                metrics[f"test.{model}.{name}{suffix}"] = number
-    with mlflow.start_run(run_name=f"{params.train.model}-{params.embed.text.model}") as run:
-        mlflow.log_params({k: redact(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
-        mlflow.log_metrics(metrics)
-        mlflow.log_metric("test_rows", summary["test_rows"])
-        mlflow.set_tags({"git_commit": git_commit(), "data_hash": data_hash(params),
-                         "model": params.train.model, "text_encoder": params.embed.text.model})
-        for path in artifacts:
-            if Path(path).exists():
-                mlflow.log_artifact(str(path))
-    log.info("mlflow: run %s logged to %s", run.info.run_id, shown_tracking_uri(params))
-    return run.info.run_id

@@ -184,7 +184,8 @@ def test_pipeline_runs_then_reruns_only_what_changed(harness, tmp_path, registry
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
             any_=[first.state_details.flow_run_id])))
     assert any(log.name == "anipop.ingest" for log in logs)  # step logs reach the Prefect UI
-    assert artifacts["anipop-mlflow-run"].data.endswith(f"http://127.0.0.1:5000/#/experiments/1/runs/{run_id})")
+    assert artifacts["anipop-mlflow-run"].data.endswith(
+        f"http://127.0.0.1:5000/#/experiments/1/runs/{run_id}?workflowType=machine_learning)")  # the parent run
 
     second = pipeline_flow.pipeline(params_file=params_file, return_state=True)
     assert second.is_completed(), second.message

@@ -1,0 +1,178 @@
+"""Screenshots of the MLflow UI over the workspace store, taken by headless Chromium: what a user sees.
+
+Starts `mlflow ui` on 127.0.0.1 over the store the pipeline wrote (params.yaml's, or --store), then saves:
+  mlflow_runs_table.png        the evaluation's parent run expanded: one row per (input set, model) with metric columns
+  mlflow_chart_view.png        the chart view: one bar per model for each metric
+  mlflow_compare_runs.png      the compare page of the main input set's models (three or more)
+  mlflow_registered_model.png  the registered model's versions with the `champion` alias
+  mlflow_champion_version.png  the champion version: its source run, tags (test metrics, baseline) and model card
+Playwright drives the system Chromium (Debian package `chromium`); no browser is downloaded.
+
+    python benchmarks/ui_screenshots.py [--params params.yaml] [--store sqlite:///mlflow.db] [--out docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+PORT = 5140
+WINDOW = {"width": 1600, "height": 1000}
+TABLE_METRICS = ("spearman", "spearman_ci_low", "spearman_ci_high", "rmse_1_10", "r2", "mae")
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    raise FileNotFoundError("no Chromium on PATH: apt-get install -y chromium")
+
+
+def start_ui(store: str, port: int, log: Path) -> subprocess.Popen:
+    """`mlflow ui` on 127.0.0.1 over `store`; returns once /health answers (its own process group)."""
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
+                                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                               stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"mlflow ui exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    stop_ui(process)
+    raise RuntimeError(f"mlflow ui did not answer on port {port} within 300 s: {log.read_text()[-2000:]}")
+
+
+def stop_ui(process: subprocess.Popen) -> None:
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _api(url: str, path: str, body: dict | None = None) -> dict:
+    response = (httpx.post(f"{url}/api/2.0/mlflow/{path}", json=body, timeout=30) if body is not None
+                else httpx.get(f"{url}/api/2.0/mlflow/{path}", timeout=30))
+    response.raise_for_status()
+    return response.json()
+
+
+def latest_pipeline(url: str, experiment: str) -> tuple[str, dict, list[dict]]:
+    """(experiment id, the newest parent run, its child runs) read over the REST API."""
+    experiment_id = _api(url, f"experiments/get-by-name?experiment_name={experiment}")["experiment"]["experiment_id"]
+    runs = _api(url, "runs/search", {"experiment_ids": [experiment_id], "max_results": 1000,
+                                     "order_by": ["attributes.start_time DESC"]})["runs"]
+    tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
+    parent = next(run for run, tag in zip(runs, tags) if tag.get("anipop.role") == "pipeline")
+    children = [run for run, tag in zip(runs, tags) if tag.get("mlflow.parentRunId") == parent["info"]["run_id"]]
+    return experiment_id, parent, children
+
+
+def screenshot_pages(url: str, out_dir: Path, experiment: str = "anipop", model_name: str = "anipop") -> dict[str, str]:
+    """Save the PNGs under out_dir; return each file's visible page text (what the tests check)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    experiment_id, parent, children = latest_pipeline(url, experiment)
+    tags = {t["key"]: t["value"] for t in parent["data"].get("tags", [])}
+    main_set = tags.get("primary", "/").split("/")[0]
+    compared = [c["info"]["run_id"] for c in children
+                if c["info"]["run_name"].startswith(f"{main_set}/") or "/" not in c["info"]["run_name"]]
+    texts: dict[str, str] = {}
+    ml = "workflowType=machine_learning"  # MLflow 3.17's UI otherwise opens experiments on its GenAI overview
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport=WINDOW)
+        page.set_default_timeout(120_000)
+
+        def shoot(name: str, wait_for: str, full_page: bool = False) -> None:
+            try:
+                page.get_by_text(wait_for, exact=False).first.wait_for(state="attached", timeout=60_000)
+            except PlaywrightTimeout:  # saved anyway: the picture shows what went wrong
+                print(f"warning: {name}: {wait_for!r} never appeared", file=sys.stderr)
+            page.wait_for_timeout(3000)  # charts animate in
+            close = page.get_by_role("button", name="Close", exact=True)
+            if close.count() and close.first.is_visible():  # the assistant side panel hides half the page
+                close.first.click()
+                page.wait_for_timeout(500)
+            page.screenshot(path=str(out_dir / name), full_page=full_page)
+            texts[name] = page.inner_text("body")
+
+        page.goto(f"{url}/#/experiments/{experiment_id}/runs?{ml}")
+        page.get_by_text(parent["info"]["run_name"]).first.wait_for(state="visible")
+        page.locator("button[data-component-id*='runnamecellrenderer']").first.click()  # expand the parent
+        page.get_by_text(children[0]["info"]["run_name"]).first.wait_for(state="visible")
+        page.get_by_role("button", name="Columns").first.click()
+        for column in ("Source", "Models", *TABLE_METRICS):  # attributes off (room), metrics on
+            search = page.get_by_placeholder("Search columns")
+            search.fill(column)
+            page.wait_for_timeout(300)
+            page.locator("strong").filter(has_text=column).first.click()  # the search highlights the match
+        page.keyboard.press("Escape")
+        page.mouse.click(600, 900)  # closes the column menu
+        shoot("mlflow_runs_table.png", "spearman")
+
+        page.goto(f"{url}/#/experiments/{experiment_id}/runs?{ml}&compareRunsMode=CHART")
+        shoot("mlflow_chart_view.png", children[0]["info"]["run_name"])
+
+        page.goto(f"{url}/#/compare-runs?runs={json.dumps(compared)}&experiments={json.dumps([experiment_id])}&{ml}")
+        shoot("mlflow_compare_runs.png", "Parallel Coordinates")
+
+        page.goto(f"{url}/#/models/{model_name}?{ml}")
+        shoot("mlflow_registered_model.png", "champion")
+        champion = _api(url, f"registered-models/alias?name={model_name}&alias=champion")["model_version"]
+        page.goto(f"{url}/#/models/{model_name}/versions/{champion['version']}?{ml}")
+        shoot("mlflow_champion_version.png", "champion")
+        browser.close()
+    return texts
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from anipop.config import load_params
+    from anipop.tracking import tracking_uri
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--store", default=None, help="backend store URI (default: params.yaml's / the env's)")
+    parser.add_argument("--out", default="docs", type=Path)
+    parser.add_argument("--port", default=PORT, type=int)
+    args = parser.parse_args()
+    params = load_params(args.params)
+    store = args.store or tracking_uri(params)
+    log = args.out / "mlflow-ui.log"
+    args.out.mkdir(parents=True, exist_ok=True)
+    if store.startswith(("http://", "https://")):
+        url, process = store.rstrip("/"), None  # a running tracking server serves the UI itself
+    else:
+        url, process = f"http://127.0.0.1:{args.port}", start_ui(store, args.port, log)
+    try:
+        pages = screenshot_pages(url, args.out, params.mlflow.experiment, params.registry.model_name)
+    finally:
+        if process is not None:
+            stop_ui(process)
+            log.unlink(missing_ok=True)
+    for name in pages:
+        print(f"{args.out / name}")
+
+
+if __name__ == "__main__":
+    main()

