@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -44,3 +46,17 @@ def wait_until(check: Callable[[], bool], timeout_s: float, interval_s: float = 
             return True
         time.sleep(interval_s)
     return False
+
+
+def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    """Return once `url` answers 200; fail with the server's log if it exits or stays down past timeout_s."""
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{tail(log)}")
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    if not wait_until(answers, timeout_s):
+        raise RuntimeError(f"{url} not up after {timeout_s}s:\n{tail(log)}")

@@ -17,22 +17,9 @@ import pytest
 from mlflow import MlflowClient
 
 from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
-from fixtures_servers import free_port, start, stop, tail, wait_until
+from fixtures_servers import free_port, start, stop, wait_until_up
 
 MLFLOW = [sys.executable, "-m", "mlflow"]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{tail(log)}")
-        try:
-            return httpx.get(url, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    if not wait_until(answers, timeout_s):
-        raise RuntimeError(f"{url} not up after {timeout_s}s:\n{tail(log)}")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,24 +19,11 @@ import httpx
 import pytest
 
 from fixtures_pipeline import pipeline_params, run_pipeline
-from fixtures_servers import free_port, start, stop, tail, wait_until
+from fixtures_servers import free_port, start, stop, wait_until_up
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_METRICS = {"mse", "mae", "r2", "pearson", "spearman", "kendall", "rmse_1_10",
                   "spearman_ci_low", "spearman_ci_high", "mse_ci_low", "mse_ci_high"}
-
-
-def _wait_up(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 300) -> None:
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{tail(log)}")
-        try:
-            return httpx.get(url, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    if not wait_until(answers, timeout_s):
-        raise RuntimeError(f"{url} not up after {timeout_s}s:\n{tail(log)}")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +37,7 @@ def logged(tmp_path_factory):
                      "--port", str(port), "--workers", "1"], log, dict(os.environ))
     uri = f"http://127.0.0.1:{port}"
     try:
-        _wait_up(f"{uri}/health", process, log)
+        wait_until_up(f"{uri}/health", process, log, timeout_s=300)
         params = pipeline_params(tmp / "work", tracking_uri=uri)
         params = params.model_copy(update={"train": params.train.model_copy(
             update={"models": ("ridge", "tfidf_benchmark"), "ablations": ("synopsis",)})})

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from anipop.config import Params
-from anipop.utils import git_commit, hash_files, redact
+from anipop.utils import hash_files, redact
 
 log = logging.getLogger(__name__)
 
