@@ -18,6 +18,7 @@ import pandas as pd
 from anipop.config import Params
 from anipop.features import model_inputs
 from anipop.metrics import markdown_table, metrics_with_intervals
+from anipop.models import BASELINES
 from anipop.plots import ablation_plots, learning_curve_plots, prediction_plots
 from anipop.prepare import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
@@ -57,6 +58,12 @@ def predict_test(params: Params) -> tuple[dict, pd.DataFrame]:
                                          bundle["image_size"])
         predictions[run_label(run)] = np.clip(bundle["model"].predict(features[key]), 0.0, 1.0)
     return report, predictions
+
+
+def mlflow_label(label: str) -> str:
+    """'all_inputs/ridge' stays; 'all_inputs/train_mean' becomes 'train_mean' (baselines ignore the input set)."""
+    model = label.rpartition("/")[2]
+    return model if model in BASELINES else label
 
 
 def _cv_summary(reports: Path) -> dict | None:
@@ -124,7 +131,9 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
                   reports / "metrics.md", *plots, Path(params.paths.embeddings_dir) / "manifest.json",
                   Path(params.paths.models_dir) / "train_report.json"]
         backtests = [reports / name for name in ("backtest.md", "cv.json", "temporal.json") if (reports / name).exists()]
+        named = {label: mlflow_label(label) for label in scored}  # a baseline's child is named by it alone
         summary["mlflow_run_id"] = log_evaluation_runs(  # the parent run; one child per input set and model
-            params, scored, cv=_cv_summary(reports), predictions=predictions,
-            artifacts=[*extras, *backtests], test_rows=len(predictions))["parent_run_id"]
+            params, {named[label]: values for label, values in scored.items()}, cv=_cv_summary(reports),
+            predictions=predictions.rename(columns=named), artifacts=[*extras, *backtests],
+            test_rows=len(predictions))["parent_run_id"]
     return summary

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from anipop.config import Params
-from anipop.models import BENCHMARK, NETWORK_MODELS
+from anipop.models import BASELINE, BASELINES, BENCHMARK, NETWORK_MODELS
 from anipop.prepare import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, read_table
-from anipop.tracking import data_hash, flatten, tracking_uri, use_experiment
-from anipop.utils import git_commit, read_json, write_json
+from anipop.tracking import data_hash, flatten, shown_tracking_uri, use_experiment
+from anipop.utils import git_commit, read_json, redact, write_json
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,10 @@ def log_child_model(params: Params, bundle: dict | None, bundle_path: Path | Non
 def _train_runs(params: Params) -> tuple[dict, dict[str, dict]]:
     """train_report.json and its runs by label 'input_set/model' (bundle path, kinds, history)."""
     report = read_json(Path(params.paths.models_dir) / "train_report.json")
-    return report, {f"{run['input_set']}/{run['model']}": run for run in report["runs"]}
+    runs = {f"{run['input_set']}/{run['model']}": run for run in report["runs"]}
+    # the baselines do not depend on the input set: their children are named by the baseline alone
+    runs.update({run["model"]: run for run in report["runs"] if run["model"] in BASELINES})
+    return report, runs
 
 
 def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mapping[str, float]]], *,
@@ -232,7 +235,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
 
     with mlflow.start_run(run_name=f"pipeline-{report['model']}-{params.embed.text.model}") as parent:
         mlflow.set_tags({**shared_tags, "anipop.role": "pipeline", "primary": primary})
-        mlflow.log_params({k: str(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
+        mlflow.log_params({k: redact(str(v))[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
         for path in artifacts:
             if Path(path).exists():
                 mlflow.log_artifact(str(path))
@@ -276,12 +279,14 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
               "primary_model_uri": children.get(primary, {}).get("model_uri"), "children": children}
     write_json(Path(params.paths.reports_dir) / RUNS_FILE, logged)
     log.info("mlflow: parent run %s with %d child runs logged to %s", parent.info.run_id, len(children),
-             tracking_uri(params))
+             shown_tracking_uri(params))
     return logged
 
 
 def encoder_name(params: Params, run: Mapping, model: str) -> str:
     """What turned the pitch into features: the embedding encoders, TF-IDF + pixels, or nothing at all."""
+    if model in BASELINES:
+        return "none" if model == BASELINE else "synopsis word count"
     if run.get("input_type") == "raw" or model == BENCHMARK:
         return "tfidf+pixels"
     if run.get("input_type") == "embeddings":
@@ -294,8 +299,6 @@ def encoder_name(params: Params, run: Mapping, model: str) -> str:
 
 def _baseline_bundle(model: str, report: dict) -> dict | None:
     """The train-mean baseline as a bundle (it has no fitted file); other baselines log no model."""
-    from anipop.models import BASELINE
-
     if model != BASELINE:
         return None
     return {"name": BASELINE, "model": None, "inputs": [], "input_type": "constant",

@@ -320,13 +320,14 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
     decision = decide(cfg.promotion_metric, metrics[cfg.promotion_metric], champion_value, champion_version)
 
     version = None
-    run = mlflow.start_run(run_name=f"register-{bundle_name}")
+    # the evaluation's child run of the primary model already logged it: register from that run, so the version
+    # links to the run with its metrics and plots; else (an older evaluation) log the model in a run of its own
+    logged = evaluation_runs(reports)
+    primary = logged["children"].get(logged["primary"], {}) if logged else {}
+    run = (mlflow.start_run(run_id=primary["run_id"]) if primary.get("model_uri")
+           else mlflow.start_run(run_name=f"register-{bundle_name}"))
     try:
         mlflow.set_tags({"anipop.owner": _owner(), "anipop.registers": cfg.model_name})
-        # the evaluation's child run of the primary model already logged it: register that one, so the version
-        # links to the run with its metrics and plots; else (an older evaluation) log it here
-        logged = evaluation_runs(reports)
-        primary = logged["children"].get(logged["primary"], {}) if logged else {}
         model_uri = primary.get("model_uri") or log_pitch_model(params).model_uri
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,

@@ -320,12 +320,13 @@ def test_redact_covers_userinfo_and_secret_query_values():
 
 
 def test_logged_params_and_the_prefect_link_carry_no_credentials(trained, tmp_path, monkeypatch, restore_mlflow_uri):
-    from anipop import orchestration, tracking
+    from anipop import orchestration
+    from anipop.mlflow_runs import log_evaluation_runs
 
     secret_params = trained.model_copy(update={"mlflow": trained.mlflow.model_copy(
         update={"tracking_uri": trained.mlflow.tracking_uri + "?password=hunter2"})})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.mlflow.tracking_uri)  # the store the run really goes to
-    run_id = tracking.log_evaluation(secret_params, {"test_rows": 1, "models": {}}, [])
+    run_id = log_evaluation_runs(secret_params, {}, artifacts=[])["parent_run_id"]
     stored = MlflowClient(tracking_uri=trained.mlflow.tracking_uri).get_run(run_id).data.params
     assert stored["mlflow.tracking_uri"].endswith("?password=***")
     assert not any("hunter2" in value for value in stored.values())
@@ -339,7 +340,8 @@ def test_logged_params_and_the_prefect_link_carry_no_credentials(trained, tmp_pa
 
     monkeypatch.setattr("mlflow.tracking.MlflowClient", FakeClient)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://bob:pa55@mlflow.example")
-    assert orchestration.mlflow_run_link(trained, "abc") == "https://***@mlflow.example/#/experiments/7/runs/abc"
+    assert orchestration.mlflow_run_link(trained, "abc") == \
+        "https://***@mlflow.example/#/experiments/7/runs/abc?workflowType=machine_learning"
 
 
 def _cli(params_file: Path, *args: str) -> list[str]:
