@@ -22,8 +22,7 @@ from anipop.config import Params
 from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals, point_metrics
 from anipop.prepare import MinMaxScaler, hash_position
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
-from anipop.train import BASELINE_KINDS, TrainingData, fit_model, input_type_of, models_for, resolve_kinds
-from anipop.models import BASELINES
+from anipop.train import TrainingData, fit_model, input_type_of, model_kinds, models_for, resolve_kinds
 from anipop.utils import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -45,8 +44,7 @@ def fit_and_predict(params: Params, anime: pd.DataFrame, characters: pd.DataFram
     resolved = resolve_kinds(input_set, data)
     predictions: dict[str, np.ndarray] = {}
     for name in models_for(params, input_set):
-        kinds = BASELINE_KINDS if name in BASELINES else resolved["raw" if input_type_of(name) == "raw"
-                                                                   else "embeddings"]
+        kinds = model_kinds(name, resolved)
         if not kinds:
             continue
         model, _ = fit_model(name, kinds, data)

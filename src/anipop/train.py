@@ -16,10 +16,9 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-
-from anipop.config import NetworkParams, NetworkShape, Params
 import pandas as pd
 
+from anipop.config import NetworkParams, NetworkShape, Params
 from anipop.features import (
     INPUT_SETS,
     available_kinds,
@@ -133,6 +132,11 @@ def input_type_of(name: str) -> str:
     return "raw" if name in RAW_MODELS else "embeddings"
 
 
+def model_kinds(name: str, resolved: dict[str, list[str]]) -> list[str]:
+    """The kinds model `name` is fed, from resolve_kinds' answer (the baselines always read the synopsis)."""
+    return BASELINE_KINDS if name in BASELINES else resolved[input_type_of(name)]
+
+
 class TrainingData:
     """The rows a fit sees (train, and val for early stopping), their targets, and inputs built once.
 
@@ -217,7 +221,7 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     for input_set in input_sets:
         resolved = resolve_kinds(input_set, data)
         for name in models_for(params, input_set):
-            kinds = BASELINE_KINDS if name in BASELINES else resolved[input_type_of(name)]
+            kinds = model_kinds(name, resolved)
             if not kinds:
                 note = f"{name} on {input_set}: the data has none of {list(input_set_kinds(input_set))}; skipped"
                 log.info("train: %s", note)
