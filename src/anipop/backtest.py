@@ -20,7 +20,8 @@ import pandas as pd
 
 from anipop.config import Params
 from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals, point_metrics
-from anipop.prepare import MinMaxScaler, hash_position
+from anipop.artifacts import MinMaxScaler
+from anipop.franchise import hash_position
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import TrainingData, fit_model, input_type_of, model_kinds, models_for, resolve_kinds
 from anipop.utils import write_json, write_text

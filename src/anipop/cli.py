@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from anipop.config import DEFAULT_PARAMS_FILE, ConfigError, Params, load_params
-from anipop.utils import redact, setup_logging
+from anipop.utils import TRANSIENT_EXIT, is_transient, redact, setup_logging
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="anipop: predict an anime's MyAnimeList score from its pitch.")
 ParamsOption = typer.Option(DEFAULT_PARAMS_FILE, "--params", help="path to params.yaml")
@@ -31,20 +31,23 @@ def _params(path: Path) -> Params:
 
 def _run(step, params: Params, expected: tuple[type[Exception], ...] = ()):
     """Run a step; expected failures (bad data, bad config, plus the step's own `expected` errors) print one
-    clear line instead of a traceback."""
+    clear line instead of a traceback. A transient one (a lost connection, a timeout) exits with
+    TRANSIENT_EXIT, which the Prefect flow retries; any other failure exits with 1."""
     from anipop.schema import SchemaError
 
     try:
         return step(params)
-    except (SchemaError, FileNotFoundError, ValueError, KeyError, OSError, *expected) as err:
-        logging.getLogger("anipop").debug("step failed", exc_info=True)
-        typer.echo(f"error: {redact(err)}", err=True)  # a message may quote a URI with credentials
-        raise typer.Exit(1) from err
     except Exception as err:
+        logging.getLogger("anipop").debug("step failed", exc_info=True)
+        if is_transient(err):
+            typer.echo(f"error: {redact(err)} (transient: worth a retry)", err=True)
+            raise typer.Exit(TRANSIENT_EXIT) from err
+        if isinstance(err, (SchemaError, FileNotFoundError, ValueError, KeyError, OSError, *expected)):
+            typer.echo(f"error: {redact(err)}", err=True)  # a message may quote a URI with credentials
+            raise typer.Exit(1) from err
         if not _from_mlflow(err):
             raise
         # an MLflow failure anipop does not wrap itself (e.g. a read-only or full store while logging a run)
-        logging.getLogger("anipop").debug("step failed", exc_info=True)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         typer.echo(f"error: MLflow store {redact(_store(params))}: {redact(first)}", err=True)
         raise typer.Exit(1) from err
@@ -177,11 +180,17 @@ def schedule(
     params: Path = ParamsOption,
     cron: str = typer.Option(None, "--cron", help='e.g. "0 3 * * 1"; default: orchestration.schedule.cron'),
 ) -> None:
-    """Serve the scheduled retraining deployment (flows/retrain.py); blocks until Ctrl-C."""
-    from anipop.orchestration import load_retrain_flow, serve_retrain
+    """Serve the scheduled retraining deployment (flows/retrain.py) of the project holding --params; needs a
+    Prefect server (PREFECT_API_URL); blocks until Ctrl-C."""
+    from anipop.orchestration import load_retrain_flow, prefect_server_problem, serve_retrain
 
     loaded = _params(params)
-    _run(lambda _: serve_retrain(load_retrain_flow(), params, loaded, cron=cron), loaded)
+    problem = prefect_server_problem()
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    project = params.resolve().parent
+    _run(lambda _: serve_retrain(load_retrain_flow(project), project, loaded, cron=cron), loaded)
 
 
 def main() -> None:  # console-script entry point

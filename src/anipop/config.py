@@ -295,7 +295,7 @@ class OrchestrationParams(_Strict):
     embed_shards: int = Field(default=1, ge=1)       # >1 embeds that many slices of the data as parallel tasks
     retries: int = Field(default=3, ge=0)            # jikan ingest, evaluate and register (MLflow)
     retry_delays_s: tuple[float, ...] = Field(default=(10.0, 60.0, 300.0), min_length=1)
-    prefect_dir: Path = Path(".prefect")             # persisted task results (the step cache) and scratch
+    prefect_dir: Path = Path(".prefect")             # scratch of the flows (embedding shards)
     mlflow_ui_url: str = "http://127.0.0.1:5000"     # linked from flow runs when tracking_uri is not http(s)
     schedule: ScheduleParams = ScheduleParams()
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from anipop.artifacts import load_embeddings, quarantine_record, save_embeddings
 from anipop.config import Params
 from anipop.embedding_cache import EmbeddingCache, file_key, item_key
 from anipop.encoders import choose_device, choose_dtype, load_text_encoder
@@ -33,7 +34,6 @@ from anipop.schema import (
     read_table,
     write_table,
 )
-from anipop.sources import quarantine_record
 from anipop.utils import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -148,19 +148,6 @@ def embed_portraits(encoder, paths: dict[str, Path], cache: EmbeddingCache, batc
         if key in failed:
             _quarantine(quarantine, row_id, paths[row_id], failed[key])
     return assemble(keys, cache, encoder.dim, len(todo) - len(failed), cached_before, seconds, encoder.name)
-
-
-def save_embeddings(out_dir: Path, kind: str, row_ids: list[str], matrix: np.ndarray) -> None:
-    """Write one kind as `<kind>.npy` and `<kind>_ids.json` (the row ids in matrix order), each atomically."""
-    with atomic_path(out_dir / f"{kind}.npy") as tmp, open(tmp, "wb") as handle:
-        np.save(handle, matrix)
-    write_json(out_dir / f"{kind}_ids.json", row_ids)
-
-
-def load_embeddings(embeddings_dir: str | Path, kind: str) -> tuple[list[str], np.ndarray]:
-    """Read one kind back: (row ids, matrix). Raises FileNotFoundError naming the file."""
-    folder = Path(embeddings_dir)
-    return read_json(folder / f"{kind}_ids.json"), np.load(folder / f"{kind}.npy")
 
 
 def _drop_stale_kinds(out_dir: Path, written: set[str]) -> None:

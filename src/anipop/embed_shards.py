@@ -83,18 +83,9 @@ def _resolve_lazy_imports() -> None:
 
 @task(name="embed-shard")
 def embed_shard(params: Params) -> dict:
-    """Embed one slice into the shared per-item cache; returns that slice's manifest (paths, counts)."""
+    """Embed one slice into the shared per-item cache; returns that slice's manifest (paths, counts).
+    Not cached by Prefect: the per-item cache makes a repeated shard cheap, and DVC judges the embed stage."""
     _resolve_lazy_imports()
     from anipop.embed import run_embed
 
     return run_embed(params)
-
-
-def shard_options(params: Params) -> dict:
-    """Task options of a shard: cached on the embed stage's key of its slice, like the whole step."""
-    from prefect.cache_policies import INPUTS
-
-    from anipop.orchestration import StepCache, results_dir
-
-    return {"cache_policy": INPUTS - "params" + StepCache(step="embed"), "persist_result": True,
-            "result_storage": results_dir(params)}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.embed import load_embeddings
+from anipop.artifacts import load_embeddings
 
 log = logging.getLogger(__name__)
 

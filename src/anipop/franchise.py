@@ -19,6 +19,7 @@ The group id is the smallest anime id of the group, so reruns on the same data g
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -125,3 +126,9 @@ def group_summary(anime: pd.DataFrame, largest: int = 5) -> dict:
         "anime_in_multi_anime_groups": int(sum(n for n in sizes.values() if n > 1)),
         "largest": [{"group_id": int(g), "size": int(n), "titles": list(titles[g])} for g, n in top],
     }
+
+
+def hash_position(key: object, seed: int) -> float:
+    """A seeded hash of `key` mapped to [0, 1): the same key lands at the same place in every run."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64

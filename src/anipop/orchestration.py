@@ -1,177 +1,133 @@
-"""Prefect plumbing for the flows in flows/: which steps a rerun may skip, retries, task runner, artifacts.
+"""Prefect plumbing for the flows in flows/: each task runs one DVC stage; retries, task runner, artifacts.
 
-Why a step cache keyed on dvc.yaml: `dvc repro` and the Prefect flow run the same step functions, so they
-should skip a step for the same reasons. A step's cache key is what DVC compares: the values of the params
-the stage declares, the content of its deps (data and code) and the paths of its outs, read from dvc.yaml
-itself, so a stage that gains a dep or a param changes both pipelines at once and nothing is listed twice.
-Results are persisted under `orchestration.prefect_dir` (project-local), so the cache outlives the process.
+Why Prefect runs DVC stages instead of the step functions: DVC is the single judge of what is stale. A task
+runs `dvc repro --single-item <stage>`, so DVC compares the stage's deps, params and outs with dvc.lock exactly
+as `dvc repro` does, skips it when nothing changed, and records what it ran in dvc.lock. A flow run and a
+`dvc repro` therefore leave the same workspace, `dvc status` is clean after either, and the stage list, its
+deps and its params are written once, in dvc.yaml. What Prefect adds: scheduling, retries of transient
+failures (a stage whose command exits with TRANSIENT_EXIT), the embedding shards on a task runner (Dask), logs
+and artifacts in its UI.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
-from prefect.cache_policies import INPUTS, NO_CACHE, CachePolicy
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from anipop.config import OrchestrationParams, Params
-from anipop.utils import hash_files
+from anipop.utils import TRANSIENT_EXIT, redact
 
 log = logging.getLogger(__name__)
 
-DVC_FILE = Path("dvc.yaml")  # relative to the project root, the folder every anipop command runs from
-RETRIED_STEPS = ("evaluate", "register")  # they talk to the MLflow tracking server; ingest too when online
-# Errors that a retry cannot fix: bad config, bad data, missing files. Anything else (connection resets,
-# timeouts, 5xx from MLflow or Jikan) is worth another try.
-PERMANENT_ERRORS = (ValueError, KeyError, TypeError, AttributeError, NotImplementedError, FileNotFoundError,
-                    PermissionError, ImportError)
-_TEMPLATE = re.compile(r"\$\{\s*([\w.]+)\s*\}")
+_EXIT_CODE = re.compile(r"exited with (-?\d+)")
+_ANIPOP_MESSAGE = ("error:", "validation failed:", "Data Docs:")  # the one-line messages `anipop` prints
 
 
 @dataclass(frozen=True)
-class StepSpec:
-    """One dvc.yaml stage with its templates resolved: the params keys, deps and outs DVC tracks."""
+class StageRun:
+    """What one `dvc repro --single-item <stage>` did: ran the command, or found the stage up to date."""
 
-    name: str
-    params: tuple[str, ...]
-    deps: tuple[Path, ...]
-    outs: tuple[Path, ...]
+    stage: str
+    ran: bool
 
 
-def _lookup(values: dict, dotted: str, where: str) -> Any:
-    node: Any = values
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ValueError(f"{where}: {dotted!r} is not a key of params.yaml")
-        node = node[part]
-    return node
+class StageFailed(RuntimeError):
+    """A stage's command failed; `transient` when it exited with TRANSIENT_EXIT (worth a retry)."""
+
+    def __init__(self, stage: str, message: str, exit_code: int | None) -> None:
+        super().__init__(f"stage {stage} failed: {message}")
+        self.stage, self.message, self.exit_code = stage, message, exit_code
+
+    @property
+    def transient(self) -> bool:
+        return self.exit_code == TRANSIENT_EXIT
 
 
-def _entry_path(entry: str | dict) -> str:
-    """dvc.yaml lists a dep/out as 'path' or {'path': {options}}."""
-    return entry if isinstance(entry, str) else next(iter(entry))
+def project_params(project: Path) -> Params:
+    """The project's params.yaml (the one its DVC stages read), with its folders anchored at the project, so
+    in-process work of the flow (the embedding shards) writes where the stages read whatever the cwd is."""
+    from anipop.config import load_params
+
+    params = load_params(Path(project) / "params.yaml")
+
+    def anchored(path: Path | str) -> Path:
+        return Path(path) if Path(path).is_absolute() else Path(project) / path
+
+    paths = params.paths.model_copy(update={k: anchored(v) for k, v in params.paths.model_dump().items()})
+    orchestration = params.orchestration.model_copy(update={"prefect_dir": anchored(params.orchestration.prefect_dir)})
+    return params.model_copy(update={"paths": paths, "orchestration": orchestration})
 
 
-def read_stages(params: Params, dvc_file: Path = DVC_FILE) -> dict[str, StepSpec]:
-    """The stages of dvc.yaml, `${key}` templates filled from `params`, relative paths anchored at its folder."""
-    try:
-        stages = (yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}).get("stages", {})
-    except FileNotFoundError:
-        log.warning("%s not found: steps will not be cached (run flows from the project root)", dvc_file)
-        return {}
-    values = params.model_dump(mode="json")
-    root = dvc_file.parent
+def pipeline_stages(project: Path) -> list[str]:
+    """dvc.yaml's stages in the order DVC runs them (dependencies first)."""
+    import networkx as nx
+    from dvc.repo import Repo
 
-    def resolve(text: str, where: str) -> Path:
-        path = Path(_TEMPLATE.sub(lambda m: str(_lookup(values, m.group(1), where)), text))
-        return path if path.is_absolute() else root / path
-
-    specs = {}
-    for name, stage in stages.items():
-        where = f"{dvc_file}: stage {name}"
-        keys, extra_deps = [], []
-        for entry in stage.get("params", []):
-            if isinstance(entry, str):
-                keys.append(entry)
-            else:  # {file: [keys]}: another params file is tracked as a whole
-                extra_deps += [resolve(file, where) for file in entry]
-        outs = [resolve(_entry_path(e), where) for kind in ("outs", "metrics", "plots") for e in stage.get(kind, [])]
-        specs[name] = StepSpec(
-            name=name, params=tuple(keys),
-            deps=tuple(resolve(_entry_path(e), where) for e in stage.get("deps", [])) + tuple(extra_deps),
-            outs=tuple(outs))
-    return specs
+    with Repo(str(project)) as repo:
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        return [stage.name for stage in reversed(list(nx.topological_sort(graph)))]
 
 
-def content_hash(path: Path) -> str:
-    """md5 of a file, or of every file under a folder (hidden temp files excluded); 'missing' if absent."""
-    if path.is_file():
-        return hash_files([path])
-    if path.is_dir():
-        files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
-        return hash_files(files) if files else "empty"
-    return "missing"
+def stage_is_stale(project: Path, stage: str) -> bool:
+    """True when `dvc status` reports a changed dep, param or out of this one stage."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        return bool(repo.status(targets=[stage]))
 
 
-def step_key(spec: StepSpec, params: Params) -> str:
-    """The cache key of a step: its params' values, its deps' content and its outs' paths."""
-    values = params.model_dump(mode="json")
-    payload = {
-        "step": spec.name,
-        "params": {key: _lookup(values, key, f"stage {spec.name}") for key in spec.params},
-        "deps": {str(dep): content_hash(dep) for dep in spec.deps},
-        "outs": sorted(str(out) for out in spec.outs),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+def _environment() -> dict[str, str]:
+    """The stage commands (`anipop <step>`) come from this interpreter's environment, venv active or not."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "false")}
 
 
-@dataclass(kw_only=True)  # keyword-only: CachePolicy's own fields come first positionally
-class StepCache(CachePolicy):
-    """Prefect cache policy: the step's dvc.yaml key, computed from the task's `params` argument."""
+def run_stage(project: Path, stage: str, force: bool = False, logger: logging.Logger | None = None) -> StageRun:
+    """`dvc repro --single-item [--force] <stage>` in `project`, its output streamed to `logger` line by line."""
+    logger = logger or log
+    command = [sys.executable, "-m", "dvc", "repro", "--single-item", *(["--force"] if force else []), stage]
+    process = subprocess.Popen(command, cwd=project, env=_environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = redact(line.rstrip())
+        lines.append(line)
+        if line:
+            logger.info("%s", line)
+    if process.wait() != 0:
+        raise _failure(stage, lines)
+    return StageRun(stage=stage, ran=any(f"Running stage '{stage}'" in line for line in lines))
 
-    step: str
-    dvc_file: Path = field(default=DVC_FILE)
 
-    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any],
-                    **kwargs: Any) -> str | None:
-        params = inputs.get("params")
-        spec = read_stages(params, self.dvc_file).get(self.step) if isinstance(params, Params) else None
-        return None if spec is None else step_key(spec, params)
-
-
-def is_transient(error: BaseException) -> bool:
-    return not isinstance(error, PERMANENT_ERRORS)
+def _failure(stage: str, lines: list[str]) -> StageFailed:
+    """The stage's own one-line messages (or DVC's last ERROR line) and the command's exit code."""
+    codes = [int(match.group(1)) for line in lines for match in [_EXIT_CODE.search(line)] if match]
+    messages = [line for line in lines if line.startswith(_ANIPOP_MESSAGE)]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    message = "\n".join(messages) or (errors[-1] if errors else (lines[-1] if lines else "no output"))
+    return StageFailed(stage, message, codes[-1] if codes else None)
 
 
 def retry_if_transient(task, task_run, state) -> bool:
-    """Prefect retry_condition_fn: retry a network hiccup, not a bad config or bad data."""
+    """Prefect retry_condition_fn: retry a stage that exited as transient (network), never bad data or config."""
     error = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
-    return not isinstance(error, BaseException) or is_transient(error)
+    return isinstance(error, StageFailed) and error.transient
 
 
-def results_dir(params: Params) -> Path:
-    return (Path(params.orchestration.prefect_dir) / "results").resolve()
-
-
-def retried_steps(params: Params) -> tuple[str, ...]:
-    return RETRIED_STEPS + (("ingest",) if params.ingest.source != "local" else ())
-
-
-def step_options(step: str, params: Params, refresh: bool = False, dvc_file: Path = DVC_FILE) -> dict[str, Any]:
-    """Task options for one step (`task.with_options(**step_options(...))`): cache, result storage, retries.
-
-    A step is cached on its dvc.yaml key plus any task input other than `params` (register: the MLflow run
-    it registers). It is recomputed when `refresh` is set or when one of its outs is missing (deleted data
-    must not be "restored" from a cache that only holds the step's report). Online ingest is never cached:
-    its input is the network, which no hash describes.
-    """
-    cfg = params.orchestration
-    spec = read_stages(params, dvc_file).get(step)
-    options: dict[str, Any] = {"persist_result": True, "result_storage": results_dir(params)}
-    if step == "ingest" and params.ingest.source != "local":
-        options["cache_policy"] = NO_CACHE
-    elif spec is not None:
-        missing = [str(out) for out in spec.outs if not out.exists()]
-        if missing and not refresh:
-            log.info("%s: reruns, its outputs are missing (%s)", step, ", ".join(missing[:3]))
-        options["cache_policy"] = INPUTS - "params" + StepCache(step=step, dvc_file=dvc_file)
-        options["refresh_cache"] = refresh or bool(missing)
-    else:
-        options["cache_policy"] = INPUTS - "params"
-        options["refresh_cache"] = refresh
-    if step in retried_steps(params):
-        delays = [cfg.retry_delays_s[min(i, len(cfg.retry_delays_s) - 1)] for i in range(cfg.retries)]
-        options.update(retries=cfg.retries, retry_delay_seconds=delays or 0, retry_condition_fn=retry_if_transient)
-    return options
+def retry_options(cfg: OrchestrationParams) -> dict:
+    """Task options: `retries` attempts after the first, with the configured backoff (the last delay repeats)."""
+    delays = [cfg.retry_delays_s[min(i, len(cfg.retry_delays_s) - 1)] for i in range(cfg.retries)]
+    return {"retries": cfg.retries, "retry_delay_seconds": delays or 0, "retry_condition_fn": retry_if_transient}
 
 
 def task_runner(cfg: OrchestrationParams):
@@ -203,7 +159,7 @@ def _current_api_url() -> str:
 
 @contextlib.contextmanager
 def step_logs_to_prefect() -> Iterator[None]:
-    """Send the anipop.* step logs to the Prefect run's log (the UI) while a flow runs, at INFO.
+    """Send the anipop.* logs (the shards' embed step) to the Prefect run's log (the UI) while a flow runs.
 
     Same handlers as Prefect's PREFECT_LOGGING_EXTRA_LOGGERS, but only for the flow's duration: outside a
     run they would warn about a missing run context on every log line.
@@ -228,7 +184,6 @@ def mlflow_run_link(params: Params, run_id: str) -> str:
     from mlflow.tracking import MlflowClient
 
     from anipop.tracking import tracking_uri
-    from anipop.utils import redact
 
     uri = tracking_uri(params)
     base = uri if uri.startswith(("http://", "https://")) else params.orchestration.mlflow_ui_url
@@ -238,45 +193,58 @@ def mlflow_run_link(params: Params, run_id: str) -> str:
     return redact(f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
 
 
-def publish_artifacts(params: Params, evaluation: dict) -> None:
-    """Flow-run artifacts for the Prefect UI: the metrics table and a link to the evaluation's parent MLflow run."""
+def publish_artifacts(params: Params, project: Path) -> str | None:
+    """Flow-run artifacts for the Prefect UI: the metrics table and a link to the evaluation's parent MLflow
+    run (read from the evaluate stage's outputs, which exist whether the stage ran now or earlier)."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
+    from anipop.artifacts import ArtifactPaths
     from anipop.tracking import shown_tracking_uri
+    from anipop.utils import read_json
 
-    table = Path(params.paths.reports_dir) / "metrics.md"
-    create_markdown_artifact(markdown=table.read_text(encoding="utf-8"), key="anipop-metrics",
-                             description=f"Test-split metrics ({table})")
-    run_id = evaluation.get("mlflow_run_id")
+    paths = ArtifactPaths.of(params, project)
+    create_markdown_artifact(markdown=paths.metrics_table.read_text(encoding="utf-8"), key="anipop-metrics",
+                             description=f"Test-split metrics ({paths.metrics_table})")
+    run_id = read_json(paths.mlflow_runs).get("parent_run_id") if paths.mlflow_runs.exists() else None
     if run_id:
         uri = shown_tracking_uri(params)
         hint = "" if uri.startswith("http") else f"; open it with `mlflow ui --backend-store-uri {uri}`"
         create_link_artifact(link=mlflow_run_link(params, run_id), link_text=f"MLflow pipeline run {run_id}",
                              key="anipop-mlflow-run", description=f"The evaluation's parent run, one child run per "
                                                                   f"input set and model, in {uri}{hint}")
+    return run_id
 
 
-def publish_validation_failure(error) -> str:
+def publish_validation_failure(error: StageFailed) -> str:
     """A markdown artifact naming the failed checks and the Data Docs; returns the flow's failure message."""
     from prefect.artifacts import create_markdown_artifact
 
-    docs = Path(error.data_docs)
-    message = f"validation failed: {error}. Data Docs: {docs}"
-    create_markdown_artifact(markdown=f"## Validation failed\n\n{error}\n\nData Docs: [{docs}]({docs.resolve().as_uri()})",
+    create_markdown_artifact(markdown=f"## Validation failed\n\n```\n{error.message}\n```",
                              key="anipop-validation", description="Great Expectations checks that failed")
-    return message
+    return error.message
 
 
-def serve_retrain(flow, params_file: str | Path, params: Params, cron: str | None = None) -> None:
+def prefect_server_problem() -> str | None:
+    """Why a deployment cannot be served here (Prefect refuses on its temporary server), or None."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return None
+    return ("serving the retraining deployment needs a Prefect server: start one with `prefect server start` "
+            "and `export PREFECT_API_URL=http://127.0.0.1:4200/api` in this shell (see the README)")
+
+
+def serve_retrain(flow, project: Path, params: Params, cron: str | None = None) -> None:
     """Serve the retraining flow as a deployment on the `orchestration.schedule` cron (blocks until stopped).
 
-    The deployment's runs read `params_file`; runs execute in subprocesses of this process, from its cwd.
+    The deployment's runs run the DVC stages of `project`; they execute in subprocesses of this process.
     """
     from prefect.schedules import Cron
 
     schedule = params.orchestration.schedule
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # else one INFO line per poll of the server
     flow.serve(name=schedule.deployment, schedules=[Cron(cron or schedule.cron, timezone=schedule.timezone)],
-               parameters={"params_file": str(params_file)}, tags=["anipop", "retrain"],
+               parameters={"project_dir": str(Path(project).resolve())}, tags=["anipop", "retrain"],
                description="Re-ingest, validate, retrain and evaluate; the registry decides promotion.")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.prepare import MinMaxScaler
+from anipop.artifacts import MinMaxScaler
 from anipop.utils import atomic_path
 
 def _pyplot():

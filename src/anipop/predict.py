@@ -27,7 +27,7 @@ from anipop.features import (
     features_from_vectors,
 )
 from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
-from anipop.prepare import MinMaxScaler
+from anipop.artifacts import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.utils import read_json, write_json
 

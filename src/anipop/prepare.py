@@ -8,18 +8,17 @@ restores the old per-id hash split, only to measure how much it leaked.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 
+from anipop.artifacts import MinMaxScaler, quarantine_record
 from anipop.config import Params, PrepareParams, SplitRatios
 from anipop.data_card import render_data_card
-from anipop.franchise import franchise_groups, group_summary
+from anipop.franchise import franchise_groups, group_summary, hash_position
 from anipop.images import image_problem
 from anipop.schema import (
     PREPARED_ANIME,
@@ -32,47 +31,10 @@ from anipop.schema import (
     read_table,
     write_table,
 )
-from anipop.sources import quarantine_record
 from anipop.text import credits_in, strip_credits
 from anipop.utils import write_json, write_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MinMaxScaler:
-    """Min-max scaling of the score, fitted on the train split only (no test information leaks)."""
-
-    low: float
-    high: float
-
-    @classmethod
-    def fit(cls, scores: pd.Series) -> "MinMaxScaler":
-        if scores.empty:
-            raise ValueError("cannot fit the score scaler: the train split is empty")
-        low, high = float(scores.min()), float(scores.max())
-        if high <= low:
-            raise ValueError(f"cannot fit the score scaler: all train scores equal {low}")
-        return cls(low=low, high=high)
-
-    def transform(self, scores):
-        return (scores - self.low) / (self.high - self.low)
-
-    def inverse(self, normalised):
-        return normalised * (self.high - self.low) + self.low
-
-    def to_dict(self) -> dict[str, float]:
-        return {"min": self.low, "max": self.high}
-
-    @classmethod
-    def from_dict(cls, payload: dict) -> "MinMaxScaler":
-        return cls(low=float(payload["min"]), high=float(payload["max"]))
-
-
-def hash_position(key: object, seed: int) -> float:
-    """A seeded hash of `key` mapped to [0, 1): the same key lands at the same place in every run."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def assign_split(key: int, seed: int, ratios: SplitRatios) -> str:

@@ -74,7 +74,8 @@ def registration_key(params: Params, fingerprint: str) -> str:
     digest = hashlib.sha256(fingerprint.encode())
     for path in (Path(params.paths.models_dir) / "model.joblib", Path(params.paths.reports_dir) / "intervals.json"):
         update_digest(digest, path)
-    digest.update(f"|{params.registry.interval_coverage}|{params.embed.model_dump_json()}".encode())
+    digest.update(f"|{params.registry.interval_coverage}|{params.embed.text.model_dump_json()}|"
+                  f"{params.embed.image.model_dump_json()}".encode())  # the encoders, not how fast they ran
     return digest.hexdigest()[:24]
 
 

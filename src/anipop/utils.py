@@ -42,6 +42,21 @@ def redact(text: object) -> str:
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}=***", text)
 
 
+# Exit status of an `anipop` step whose failure a retry may fix (a network hiccup): EX_TEMPFAIL of sysexits.h.
+# The Prefect flow retries a DVC stage that exited with it, and only such a stage.
+TRANSIENT_EXIT = 75
+_TRANSPORT_MODULES = ("requests", "httpx", "httpcore", "urllib3")
+
+
+def is_transient(error: BaseException) -> bool:
+    """A lost connection or a timeout (ours, or a transport error of the HTTP libraries), not bad data."""
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    return any(cls.__module__.split(".")[0] in _TRANSPORT_MODULES and
+               any(word in cls.__name__ for word in ("Connect", "Timeout", "Transport", "Network"))
+               for cls in type(error).__mro__)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

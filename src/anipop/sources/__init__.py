@@ -11,6 +11,7 @@ from typing import Protocol
 
 import pandas as pd
 
+
 from anipop.schema import QUARANTINE, RAW_CHARACTERS
 
 
@@ -30,26 +31,6 @@ class Source(Protocol):
     def ingest(self, raw_dir: Path) -> IngestResult:
         """Fetch or read the data, write any images under raw_dir/images, return the tables."""
         ...
-
-
-def quarantine_record(
-    stage: str, table: str, row_key: object, rule: str, reason: str, field: str | None = None, value: object = None
-) -> dict[str, object]:
-    """One quarantine row; `value` is truncated so a 100k-character synopsis does not bloat the table.
-
-    Text is made writable first: a value read from a non-UTF-8 file holds lone surrogates, which parquet
-    cannot encode; they are shown as backslash escapes (e.g. '\\udce9' for the byte 0xE9).
-    """
-    shown = None if value is None else printable(str(value)[:200])
-    return {
-        "stage": stage, "table": table, "row_key": printable(str(row_key)), "rule": rule,
-        "field": field, "reason": printable(reason), "value": shown,
-    }
-
-
-def printable(text: str) -> str:
-    """`text` with any lone surrogate (undecodable input bytes) replaced by its backslash escape."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class IngestIncomplete(RuntimeError):

@@ -1,0 +1,269 @@
+"""What one step hands to the next: where every artefact lives and how it is read and written.
+
+Why one module: a step's outputs are another step's inputs. Their file names, the model bundle's fields, the
+score scaler, the embedding matrices and the quarantine rows are a contract between steps; written here once,
+a step imports the contract, never another step's module, and a renamed file or field cannot drift apart
+between writer and reader. dvc.yaml declares the same paths (through params.yaml's `paths`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anipop.config import Params
+from anipop.utils import atomic_path, read_json, write_json
+
+BUNDLE_VERSION = 1  # bump when ModelBundle's fields change meaning: an older pickled bundle is then refused
+
+
+@dataclass(frozen=True)
+class ArtifactPaths:
+    """Every file a step writes for another, under the folders params.yaml's `paths` names."""
+
+    raw_dir: Path
+    prepared_dir: Path
+    validation_dir: Path
+    embeddings_dir: Path
+    models_dir: Path
+    reports_dir: Path
+
+    @classmethod
+    def of(cls, params: Params, root: Path | None = None) -> "ArtifactPaths":
+        """The paths of `params`, relative ones anchored at `root` (default: the working directory)."""
+        cfg = params.paths
+
+        def anchored(path: Path | str) -> Path:
+            path = Path(path)
+            return path if root is None or path.is_absolute() else Path(root) / path
+
+        return cls(raw_dir=anchored(cfg.raw_dir), prepared_dir=anchored(cfg.prepared_dir),
+                   validation_dir=anchored(cfg.validation_dir), embeddings_dir=anchored(cfg.embeddings_dir),
+                   models_dir=anchored(cfg.models_dir), reports_dir=anchored(cfg.reports_dir))
+
+    # ingest
+    @property
+    def raw_anime(self) -> Path:
+        return self.raw_dir / "anime.parquet"
+
+    @property
+    def raw_characters(self) -> Path:
+        return self.raw_dir / "characters.parquet"
+
+    @property
+    def raw_quarantine(self) -> Path:
+        return self.raw_dir / "quarantine.parquet"
+
+    @property
+    def ingest_report(self) -> Path:
+        return self.raw_dir / "ingest_report.json"
+
+    # prepare
+    @property
+    def prepared_anime(self) -> Path:
+        return self.prepared_dir / "anime.parquet"
+
+    @property
+    def prepared_characters(self) -> Path:
+        return self.prepared_dir / "characters.parquet"
+
+    @property
+    def prepared_quarantine(self) -> Path:
+        return self.prepared_dir / "quarantine.parquet"
+
+    @property
+    def splits(self) -> Path:
+        return self.prepared_dir / "splits.json"
+
+    @property
+    def scaler(self) -> Path:
+        return self.prepared_dir / "scaler.json"
+
+    @property
+    def prepare_report(self) -> Path:
+        return self.prepared_dir / "report.json"
+
+    @property
+    def data_card(self) -> Path:
+        return self.reports_dir / "data_card.md"
+
+    # validate
+    @property
+    def validation_summary(self) -> Path:
+        return self.validation_dir / "summary.json"
+
+    # embed
+    @property
+    def embeddings_manifest(self) -> Path:
+        return self.embeddings_dir / "manifest.json"
+
+    # train
+    @property
+    def primary_bundle(self) -> Path:
+        return self.models_dir / "model.joblib"
+
+    @property
+    def train_report(self) -> Path:
+        return self.models_dir / "train_report.json"
+
+    # backtest, evaluate, register
+    @property
+    def cv_metrics(self) -> Path:
+        return self.reports_dir / "cv.json"
+
+    @property
+    def cv_details(self) -> Path:
+        return self.reports_dir / "cv_details.json"
+
+    @property
+    def temporal_metrics(self) -> Path:
+        return self.reports_dir / "temporal.json"
+
+    @property
+    def temporal_details(self) -> Path:
+        return self.reports_dir / "temporal_details.json"
+
+    @property
+    def backtest_table(self) -> Path:
+        return self.reports_dir / "backtest.md"
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports_dir / "metrics.json"
+
+    @property
+    def metrics_table(self) -> Path:
+        return self.reports_dir / "metrics.md"
+
+    @property
+    def ablation(self) -> Path:
+        return self.reports_dir / "ablation.json"
+
+    @property
+    def intervals(self) -> Path:
+        return self.reports_dir / "intervals.json"
+
+    @property
+    def mlflow_runs(self) -> Path:
+        return self.reports_dir / "mlflow_runs.json"
+
+    @property
+    def registration(self) -> Path:
+        return self.reports_dir / "registration.json"
+
+    @property
+    def model_card(self) -> Path:
+        return self.reports_dir / "model_card.md"
+
+
+@dataclass(frozen=True)
+class MinMaxScaler:
+    """Min-max scaling of the score, fitted on the train split only (no test information leaks)."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def fit(cls, scores: pd.Series) -> "MinMaxScaler":
+        if scores.empty:
+            raise ValueError("cannot fit the score scaler: the train split is empty")
+        low, high = float(scores.min()), float(scores.max())
+        if high <= low:
+            raise ValueError(f"cannot fit the score scaler: all train scores equal {low}")
+        return cls(low=low, high=high)
+
+    def transform(self, scores):
+        return (scores - self.low) / (self.high - self.low)
+
+    def inverse(self, normalised):
+        return normalised * (self.high - self.low) + self.low
+
+    def to_dict(self) -> dict[str, float]:
+        return {"min": self.low, "max": self.high}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "MinMaxScaler":
+        return cls(low=float(payload["min"]), high=float(payload["max"]))
+
+    @classmethod
+    def read(cls, path: Path) -> "MinMaxScaler":
+        return cls.from_dict(read_json(path))
+
+
+def save_embeddings(out_dir: Path, kind: str, row_ids: list[str], matrix: np.ndarray) -> None:
+    """Write one kind as `<kind>.npy` and `<kind>_ids.json` (the row ids in matrix order), each atomically."""
+    with atomic_path(Path(out_dir) / f"{kind}.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, matrix)
+    write_json(Path(out_dir) / f"{kind}_ids.json", row_ids)
+
+
+def load_embeddings(embeddings_dir: str | Path, kind: str) -> tuple[list[str], np.ndarray]:
+    """Read one kind back: (row ids, matrix). Raises FileNotFoundError naming the file."""
+    folder = Path(embeddings_dir)
+    return read_json(folder / f"{kind}_ids.json"), np.load(folder / f"{kind}.npy")
+
+
+def embedding_files(embeddings_dir: str | Path, kind: str) -> tuple[Path, Path]:
+    folder = Path(embeddings_dir)
+    return folder / f"{kind}.npy", folder / f"{kind}_ids.json"
+
+
+def printable(text: str) -> str:
+    """`text` with any lone surrogate (undecodable input bytes) replaced by its backslash escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def quarantine_record(
+    stage: str, table: str, row_key: object, rule: str, reason: str, field: str | None = None, value: object = None
+) -> dict[str, object]:
+    """One quarantine row; `value` is truncated so a 100k-character synopsis does not bloat the table.
+
+    Text is made writable first: a value read from a non-UTF-8 file holds lone surrogates, which parquet
+    cannot encode; they are shown as backslash escapes (e.g. '\\udce9' for the byte 0xE9).
+    """
+    shown = None if value is None else printable(str(value)[:200])
+    return {
+        "stage": stage, "table": table, "row_key": printable(str(row_key)), "rule": rule,
+        "field": field, "reason": printable(reason), "value": shown,
+    }
+
+
+@dataclass
+class ModelBundle:
+    """One fitted model and what scoring it needs: the file train writes and evaluate, predict and the
+    registry read (pickled with joblib)."""
+
+    name: str                      # the model's registry name (anipop.models)
+    model: Any                     # .predict(features) -> normalised scores; None for the train-mean baseline
+    inputs: list[str]              # the input kinds it was fitted on, in feature order
+    input_set: str
+    input_type: str                # "embeddings" or "raw" (texts and pixels)
+    train_mean: float              # the train-mean baseline, normalised
+    aggregation: str               # how several main characters become one vector
+    image_size: int                # the raw benchmark's portrait side
+    feature_dim: int | None = None
+    encoders: dict = field(default_factory=dict)   # the embed manifest's encoder settings
+    version: int = BUNDLE_VERSION
+
+
+def save_bundle(bundle: ModelBundle, path: Path) -> None:
+    import joblib
+
+    with atomic_path(path) as tmp:
+        joblib.dump(bundle, tmp)
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    """A bundle written by this version of anipop; an older or foreign pickle fails with the path named."""
+    import joblib
+
+    bundle = joblib.load(path)
+    if not isinstance(bundle, ModelBundle) or bundle.version != BUNDLE_VERSION:
+        found = getattr(bundle, "version", type(bundle).__name__)
+        raise ValueError(f"{path}: not an anipop model bundle of version {BUNDLE_VERSION} (found {found}); "
+                         f"retrain with `dvc repro train`")
+    return bundle
