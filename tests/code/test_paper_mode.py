@@ -1,0 +1,66 @@
+"""Paper-faithful mode: each flaw does what the paper's code did, and the run reports every variant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from anipop.encoders import load_text_encoder
+from anipop.paper_mode import FIRST_LEFT, MEAN, encode_texts, run_paper_mode, split_targets, variants
+from anipop.utils import read_json
+from fixtures_models import build_tiny_bert, sentence
+from fixtures_training import toy_params, write_toy_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+def test_per_split_scaling_uses_each_splits_own_range():
+    rows = {"train": pd.DataFrame({"score": [2.0, 6.0, 10.0]}), "val": pd.DataFrame({"score": [5.0, 7.0]}),
+            "test": pd.DataFrame({"score": [4.0, 5.0, 8.0]})}
+    honest, honest_range = split_targets(rows, per_split=False)
+    flawed, flawed_range = split_targets(rows, per_split=True)
+    np.testing.assert_allclose(honest["test"], [0.25, 0.375, 0.75])
+    np.testing.assert_allclose(flawed["test"], [0.0, 0.25, 1.0])  # the test split's own min and max
+    np.testing.assert_allclose(flawed["train"], honest["train"])
+    assert (honest_range, flawed_range) == (8.0, 4.0)
+
+
+def test_first_token_under_left_padding_depends_on_the_batch_mate_and_mean_does_not(tiny_bert):
+    encoder = load_text_encoder(str(tiny_bert), torch.device("cpu"), max_length=32)
+    short, mates = sentence(1, 2), [sentence(2, 3), sentence(3, 12)]
+    first = [encode_texts(encoder, [short, mate], FIRST_LEFT, 2)[0] for mate in mates]
+    mean = [encode_texts(encoder, [short, mate], MEAN, 2)[0] for mate in mates]
+    assert not np.allclose(first[0], first[1], atol=1e-4)  # a different count of pads before it
+    np.testing.assert_allclose(mean[0], mean[1], atol=1e-5)
+    alone = encode_texts(encoder, [short], MEAN, 1)[0]
+    np.testing.assert_allclose(mean[0], alone, atol=1e-5)
+    assert encoder.tokenizer.padding_side == "right"  # restored for the embed step
+
+
+def test_variants_drop_each_flaw_in_turn_then_all():
+    rows = variants({"per_split_scaling": True, "select_on_test": True, "first_token_left_padding": True}, True)
+    assert [label for label, _ in rows] == ["paper-faithful", "without per_split_scaling", "without select_on_test",
+                                            "without first_token_left_padding", "no flaws"]
+    assert rows[-1][1] == frozenset() and len(rows[0][1]) == 3
+    assert variants({"select_on_test": True}, False) == [("paper-faithful", frozenset({"select_on_test"}))]
+
+
+def test_paper_mode_reports_every_variant(tiny_bert, tmp_path):
+    params = toy_params(tmp_path)
+    mode = params.paper_mode.model_dump()
+    mode.update(encoder=str(tiny_bert), max_length=32)
+    mode["head"].update(epochs=2, threads=1)
+    params = params.model_validate(params.model_dump() | {"paper_mode": mode})
+    write_toy_dataset(params, count=80, characters=False)
+    report = run_paper_mode(params)
+    assert [v["label"] for v in report["variants"]][0] == "paper-faithful" and len(report["variants"]) == 5
+    saved = read_json(params.paths.reports_dir / "paper_mode.json")
+    assert saved["variants"][0]["selected_on"] == "test" and saved["variants"][-1]["selected_on"] == "val"
+    assert "| no flaws | none |" in (params.paths.reports_dir / "paper_mode.md").read_text()
+    again = run_paper_mode(params)  # vectors come from the cache: the same numbers
+    assert again["variants"][0]["metrics"] == report["variants"][0]["metrics"]
