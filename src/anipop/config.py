@@ -237,6 +237,7 @@ class FinetuneParams(_Strict):
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     threads: int = Field(default=2, ge=1)       # CPU threads
     max_train_rows: int | None = Field(default=None, ge=1)  # cap for a quick measured run
+    backtest: bool = False                      # also refit per CV fold and in the temporal backtest (GPU)
 
 
 TrainModel = Literal["dnn_full", "dnn_reduced", "ridge", "tfidf_benchmark", "paper_head", "finetune"]

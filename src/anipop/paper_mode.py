@@ -13,7 +13,8 @@ The flaws, each switched in params.paper_mode.flaws:
 With paper_mode.ablate the run also drops each flaw in turn and all of them, so the table shows what each moves.
 
 Why MiniLM understates the pooling flaw: it attends both ways, so position 0 (a pad query) still sees the whole
-text; under GPT-2's causal attention the authors' position 0 saw only itself.
+text; under GPT-2's causal attention the authors' position 0 saw only itself. Position ids here count from each
+text's first real token (one forward pass serves both poolings); the authors' GPT-2 numbered the pads first.
 """
 
 from __future__ import annotations
@@ -48,38 +49,47 @@ def pool_hidden(hidden, mask, pooling: str):
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
-def encode_texts(encoder, texts: list[str], pooling: str, batch_size: int) -> np.ndarray:
-    """Frozen vectors in dataset order, batch by batch like the authors' loader (left padding for first_left,
-    so the batch's longest text sets how many pad tokens precede each shorter one)."""
+def encode_texts(encoder, texts: list[str], batch_size: int) -> dict[str, np.ndarray]:
+    """Both poolings from one frozen forward pass, in dataset order, batch by batch like the authors' loader.
+
+    Left padding, so the batch's longest text decides how many pad tokens precede each shorter one and position
+    0 is a pad token for all the others (first_left). Position ids count from each text's first real token,
+    so the mean over real tokens is what right padding gives (one pass serves both: encoding is the slow part).
+    """
     import torch
 
     tokenizer = encoder.tokenizer
     side = tokenizer.padding_side
-    tokenizer.padding_side = "left" if pooling == FIRST_LEFT else "right"
+    tokenizer.padding_side = "left"
+    blocks: dict[str, list[np.ndarray]] = {FIRST_LEFT: [], MEAN: []}
     try:
-        blocks = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                                   max_length=encoder.max_length, return_tensors="pt").to(encoder.device)
-                hidden = encoder.forward(batch["input_ids"], batch["attention_mask"]).float()
-                blocks.append(pool_hidden(hidden, batch["attention_mask"], pooling).cpu().numpy())
+                mask = batch["attention_mask"]
+                positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+                hidden = encoder.model(input_ids=batch["input_ids"], attention_mask=mask,
+                                       position_ids=positions).last_hidden_state.float()
+                for pooling in blocks:
+                    blocks[pooling].append(pool_hidden(hidden, mask, pooling).cpu().numpy())
     finally:
         tokenizer.padding_side = side
-    return np.vstack(blocks).astype(np.float32) if blocks else np.zeros((0, encoder.dim), dtype=np.float32)
+    return {pooling: np.vstack(parts).astype(np.float32) if parts else np.zeros((0, encoder.dim), np.float32)
+            for pooling, parts in blocks.items()}
 
 
-def cached_vectors(encoder, ids: list[int], texts: list[str], pooling: str, batch_size: int,
-                   cache_dir: Path) -> np.ndarray:
-    """encode_texts, stored once per (encoder, pooling, batch size, ids and texts): reruns only refit heads."""
-    digest = hashlib.sha256(json.dumps([encoder.namespace, pooling, batch_size, ids, texts]).encode()).hexdigest()
-    path = Path(cache_dir) / f"{digest[:32]}.npy"
+def cached_vectors(encoder, ids: list[int], texts: list[str], batch_size: int, cache_dir: Path) -> dict:
+    """encode_texts, stored once per (encoder, batch size, ids and texts): reruns only refit heads."""
+    digest = hashlib.sha256(json.dumps([encoder.namespace, batch_size, ids, texts]).encode()).hexdigest()
+    path = Path(cache_dir) / f"{digest[:32]}.npz"
     if path.exists():
-        return np.load(path)
-    vectors = encode_texts(encoder, texts, pooling, batch_size)
+        with np.load(path) as stored:
+            return {pooling: stored[pooling] for pooling in stored.files}
+    vectors = encode_texts(encoder, texts, batch_size)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.save(handle, vectors)
+            np.savez(handle, **vectors)
     return vectors
 
 
@@ -152,17 +162,15 @@ def run_paper_mode(params: Params) -> dict:
     if rows["val"].empty:
         rows["val"] = rows["train"]  # as fit_network does: no val rows, the train loss is watched
     runs = variants(cfg.flaws.model_dump(), cfg.ablate)
-    poolings = {FIRST_LEFT if "first_token_left_padding" in on else MEAN for _, on in runs}
     device = choose_device(params.embed.device)
     name = cfg.encoder or params.embed.text.model
     encoder = load_text_encoder(name, device, choose_dtype(params.embed.dtype, device), max_length=cfg.max_length,
-                                threads=params.embed.cpu_threads)
+                                threads=params.embed.cpu_threads)  # eager torch: the forward takes position ids
     cache_dir = Path(params.paths.embedding_cache_dir).parent / "paper_mode"
-    vectors = {pooling: {split: cached_vectors(encoder, part["anime_id"].astype(int).tolist(),
-                                               part["synopsis"].astype(str).tolist(), pooling, cfg.head.batch_size,
-                                               cache_dir)
-                         for split, part in rows.items()}
-               for pooling in sorted(poolings)}
+    per_split = {split: cached_vectors(encoder, part["anime_id"].astype(int).tolist(),
+                                       part["synopsis"].astype(str).tolist(), cfg.head.batch_size, cache_dir)
+                 for split, part in rows.items()}
+    vectors = {pooling: {split: found[pooling] for split, found in per_split.items()} for pooling in (FIRST_LEFT, MEAN)}
     configure_torch(params.seed, cfg.head.threads)
     results = []
     for label, on in runs:

@@ -221,6 +221,15 @@ def models_for(params: Params, input_set: str) -> list[str]:
     return [*params.train.models, *(BASELINES if input_set == params.train.inputs else ())]
 
 
+def backtest_models(params: Params, input_set: str) -> list[str]:
+    """models_for, less finetune unless train.finetune.backtest: refitting an encoder per fold is hours on CPU."""
+    names = models_for(params, input_set)
+    if FINETUNE in names and not params.train.finetune.backtest:
+        log.info("backtest: finetune is trained and tested by train/evaluate only (train.finetune.backtest: false)")
+        names.remove(FINETUNE)
+    return names
+
+
 def run_train(params: Params, ablation: str | None = None) -> dict:
     """Fit every configured model on every input set; write the bundles and train_report.json."""
     seed_everything(params.seed)

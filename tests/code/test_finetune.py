@@ -105,3 +105,14 @@ def test_finetune_is_a_train_model_that_reads_the_synopsis(tiny_bert, tmp_path):
     bundle = joblib.load(params.paths.models_dir / "all_inputs" / "finetune.joblib")
     predictions = bundle["model"].predict({"synopsis": ["a hero of the village", "the sea"]})
     assert predictions.shape == (2,) and ((predictions >= 0) & (predictions <= 1)).all()
+
+
+def test_backtest_leaves_finetune_out_unless_asked(tmp_path):
+    from anipop.train import backtest_models
+
+    params = toy_params(tmp_path, models=["ridge", "finetune"], model="ridge")
+    assert "finetune" not in backtest_models(params, params.train.inputs)
+    train = params.train.model_dump()
+    train["finetune"]["backtest"] = True
+    params = params.model_validate(params.model_dump() | {"train": train})
+    assert "finetune" in backtest_models(params, params.train.inputs)

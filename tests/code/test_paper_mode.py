@@ -30,15 +30,15 @@ def test_per_split_scaling_uses_each_splits_own_range():
     assert (honest_range, flawed_range) == (8.0, 4.0)
 
 
-def test_first_token_under_left_padding_depends_on_the_batch_mate_and_mean_does_not(tiny_bert):
+def test_first_token_under_left_padding_is_a_pad_state_unless_the_text_is_the_batchs_longest(tiny_bert):
     encoder = load_text_encoder(str(tiny_bert), torch.device("cpu"), max_length=32)
-    short, mates = sentence(1, 2), [sentence(2, 3), sentence(3, 12)]
-    first = [encode_texts(encoder, [short, mate], FIRST_LEFT, 2)[0] for mate in mates]
-    mean = [encode_texts(encoder, [short, mate], MEAN, 2)[0] for mate in mates]
-    assert not np.allclose(first[0], first[1], atol=1e-4)  # a different count of pads before it
-    np.testing.assert_allclose(mean[0], mean[1], atol=1e-5)
-    alone = encode_texts(encoder, [short], MEAN, 1)[0]
-    np.testing.assert_allclose(mean[0], alone, atol=1e-5)
+    text, shorter, longer = sentence(1, 4), sentence(2, 1), sentence(3, 12)
+    beside_shorter = encode_texts(encoder, [text, shorter], 2)  # text is the longest: position 0 is [CLS]
+    beside_longer = encode_texts(encoder, [text, longer], 2)    # text is padded: position 0 is [PAD]
+    assert not np.allclose(beside_shorter[FIRST_LEFT][0], beside_longer[FIRST_LEFT][0], atol=1e-4)
+    np.testing.assert_allclose(beside_shorter[MEAN][0], beside_longer[MEAN][0], atol=1e-5)
+    right_padded_mean = encoder.encode([text, longer])[0]  # the embed step's own mean pooling
+    np.testing.assert_allclose(beside_longer[MEAN][0], right_padded_mean, atol=1e-5)
     assert encoder.tokenizer.padding_side == "right"  # restored for the embed step
 
 
