@@ -185,10 +185,10 @@ class NetworkShape(_Strict):
 
 
 class NetworkParams(_Strict):
-    """The paper's network: two variants (layer sizes, dropout) sharing one optimiser setting."""
+    """Our fully connected MLPs (not the paper's widths: see paper_head): two shapes sharing one optimiser."""
 
-    full: NetworkShape = NetworkShape(hidden=(1024, 512, 256), dropout=0.5)
-    reduced: NetworkShape = NetworkShape(hidden=(256, 64), dropout=0.3)
+    wide: NetworkShape = NetworkShape(hidden=(1024, 512, 256), dropout=0.5)
+    small: NetworkShape = NetworkShape(hidden=(256, 64), dropout=0.3)
     learning_rate: float = Field(default=3e-4, gt=0)
     weight_decay: float = Field(default=0.05, ge=0)
     batch_size: int = Field(default=64, ge=1)
@@ -240,12 +240,12 @@ class FinetuneParams(_Strict):
     backtest: bool = False                      # also refit per CV fold and in the temporal backtest (GPU)
 
 
-TrainModel = Literal["dnn_full", "dnn_reduced", "ridge", "tfidf_benchmark", "paper_head", "finetune"]
+TrainModel = Literal["mlp_wide", "mlp_small", "ridge", "tfidf_benchmark", "paper_head", "finetune"]
 
 
 class TrainParams(_Strict):
-    model: Literal["dnn_full", "dnn_reduced", "ridge", "paper_head"] = "dnn_full"  # primary (embedding-based: served)
-    models: tuple[TrainModel, ...] = ("dnn_full", "dnn_reduced", "ridge", "tfidf_benchmark")
+    model: Literal["mlp_wide", "mlp_small", "ridge", "paper_head"] = "mlp_wide"  # primary (embedding-based: served)
+    models: tuple[TrainModel, ...] = ("mlp_wide", "mlp_small", "ridge", "tfidf_benchmark")
     inputs: InputSet = "all_inputs"
     ablations: tuple[InputSet, ...] = ()
     aggregation: Literal["mean", "max"] = "mean"

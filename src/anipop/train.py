@@ -202,7 +202,7 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
                                         monitor=monitor)
         return model, {**details, "history": history}
     if name in NETWORK_MODELS:
-        shape = cfg.network.full if name == "dnn_full" else cfg.network.reduced
+        shape = cfg.network.wide if name == "mlp_wide" else cfg.network.small
         model, history = fit_network(features, data.target["train"], data.inputs("val", "embeddings", kinds),
                                      data.target["val"], shape, cfg.network, seed)
         return model, {**details, "history": history}
