@@ -34,12 +34,12 @@ def _fit_and_score(name: str, x: np.ndarray, y: np.ndarray, split: np.ndarray, p
         model = RidgeRegressor(params.train.ridge_alpha, params.seed).fit(x[train], y[train])
     else:
         network = params.train.network
-        shape = network.full if name == "dnn_full" else network.reduced
+        shape = network.wide if name == "mlp_wide" else network.small
         model, _ = fit_network(x[train], y[train], x[val], y[val], shape, network, params.seed)
     return point_metrics(y[test], model.predict(x[test]), 1.0)["spearman"]
 
 
-def run(vectors: Path, models: tuple[str, ...] = ("ridge", "dnn_full")) -> dict:
+def run(vectors: Path, models: tuple[str, ...] = ("ridge", "mlp_wide")) -> dict:
     params = load_params(REPO / "params.yaml")
     saved = np.load(vectors)
     done = saved["done"] if "done" in saved.files else np.ones(len(saved["anime_id"]), dtype=bool)
@@ -61,7 +61,7 @@ def run(vectors: Path, models: tuple[str, ...] = ("ridge", "dnn_full")) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("vectors", type=Path, help="npz written by benchmarks/embed.py --save-vectors")
-    parser.add_argument("--models", nargs="+", default=["ridge", "dnn_full"], choices=["ridge", "dnn_full", "dnn_reduced"])
+    parser.add_argument("--models", nargs="+", default=["ridge", "mlp_wide"], choices=["ridge", "mlp_wide", "mlp_small"])
     args = parser.parse_args(argv)
     print(json.dumps(run(args.vectors, tuple(args.models)), sort_keys=True))
 

@@ -67,7 +67,7 @@ def bench_train_epoch(rows: int = 5611, dim: int = 384, epochs: int = 3) -> dict
     y = rng.random(rows).astype(np.float32)
     vx, vy = x[:700], y[:700]
     result = {"rows": rows, "dim": dim, "epochs": epochs, "threads": network.threads}
-    for variant in ("full", "reduced"):
+    for variant in ("wide", "small"):
         started = time.perf_counter()
         fit_network(x, y, vx, vy, getattr(network, variant), network, seed=0)
         result[f"{variant}_s_per_epoch"] = round((time.perf_counter() - started) / epochs, 3)

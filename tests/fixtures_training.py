@@ -21,7 +21,7 @@ from anipop.utils import write_json
 from conftest import params_in
 
 FILLER = "story hero school city friend rival journey secret power night".split()
-TINY_NETWORK = {"full": {"hidden": (32, 16), "dropout": 0.1}, "reduced": {"hidden": (8,), "dropout": 0.0},
+TINY_NETWORK = {"wide": {"hidden": (32, 16), "dropout": 0.1}, "small": {"hidden": (8,), "dropout": 0.0},
                 "learning_rate": 0.01, "max_epochs": 25, "patience": 5, "batch_size": 16, "threads": 1}
 
 

@@ -58,7 +58,7 @@ def jikan_run(tmp_path_factory):
     params = params_in(
         tmp_path,
         ingest={"source": "jikan", "limit": 80},
-        train={"model": "dnn_reduced", "models": ("dnn_reduced", "ridge", "tfidf_benchmark"),
+        train={"model": "mlp_small", "models": ("mlp_small", "ridge", "tfidf_benchmark"),
                "ablations": ("synopsis", "characters", "images"), "network": TINY_NETWORK},
         evaluate={"bootstrap_samples": 20},
         mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "artifact_location": str(tmp_path / "mlruns"),
@@ -101,7 +101,7 @@ def test_every_modality_is_embedded_and_trained(jikan_run):
     # portraits alone carry the score (brightness): the images-only ridge must beat the train mean
     images_ridge = next(v for k, v in _flatten(ablation).items() if "images" in k and "ridge" in k and k.endswith("r2"))
     assert images_ridge > 0.3, ablation
-    assert metrics["dnn_reduced"]["spearman"] > 0.5
+    assert metrics["mlp_small"]["spearman"] > 0.5
 
 
 def _flatten(payload: dict, prefix: str = "") -> dict[str, float]:

@@ -23,7 +23,7 @@ from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals,
 from anipop.artifacts import MinMaxScaler
 from anipop.franchise import hash_position
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
-from anipop.train import TrainingData, fit_model, input_type_of, model_kinds, models_for, resolve_kinds
+from anipop.train import TrainingData, backtest_models, fit_model, input_type_of, model_kinds, resolve_kinds
 from anipop.utils import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def fit_and_predict(params: Params, anime: pd.DataFrame, characters: pd.DataFram
     input_set = params.train.inputs
     resolved = resolve_kinds(input_set, data)
     predictions: dict[str, np.ndarray] = {}
-    for name in models_for(params, input_set):
+    for name in backtest_models(params, input_set):
         kinds = model_kinds(name, resolved)
         if not kinds:
             continue

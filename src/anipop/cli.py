@@ -119,6 +119,14 @@ def backtest(params: Path = ParamsOption) -> None:
     _run(run_backtest, _params(params))
 
 
+@app.command("paper-mode")
+def paper_mode(params: Path = ParamsOption) -> None:
+    """The paper's setup on our data with each of its flaws switched on and off (reports/paper_mode.md)."""
+    from anipop.paper_mode import run_paper_mode
+
+    _run(run_paper_mode, _params(params))
+
+
 @app.command()
 def evaluate(params: Path = ParamsOption) -> None:
     """Test-split metrics next to the train-mean baseline; logs the run to MLflow."""

@@ -1,7 +1,7 @@
 """Feature assembly: each anime's inputs as one row, built by the same code for the dataset and for one pitch.
 
 Two featurisations live here:
-- embeddings (the paper's network, ridge): per-kind vectors concatenated in a fixed order; the several main
+- embeddings (the MLPs, paper_head, ridge): per-kind vectors concatenated in a fixed order; the several main
   characters of an anime are aggregated (train.aggregation) so every anime gets one fixed-size block;
 - raw inputs (the paper's TF-IDF + PILToTensor benchmark): the texts themselves and resized portrait pixels.
 A kind the data lacks (the offline sample has no characters or portraits) is skipped with a logged notice.

@@ -83,8 +83,8 @@ def model_hyperparameters(params: Params, model: str) -> dict[str, object]:
     """Every knob that shaped `model`: its own section of params.train plus the shared ones it reads."""
     train = params.train
     if model in NETWORK_MODELS:
-        shape = train.network.full if model == "dnn_full" else train.network.reduced
-        shared = train.network.model_dump(mode="json", exclude={"full", "reduced"})
+        shape = train.network.wide if model == "mlp_wide" else train.network.small
+        shared = train.network.model_dump(mode="json", exclude={"wide", "small"})
         return {"hidden": list(shape.hidden), "dropout": shape.dropout, **shared, "aggregation": train.aggregation}
     if model == "ridge":
         return {"alpha": train.ridge_alpha, "aggregation": train.aggregation}

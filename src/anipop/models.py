@@ -1,4 +1,7 @@
-"""The models anipop trains: the paper's network, its TF-IDF + pixels benchmark, ridge, and two baselines.
+"""The models anipop trains: two MLPs, the paper's TF-IDF + pixels benchmark, ridge, and two baselines.
+
+The MLPs (mlp_wide, mlp_small; once called dnn_full / dnn_reduced) have our own widths, not the paper's:
+the authors' exact head is paper_head.py.
 
 The baselines (train mean; a line on the synopsis's log word count) are fitted beside every model, on the
 same rows, and sit in every table: a model counts only where it beats both.
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-NETWORK_MODELS = ("dnn_full", "dnn_reduced")  # the paper's "full" and "reduced" network variants
+NETWORK_MODELS = ("mlp_wide", "mlp_small")  # our MLPs (formerly dnn_full / dnn_reduced; not the paper's widths)
 BENCHMARK = "tfidf_benchmark"                  # the paper's benchmark, fed raw texts and pixels
 BASELINE = "train_mean"                        # the trivial baseline every table carries
 LENGTH_BASELINE = "length_only"                # synopsis length alone: Spearman ~.4 on MAL, the bar to clear
@@ -23,7 +26,7 @@ BASELINES = (BASELINE, LENGTH_BASELINE)        # fitted on raw synopses (input t
 
 
 class ScoreNetwork(nn.Module):
-    """The paper's regressor: fully connected blocks (Linear, ReLU, Dropout), then one unit and a sigmoid.
+    """mlp_wide / mlp_small: fully connected blocks (Linear, ReLU, Dropout), then one unit and a sigmoid.
 
     The sigmoid keeps every prediction inside the min-max-normalised score range [0, 1].
     """

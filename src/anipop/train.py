@@ -26,6 +26,7 @@ from anipop.features import (
     model_inputs,
     raw_kinds_available,
 )
+from anipop.finetune import FINETUNE, fit_finetune
 from anipop.models import (
     BASELINES,
     BENCHMARK,
@@ -34,6 +35,7 @@ from anipop.models import (
     TfidfPixelBenchmark,
     baseline_model,
 )
+from anipop.paper_head import PAPER_HEAD, fit_paper_head
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.utils import atomic_path, read_json, seed_everything, write_json
 
@@ -123,8 +125,9 @@ def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     return model, {**history, "best_epoch": best_epoch, "epochs_run": len(history["train_loss"])}
 
 
-RAW_MODELS = (BENCHMARK, *BASELINES)  # models fed texts and pixels, not embeddings
+RAW_MODELS = (BENCHMARK, *BASELINES, FINETUNE)  # models fed texts and pixels, not embeddings
 BASELINE_KINDS = ["synopsis"]         # the baselines read the synopsis (its length), whatever the input set
+SYNOPSIS_ONLY = (*BASELINES, FINETUNE)  # models that read the synopsis alone, whatever the input set
 
 
 def input_type_of(name: str) -> str:
@@ -134,7 +137,7 @@ def input_type_of(name: str) -> str:
 
 def model_kinds(name: str, resolved: dict[str, list[str]]) -> list[str]:
     """The kinds model `name` is fed, from resolve_kinds' answer (the baselines always read the synopsis)."""
-    return BASELINE_KINDS if name in BASELINES else resolved[input_type_of(name)]
+    return BASELINE_KINDS if name in SYNOPSIS_ONLY else resolved[input_type_of(name)]
 
 
 class TrainingData:
@@ -183,12 +186,23 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
     if name == BENCHMARK:
         model = TfidfPixelBenchmark(kinds, cfg.benchmark.max_features, cfg.benchmark.alpha, seed)
         return model.fit(data.inputs("train", "raw", kinds), data.target["train"]), {}
+    if name == FINETUNE:
+        return fit_finetune(data.inputs("train", "raw", kinds)["synopsis"], data.target["train"],
+                            data.inputs("val", "raw", kinds)["synopsis"], data.target["val"], cfg.finetune,
+                            data.params.embed.text.model, seed)
     features = data.inputs("train", "embeddings", kinds)
     details: dict = {"feature_dim": int(features.shape[1])}
     if name == "ridge":
         return RidgeRegressor(cfg.ridge_alpha, seed).fit(features, data.target["train"]), details
+    if name == PAPER_HEAD:
+        synopsis_dim = data.inputs("train", "embeddings", ["synopsis"]).shape[1] if "synopsis" in kinds else 0
+        val = (data.inputs("val", "embeddings", kinds), data.target["val"])
+        monitor = {"val": val if len(val[1]) else (features, data.target["train"])}  # as fit_network does
+        model, history = fit_paper_head(features, data.target["train"], synopsis_dim, cfg.paper_head, seed,
+                                        monitor=monitor)
+        return model, {**details, "history": history}
     if name in NETWORK_MODELS:
-        shape = cfg.network.full if name == "dnn_full" else cfg.network.reduced
+        shape = cfg.network.wide if name == "mlp_wide" else cfg.network.small
         model, history = fit_network(features, data.target["train"], data.inputs("val", "embeddings", kinds),
                                      data.target["val"], shape, cfg.network, seed)
         return model, {**details, "history": history}
@@ -205,6 +219,15 @@ def resolve_kinds(input_set: str, data: TrainingData) -> dict[str, list[str]]:
 def models_for(params: Params, input_set: str) -> list[str]:
     """The configured models, and on the main input set the baselines too."""
     return [*params.train.models, *(BASELINES if input_set == params.train.inputs else ())]
+
+
+def backtest_models(params: Params, input_set: str) -> list[str]:
+    """models_for, less finetune unless train.finetune.backtest: refitting an encoder per fold is hours on CPU."""
+    names = models_for(params, input_set)
+    if FINETUNE in names and not params.train.finetune.backtest:
+        log.info("backtest: finetune is trained and tested by train/evaluate only (train.finetune.backtest: false)")
+        names.remove(FINETUNE)
+    return names
 
 
 def run_train(params: Params, ablation: str | None = None) -> dict:

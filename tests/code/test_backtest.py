@@ -44,7 +44,7 @@ def test_backtest_refits_every_model_and_both_baselines(tmp_path):
     write_toy_dataset(params, count=200)
     result = run_backtest(params)
     cv = read_json(params.paths.reports_dir / "cv.json")
-    models = {"dnn_full", "dnn_reduced", "ridge", "tfidf_benchmark", "train_mean", "length_only"}
+    models = {"mlp_wide", "mlp_small", "ridge", "tfidf_benchmark", "train_mean", "length_only"}
     assert models <= set(cv) and cv["folds"] == 5
     assert len(result["cv"]["per_fold"]["ridge"]) == 5
     # the toy data carries signal in every modality: a real model beats both baselines on CV

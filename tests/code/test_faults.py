@@ -60,7 +60,7 @@ def _make_repo(folder: Path) -> Path:
     params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=80)
     params["embed"]["batch_size"] = 4  # 20 batches, each one cache shard: a kill lands between two of them
     params["embed"]["profiles"]["default"]["text"]["max_length"] = 64
-    params["train"].update(model="ridge", models=["ridge", "dnn_reduced"], ablations=[])  # ridge, then ~4 s of dnn
+    params["train"].update(model="ridge", models=["ridge", "mlp_small"], ablations=[])  # ridge, then ~4 s of mlp
     params["evaluate"]["bootstrap_samples"] = 20
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):

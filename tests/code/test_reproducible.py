@@ -39,7 +39,7 @@ def without_timings(report: dict) -> dict:
     return {**{k: v for k, v in report.items() if k != "fit_seconds"}, "runs": runs}
 
 
-def network_weights(params: Params, name: str = "dnn_full") -> dict[str, np.ndarray]:
+def network_weights(params: Params, name: str = "mlp_wide") -> dict[str, np.ndarray]:
     return joblib.load(params.paths.models_dir / "all_inputs" / f"{name}.joblib")["model"].weights
 
 
@@ -61,7 +61,7 @@ def test_two_runs_train_identical_models(runs):
     report_a = json.loads((first.paths.models_dir / "train_report.json").read_text())
     report_b = json.loads((second.paths.models_dir / "train_report.json").read_text())
     assert without_timings(report_a) == without_timings(report_b)
-    for name in ("dnn_full", "dnn_reduced"):
+    for name in ("mlp_wide", "mlp_small"):
         weights_a, weights_b = network_weights(first, name), network_weights(second, name)
         assert weights_a.keys() == weights_b.keys()
         for key in weights_a:

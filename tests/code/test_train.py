@@ -87,7 +87,7 @@ def test_input_sets_follow_params_and_the_ablation_override(tmp_path):
 
 def test_primary_model_must_be_trained(tmp_path):
     raw = yaml.safe_load(PARAMS_FILE.read_text())
-    raw["train"].update(model="ridge", models=["dnn_full"])
+    raw["train"].update(model="ridge", models=["mlp_wide"])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="train: .*'ridge' must also be listed"):
         load_params(tmp_path / "params.yaml")
@@ -114,7 +114,7 @@ def test_every_model_runs_on_every_input_set_with_early_stopping(trained):
     assert not report["skipped"]
     for run in report["runs"]:
         assert (params.paths.models_dir / run["path"]).exists()
-        if run["model"].startswith("dnn"):
+        if run["model"].startswith("mlp"):
             history = run["history"]
             assert 1 <= history["best_epoch"] <= history["epochs_run"] <= params.train.network.max_epochs
             assert len(history["train_loss"]) == len(history["val_loss"]) == history["epochs_run"]
@@ -125,7 +125,7 @@ def test_the_network_keeps_the_weights_of_its_best_validation_epoch(trained):
     params, report, _ = trained
     anime = read_table(PREPARED_ANIME, params.paths.prepared_dir / "anime.parquet")
     val = anime[anime["split"] == "val"]
-    for run in (r for r in report["runs"] if r["model"].startswith("dnn")):
+    for run in (r for r in report["runs"] if r["model"].startswith("mlp")):
         bundle = joblib.load(params.paths.models_dir / run["path"])
         features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"])
         val_mse = np.mean((bundle["model"].predict(features) - val["score_norm"].to_numpy()) ** 2)
@@ -161,12 +161,12 @@ def test_evaluate_writes_every_model_and_the_baseline(trained):
         assert all(entry["low"] <= entry["high"] for entry in values.values()), model
     table = (reports / "metrics.md").read_text()
     assert all(f"| {model} |" in table for model in metrics if model != "test_rows")
-    assert "| images/dnn_full |" in table
+    assert "| images/mlp_wide |" in table
     for name in ("predictions.csv", "predicted_vs_true.png", "residuals.png", "learning_curves.csv",
                  "learning_curves.png", "ablation.csv", "ablation.png"):
         assert (reports / "plots" / name).stat().st_size > 0, name
     curve = pd.read_csv(reports / "plots" / "learning_curves.csv")
-    primary_run = next(r for r in report["runs"] if r["input_set"] == "all_inputs" and r["model"] == "dnn_full")
+    primary_run = next(r for r in report["runs"] if r["input_set"] == "all_inputs" and r["model"] == "mlp_wide")
     assert curve["val_loss"].tolist() == pytest.approx(primary_run["history"]["val_loss"])
     # on this learnable data every model must beat the baseline: a broken pipeline would not
     for model in params.train.models:
