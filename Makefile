@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test benchmark lock clean-outputs serve
+.PHONY: setup run test lint benchmark lock clean-outputs serve
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@cat reports/metrics.md
 
-## test: the whole offline test suite (starts its own MLflow / Prefect servers on 127.0.0.1)
-test: setup
+## lint: ruff over the code, tests, flows and benchmarks (CI runs it first, through `make test`)
+lint: setup
+	$(BIN)/ruff check src tests flows benchmarks
+
+## test: lint, then the whole offline test suite (starts its own MLflow / Prefect servers on 127.0.0.1)
+test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 ## serve: the registered champion over REST on 127.0.0.1:5001 (MLflow starts uvicorn from PATH: the venv's bin first)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from anipop.config import Params
@@ -28,13 +29,30 @@ def make_source(params: Params) -> Source:
 
 
 def run_ingest(params: Params, source: Source | None = None) -> dict:
-    """Write raw anime, characters and quarantine tables plus ingest_report.json; return the report."""
+    """Write raw anime, characters and quarantine tables plus ingest_report.json; return the report.
+
+    The new raw folder is built beside the old one and swapped in only once complete (dvc.yaml keeps the
+    out with `persist: true`, so DVC does not delete it first): a failed ingest (offline, a bad file, a
+    kill) leaves the previous raw data in place, usable by the next stages.
+    """
     raw_dir = Path(params.paths.raw_dir)
+    staging = raw_dir.with_name(f".{raw_dir.name}.incoming")
+    if staging.exists():
+        shutil.rmtree(staging)
+    if raw_dir.is_dir() and (raw_dir / "images").is_dir():  # portraits already fetched stay (sources skip them)
+        shutil.copytree(raw_dir / "images", staging / "images")
+    staging.mkdir(parents=True, exist_ok=True)
     source = source or make_source(params)
-    result = source.ingest(raw_dir)
-    write_table(RAW_ANIME, result.anime, raw_dir / "anime.parquet")
-    write_table(RAW_CHARACTERS, result.characters, raw_dir / "characters.parquet")
-    write_table(QUARANTINE, result.quarantine, raw_dir / "quarantine.parquet")
+    try:
+        result = source.ingest(staging)
+    except BaseException:
+        kept = "the previous raw data is unchanged" if raw_dir.exists() else "no raw data yet"
+        log.error("ingest (%s) failed: %s at %s", params.ingest.source, kept, raw_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    write_table(RAW_ANIME, result.anime, staging / "anime.parquet")
+    write_table(RAW_CHARACTERS, result.characters, staging / "characters.parquet")
+    write_table(QUARANTINE, result.quarantine, staging / "quarantine.parquet")
     report = {
         "source": source.name,
         "anime": len(result.anime),
@@ -43,6 +61,17 @@ def run_ingest(params: Params, source: Source | None = None) -> dict:
         "quarantined_by_rule": result.quarantine["rule"].value_counts().to_dict(),
         "notes": result.notes,
     }
-    write_json(raw_dir / "ingest_report.json", report)
+    write_json(staging / "ingest_report.json", report)
+    _swap_in(staging, raw_dir)
     log.info("ingest (%s): %d anime, %d characters, %d quarantined", source.name, report["anime"], report["characters"], report["quarantined"])
     return report
+
+
+def _swap_in(staging: Path, raw_dir: Path) -> None:
+    """Replace raw_dir by staging with two renames (the old folder is removed only after)."""
+    old = raw_dir.with_name(f".{raw_dir.name}.previous")
+    shutil.rmtree(old, ignore_errors=True)
+    if raw_dir.exists():
+        raw_dir.rename(old)
+    staging.rename(raw_dir)
+    shutil.rmtree(old, ignore_errors=True)
