@@ -295,11 +295,20 @@ class RegistryParams(_Strict):
     """Registration and champion promotion (anipop register)."""
 
     model_name: str = "anipop"
-    promotion_metric: Literal["spearman", "pearson", "kendall", "r2", "mse", "mae", "rmse_1_10"] = "spearman"
+    promotion_metric: str = "spearman"          # one of anipop.metrics.METRICS (its direction decides "better")
     interval_coverage: float = Field(default=0.9, gt=0, lt=1)  # split-conformal, from validation residuals
     lock_timeout_s: float = Field(default=900.0, gt=0)   # wait for another registration of the same model
     lock_stale_s: float = Field(default=3600.0, gt=0)    # a lock older than this (holder on another host) is broken
 
+
+    @field_validator("promotion_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        from anipop.metrics import METRIC_NAMES  # numpy/scipy only: no cycle, no heavy import
+
+        if value not in METRIC_NAMES:
+            raise ValueError(f"{value!r} is not a metric anipop reports; one of {list(METRIC_NAMES)}")
+        return value
 
 class ServingParams(_Strict):
     """Bounds on one request to the served model (stored inside it); the synopsis bound is prepare's."""

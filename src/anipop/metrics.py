@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-METRIC_NAMES = ("mse", "mae", "rmse_1_10", "r2", "pearson", "spearman", "kendall")
+# Every metric a run reports, in table order, with its direction: the registry promotes on one of them, the
+# config accepts only these names, and the tables print them in this order.
+METRICS: dict[str, str] = {"mse": "lower", "mae": "lower", "rmse_1_10": "lower", "r2": "higher",
+                           "pearson": "higher", "spearman": "higher", "kendall": "higher"}
+METRIC_NAMES = tuple(METRICS)
+LOWER_IS_BETTER = frozenset(name for name, direction in METRICS.items() if direction == "lower")
 
 
 def point_metrics(y_true: np.ndarray, y_pred: np.ndarray, score_range: float) -> dict[str, float]:

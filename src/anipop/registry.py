@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from anipop.config import Params
+from anipop.metrics import LOWER_IS_BETTER
 from anipop.mlflow_runs import evaluation_runs
 from anipop.model_card import render_model_card
 from anipop.models import BASELINE, LENGTH_BASELINE
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 # what the registry answers when there is simply no champion yet (no such model, or no such alias)
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
-LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse_1_10"})
 
 
 @dataclass(frozen=True)
