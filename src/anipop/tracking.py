@@ -92,6 +92,7 @@ def use_experiment(params: Params) -> str:
                                                      tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
         else:
             experiment_id = experiment.experiment_id
+            rebase_moved_project(params, experiment.artifact_location)
             if EXPERIMENT_KIND_TAG not in experiment.tags:  # created before the tag, or by hand: never overrides
                 mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     except MlflowException as err:  # also a read-only store: "attempt to write a readonly database"
@@ -99,6 +100,38 @@ def use_experiment(params: Params) -> str:
                                   f"(nothing was logged): {redact(str(err).splitlines()[0][:300])}") from err
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def rebase_moved_project(params: Params, stored_location: str) -> None:
+    """A project copied or moved elsewhere: re-base its local store's artifact locations onto the new folder.
+
+    Why: MLflow stores absolute artifact URIs (file:///old/project/mlruns/...) in mlflow.db, so a copied project
+    would read and write its artifacts in the original folder. When the store is a sqlite file given by a
+    relative path and the experiment's folder is not the configured one but ends like it, every stored URI and
+    path under the old folder is rewritten to the new one, once, in one transaction.
+    """
+    import sqlite3
+
+    uri = tracking_uri(params)
+    configured = params.mlflow.artifact_location
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:////") or "://" in configured:
+        return  # a server, an absolute store path, or a remote artifact root: nothing project-relative
+    new_root = Path(configured).resolve()
+    if not stored_location.startswith("file://"):
+        return
+    old_root = Path(stored_location.removeprefix("file://"))
+    if old_root == new_root or old_root.name != new_root.name or old_root.exists() and not new_root.exists():
+        return
+    pairs = [(old_root.as_uri(), new_root.as_uri()), (str(old_root), str(new_root))]
+    with sqlite3.connect(uri.removeprefix("sqlite:///")) as db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+            columns = [row[1] for row in db.execute(f'PRAGMA table_info("{table}")') if "CHAR" in row[2].upper()
+                       or "TEXT" in row[2].upper()]
+            for column in columns:
+                for old, new in pairs:
+                    db.execute(f'UPDATE "{table}" SET "{column}" = ? || substr("{column}", ?) '
+                               f'WHERE substr("{column}", 1, ?) = ?', (new, len(old) + 1, len(old), old))
+    log.info("MLflow store %s: artifact locations re-based from %s to %s (the project moved)", uri, old_root, new_root)
 
 
 def flatten(payload: dict, prefix: str = "") -> dict[str, object]:

@@ -1,0 +1,45 @@
+"""A project that has run can be copied elsewhere: its MLflow store follows it (issue: relocatable project)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import mlflow
+import yaml
+
+from anipop.tracking import use_experiment
+from conftest import params_in
+
+
+def test_a_copied_project_reads_and_writes_artifacts_in_the_copy(tmp_path, monkeypatch):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    original.mkdir()
+    monkeypatch.chdir(original)
+    params = params_in(original, mlflow={"tracking_uri": "sqlite:///mlflow.db", "artifact_location": "mlruns",
+                                         "experiment": "anipop-relocate"})
+    use_experiment(params)
+    with mlflow.start_run() as run:
+        mlflow.log_text("first", "note.txt")
+    shutil.copytree(original, copy)
+    shutil.rmtree(original / "mlruns")  # anything still written to the original folder would show up here
+
+    # a new process in the copy, as a user would run it (MLflow caches a store per URI within a process)
+    check = f"""
+import mlflow, yaml
+from anipop.config import Params
+from anipop.tracking import use_experiment
+params = Params.model_validate(yaml.safe_load(open("params.yaml")))
+experiment_id = use_experiment(params)
+client = mlflow.MlflowClient()
+assert client.get_experiment(experiment_id).artifact_location == {(copy / "mlruns").as_uri()!r}
+assert client.get_run({run.info.run_id!r}).info.artifact_uri.startswith({(copy / "mlruns").as_uri()!r})
+assert mlflow.artifacts.load_text("runs:/{run.info.run_id}/note.txt") == "first"
+with mlflow.start_run():
+    mlflow.log_text("second", "note.txt")
+"""
+    (copy / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-c", check], cwd=copy, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (original / "mlruns").exists()
