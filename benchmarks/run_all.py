@@ -78,9 +78,9 @@ _MEMORY_PROBE = """
 import json, resource, sys, tempfile
 from pathlib import Path
 from anipop.config import load_params
-from anipop.embed import embed_texts
-from anipop.embedding_cache import EmbeddingCache
-from anipop.encoders import choose_device, load_text_encoder
+from anipop.embedding.embed import embed_texts
+from anipop.embedding.cache import EmbeddingCache
+from anipop.embedding.encoders import choose_device, load_text_encoder
 rows = int(sys.argv[1])
 cfg = load_params(sys.argv[2]).embed
 encoder = load_text_encoder(cfg.text.model, choose_device("cpu"), pooling=cfg.text.pooling, max_length=64)

@@ -36,7 +36,7 @@ def stage(project: str, name: str, force: bool = False) -> dict:
 def embed_shards(project: str) -> None:
     """Shards fill the shared per-item embedding cache in parallel on the configured task runner; the embed
     stage then finds every vector cached and only assembles the matrices."""
-    from anipop.embed_shards import embed_shard, remove_shards, write_shards
+    from anipop.embedding.shards import embed_shard, remove_shards, write_shards
 
     params = orch.project_params(Path(project))
     futures = [embed_shard.submit(shard) for shard in write_shards(params, params.orchestration.embed_shards)]

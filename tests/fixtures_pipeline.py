@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anipop.embed import run_embed
+from anipop.embedding.embed import run_embed
 from anipop.evaluate import run_evaluate
 from anipop.ingest import run_ingest
 from anipop.prepare import run_prepare

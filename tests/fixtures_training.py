@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from anipop.config import Params
-from anipop.embed import character_key, save_embeddings
+from anipop.embedding.embed import character_key, save_embeddings
 from anipop.prepare import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, write_table
 from anipop.utils import write_json

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import respx
 
-from anipop.embed import run_embed
+from anipop.embedding.embed import run_embed
 from anipop.evaluate import run_evaluate
 from anipop.ingest import run_ingest
 from anipop.predict import load_model

@@ -164,7 +164,7 @@ def test_two_racing_registrations_leave_the_better_model_champion(tracking_serve
     good = good.model_copy(update={"registry": good.registry.model_copy(update={"model_name": "anipop-race"})})
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        from anipop.embed import run_embed
+        from anipop.embedding.embed import run_embed
         from anipop.ingest import run_ingest
         from anipop.prepare import run_prepare
 

@@ -93,8 +93,8 @@ def validate(params: Path = ParamsOption) -> None:
 @app.command()
 def embed(params: Path = ParamsOption) -> None:
     """Embed every text of the prepared data (cached, resumable)."""
-    from anipop.embed import run_embed
-    from anipop.encoders import EncoderUnavailable
+    from anipop.embedding.embed import run_embed
+    from anipop.embedding.encoders import EncoderUnavailable
 
     _run(run_embed, _params(params), expected=(EncoderUnavailable,))
 

@@ -83,8 +83,8 @@ class PitchPredictor:
     @cached_property
     def _encoders(self):
         """(text, image) encoders for the kinds the model uses, loaded once on first prediction."""
-        from anipop.encoders import choose_device, load_text_encoder
-        from anipop.image_encoders import load_image_encoder
+        from anipop.embedding.encoders import choose_device, load_text_encoder
+        from anipop.embedding.image_encoders import load_image_encoder
 
         device = choose_device(self.device)
         kinds = set(self.bundle["inputs"])

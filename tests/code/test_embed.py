@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import anipop.embed as embed
-from anipop.embed import load_embeddings, run_embed
-from anipop.embedding_cache import EmbeddingCache
+import anipop.embedding.embed as embed
+from anipop.embedding.embed import load_embeddings, run_embed
+from anipop.embedding.cache import EmbeddingCache
 from anipop.schema import PREPARED_ANIME, QUARANTINE, read_table, write_table
 from anipop.utils import read_json
 from fixtures_models import build_tiny_gpt2, build_tiny_resnet, embed_params, write_prepared
@@ -184,7 +184,7 @@ def test_kinds_the_data_lost_are_removed(tmp_path, tiny_gpt2):
 
 
 def test_missing_model_stops_the_stage_with_a_clear_error(tmp_path):
-    from anipop.encoders import EncoderUnavailable
+    from anipop.embedding.encoders import EncoderUnavailable
 
     params = embed_params(tmp_path, text={"model": str(tmp_path / "gpt2-local")})
     write_prepared(params, n_anime=2)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from anipop.config import ImageEncoderParams
-from anipop.encoders import (
+from anipop.embedding.encoders import (
     EncoderUnavailable,
     _cpu_runtime,
     choose_device,
@@ -19,8 +19,8 @@ from anipop.encoders import (
     model_revision,
     resolve_text_model,
 )
-from anipop.onnx_text import runtime_tag
-from anipop.image_encoders import DESCRIPTOR, load_image_encoder
+from anipop.embedding.onnx_text import runtime_tag
+from anipop.embedding.image_encoders import DESCRIPTOR, load_image_encoder
 from anipop.images import open_rgb
 from fixtures_models import build_tiny_bert, build_tiny_gpt2, build_tiny_resnet, sentence, write_portrait
 
@@ -196,7 +196,7 @@ def test_onnx_fp32_gives_the_torch_vectors(builder, tiny_bert, tiny_gpt2, tmp_pa
 
 
 def test_graph_is_built_once_and_rebuilt_for_other_weights(tiny_bert, tmp_path, monkeypatch):
-    import anipop.onnx_text as onnx_text
+    import anipop.embedding.onnx_text as onnx_text
 
     first = load_text_encoder(str(tiny_bert), CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path)
     (graph,) = tmp_path.glob("*/model.onnx")

@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from anipop.cli import app
-from anipop.embed import run_embed
+from anipop.embedding.embed import run_embed
 from anipop.evaluate import run_evaluate
 from anipop.ingest import run_ingest
 from anipop.prepare import run_prepare

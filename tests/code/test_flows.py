@@ -31,7 +31,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from anipop import orchestration as orch
 from anipop.config import Params
-from anipop.embed_shards import split_ids
+from anipop.embedding.shards import split_ids
 from conftest import REPO_ROOT, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
 
@@ -208,7 +208,7 @@ def test_embedding_shards_on_a_local_dask_cluster(harness, tmp_path):
     from distributed.core import Status
     from distributed.scheduler import Scheduler
 
-    from anipop.embed import load_embeddings, run_embed
+    from anipop.embedding.embed import load_embeddings, run_embed
     from anipop.ingest import run_ingest
     from anipop.prepare import run_prepare
     from anipop.validate import run_validate

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from anipop.encoders import load_text_encoder
+from anipop.embedding.encoders import load_text_encoder
 from anipop.paper_mode import FIRST_LEFT, MEAN, encode_texts, run_paper_mode, split_targets, variants
 from anipop.utils import read_json
 from fixtures_models import build_tiny_bert, sentence

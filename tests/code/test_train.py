@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from anipop.config import ConfigError, Params, load_params
-from anipop.embed import load_embeddings
+from anipop.embedding.embed import load_embeddings
 from anipop.evaluate import run_evaluate
 from anipop.features import (
     INPUT_SETS,

@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from anipop.embed import load_embeddings, run_embed
+from anipop.embedding.embed import load_embeddings, run_embed
 from anipop.evaluate import run_evaluate
-from anipop.image_encoders import DescriptorEncoder
+from anipop.embedding.image_encoders import DescriptorEncoder
 from anipop.ingest import run_ingest
 from anipop.prepare import run_prepare
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table

@@ -11,7 +11,7 @@ import pytest
 
 from anipop.config import NetworkParams, NetworkShape
 from anipop.features import build_features
-from anipop.embed import load_embeddings, save_embeddings
+from anipop.embedding.embed import load_embeddings, save_embeddings
 from anipop.models import RidgeRegressor, TfidfPixelBenchmark
 from anipop.train import fit_network
 

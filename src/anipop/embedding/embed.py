@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from anipop.artifacts import load_embeddings, quarantine_record, save_embeddings
 from anipop.config import Params
-from anipop.embedding_cache import EmbeddingCache, file_key, item_key
-from anipop.encoders import choose_device, choose_dtype, load_text_encoder
+from anipop.embedding.cache import EmbeddingCache, file_key, item_key
+from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
 from anipop.images import image_problem, open_rgb
 from anipop.schema import (
     PREPARED_ANIME,
@@ -159,7 +159,7 @@ def _drop_stale_kinds(out_dir: Path, written: set[str]) -> None:
 
 def run_embed(params: Params) -> dict:
     """Embed every text kind and the portraits present in the prepared data; write matrices, ids, manifest."""
-    from anipop.image_encoders import load_image_encoder
+    from anipop.embedding.image_encoders import load_image_encoder
 
     cfg = params.embed
     started = time.perf_counter()

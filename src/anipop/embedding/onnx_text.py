@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anipop.embedding_cache import namespace_of
+from anipop.embedding.cache import namespace_of
 
 log = logging.getLogger(__name__)
 

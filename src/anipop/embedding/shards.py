@@ -86,6 +86,6 @@ def embed_shard(params: Params) -> dict:
     """Embed one slice into the shared per-item cache; returns that slice's manifest (paths, counts).
     Not cached by Prefect: the per-item cache makes a repeated shard cheap, and DVC judges the embed stage."""
     _resolve_lazy_imports()
-    from anipop.embed import run_embed
+    from anipop.embedding.embed import run_embed
 
     return run_embed(params)

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from anipop.config import ImageEncoderParams
-from anipop.embedding_cache import fingerprint_path, namespace_of
-from anipop.encoders import EncoderUnavailable, offline
+from anipop.embedding.cache import fingerprint_path, namespace_of
+from anipop.embedding.encoders import EncoderUnavailable, offline
 
 log = logging.getLogger(__name__)
 
