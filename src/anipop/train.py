@@ -26,6 +26,7 @@ from anipop.features import (
     model_inputs,
     raw_kinds_available,
 )
+from anipop.metadata import METADATA_FIELDS
 from anipop.models import (
     BASELINES,
     BENCHMARK,
@@ -128,8 +129,10 @@ BASELINE_KINDS = ["synopsis"]         # the baselines read the synopsis (its len
 
 
 def input_type_of(name: str) -> str:
-    """'raw' for the benchmark and the baselines, 'embeddings' for the rest."""
-    return "raw" if name in RAW_MODELS else "embeddings"
+    """'raw' for the benchmark and the baselines, 'pitch' for synopsis + metadata models, 'embeddings' else."""
+    from anipop.pitch_models import PITCH_INPUT, PITCH_MODELS
+
+    return "raw" if name in RAW_MODELS else PITCH_INPUT if name in PITCH_MODELS else "embeddings"
 
 
 def model_kinds(name: str, resolved: dict[str, list[str]]) -> list[str]:
@@ -183,6 +186,11 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
     if name == BENCHMARK:
         model = TfidfPixelBenchmark(kinds, cfg.benchmark.max_features, cfg.benchmark.alpha, seed)
         return model.fit(data.inputs("train", "raw", kinds), data.target["train"]), {}
+    from anipop.pitch_models import PITCH_INPUT, PITCH_MODELS, PitchRegressor
+
+    if name in PITCH_MODELS:
+        model = PitchRegressor(name, kinds, cfg.pitch, seed)
+        return model.fit(data.inputs("train", PITCH_INPUT, kinds), data.target["train"]), {}
     features = data.inputs("train", "embeddings", kinds)
     details: dict = {"feature_dim": int(features.shape[1])}
     if name == "ridge":
@@ -197,9 +205,13 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
 
 def resolve_kinds(input_set: str, data: TrainingData) -> dict[str, list[str]]:
     """The kinds of an input set the data has, per input type (embeddings on disk, raw prepared tables)."""
+    from anipop.pitch_models import PITCH_INPUT, pitch_kinds_available
+
     wanted = input_set_kinds(input_set)
-    return {"embeddings": available_kinds(data.params.paths.embeddings_dir, wanted),
-            "raw": raw_kinds_available(data.characters, wanted)}
+    embedded = [k for k in wanted if k not in METADATA_FIELDS]  # metadata is never embedded
+    return {"embeddings": available_kinds(data.params.paths.embeddings_dir, embedded),
+            "raw": raw_kinds_available(data.characters, embedded),
+            PITCH_INPUT: pitch_kinds_available(data.anime, wanted, data.params.train.pitch.metadata_fields)}
 
 
 def models_for(params: Params, input_set: str) -> list[str]:
