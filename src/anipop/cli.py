@@ -145,6 +145,8 @@ def predict(
     demographic: str = typer.Option(None, "--demographic", help="Shounen, Shoujo, Seinen, Josei, Kids"),
     studios: str = typer.Option(None, "--studios", help="comma-separated; an unknown studio is fine"),
     producers: str = typer.Option(None, "--producers", help="comma-separated"),
+    rating: str = typer.Option(None, "--rating", help="age rating, e.g. 'PG-13 - Teens 13 or older'"),
+    year: str = typer.Option(None, "--year", help="planned first-air year, e.g. 2027"),
     model_uri: str = typer.Option(None, "--model-uri", help="default: models:/<registry.model_name>@champion"),
     params: Path = ParamsOption,
 ) -> None:
@@ -168,7 +170,8 @@ def predict(
             characters = [character_argument(value) for value in character or []]
             metadata = {name: [value] for name, value in (
                 ("genres", genres), ("themes", themes), ("type", anime_type), ("source", source),
-                ("demographic", demographic), ("studios", studios), ("producers", producers)) if value is not None}
+                ("demographic", demographic), ("studios", studios), ("producers", producers), ("rating", rating),
+                ("year", year)) if value is not None}
             pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)],
                                                        **metadata}), base=Path.cwd())
         parse_pitches(pitches, PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars))  # fail early

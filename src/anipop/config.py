@@ -172,8 +172,9 @@ class EmbedParams(_Strict):
 
 InputSet = Literal["all_inputs", "synopsis", "characters", "images",  # the paper's ablations
                    # pitch metadata (issue 18): all fields together, and each alone
-                   "metadata", "genres", "themes", "type", "source", "demographic", "studios", "producers"]
-MetadataField = Literal["genres", "themes", "type", "source", "demographic", "studios", "producers"]
+                   "metadata", "genres", "themes", "type", "source", "demographic", "studios", "producers",
+                   "rating", "year"]
+MetadataField = Literal["genres", "themes", "type", "source", "demographic", "studios", "producers", "rating", "year"]
 PitchModel = Literal["meta_ridge", "pitch_gbm", "pitch_stack"]  # anipop.pitch_models: synopsis + metadata
 
 
@@ -212,7 +213,7 @@ class PitchModelParams(_Strict):
     """Models over the synopsis and the pitch metadata (anipop.pitch_models); see params.yaml for each knob."""
 
     metadata_fields: tuple[MetadataField, ...] = (
-        "genres", "themes", "type", "source", "demographic", "studios", "producers")  # switched-on kinds
+        "genres", "themes", "type", "source", "demographic", "studios", "producers", "rating", "year")  # switched on
     min_count: int = Field(default=5, ge=1)            # rarer values (in train) are encoded as unknown
     tfidf_max_features: int = Field(default=30000, ge=1)
     text_alpha: float = Field(default=3.0, gt=0)       # ridge on the synopsis TF-IDF

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from anipop.embed import load_embeddings
-from anipop.metadata import METADATA_FIELDS
+from anipop.metadata import PITCH_METADATA_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
     "synopsis": ("synopsis",),
     "characters": ("character_description", "character_name"),
     "images": (IMAGE_KIND,),
-    ALL_INPUTS: ANIME_KINDS + CHARACTER_KINDS + METADATA_FIELDS,  # also the feature order on all inputs
+    ALL_INPUTS: ANIME_KINDS + CHARACTER_KINDS + PITCH_METADATA_KINDS,  # also the feature order on all inputs
     # pitch metadata (issue 18; anipop.metadata): read by the pitch models only, together and each alone
-    "metadata": METADATA_FIELDS,
-    **{field: (field,) for field in METADATA_FIELDS},
+    "metadata": PITCH_METADATA_KINDS,
+    **{field: (field,) for field in PITCH_METADATA_KINDS},
 }
 
 

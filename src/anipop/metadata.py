@@ -1,8 +1,9 @@
 """Pitch metadata: the facts a producer decides before the big money is spent, parsed and encoded once.
 
 Fields (each an input kind that params can switch off): genres, themes, type (the format: TV, Movie, OVA,
-ONA...), source (original, manga, light novel, game...), demographic, studios, producers. They are known when a
-show is pitched. Never used: episodes (a long-running show gets more episodes *because* it is popular),
+ONA...), source (original, manga, light novel, game...), demographic, studios, producers, rating (the age rating
+the show is made for) and year (the planned first-air year; from `premiered` in the data). They are known when
+a show is pitched. Never used: episodes (a long-running show gets more episodes *because* it is popular),
 licensors (foreign distributors buy shows that already did well), members, favorites, rank, popularity (all
 counted after release).
 
@@ -25,8 +26,11 @@ import numpy as np
 import pandas as pd
 
 LIST_FIELDS = ("genres", "themes", "demographic", "studios", "producers")  # several values per anime
-SINGLE_FIELDS = ("type", "source")                                           # one value per anime
-METADATA_FIELDS = ("genres", "themes", "type", "source", "demographic", "studios", "producers")
+SINGLE_FIELDS = ("type", "source", "rating")                                 # one value per anime
+METADATA_FIELDS = ("genres", "themes", "type", "source", "demographic", "studios", "producers", "rating")
+YEAR_FIELD = "year"                               # numeric: the planned first-air year (data: `premiered`)
+PITCH_METADATA_KINDS = (*METADATA_FIELDS, YEAR_FIELD)  # every metadata input kind; none is ever embedded
+YEAR_RANGE = (1900, 2100)
 SEPARATOR = ", "  # how list fields are stored in the raw and prepared tables (ingest's parse_name_list)
 # MAL's "not given" markers; producers say "['None found', 'add some']", studios "None found, add some"
 MISSING_VALUES = frozenset({"", "n/a", "na", "nan", "none", "null", "unknown", "not_exist", "?", "-",
@@ -97,6 +101,28 @@ def parse_values(field: str, value: object) -> list[str]:
     return cleaned
 
 
+def parse_year(value: object) -> float | None:
+    """A pitch's planned first-air year: an integer in YEAR_RANGE (text or number); missing -> None."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, bool):
+        raise MetadataError(f"field {YEAR_FIELD!r}: expected a year, got {type(value).__name__}")
+    try:
+        year = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise MetadataError(f"field {YEAR_FIELD!r}: expected a year such as 2026, got {str(value)[:40]!r}") from None
+    if not year.is_integer() or not YEAR_RANGE[0] <= year <= YEAR_RANGE[1]:
+        raise MetadataError(f"field {YEAR_FIELD!r}: {str(value)[:40]!r} is not a year in {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
+    return year
+
+
+def table_years(frame: pd.DataFrame) -> np.ndarray:
+    """The first-air year of each row of a prepared table (from `premiered`), NaN where unknown."""
+    if "premiered" not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame["premiered"].astype("string").str[:4], errors="coerce").astype(float).to_numpy()
+
+
 def stored(values: list[str]) -> str | None:
     """The table form of a parsed field: values joined by SEPARATOR, None when empty."""
     return SEPARATOR.join(values) or None
@@ -137,7 +163,10 @@ def table_values(frame: pd.DataFrame, field: str) -> list[list[str]]:
 
 def fields_with_values(frame: pd.DataFrame, wanted: Iterable[str]) -> list[str]:
     """The wanted metadata fields that at least one row of `frame` has (a source may lack some)."""
-    return [f for f in wanted if f in METADATA_FIELDS and f in frame.columns and frame[f].notna().any()]
+    present = [f for f in wanted if f in METADATA_FIELDS and f in frame.columns and frame[f].notna().any()]
+    if YEAR_FIELD in wanted and not np.isnan(table_years(frame)).all():
+        present.append(YEAR_FIELD)
+    return present
 
 
 class MetadataEncoder:

@@ -19,11 +19,18 @@ import pandas as pd
 from PIL import Image
 
 from anipop.images import decode_problem, image_problem, open_rgb
-from anipop.metadata import METADATA_FIELDS, MetadataError, parse_values, unknown_field_message
+from anipop.metadata import (
+    METADATA_FIELDS,
+    YEAR_FIELD,
+    MetadataError,
+    parse_values,
+    parse_year,
+    unknown_field_message,
+)
 from anipop.text import strip_credits
 
 PITCH_COLUMNS = ("synopsis", "characters")
-PITCH_FIELDS = (*PITCH_COLUMNS, *METADATA_FIELDS)  # metadata fields are optional: absent = unknown
+PITCH_FIELDS = (*PITCH_COLUMNS, *METADATA_FIELDS, YEAR_FIELD)  # metadata fields are optional: absent = unknown
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class Pitch:
     synopsis: str
     characters: list[Character] = field(default_factory=list)
     metadata: dict[str, list[str]] = field(default_factory=dict)  # field -> values (anipop.metadata)
+    year: float | None = None  # the planned first-air year
 
 
 def decode_portrait(value: str, where: str, max_pixels: int | None = None) -> Image.Image:
@@ -171,6 +179,13 @@ def _metadata(record: dict, row: int) -> dict[str, list[str]]:
     return values
 
 
+def _year(record: dict, row: int) -> float | None:
+    try:
+        return parse_year(record.get(YEAR_FIELD))
+    except MetadataError as err:
+        raise PitchError(f"row {row}, {err}") from None
+
+
 def _request_bytes(frame: pd.DataFrame) -> int:
     """Bytes of every text cell (and any nested list/dict, as JSON) in the request."""
     total = 0
@@ -213,7 +228,7 @@ def parse_pitches(frame: pd.DataFrame, limits: PitchLimits | None = None) -> lis
             raise PitchError(f"row {row}, field 'synopsis': {len(synopsis)} characters exceed the limit "
                              f"prepare.max_synopsis_chars = {limits.max_synopsis_chars}")
         pitches.append(Pitch(synopsis=synopsis, characters=_characters(record.get("characters"), row, limits, budget),
-                             metadata=_metadata(record, row)))
+                             metadata=_metadata(record, row), year=_year(record, row)))
     return pitches
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.metadata import METADATA_FIELDS, MetadataEncoder, table_values
+from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, MetadataEncoder, table_values, table_years
 
 PITCH_INPUT = "pitch"  # the input type of these models (beside "embeddings" and "raw")
 PITCH_MODELS = ("meta_ridge", "pitch_gbm", "pitch_stack")
@@ -36,6 +36,7 @@ class PitchInputs:
     embedding: np.ndarray | None = None
     metadata: dict[str, list[list[str]]] = field(default_factory=dict)
     groups: np.ndarray | None = None  # franchise ids (training rows only): the inner folds keep them whole
+    year: np.ndarray | None = None    # planned first-air year per row, NaN where not given
 
     def __len__(self) -> int:
         return len(self.synopsis)
@@ -44,11 +45,15 @@ class PitchInputs:
         return PitchInputs(synopsis=[self.synopsis[i] for i in rows],
                            embedding=None if self.embedding is None else self.embedding[rows],
                            metadata={f: [v[i] for i in rows] for f, v in self.metadata.items()},
-                           groups=None if self.groups is None else self.groups[rows])
+                           groups=None if self.groups is None else self.groups[rows],
+                           year=None if self.year is None else self.year[rows])
 
     def values(self, field_name: str) -> list[list[str]]:
         """A field's values; a field the pitch does not give is missing for every row."""
         return self.metadata.get(field_name) or [[] for _ in range(len(self))]
+
+    def years(self) -> np.ndarray:
+        return np.full(len(self), np.nan) if self.year is None else np.asarray(self.year, dtype=float)
 
 
 def pitch_kinds_available(anime: pd.DataFrame, wanted, enabled_fields) -> list[str]:
@@ -71,7 +76,8 @@ def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kin
     synopsis = table["synopsis"].fillna("").astype(str).tolist() if TEXT_KIND in kinds else [""] * len(ids)
     return PitchInputs(synopsis=synopsis, embedding=embedding,
                        metadata={f: table_values(table, f) for f in kinds if f in METADATA_FIELDS},
-                       groups=table["group_id"].to_numpy() if "group_id" in table else None)
+                       groups=table["group_id"].to_numpy() if "group_id" in table else None,
+                       year=table_years(table) if YEAR_FIELD in kinds else None)
 
 
 def _log_words(texts: list[str]) -> np.ndarray:
@@ -128,6 +134,7 @@ class PitchRegressor:
         self.name, self.kinds, self.cfg, self.seed = name, list(kinds), cfg, seed
         self.fields = [k for k in self.kinds if k in METADATA_FIELDS]
         self.uses_text = TEXT_KIND in self.kinds
+        self.uses_year = YEAR_FIELD in self.kinds
         self.uses_embedding = False
 
     # --- feature blocks -----------------------------------------------------------------------------------
@@ -139,10 +146,20 @@ class PitchRegressor:
             raise ValueError(f"{self.name} was trained on the synopsis embedding, but the inputs carry none")
         return (np.asarray(inputs.embedding, dtype=np.float32) - self.emb_mean) / self.emb_scale
 
+    def _year_linear(self, inputs: PitchInputs) -> np.ndarray:
+        """The year for a linear model: centred slope, 5-year bins learned on train, and a missing flag."""
+        years = inputs.years()
+        known = ~np.isnan(years)
+        slope = np.where(known, (years - self.year_centre) / 10.0, 0.0)
+        bins = np.stack([known & (years >= low) & (years < low + 5) for low in self.year_bins], axis=1)
+        return np.column_stack([slope, bins, ~known]).astype(np.float32)
+
     def _linear_matrix(self, inputs: PitchInputs):
         from scipy import sparse
 
         blocks = []
+        if self.uses_year:
+            blocks.append(sparse.csr_matrix(self._year_linear(inputs)))
         if self.fields:
             blocks.append(self._metadata(inputs))
         if self.uses_text:
@@ -164,6 +181,8 @@ class PitchRegressor:
         blocks = []
         if self.fields:
             blocks.append(self._metadata(inputs))
+        if self.uses_year:  # NaN (not given) is LightGBM's missing value
+            blocks.append(sparse.csr_matrix(inputs.years().reshape(-1, 1)))
         if self.uses_text:
             blocks += [sparse.csr_matrix(c.reshape(-1, 1)) for c in text_columns]
             blocks.append(sparse.csr_matrix(_log_words(inputs.synopsis)))
@@ -176,6 +195,11 @@ class PitchRegressor:
             self.encoder = MetadataEncoder(self.fields, cfg.min_count).fit(
                 {f: inputs.values(f) for f in self.fields})
         self.uses_embedding = self.uses_text and inputs.embedding is not None
+        if self.uses_year:
+            years = inputs.years()
+            known = years[~np.isnan(years)]
+            self.year_centre = float(np.median(known)) if len(known) else 2000.0
+            self.year_bins = list(range(int(known.min()) // 5 * 5, int(known.max()) + 1, 5)) if len(known) else []
         if self.uses_embedding:
             emb = np.asarray(inputs.embedding, dtype=np.float32)
             self.emb_mean, self.emb_scale = emb.mean(axis=0), np.where(emb.std(axis=0) < 1e-6, 1.0, emb.std(axis=0))

@@ -128,7 +128,8 @@ class PitchPredictor:
             embedding = text.encode([p.synopsis for p in pitches])
         fields = [k for k in self.bundle["inputs"] if k in METADATA_FIELDS]
         return PitchInputs(synopsis=[p.synopsis for p in pitches], embedding=embedding,
-                           metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields})
+                           metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields},
+                           year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float))
 
     def predict(self, pitches: list[Pitch]) -> pd.DataFrame:
         """Scores on the 1-10 scale with the conformal interval and the train-mean baseline beside them."""
@@ -262,7 +263,8 @@ def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     pitches = pd.DataFrame({"synopsis": test["synopsis"].astype(str),
                             "characters": [json.dumps(by_anime.get(int(a), [])) for a in test["anime_id"]],
                             # the pitch metadata a producer would give (absent in old tables: left out)
-                            **{f: test[f].fillna("").astype(str) for f in METADATA_FIELDS if f in test}})
+                            **{f: test[f].fillna("").astype(str) for f in METADATA_FIELDS if f in test},
+                            "year": test["premiered"].astype("string").str[:4].fillna("").astype(str)})
     return pitches, test
 
 

@@ -157,7 +157,7 @@ PREPARED_ANIME = TableSchema(
         Column("premiered", "string", doc="ISO date (or year-month, or year) of the first broadcast"),
         # pitch metadata (anipop.metadata): list fields joined by ', ', missing when not given or unparseable
         *(Column(field, "string", doc="pitch metadata", optional=True)
-          for field in ("genres", "themes", "type", "source", "demographic", "studios", "producers")),
+          for field in ("genres", "themes", "type", "source", "demographic", "studios", "producers", "rating")),
     ),
 )
 

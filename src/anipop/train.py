@@ -26,7 +26,7 @@ from anipop.features import (
     model_inputs,
     raw_kinds_available,
 )
-from anipop.metadata import METADATA_FIELDS
+from anipop.metadata import PITCH_METADATA_KINDS
 from anipop.models import (
     BASELINES,
     BENCHMARK,
@@ -208,7 +208,7 @@ def resolve_kinds(input_set: str, data: TrainingData) -> dict[str, list[str]]:
     from anipop.pitch_models import PITCH_INPUT, pitch_kinds_available
 
     wanted = input_set_kinds(input_set)
-    embedded = [k for k in wanted if k not in METADATA_FIELDS]  # metadata is never embedded
+    embedded = [k for k in wanted if k not in PITCH_METADATA_KINDS]  # metadata is never embedded
     return {"embeddings": available_kinds(data.params.paths.embeddings_dir, embedded),
             "raw": raw_kinds_available(data.characters, embedded),
             PITCH_INPUT: pitch_kinds_available(data.anime, wanted, data.params.train.pitch.metadata_fields)}
