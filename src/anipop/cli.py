@@ -117,6 +117,16 @@ def backtest(params: Path = ParamsOption) -> None:
 
 
 @app.command()
+def tune(params: Path = ParamsOption,
+         track: bool = typer.Option(True, "--track/--no-track", help="one MLflow child run per trial")) -> None:
+    """Grid for pitch_stack's blend weight on the grouped CV folds of train+val (the test split is not read)."""
+    from anipop.tuning import run_tune
+
+    loaded = _params(params)
+    _run(lambda p: run_tune(p, track=track), loaded)
+
+
+@app.command()
 def evaluate(params: Path = ParamsOption) -> None:
     """Test-split metrics next to the train-mean baseline; logs the run to MLflow."""
     from anipop.evaluate import run_evaluate

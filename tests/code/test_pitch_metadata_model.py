@@ -67,3 +67,40 @@ def test_misspelt_metadata_field_is_a_400_naming_it(champion):
     with pytest.raises(MlflowException, match=r"unknown field 'studio' \(did you mean 'studios'\?\)") as raised:
         model.predict(pd.DataFrame({"synopsis": [PITCH], "studio": ["Gold Studio"]}))
     assert raised.value.get_http_status_code() == 400
+
+
+def test_tuning_scores_a_grid_on_cv_folds_with_one_child_run_per_trial(champion):
+    from mlflow import MlflowClient
+
+    from anipop.tuning import DEFAULT_GRID, run_tune
+
+    params, _ = champion
+    anime_path = params.paths.prepared_dir / "anime.parquet"
+    before = anime_path.read_bytes()
+    result = run_tune(params, track=True)
+    assert [t["blend_linear"] for t in result["trials"]] == list(DEFAULT_GRID)
+    assert result["best"] == max(result["trials"], key=lambda t: t["cv_spearman_mean"])
+    assert result["best"]["cv_spearman_mean"] > 0.5
+    assert read_json(params.paths.reports_dir / "tuning.json")["best"] == result["best"]
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    children = client.search_runs([r.experiment_id for r in client.search_experiments()],
+                                  filter_string=f"tags.mlflow.parentRunId = '{result['mlflow_run_id']}'")
+    assert sorted(float(c.data.params["blend_linear"]) for c in children) == list(DEFAULT_GRID)
+    assert all("cv_spearman_mean" in c.data.metrics for c in children)
+    assert anime_path.read_bytes() == before
+
+
+def test_tuning_never_reads_the_test_split(champion, monkeypatch):
+    from anipop import tuning
+
+    params, _ = champion
+    seen = []
+    original = tuning.fit_and_predict
+
+    def spy(p, anime, characters, rows, test):
+        seen.extend([*rows["train"]["split"], *rows["val"]["split"], *test["split"]])
+        return original(p, anime, characters, rows, test)
+
+    monkeypatch.setattr(tuning, "fit_and_predict", spy)
+    tuning.fold_predictions(params)
+    assert seen and "test" not in set(seen)
