@@ -212,9 +212,9 @@ class MetadataEncoder:
         return sparse.csr_matrix((data, (rows, cols)), shape=(n, offset), dtype=np.float32)
 
 
-def unknown_field_message(name: str, allowed: Iterable[str]) -> str:
-    """'unknown field 'genre' (did you mean 'genres'?)': the error a misspelt pitch field gets."""
+def unknown_field_message(names: list[str], allowed: Iterable[str]) -> str:
+    """"unknown field(s) ['genre'] (did you mean 'genres'?); a pitch has [...]": a misspelt pitch field's error."""
     allowed = list(allowed)
-    close = difflib.get_close_matches(str(name), allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown field {str(name)[:40]!r}{hint}; a pitch has {allowed}"
+    hints = [f"{close[0]!r}" for name in names if (close := difflib.get_close_matches(str(name), allowed, n=1))]
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    return f"unknown field(s) {[str(n)[:40] for n in names]}{hint}; a pitch has {allowed}"

@@ -209,8 +209,7 @@ def parse_pitches(frame: pd.DataFrame, limits: PitchLimits | None = None) -> lis
         raise PitchError(f"field 'synopsis' is required; got columns {[str(c)[:40] for c in frame.columns][:10]}")
     unknown = [str(c)[:40] for c in frame.columns if c not in PITCH_FIELDS]
     if unknown:
-        raise PitchError(unknown_field_message(unknown[0], PITCH_FIELDS)
-                         + (f" (other unknown fields: {unknown[1:10]})" if len(unknown) > 1 else ""))
+        raise PitchError(unknown_field_message(unknown[:10], PITCH_FIELDS))
     if frame.empty:
         raise PitchError("no pitches given")
     if len(frame) > limits.max_pitches_per_request:

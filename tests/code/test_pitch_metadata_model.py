@@ -64,7 +64,7 @@ def test_champion_takes_metadata_and_scores_a_synopsis_only_pitch(champion):
 
 def test_misspelt_metadata_field_is_a_400_naming_it(champion):
     model = load_model("models:/anipop@champion")
-    with pytest.raises(MlflowException, match=r"unknown field 'studio' \(did you mean 'studios'\?\)") as raised:
+    with pytest.raises(MlflowException, match=r"unknown field\(s\) \['studio'\] \(did you mean 'studios'\?\)") as raised:
         model.predict(pd.DataFrame({"synopsis": [PITCH], "studio": ["Gold Studio"]}))
     assert raised.value.get_http_status_code() == 400
 
