@@ -214,6 +214,19 @@ def resolve_kinds(input_set: str, data: TrainingData) -> dict[str, list[str]]:
             PITCH_INPUT: pitch_kinds_available(data.anime, wanted, data.params.train.pitch.metadata_fields)}
 
 
+def reads_input_set(name: str, input_set: str) -> bool:
+    """Whether model `name` can read any kind of `input_set`: the pitch models read the synopsis and the metadata,
+    the others every kind but the metadata (a metadata-only set is theirs to skip silently, and vice versa)."""
+    from anipop.pitch_models import PITCH_MODELS, TEXT_KIND
+
+    kinds = set(input_set_kinds(input_set))
+    if name in BASELINES:
+        return True
+    if name in PITCH_MODELS:
+        return bool(kinds & {TEXT_KIND, *PITCH_METADATA_KINDS})
+    return bool(kinds - set(PITCH_METADATA_KINDS))
+
+
 def models_for(params: Params, input_set: str) -> list[str]:
     """The configured models, and on the main input set the baselines too."""
     return [*params.train.models, *(BASELINES if input_set == params.train.inputs else ())]
@@ -233,6 +246,8 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     for input_set in input_sets:
         resolved = resolve_kinds(input_set, data)
         for name in models_for(params, input_set):
+            if not reads_input_set(name, input_set):
+                continue  # by design (ridge on studios alone), not for want of data: no row, no "skipped"
             kinds = model_kinds(name, resolved)
             if not kinds:
                 note = f"{name} on {input_set}: the data has none of {list(input_set_kinds(input_set))}; skipped"
