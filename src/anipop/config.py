@@ -226,7 +226,7 @@ class PitchModelParams(_Strict):
     gbm_min_child_samples: int = Field(default=20, ge=1)
     gbm_l2: float = Field(default=1.0, ge=0)
     gbm_colsample: float = Field(default=0.5, gt=0, le=1)
-    blend_linear: float = Field(default=0.5, ge=0, le=1)  # pitch_stack: weight of meta_ridge beside the GBM
+    blend_linear: float = Field(default=0.3, ge=0, le=1)  # pitch_stack: weight of meta_ridge beside the GBM
 
 
 class TrainParams(_Strict):
