@@ -15,7 +15,7 @@ from PIL import Image
 
 from anipop.config import Params
 from anipop.embedding.embed import character_key, save_embeddings
-from anipop.prepare import MinMaxScaler
+from anipop.artifacts import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, write_table
 from anipop.utils import write_json
 from conftest import params_in
@@ -29,6 +29,9 @@ def toy_params(tmp_path: Path, **train_updates) -> Params:
     """Params under tmp_path with a tiny network (fast on CPU), few bootstrap resamples, train_updates applied."""
     base = params_in(tmp_path, evaluate={"bootstrap_samples": 50})
     train = base.train.model_dump()
+    # the paper's models on the paper's input sets (the pitch-metadata models have their own tests)
+    train.update(model="ridge", models=("mlp_wide", "mlp_small", "ridge", "tfidf_benchmark"),
+                 ablations=("synopsis", "characters", "images"))
     train["network"].update(TINY_NETWORK)
     train["benchmark"].update(max_features=200, image_size=4)
     return Params.model_validate(base.model_dump() | {"train": train | train_updates})

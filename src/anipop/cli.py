@@ -128,6 +128,16 @@ def paper_mode(params: Path = ParamsOption) -> None:
 
 
 @app.command()
+def tune(params: Path = ParamsOption,
+         track: bool = typer.Option(True, "--track/--no-track", help="one MLflow child run per trial")) -> None:
+    """Grid for pitch_stack's blend weight on the grouped CV folds of train+val (the test split is not read)."""
+    from anipop.tuning import run_tune
+
+    loaded = _params(params)
+    _run(lambda p: run_tune(p, track=track), loaded)
+
+
+@app.command()
 def evaluate(params: Path = ParamsOption) -> None:
     """Test-split metrics next to the train-mean baseline; logs the run to MLflow."""
     from anipop.evaluate import run_evaluate
@@ -149,6 +159,15 @@ def predict(
     character: list[str] = typer.Option(None, "--character", help="NAME::DESCRIPTION[::IMAGE_FILE], repeatable"),
     file: Path = typer.Option(None, "--file", help="UTF-8 CSV of pitches: synopsis[, characters as JSON; a "
                               "character's image as base64 / data URI, or its file as image_path (CLI only)]"),
+    genres: str = typer.Option(None, "--genres", help="pitch metadata, comma-separated, e.g. 'Action, Drama'"),
+    themes: str = typer.Option(None, "--themes", help="e.g. 'School, Mecha'"),
+    anime_type: str = typer.Option(None, "--type", help="the format: TV, Movie, OVA, ONA, Special, Music"),
+    source: str = typer.Option(None, "--source", help="Original, Manga, Light novel, Game, ..."),
+    demographic: str = typer.Option(None, "--demographic", help="Shounen, Shoujo, Seinen, Josei, Kids"),
+    studios: str = typer.Option(None, "--studios", help="comma-separated; an unknown studio is fine"),
+    producers: str = typer.Option(None, "--producers", help="comma-separated"),
+    rating: str = typer.Option(None, "--rating", help="age rating, e.g. 'PG-13 - Teens 13 or older'"),
+    year: str = typer.Option(None, "--year", help="planned first-air year, e.g. 2027"),
     model_uri: str = typer.Option(None, "--model-uri", help="default: models:/<registry.model_name>@champion"),
     params: Path = ParamsOption,
 ) -> None:
@@ -170,8 +189,12 @@ def predict(
             pitches = inline_image_files(read_pitch_file(file), base=file.parent)
         else:
             characters = [character_argument(value) for value in character or []]
-            pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)]}),
-                                         base=Path.cwd())
+            metadata = {name: [value] for name, value in (
+                ("genres", genres), ("themes", themes), ("type", anime_type), ("source", source),
+                ("demographic", demographic), ("studios", studios), ("producers", producers), ("rating", rating),
+                ("year", year)) if value is not None}
+            pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)],
+                                                       **metadata}), base=Path.cwd())
         parse_pitches(pitches, PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars))  # fail early
     except (PitchError, OSError) as err:
         typer.echo(f"error: {err}", err=True)

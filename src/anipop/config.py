@@ -170,7 +170,12 @@ class EmbedParams(_Strict):
         return self.profiles[self.profile].image
 
 
-InputSet = Literal["all_inputs", "synopsis", "characters", "images"]  # the paper's ablations
+InputSet = Literal["all_inputs", "synopsis", "characters", "images",  # the paper's ablations
+                   # pitch metadata (issue 18): all fields together, and each alone
+                   "metadata", "genres", "themes", "type", "source", "demographic", "studios", "producers",
+                   "rating", "year"]
+MetadataField = Literal["genres", "themes", "type", "source", "demographic", "studios", "producers", "rating", "year"]
+PitchModel = Literal["meta_ridge", "pitch_gbm", "pitch_stack"]  # anipop.pitch_models: synopsis + metadata
 
 
 class NetworkShape(_Strict):
@@ -202,6 +207,26 @@ class BenchmarkParams(_Strict):
     max_features: int = Field(default=20000, ge=1)  # TF-IDF vocabulary per text kind
     image_size: int = Field(default=32, ge=1, le=256)  # portraits resized to this square before PILToTensor
     alpha: float = Field(default=1.0, gt=0)          # ridge penalty of the benchmark's linear regressor
+
+
+class PitchModelParams(_Strict):
+    """Models over the synopsis and the pitch metadata (anipop.pitch_models); see params.yaml for each knob."""
+
+    metadata_fields: tuple[MetadataField, ...] = (
+        "genres", "themes", "type", "source", "demographic", "studios", "producers", "rating", "year")  # switched on
+    min_count: int = Field(default=5, ge=1)            # rarer values (in train) are encoded as unknown
+    tfidf_max_features: int = Field(default=30000, ge=1)
+    text_alpha: float = Field(default=3.0, gt=0)       # ridge on the synopsis TF-IDF
+    embedding_alpha: float = Field(default=10.0, gt=0)  # ridge on the synopsis embedding
+    linear_alpha: float = Field(default=3.0, gt=0)     # meta_ridge: one ridge over TF-IDF + multi-hot
+    stack_folds: int = Field(default=5, ge=2)          # grouped inner folds of the out-of-fold text predictions
+    gbm_learning_rate: float = Field(default=0.05, gt=0, le=1)  # LightGBM
+    gbm_n_estimators: int = Field(default=400, ge=1)
+    gbm_num_leaves: int = Field(default=31, ge=2)
+    gbm_min_child_samples: int = Field(default=20, ge=1)
+    gbm_l2: float = Field(default=1.0, ge=0)
+    gbm_colsample: float = Field(default=0.5, gt=0, le=1)
+    blend_linear: float = Field(default=0.3, ge=0, le=1)  # pitch_stack: weight of meta_ridge beside the GBM
 
 
 class PaperHeadParams(_Strict):
@@ -240,11 +265,12 @@ class FinetuneParams(_Strict):
     backtest: bool = False                      # also refit per CV fold and in the temporal backtest (GPU)
 
 
-TrainModel = Literal["mlp_wide", "mlp_small", "ridge", "tfidf_benchmark", "paper_head", "finetune"]
+TrainModel = Literal["mlp_wide", "mlp_small", "ridge", "tfidf_benchmark", "paper_head", "finetune",
+                     "meta_ridge", "pitch_gbm", "pitch_stack"]
 
 
 class TrainParams(_Strict):
-    model: Literal["mlp_wide", "mlp_small", "ridge", "paper_head"] = "mlp_wide"  # primary (embedding-based: served)
+    model: Literal["mlp_wide", "mlp_small", "ridge", "paper_head", "meta_ridge", "pitch_gbm", "pitch_stack"] = "mlp_wide"  # primary: served
     models: tuple[TrainModel, ...] = ("mlp_wide", "mlp_small", "ridge", "tfidf_benchmark")
     inputs: InputSet = "all_inputs"
     ablations: tuple[InputSet, ...] = ()
@@ -254,6 +280,7 @@ class TrainParams(_Strict):
     benchmark: BenchmarkParams = BenchmarkParams()
     paper_head: PaperHeadParams = PaperHeadParams()
     finetune: FinetuneParams = FinetuneParams()
+    pitch: PitchModelParams = PitchModelParams()
 
     @model_validator(mode="after")
     def _primary_is_trained(self) -> "TrainParams":

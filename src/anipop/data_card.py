@@ -18,14 +18,28 @@ _SOURCES = """\
 """
 
 _PITCH_TIME = """\
-Inputs are limited to what a pitch has before production: synopsis, main characters, portraits. Never members,
-favorites, rank, popularity, episode counts or licensors (known only after release), and never scraping
-artefacts: source credits such as "(Source: ANN)" are stripped from every text, at training and at serving time.
+Inputs are limited to what a pitch has before production: synopsis, main characters, portraits, and the pitch
+metadata decided before the big money is spent: genres, themes, format (`type`: TV, Movie, OVA, ONA...), source
+material, target demographic, studios, producers, age rating and the planned first-air year. Never members,
+favorites, rank, popularity (counted after release), episode counts (a long-running show gets more episodes
+*because* it is popular) or licensors (foreign distributors license shows that already did well), and never
+scraping artefacts: source credits such as "(Source: ANN)" are stripped from every text, at training and at
+serving time. MAL's "not given" markers (`Unknown`, `N/A`, `NOT_EXIST`, `['None found', 'add some']`) are
+missing values; a metadata value prepare cannot parse is quarantined (`unparseable_metadata`, with the reason)
+and that field is missing for the anime, which is kept.
 """
 
 
 def _share(entry: dict | None) -> str:
     return "n/a" if not entry else f"{entry['anime']} of {entry['of']} ({entry['share']:.1%})"
+
+
+def _metadata_coverage(anime: pd.DataFrame) -> list[str]:
+    """One line: the share of kept anime that give each metadata field (missing = encoded as missing)."""
+    from anipop.metadata import METADATA_FIELDS
+
+    shares = [f"{field} {anime[field].notna().mean():.0%}" for field in METADATA_FIELDS if field in anime]
+    return [f"- Pitch metadata given (share of kept anime): {', '.join(shares)}."] if shares else []
 
 
 def render_data_card(params: Params, report: dict, anime: pd.DataFrame) -> str:
@@ -43,6 +57,7 @@ def render_data_card(params: Params, report: dict, anime: pd.DataFrame) -> str:
         + ", ".join(f"`{rule}` {count}" for rule, count in report["quarantined_by_rule"].items()) + ".",
         f"- Score of the kept anime: mean {scores.mean():.2f}, sd {scores.std():.2f}, "
         f"5/25/50/75/95 % quantiles {quantiles}.",
+        *_metadata_coverage(anime),
         "", "## Franchise groups", "",
         f"{franchises['groups']} groups; {franchises['anime_in_multi_anime_groups']} anime share theirs with another. "
         f"Test anime with a franchise sibling in train: {_share(report['test_with_train_sibling'])} "

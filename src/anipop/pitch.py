@@ -19,9 +19,18 @@ import pandas as pd
 from PIL import Image
 
 from anipop.images import decode_problem, image_problem, open_rgb
+from anipop.metadata import (
+    METADATA_FIELDS,
+    YEAR_FIELD,
+    MetadataError,
+    parse_values,
+    parse_year,
+    unknown_field_message,
+)
 from anipop.text import strip_credits
 
 PITCH_COLUMNS = ("synopsis", "characters")
+PITCH_FIELDS = (*PITCH_COLUMNS, *METADATA_FIELDS, YEAR_FIELD)  # metadata fields are optional: absent = unknown
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class Character:
 class Pitch:
     synopsis: str
     characters: list[Character] = field(default_factory=list)
+    metadata: dict[str, list[str]] = field(default_factory=dict)  # field -> values (anipop.metadata)
+    year: float | None = None  # the planned first-air year
 
 
 def decode_portrait(value: str, where: str, max_pixels: int | None = None) -> Image.Image:
@@ -156,6 +167,25 @@ def _characters(value: object, row: int, limits: PitchLimits, budget: list[int])
     return characters
 
 
+def _metadata(record: dict, row: int) -> dict[str, list[str]]:
+    """The pitch's metadata fields, parsed like the training data's; a value never seen is fine (unknown)."""
+    values = {}
+    for name in METADATA_FIELDS:
+        if name in record:
+            try:
+                values[name] = parse_values(name, record[name])
+            except MetadataError as err:
+                raise PitchError(f"row {row}, {err}") from None
+    return values
+
+
+def _year(record: dict, row: int) -> float | None:
+    try:
+        return parse_year(record.get(YEAR_FIELD))
+    except MetadataError as err:
+        raise PitchError(f"row {row}, {err}") from None
+
+
 def _request_bytes(frame: pd.DataFrame) -> int:
     """Bytes of every text cell (and any nested list/dict, as JSON) in the request."""
     total = 0
@@ -177,9 +207,9 @@ def parse_pitches(frame: pd.DataFrame, limits: PitchLimits | None = None) -> lis
         raise PitchError(f"expected a table of pitches, got {type(frame).__name__}")
     if "synopsis" not in frame.columns:
         raise PitchError(f"field 'synopsis' is required; got columns {[str(c)[:40] for c in frame.columns][:10]}")
-    unknown = [str(c)[:40] for c in frame.columns if c not in PITCH_COLUMNS]
+    unknown = [str(c)[:40] for c in frame.columns if c not in PITCH_FIELDS]
     if unknown:
-        raise PitchError(f"unknown field(s) {unknown[:10]}; a pitch has {list(PITCH_COLUMNS)}")
+        raise PitchError(unknown_field_message(unknown[:10], PITCH_FIELDS))
     if frame.empty:
         raise PitchError("no pitches given")
     if len(frame) > limits.max_pitches_per_request:
@@ -196,7 +226,8 @@ def parse_pitches(frame: pd.DataFrame, limits: PitchLimits | None = None) -> lis
         if len(synopsis) > limits.max_synopsis_chars:
             raise PitchError(f"row {row}, field 'synopsis': {len(synopsis)} characters exceed the limit "
                              f"prepare.max_synopsis_chars = {limits.max_synopsis_chars}")
-        pitches.append(Pitch(synopsis=synopsis, characters=_characters(record.get("characters"), row, limits, budget)))
+        pitches.append(Pitch(synopsis=synopsis, characters=_characters(record.get("characters"), row, limits, budget),
+                             metadata=_metadata(record, row), year=_year(record, row)))
     return pitches
 
 

@@ -26,6 +26,7 @@ from anipop.features import (
     build_features,
     features_from_vectors,
 )
+from anipop.metadata import METADATA_FIELDS
 from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
 from anipop.artifacts import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, read_table
@@ -42,7 +43,15 @@ def conformal_half_width(params: Params, bundle: dict, coverage: float) -> float
     val = anime[anime["split"] == "val"]
     if val.empty:
         raise ValueError("the validation split is empty: no residuals to size the prediction interval")
-    features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"], bundle["aggregation"])
+    if bundle.get("input_type", "embeddings") == "embeddings":
+        features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"],
+                                  bundle["aggregation"])
+    else:  # a pitch model (synopsis + metadata): the same inputs the train step fed it
+        from anipop.features import model_inputs
+
+        features = model_inputs(bundle["input_type"], bundle["inputs"], val["anime_id"], anime, None,
+                                params.paths.embeddings_dir, params.paths.raw_dir, bundle["aggregation"],
+                                bundle.get("image_size", 32))
     residuals = np.abs(val["score_norm"].to_numpy() - bundle["model"].predict(features))
     level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
     return float(np.quantile(residuals, level, method="higher"))
@@ -108,10 +117,27 @@ class PitchPredictor:
             vectors["portrait"] = image.encode(portraits) if portraits else np.zeros((0, image.dim), np.float32)
         return vectors
 
+    def _pitch_inputs(self, pitches: list[Pitch]):
+        """A pitch model's inputs: texts, their embedding when it reads one, metadata (absent = missing)."""
+        from anipop.pitch_models import PitchInputs
+
+        model = self.bundle["model"]
+        embedding = None
+        if getattr(model, "uses_embedding", False):
+            text, _ = self._encoders
+            embedding = text.encode([p.synopsis for p in pitches])
+        fields = [k for k in self.bundle["inputs"] if k in METADATA_FIELDS]
+        return PitchInputs(synopsis=[p.synopsis for p in pitches], embedding=embedding,
+                           metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields},
+                           year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float))
+
     def predict(self, pitches: list[Pitch]) -> pd.DataFrame:
         """Scores on the 1-10 scale with the conformal interval and the train-mean baseline beside them."""
-        rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle["inputs"], self.bundle["aggregation"])
-                          for p in pitches])
+        if self.bundle.get("input_type") == "pitch":
+            rows = self._pitch_inputs(pitches)
+        else:
+            rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle["inputs"],
+                                                    self.bundle["aggregation"]) for p in pitches])
         normalised = np.clip(self.bundle["model"].predict(rows), 0.0, 1.0)
         low, high = np.clip(normalised - self.half_width, 0, 1), np.clip(normalised + self.half_width, 0, 1)
         return pd.DataFrame({
@@ -187,7 +213,8 @@ def log_pitch_model(params: Params, bundle_path: str | Path | None = None, pip_r
     from mlflow.types import ColSpec, Schema
 
     bundle = joblib.load(bundle_path or Path(params.paths.models_dir) / "model.joblib")
-    if not set(bundle["inputs"]) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
+    pitch_model = bundle.get("input_type") == "pitch"  # synopsis + metadata (anipop.pitch_models)
+    if not pitch_model and not set(bundle["inputs"]) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
         raise ValueError(f"model {bundle['name']} is not embedding-based; only those can score raw pitches")
     coverage = params.registry.interval_coverage
     predictor = PitchPredictor(
@@ -200,7 +227,9 @@ def log_pitch_model(params: Params, bundle_path: str | Path | None = None, pip_r
     signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]))
     example = pd.DataFrame({"synopsis": ["A retired bounty hunter takes one last job aboard a failing starship, "
                                          "where an old rival waits with a debt she never meant to repay."],
-                            "characters": [json.dumps([{"name": "Kaede", "description": "a tired bounty hunter"}])]})
+                            "characters": [json.dumps([{"name": "Kaede", "description": "a tired bounty hunter"}])],
+                            **({"genres": ["Action, Sci-Fi"], "type": ["TV"], "source": ["Original"]}
+                               if pitch_model else {})})
     staging = Path(tempfile.mkdtemp(prefix="anipop-predictor-"))
     try:
         predictor.save(staging / "predictor")
@@ -232,7 +261,10 @@ def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
         by_anime.setdefault(int(row.anime_id), []).append(
             {"name": row.name, "description": row.description, **({"image": image} if image else {})})
     pitches = pd.DataFrame({"synopsis": test["synopsis"].astype(str),
-                            "characters": [json.dumps(by_anime.get(int(a), [])) for a in test["anime_id"]]})
+                            "characters": [json.dumps(by_anime.get(int(a), [])) for a in test["anime_id"]],
+                            # the pitch metadata a producer would give (absent in old tables: left out)
+                            **{f: test[f].fillna("").astype(str) for f in METADATA_FIELDS if f in test},
+                            "year": test["premiered"].astype("string").str[:4].fillna("").astype(str)})
     return pitches, test
 
 

@@ -20,6 +20,7 @@ from anipop.config import Params, PrepareParams, SplitRatios
 from anipop.data_card import render_data_card
 from anipop.franchise import franchise_groups, group_summary, hash_position
 from anipop.images import image_problem
+from anipop.metadata import parse_table as parse_metadata
 from anipop.schema import (
     PREPARED_ANIME,
     PREPARED_CHARACTERS,
@@ -140,6 +141,9 @@ def run_prepare(params: Params) -> dict:
         characters = characters.assign(description=characters["description"].map(
             lambda text: strip_credits(text) if isinstance(text, str) else text))
     anime = clean_anime(anime, rules, quarantine)
+    anime, metadata_problems = parse_metadata(anime)  # an unparseable field is missing; the anime stays
+    quarantine.extend(quarantine_record("prepare", "anime", p["anime_id"], "unparseable_metadata", p["reason"],
+                                        p["field"], p["value"]) for p in metadata_problems)
     characters = clean_characters(characters, set(anime["anime_id"]), raw_dir, rules, quarantine)
     if rules.drop_anime_without_main_character:
         if source_has_no_characters:

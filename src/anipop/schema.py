@@ -21,6 +21,7 @@ class Column:
     dtype: str  # a pandas dtype: nullable extension types so missing values survive parquet round trips
     nullable: bool = True
     doc: str = ""
+    optional: bool = False  # may be absent from a table written before it existed: read as all-missing
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,14 @@ class TableSchema:
         Raises SchemaError naming `origin` (a file path) and the column when a column is missing,
         a non-nullable column has nulls, or a value cannot be cast.
         """
-        missing = [c for c in self.column_names if c not in frame.columns]
+        missing = [c.name for c in self.columns if c.name not in frame.columns and not c.optional]
         if missing:
             raise SchemaError(f"{origin}: table '{self.name}' lacks column(s) {missing}")
         out = pd.DataFrame(index=frame.index)
         for col in self.columns:
             try:
-                out[col.name] = frame[col.name].astype(col.dtype)
+                values = frame[col.name] if col.name in frame.columns else pd.Series(pd.NA, index=frame.index)
+                out[col.name] = values.astype(col.dtype)
             except (TypeError, ValueError) as err:
                 raise SchemaError(
                     f"{origin}: table '{self.name}', column '{col.name}': cannot cast to {col.dtype}: {err}"
@@ -108,6 +110,9 @@ RAW_ANIME = TableSchema(
         Column("studios", "string", doc="comma-separated"),
         Column("rating", "string"),
         Column("image_url", "string"),
+        # pitch metadata added by issue 18: the raw strings, parsed by prepare (anipop.metadata)
+        Column("demographic", "string", doc="raw, e.g. 'Shounen' or NOT_EXIST", optional=True),
+        Column("producers", "string", doc="raw, e.g. \"['Aniplex', 'Dentsu']\"", optional=True),
     ),
 )
 
@@ -150,6 +155,9 @@ PREPARED_ANIME = TableSchema(
         Column("split", "string", nullable=False, doc="train, val or test"),
         Column("group_id", "int64", nullable=False, doc="franchise: the smallest anime_id of its group"),
         Column("premiered", "string", doc="ISO date (or year-month, or year) of the first broadcast"),
+        # pitch metadata (anipop.metadata): list fields joined by ', ', missing when not given or unparseable
+        *(Column(field, "string", doc="pitch metadata", optional=True)
+          for field in ("genres", "themes", "type", "source", "demographic", "studios", "producers", "rating")),
     ),
 )
 

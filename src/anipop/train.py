@@ -27,6 +27,7 @@ from anipop.features import (
     raw_kinds_available,
 )
 from anipop.finetune import FINETUNE, fit_finetune
+from anipop.metadata import PITCH_METADATA_KINDS
 from anipop.models import (
     BASELINES,
     BENCHMARK,
@@ -131,8 +132,10 @@ SYNOPSIS_ONLY = (*BASELINES, FINETUNE)  # models that read the synopsis alone, w
 
 
 def input_type_of(name: str) -> str:
-    """'raw' for the benchmark and the baselines, 'embeddings' for the rest."""
-    return "raw" if name in RAW_MODELS else "embeddings"
+    """'raw' for the benchmark and the baselines, 'pitch' for synopsis + metadata models, 'embeddings' else."""
+    from anipop.pitch_models import PITCH_INPUT, PITCH_MODELS
+
+    return "raw" if name in RAW_MODELS else PITCH_INPUT if name in PITCH_MODELS else "embeddings"
 
 
 def model_kinds(name: str, resolved: dict[str, list[str]]) -> list[str]:
@@ -190,6 +193,11 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
         return fit_finetune(data.inputs("train", "raw", kinds)["synopsis"], data.target["train"],
                             data.inputs("val", "raw", kinds)["synopsis"], data.target["val"], cfg.finetune,
                             data.params.embed.text.model, seed)
+    from anipop.pitch_models import PITCH_INPUT, PITCH_MODELS, PitchRegressor
+
+    if name in PITCH_MODELS:
+        model = PitchRegressor(name, kinds, cfg.pitch, seed)
+        return model.fit(data.inputs("train", PITCH_INPUT, kinds), data.target["train"]), {}
     features = data.inputs("train", "embeddings", kinds)
     details: dict = {"feature_dim": int(features.shape[1])}
     if name == "ridge":
@@ -211,9 +219,26 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
 
 def resolve_kinds(input_set: str, data: TrainingData) -> dict[str, list[str]]:
     """The kinds of an input set the data has, per input type (embeddings on disk, raw prepared tables)."""
+    from anipop.pitch_models import PITCH_INPUT, pitch_kinds_available
+
     wanted = input_set_kinds(input_set)
-    return {"embeddings": available_kinds(data.params.paths.embeddings_dir, wanted),
-            "raw": raw_kinds_available(data.characters, wanted)}
+    embedded = [k for k in wanted if k not in PITCH_METADATA_KINDS]  # metadata is never embedded
+    return {"embeddings": available_kinds(data.params.paths.embeddings_dir, embedded),
+            "raw": raw_kinds_available(data.characters, embedded),
+            PITCH_INPUT: pitch_kinds_available(data.anime, wanted, data.params.train.pitch.metadata_fields)}
+
+
+def reads_input_set(name: str, input_set: str) -> bool:
+    """Whether model `name` can read any kind of `input_set`: the pitch models read the synopsis and the metadata,
+    the others every kind but the metadata (a metadata-only set is theirs to skip silently, and vice versa)."""
+    from anipop.pitch_models import PITCH_MODELS, TEXT_KIND
+
+    kinds = set(input_set_kinds(input_set))
+    if name in BASELINES:
+        return True
+    if name in PITCH_MODELS:
+        return bool(kinds & {TEXT_KIND, *PITCH_METADATA_KINDS})
+    return bool(kinds - set(PITCH_METADATA_KINDS))
 
 
 def models_for(params: Params, input_set: str) -> list[str]:
@@ -245,6 +270,8 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     for input_set in input_sets:
         resolved = resolve_kinds(input_set, data)
         for name in models_for(params, input_set):
+            if not reads_input_set(name, input_set):
+                continue  # by design (ridge on studios alone), not for want of data: no row, no "skipped"
             kinds = model_kinds(name, resolved)
             if not kinds:
                 note = f"{name} on {input_set}: the data has none of {list(input_set_kinds(input_set))}; skipped"

@@ -115,7 +115,26 @@ def prepared_anime_suite(anime: pd.DataFrame, split_by: str = "franchise", credi
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
         gxe.ExpectColumnValuesToNotBeNull(column="group_id"),
         *extra,
+        *metadata_expectations(),
     ), frame, PREPARED_ANIME
+
+
+def metadata_expectations() -> list[gxe.Expectation]:
+    """Pitch metadata as prepare leaves it (anipop.metadata): parsed, never a raw list literal, an empty item
+    or one of MAL's "not given" markers (those are missing); one value in a single-valued field."""
+    from anipop.metadata import LIST_FIELDS, METADATA_FIELDS, SINGLE_FIELDS
+
+    markers = ["Unknown", "unknown", "N/A", "NOT_EXIST", "None found, add some", "None found", "add some", ""]
+    checks: list[gxe.Expectation] = []
+    for field in METADATA_FIELDS:
+        checks.append(gxe.ExpectColumnValuesToNotBeInSet(column=field, value_set=markers))
+        checks.append(gxe.ExpectColumnValuesToNotMatchRegex(column=field, regex=r"^\s*\[|\]\s*$|^\s*,|,\s*,|,\s*$"))
+    for field in LIST_FIELDS:
+        checks.append(gxe.ExpectColumnValuesToNotMatchRegex(
+            column=field, regex=r"(?i)(?:^|, )(?:unknown|n/a|not_exist|none found|add some)(?:,|$)"))
+    for field in SINGLE_FIELDS:
+        checks.append(gxe.ExpectColumnValuesToNotMatchRegex(column=field, regex=r"^\s|\s$"))
+    return checks
 
 
 def prepared_characters_suite(chars: pd.DataFrame, anime: pd.DataFrame, raw_dir: Path,

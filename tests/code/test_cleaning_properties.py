@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from anipop.config import PrepareParams, SplitRatios
-from anipop.prepare import MinMaxScaler, clean_anime, clean_characters
+from anipop.artifacts import MinMaxScaler
+from anipop.prepare import clean_anime, clean_characters
 from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS
 from anipop.sources.local import parse_rows
 from anipop.sources.parsing import (

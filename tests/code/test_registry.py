@@ -127,7 +127,7 @@ def test_a_scale_change_never_lets_a_worse_model_win_on_mse(registered, caplog):
     MSE, measured on the old scale, lost to it. Now the champion is re-scored on the candidate's data."""
     import logging
 
-    from anipop.prepare import MinMaxScaler
+    from anipop.artifacts import MinMaxScaler
 
     params, _ = registered
     params = params.model_copy(update={"registry": params.registry.model_copy(update={"promotion_metric": "mse"})})

@@ -488,8 +488,9 @@ def anime_row(item: dict) -> tuple[dict | None, dict | None]:
     aired = item.get("aired") or {}
     row["aired"] = clean_text(aired.get("string"))
     row["premiered"] = premiered(aired)
-    for column in ("genres", "themes", "studios"):
-        row[column] = ", ".join(n for n in (clean_text(e.get("name")) for e in item.get(column) or []) if n) or None
+    for column, key in (("genres", "genres"), ("themes", "themes"), ("studios", "studios"),
+                        ("demographic", "demographics"), ("producers", "producers")):
+        row[column] = ", ".join(n for n in (clean_text(e.get("name")) for e in item.get(key) or []) if n) or None
     row["image_url"] = image_url(item)
     return row, None
 

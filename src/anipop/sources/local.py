@@ -47,6 +47,8 @@ _FIELD_PARSERS = {
     "studios": ("studios", parse_name_list),
     "rating": ("rating", clean_text),
     "image_url": ("image_link", clean_text),
+    "demographic": ("demographic", clean_text),  # raw strings: prepare parses them (anipop.metadata), so a
+    "producers": ("producers", clean_text),      # malformed list loses that field, not the anime
 }
 # the CSV columns read: the id, then each parser's source column once
 _CSV_COLUMNS = ["mal_id", *dict.fromkeys(csv_column for csv_column, _ in _FIELD_PARSERS.values())]

@@ -1,0 +1,220 @@
+"""Pitch metadata: the facts a producer decides before the big money is spent, parsed and encoded once.
+
+Fields (each an input kind that params can switch off): genres, themes, type (the format: TV, Movie, OVA,
+ONA...), source (original, manga, light novel, game...), demographic, studios, producers, rating (the age rating
+the show is made for) and year (the planned first-air year; from `premiered` in the data). They are known when
+a show is pitched. Never used: episodes (a long-running show gets more episodes *because* it is popular),
+licensors (foreign distributors buy shows that already did well), members, favorites, rank, popularity (all
+counted after release).
+
+The same code parses the training table and a served pitch, and one encoder (min-count vocabulary learned on
+the train rows only) turns both into multi-hot columns. A value the vocabulary lacks (a new studio, a
+misspelt genre, a value seen fewer than `min_count` times in train) is encoded as the field's `<unknown>`
+column, an absent field as its `<missing>` column, so a synopsis-only pitch is still scored.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import html
+import json
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+LIST_FIELDS = ("genres", "themes", "demographic", "studios", "producers")  # several values per anime
+SINGLE_FIELDS = ("type", "source", "rating")                                 # one value per anime
+METADATA_FIELDS = ("genres", "themes", "type", "source", "demographic", "studios", "producers", "rating")
+YEAR_FIELD = "year"                               # numeric: the planned first-air year (data: `premiered`)
+PITCH_METADATA_KINDS = (*METADATA_FIELDS, YEAR_FIELD)  # every metadata input kind; none is ever embedded
+YEAR_RANGE = (1900, 2100)
+SEPARATOR = ", "  # how list fields are stored in the raw and prepared tables (ingest's parse_name_list)
+# MAL's "not given" markers; producers say "['None found', 'add some']", studios "None found, add some"
+MISSING_VALUES = frozenset({"", "n/a", "na", "nan", "none", "null", "unknown", "not_exist", "?", "-",
+                            "none found, add some", "none found", "add some"})
+UNKNOWN, MISSING = "<unknown>", "<missing>"
+MAX_VALUES_PER_FIELD = 50     # a pitch naming more genres or studios than this is not a pitch
+MAX_VALUE_CHARS = 200
+
+
+class MetadataError(ValueError):
+    """A metadata value that cannot be read; the message names the field and says why."""
+
+
+def _is_missing(item: object) -> bool:
+    if item is None:
+        return True
+    if isinstance(item, float) and np.isnan(item):
+        return True
+    return isinstance(item, str) and item.strip().lower() in MISSING_VALUES
+
+
+def parse_values(field: str, value: object) -> list[str]:
+    """One field's values as a clean list: "['Action', 'Drama']", 'Action, Drama', a list, or missing -> [].
+
+    "Unknown", "N/A" and empty items mean "not given". A single field (type, source) keeps at most one value.
+    Raises MetadataError (naming the field) for what is not text or a list of texts, or is absurdly long.
+    """
+    if field not in METADATA_FIELDS:
+        raise MetadataError(f"unknown metadata field {field!r}; expected one of {list(METADATA_FIELDS)}")
+    if _is_missing(value):
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except (json.JSONDecodeError, RecursionError):
+                try:
+                    parsed = ast.literal_eval(text)
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
+                    raise MetadataError(f"field {field!r}: malformed list {text[:40]!r}") from err
+            if not isinstance(parsed, list):
+                raise MetadataError(f"field {field!r}: not a list: {text[:40]!r}")
+            items = parsed
+        elif field in SINGLE_FIELDS:
+            items = [text]
+        else:
+            items = text.split(",")
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        items = list(value)
+    else:
+        raise MetadataError(f"field {field!r}: expected text or a list of texts, got {type(value).__name__}")
+    cleaned: list[str] = []
+    for item in items:
+        if _is_missing(item):
+            continue
+        if not isinstance(item, str):
+            raise MetadataError(f"field {field!r}: expected text items, got {type(item).__name__}")
+        text = " ".join(html.unescape(item).split())
+        if len(text) > MAX_VALUE_CHARS:
+            raise MetadataError(f"field {field!r}: a value of {len(text)} characters (limit {MAX_VALUE_CHARS})")
+        if text and text not in cleaned:
+            cleaned.append(text)
+    if len(cleaned) > MAX_VALUES_PER_FIELD:
+        raise MetadataError(f"field {field!r}: {len(cleaned)} values (limit {MAX_VALUES_PER_FIELD})")
+    if field in SINGLE_FIELDS and len(cleaned) > 1:
+        raise MetadataError(f"field {field!r}: one value expected, got {cleaned[:5]}")
+    return cleaned
+
+
+def parse_year(value: object) -> float | None:
+    """A pitch's planned first-air year: an integer in YEAR_RANGE (text or number); missing -> None."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, bool):
+        raise MetadataError(f"field {YEAR_FIELD!r}: expected a year, got {type(value).__name__}")
+    try:
+        year = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise MetadataError(f"field {YEAR_FIELD!r}: expected a year such as 2026, got {str(value)[:40]!r}") from None
+    if not year.is_integer() or not YEAR_RANGE[0] <= year <= YEAR_RANGE[1]:
+        raise MetadataError(f"field {YEAR_FIELD!r}: {str(value)[:40]!r} is not a year in {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
+    return year
+
+
+def table_years(frame: pd.DataFrame) -> np.ndarray:
+    """The first-air year of each row of a prepared table (from `premiered`), NaN where unknown."""
+    if "premiered" not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame["premiered"].astype("string").str[:4], errors="coerce").astype(float).to_numpy()
+
+
+def stored(values: list[str]) -> str | None:
+    """The table form of a parsed field: values joined by SEPARATOR, None when empty."""
+    return SEPARATOR.join(values) or None
+
+
+def parse_table(anime: pd.DataFrame, fields: Iterable[str] = METADATA_FIELDS) -> tuple[pd.DataFrame, list[dict]]:
+    """Normalise the metadata columns of an anime table; return (table, problems).
+
+    A value that cannot be parsed becomes missing for that anime (the anime keeps its synopsis and score) and is
+    reported as a problem {anime_id, field, value, reason}, which prepare quarantines with the reason.
+    """
+    out = anime.copy()
+    problems: list[dict] = []
+    for field in fields:
+        if field not in out.columns:
+            out[field] = None
+            continue
+        column = []
+        for anime_id, value in zip(out["anime_id"], out[field], strict=True):
+            try:
+                column.append(stored(parse_values(field, None if pd.isna(value) else value)))
+            except MetadataError as err:
+                problems.append({"anime_id": int(anime_id), "field": field, "value": str(value)[:200],
+                                 "reason": str(err)})
+                column.append(None)
+        out[field] = pd.Series(column, index=out.index, dtype="string")
+    return out, problems
+
+
+def table_values(frame: pd.DataFrame, field: str) -> list[list[str]]:
+    """Per row, the stored values of one field of a prepared table (missing column or cell -> [])."""
+    if field not in frame.columns:
+        return [[] for _ in range(len(frame))]
+    return [[] if pd.isna(v) or not str(v).strip() else
+            ([str(v).strip()] if field in SINGLE_FIELDS else [s.strip() for s in str(v).split(",") if s.strip()])
+            for v in frame[field]]
+
+
+def fields_with_values(frame: pd.DataFrame, wanted: Iterable[str]) -> list[str]:
+    """The wanted metadata fields that at least one row of `frame` has (a source may lack some)."""
+    present = [f for f in wanted if f in METADATA_FIELDS and f in frame.columns and frame[f].notna().any()]
+    if YEAR_FIELD in wanted and not np.isnan(table_years(frame)).all():
+        present.append(YEAR_FIELD)
+    return present
+
+
+class MetadataEncoder:
+    """Multi-hot columns per field with a vocabulary learned on train only (values seen >= min_count times).
+
+    Every field also gets `<unknown>` (a value outside the vocabulary) and `<missing>` (no value given).
+    """
+
+    def __init__(self, fields: Iterable[str], min_count: int = 5) -> None:
+        self.fields = [f for f in fields if f in METADATA_FIELDS]
+        self.min_count = int(min_count)
+        self.vocabulary: dict[str, list[str]] = {}
+
+    def fit(self, values: dict[str, list[list[str]]]) -> "MetadataEncoder":
+        for field in self.fields:
+            counts = Counter(v for row in values[field] for v in row)
+            self.vocabulary[field] = sorted(v for v, n in counts.items() if n >= self.min_count)
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"{field}={value}" for field in self.fields for value in [*self.vocabulary[field], UNKNOWN, MISSING]]
+
+    def transform(self, values: dict[str, list[list[str]]]):
+        """A CSR matrix (rows, len(columns)) of 0/1 floats."""
+        from scipy import sparse
+
+        rows, cols = [], []
+        offset = 0
+        n = None
+        for field in self.fields:
+            vocab = {v: i for i, v in enumerate(self.vocabulary[field])}
+            unknown, missing = len(vocab), len(vocab) + 1
+            field_rows = values[field]
+            n = len(field_rows) if n is None else n
+            for r, items in enumerate(field_rows):
+                hits = {vocab.get(v, unknown) for v in items} or {missing}
+                rows.extend([r] * len(hits))
+                cols.extend(offset + h for h in hits)
+            offset += len(vocab) + 2
+        n = n or 0
+        data = np.ones(len(rows), dtype=np.float32)
+        return sparse.csr_matrix((data, (rows, cols)), shape=(n, offset), dtype=np.float32)
+
+
+def unknown_field_message(names: list[str], allowed: Iterable[str]) -> str:
+    """"unknown field(s) ['genre'] (did you mean 'genres'?); a pitch has [...]": a misspelt pitch field's error."""
+    allowed = list(allowed)
+    hints = [f"{close[0]!r}" for name in names if (close := difflib.get_close_matches(str(name), allowed, n=1))]
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    return f"unknown field(s) {[str(n)[:40] for n in names]}{hint}; a pitch has {allowed}"

@@ -1,0 +1,265 @@
+"""Models over the whole pitch: synopsis (TF-IDF and its embedding) plus the pitch metadata.
+
+Three models, all fitted by the train step and refitted per fold by the backtest like every other model:
+- meta_ridge: one ridge over TF-IDF of the synopsis, the synopsis embedding and the multi-hot metadata (the
+  linear model the issue measured);
+- pitch_gbm: gradient boosting over the multi-hot metadata and out-of-fold text predictions (ridge on TF-IDF,
+  ridge on the embedding, computed on franchise-grouped inner folds so no row sees a prediction of itself)
+  plus the synopsis length: trees find the interactions a linear model cannot (studio x format);
+- pitch_stack: a blend of the two (weight train.pitch.blend_linear, chosen on grouped CV by `anipop tune`).
+
+Inputs are a PitchInputs (synopsis texts, their embeddings when the model reads them, parsed metadata), built
+by `pitch_inputs` for the dataset and by the predictor for a served pitch, so both go through one encoder.
+A kind the model was trained on that a pitch lacks is encoded as missing: a synopsis-only pitch is scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, MetadataEncoder, table_values, table_years
+
+PITCH_INPUT = "pitch"  # the input type of these models (beside "embeddings" and "raw")
+PITCH_MODELS = ("meta_ridge", "pitch_gbm", "pitch_stack")
+TEXT_KIND = "synopsis"
+
+
+@dataclass
+class PitchInputs:
+    """What a pitch model reads for n anime: texts, optional (n, d) embeddings, per-field value lists."""
+
+    synopsis: list[str]
+    embedding: np.ndarray | None = None
+    metadata: dict[str, list[list[str]]] = field(default_factory=dict)
+    groups: np.ndarray | None = None  # franchise ids (training rows only): the inner folds keep them whole
+    year: np.ndarray | None = None    # planned first-air year per row, NaN where not given
+
+    def __len__(self) -> int:
+        return len(self.synopsis)
+
+    def take(self, rows: np.ndarray) -> "PitchInputs":
+        return PitchInputs(synopsis=[self.synopsis[i] for i in rows],
+                           embedding=None if self.embedding is None else self.embedding[rows],
+                           metadata={f: [v[i] for i in rows] for f, v in self.metadata.items()},
+                           groups=None if self.groups is None else self.groups[rows],
+                           year=None if self.year is None else self.year[rows])
+
+    def values(self, field_name: str) -> list[list[str]]:
+        """A field's values; a field the pitch does not give is missing for every row."""
+        return self.metadata.get(field_name) or [[] for _ in range(len(self))]
+
+    def years(self) -> np.ndarray:
+        return np.full(len(self), np.nan) if self.year is None else np.asarray(self.year, dtype=float)
+
+
+def pitch_kinds_available(anime: pd.DataFrame, wanted, enabled_fields) -> list[str]:
+    """The wanted kinds a pitch model can read: the synopsis, and switched-on metadata fields the data has."""
+    from anipop.metadata import fields_with_values
+
+    kinds = [TEXT_KIND] if TEXT_KIND in wanted else []
+    return kinds + fields_with_values(anime, [k for k in wanted if k in enabled_fields])
+
+
+def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kinds: list[str]) -> PitchInputs:
+    """PitchInputs of `anime_ids` from the prepared table (and the synopsis embeddings, when on disk)."""
+    ids = np.asarray(anime_ids, dtype=np.int64)
+    table = anime.set_index("anime_id").reindex(ids)
+    embedding = None
+    if TEXT_KIND in kinds and (Path(embeddings_dir) / f"{TEXT_KIND}.npy").exists():
+        from anipop.features import build_features
+
+        embedding = build_features(embeddings_dir, ids, [TEXT_KIND])
+    synopsis = table["synopsis"].fillna("").astype(str).tolist() if TEXT_KIND in kinds else [""] * len(ids)
+    return PitchInputs(synopsis=synopsis, embedding=embedding,
+                       metadata={f: table_values(table, f) for f in kinds if f in METADATA_FIELDS},
+                       groups=table["group_id"].to_numpy() if "group_id" in table else None,
+                       year=table_years(table) if YEAR_FIELD in kinds else None)
+
+
+def _log_words(texts: list[str]) -> np.ndarray:
+    return np.log1p([len(str(t).split()) for t in texts]).reshape(-1, 1)
+
+
+def _inner_folds(groups: np.ndarray | None, n: int, folds: int, seed: int) -> np.ndarray:
+    """Fold of each training row: whole franchises per fold (a seeded permutation of the group ids)."""
+    keys = np.arange(n) if groups is None else np.asarray(groups)
+    unique = np.unique(keys)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fold_of_group = dict(zip(unique.tolist(), (order % folds).tolist(), strict=True))
+    return np.array([fold_of_group[k] for k in keys.tolist()])
+
+
+class _TextRidge:
+    """Ridge on the synopsis TF-IDF (unigrams, sublinear tf): the strongest plain text model on grouped CV."""
+
+    def __init__(self, max_features: int, alpha: float) -> None:
+        self.max_features, self.alpha = max_features, alpha
+
+    def fit(self, texts: list[str], y: np.ndarray) -> "_TextRidge":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import Ridge
+
+        self.vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=self.max_features)
+        self.ridge = Ridge(alpha=self.alpha).fit(self.vectorizer.fit_transform(texts), y)
+        return self
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        return self.ridge.predict(self.vectorizer.transform(texts))
+
+
+class _EmbeddingRidge:
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "_EmbeddingRidge":
+        from sklearn.linear_model import Ridge
+
+        self.ridge = Ridge(alpha=self.alpha).fit(x, y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.ridge.predict(np.asarray(x, dtype=np.float32))
+
+
+class PitchRegressor:
+    """One of PITCH_MODELS on the kinds it was given; .predict(PitchInputs) -> normalised scores in [0, 1]."""
+
+    def __init__(self, name: str, kinds: list[str], cfg, seed: int = 0) -> None:
+        if name not in PITCH_MODELS:
+            raise ValueError(f"unknown pitch model {name!r}; expected one of {PITCH_MODELS}")
+        self.name, self.kinds, self.cfg, self.seed = name, list(kinds), cfg, seed
+        self.fields = [k for k in self.kinds if k in METADATA_FIELDS]
+        self.uses_text = TEXT_KIND in self.kinds
+        self.uses_year = YEAR_FIELD in self.kinds
+        self.uses_embedding = False
+
+    # --- feature blocks -----------------------------------------------------------------------------------
+    def _metadata(self, inputs: PitchInputs):
+        return self.encoder.transform({f: inputs.values(f) for f in self.fields})
+
+    def _embedding(self, inputs: PitchInputs) -> np.ndarray:
+        if inputs.embedding is None:
+            raise ValueError(f"{self.name} was trained on the synopsis embedding, but the inputs carry none")
+        return (np.asarray(inputs.embedding, dtype=np.float32) - self.emb_mean) / self.emb_scale
+
+    def _year_linear(self, inputs: PitchInputs) -> np.ndarray:
+        """The year for a linear model: centred slope, 5-year bins learned on train, and a missing flag."""
+        years = inputs.years()
+        known = ~np.isnan(years)
+        slope = np.where(known, (years - self.year_centre) / 10.0, 0.0)
+        bins = np.stack([known & (years >= low) & (years < low + 5) for low in self.year_bins], axis=1)
+        return np.column_stack([slope, bins, ~known]).astype(np.float32)
+
+    def _linear_matrix(self, inputs: PitchInputs):
+        from scipy import sparse
+
+        blocks = []
+        if self.uses_year:
+            blocks.append(sparse.csr_matrix(self._year_linear(inputs)))
+        if self.fields:
+            blocks.append(self._metadata(inputs))
+        if self.uses_text:
+            blocks.append(self.text_vectorizer.transform(inputs.synopsis))
+        if self.uses_embedding:
+            blocks.append(sparse.csr_matrix(self._embedding(inputs) * self.embedding_weight))
+        return sparse.hstack(blocks).tocsr()
+
+    def _text_predictions(self, inputs: PitchInputs, models: tuple) -> list[np.ndarray]:
+        text_model, emb_model = models
+        columns = [text_model.predict(inputs.synopsis)]
+        if emb_model is not None:
+            columns.append(emb_model.predict(self._embedding(inputs)))
+        return columns
+
+    def _tree_matrix(self, inputs: PitchInputs, text_columns: list[np.ndarray] | None):
+        from scipy import sparse
+
+        blocks = []
+        if self.fields:
+            blocks.append(self._metadata(inputs))
+        if self.uses_year:  # NaN (not given) is LightGBM's missing value
+            blocks.append(sparse.csr_matrix(inputs.years().reshape(-1, 1)))
+        if self.uses_text:
+            blocks += [sparse.csr_matrix(c.reshape(-1, 1)) for c in text_columns]
+            blocks.append(sparse.csr_matrix(_log_words(inputs.synopsis)))
+        return sparse.hstack(blocks).tocsr().astype(np.float32)
+
+    # --- fitting ------------------------------------------------------------------------------------------
+    def fit(self, inputs: PitchInputs, target: np.ndarray) -> "PitchRegressor":
+        cfg, y = self.cfg, np.asarray(target, dtype=np.float64)
+        if self.fields:
+            self.encoder = MetadataEncoder(self.fields, cfg.min_count).fit(
+                {f: inputs.values(f) for f in self.fields})
+        self.uses_embedding = self.uses_text and inputs.embedding is not None
+        if self.uses_year:
+            years = inputs.years()
+            known = years[~np.isnan(years)]
+            self.year_centre = float(np.median(known)) if len(known) else 2000.0
+            self.year_bins = list(range(int(known.min()) // 5 * 5, int(known.max()) + 1, 5)) if len(known) else []
+        if self.uses_embedding:
+            emb = np.asarray(inputs.embedding, dtype=np.float32)
+            self.emb_mean, self.emb_scale = emb.mean(axis=0), np.where(emb.std(axis=0) < 1e-6, 1.0, emb.std(axis=0))
+            self.embedding_weight = 0.05  # z-scored 384-d block beside unit-norm TF-IDF rows: keep it a nudge
+        if self.name in ("meta_ridge", "pitch_stack"):
+            self._fit_linear(inputs, y)
+        if self.name in ("pitch_gbm", "pitch_stack"):
+            self._fit_trees(inputs, y)
+        return self
+
+    def _fit_linear(self, inputs: PitchInputs, y: np.ndarray) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import Ridge
+
+        if self.uses_text:
+            self.text_vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=self.cfg.tfidf_max_features)
+            self.text_vectorizer.fit(inputs.synopsis)
+        self.linear = Ridge(alpha=self.cfg.linear_alpha).fit(self._linear_matrix(inputs), y)
+
+    def _fit_text_models(self, inputs: PitchInputs, y: np.ndarray) -> tuple:
+        text = _TextRidge(self.cfg.tfidf_max_features, self.cfg.text_alpha).fit(inputs.synopsis, y)
+        emb = _EmbeddingRidge(self.cfg.embedding_alpha).fit(self._embedding(inputs), y) \
+            if self.uses_embedding else None
+        return text, emb
+
+    def _fit_trees(self, inputs: PitchInputs, y: np.ndarray) -> None:
+        from lightgbm import LGBMRegressor
+
+        cfg = self.cfg
+        oof = None
+        if self.uses_text:  # out-of-fold text predictions for the trees, full-data text models for prediction
+            folds = _inner_folds(inputs.groups, len(inputs), cfg.stack_folds, self.seed)
+            oof = [np.zeros(len(inputs)) for _ in range(1 + int(self.uses_embedding))]
+            for k in range(cfg.stack_folds):
+                fit_rows, held = np.where(folds != k)[0], np.where(folds == k)[0]
+                if len(held) == 0 or len(fit_rows) == 0:
+                    continue
+                models = self._fit_text_models(inputs.take(fit_rows), y[fit_rows])
+                for column, values in zip(oof, self._text_predictions(inputs.take(held), models), strict=True):
+                    column[held] = values
+            self.text_models = self._fit_text_models(inputs, y)
+        # LightGBM: bundles the sparse one-hot columns (exclusive feature bundling), 10x faster than dense
+        # histogram boosting here; one thread, so a fit is repeatable bit for bit
+        self.trees = LGBMRegressor(
+            learning_rate=cfg.gbm_learning_rate, n_estimators=cfg.gbm_n_estimators, num_leaves=cfg.gbm_num_leaves,
+            min_child_samples=cfg.gbm_min_child_samples, reg_lambda=cfg.gbm_l2, colsample_bytree=cfg.gbm_colsample,
+            subsample=0.8, subsample_freq=1, random_state=self.seed, n_jobs=1, verbose=-1)
+        self.trees.fit(self._tree_matrix(inputs, oof), y)
+
+    # --- prediction ---------------------------------------------------------------------------------------
+    def predict(self, inputs: PitchInputs) -> np.ndarray:
+        parts = []
+        if self.name in ("meta_ridge", "pitch_stack"):
+            parts.append(self.linear.predict(self._linear_matrix(inputs)))
+        if self.name in ("pitch_gbm", "pitch_stack"):
+            text = self._text_predictions(inputs, self.text_models) if self.uses_text else None
+            parts.append(self.trees.predict(self._tree_matrix(inputs, text)))
+        if self.name == "pitch_stack":
+            w = self.cfg.blend_linear
+            scores = w * parts[0] + (1 - w) * parts[1]
+        else:
+            scores = parts[0]
+        return np.clip(scores, 0.0, 1.0)
