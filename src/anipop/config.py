@@ -79,6 +79,7 @@ class JikanParams(_Strict):
 class IngestParams(_Strict):
     source: Literal["local", "jikan"] = "local"
     local_path: Path
+    characters_dir: Path | None = None  # local source: characters.csv.gz + portraits/; None = anime only
     limit: int | None = Field(default=None, ge=1)
     jikan: JikanParams = JikanParams()
 
@@ -211,6 +212,7 @@ class TrainParams(_Strict):
     inputs: InputSet = "all_inputs"
     ablations: tuple[InputSet, ...] = ()
     aggregation: Literal["mean", "max"] = "mean"
+    modality_dropout: float = Field(default=0.0, ge=0, lt=1)  # network: chance a character modality is hidden
     ridge_alpha: float = Field(default=10.0, gt=0)
     network: NetworkParams = NetworkParams()
     benchmark: BenchmarkParams = BenchmarkParams()
@@ -241,6 +243,12 @@ class EvaluateParams(_Strict):
         if self.cv_folds == 1:
             raise ValueError("cv_folds must be 0 (off) or at least 2")
         return self
+
+
+class MultimodalParams(_Strict):
+    """The multimodal ablation (anipop.multimodal_ablation): which embedding models it refits per fold."""
+
+    models: tuple[Literal["dnn_full", "dnn_reduced", "ridge"], ...] = ("ridge", "dnn_reduced")
 
 
 class MlflowParams(_Strict):
@@ -308,6 +316,7 @@ class Params(_Strict):
     embed: EmbedParams
     train: TrainParams
     evaluate: EvaluateParams
+    multimodal: MultimodalParams = MultimodalParams()
     mlflow: MlflowParams
     registry: RegistryParams = RegistryParams()
     serving: ServingParams = ServingParams()

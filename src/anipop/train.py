@@ -26,6 +26,7 @@ from anipop.features import (
     model_inputs,
     raw_kinds_available,
 )
+from anipop.modality import kind_dims, maskable_slices, modality_dropout
 from anipop.models import (
     BASELINES,
     BENCHMARK,
@@ -65,11 +66,14 @@ def configure_torch(seed: int, threads: int) -> None:
 
 
 def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                shape: NetworkShape, cfg: NetworkParams, seed: int):
+                shape: NetworkShape, cfg: NetworkParams, seed: int, maskable: list[slice] | None = None,
+                modality_dropout_rate: float = 0.0):
     """MSE + AdamW + cosine-annealed learning rate; early stopping on validation loss, best weights kept.
 
     Returns (NetworkRegressor, history) where history holds per-epoch mean train loss and validation loss.
     Without validation rows the train loss is monitored instead (logged), so the step still runs.
+    `maskable` column slices (character modalities) are hidden per row with `modality_dropout_rate` in each
+    training batch (anipop.modality), so the network learns to score pitches without characters too.
     """
     import torch
 
@@ -92,6 +96,8 @@ def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.max_epochs)
     loss_fn = torch.nn.MSELoss()
     shuffler = torch.Generator().manual_seed(seed)
+    hider = torch.Generator().manual_seed(seed + 1)  # its own stream: the rate does not change the batch order
+    missing_row = torch.from_numpy(((np.zeros(train_x.shape[1]) - mean) / scale).astype(np.float32))
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
     best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
     for epoch in range(1, cfg.max_epochs + 1):
@@ -101,7 +107,8 @@ def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
             optimiser.zero_grad()
-            loss = loss_fn(network(xs[batch]), ys[batch])
+            inputs = modality_dropout(xs[batch], missing_row, maskable or [], modality_dropout_rate, hider)
+            loss = loss_fn(network(inputs), ys[batch])
             loss.backward()
             optimiser.step()
             total += loss.detach().item() * len(batch)
@@ -189,8 +196,9 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
         return RidgeRegressor(cfg.ridge_alpha, seed).fit(features, data.target["train"]), details
     if name in NETWORK_MODELS:
         shape = cfg.network.full if name == "dnn_full" else cfg.network.reduced
+        maskable = maskable_slices(kinds, kind_dims(data.params.paths.embeddings_dir, kinds))
         model, history = fit_network(features, data.target["train"], data.inputs("val", "embeddings", kinds),
-                                     data.target["val"], shape, cfg.network, seed)
+                                     data.target["val"], shape, cfg.network, seed, maskable, cfg.modality_dropout)
         return model, {**details, "history": history}
     raise ValueError(f"train: unknown model {name!r}")
 
