@@ -70,7 +70,7 @@ def _characters_section(params: Params, summary: dict | None) -> list[str]:
         f"- Kept after cleaning: {s['kept_rows']} rows, {s['kept_distinct']} distinct characters ({s['recurring']} "
         f"recur across anime: sequels share their leads, so splits and CV folds group franchises); "
         f"{s['anime_with_characters']} of {s['anime']} kept anime have characters. Anime without characters are "
-        f"kept (prepare.drop_anime_without_main_character: {params.prepare.drop_anime_without_main_character}): "
+        f"kept (prepare.drop_anime_without_main_character: {str(params.prepare.drop_anime_without_main_character).lower()}): "
         f"the joint model masks the missing modality.",
         f"- Quarantined character rows (stage:rule -> rows): {quarantined}.",
         f"- Bias: the anime with characters are popular shows: mean score {s['score_with_characters']['mean']} "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from anipop.embed import load_embeddings, save_embeddings
@@ -102,3 +103,40 @@ def test_ablation_without_any_characters_says_it_is_skipped(tmp_path):
     details = run_multimodal_ablation(params)
     assert "skipped" in details and "skipped" in (Path(params.paths.reports_dir) / "multimodal.md").read_text()
     assert pd.read_json(Path(params.paths.reports_dir) / "multimodal.json", typ="series")["skipped"] == 1
+
+
+def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters(tmp_path):
+    from anipop.models import RidgeRegressor
+    from anipop.pitch import Character, Pitch, PitchLimits
+    from anipop.predict import (
+        PitchPredictor,
+        conformal_half_width,
+        conformal_half_width_with_characters,
+    )
+    from anipop.prepare import MinMaxScaler
+
+    params = toy_params(tmp_path)
+    anime = write_toy_dataset(params, count=200)
+    ids = anime["anime_id"].to_numpy()
+    keep_characters_of(params, set(ids[(np.arange(200) % 20) < 10]))  # half the anime; val: 10 with, 10 without
+    train = anime[anime["split"] == "train"]
+    model = RidgeRegressor(0.1).fit(build_features(params.paths.embeddings_dir, train["anime_id"], ALL),
+                                    train["score_norm"].to_numpy())
+    bundle = {"inputs": ALL, "aggregation": "mean", "model": model, "train_mean": 0.5, "name": "ridge"}
+    overall = conformal_half_width(params, bundle, 0.9)
+    with_chars = conformal_half_width_with_characters(params, bundle, 0.9)
+    val = anime[(anime["split"] == "val") & ((np.arange(200) % 20) < 10)]
+    residuals = np.abs(val["score_norm"].to_numpy()
+                       - model.predict(build_features(params.paths.embeddings_dir, val["anime_id"], ALL)))
+    assert len(val) == 10 and with_chars == pytest.approx(residuals.max())  # 10 rows at 90 %: the largest
+    assert conformal_half_width_with_characters(params, {**bundle, "inputs": ["synopsis"]}, 0.9) is None
+    predictor = PitchPredictor(bundle=bundle, text=params.embed.text, image=params.embed.image,
+                               scaler=MinMaxScaler(1.0, 10.0), half_width=overall, coverage=0.9,
+                               limits=PitchLimits(), half_width_with_characters=with_chars)
+    predictor.save(tmp_path / "predictor")
+    loaded = PitchPredictor.from_dir(tmp_path / "predictor")
+    hero = Character(name="A", description="brave")
+    assert loaded.interval_half_width(Pitch("story", [hero])) == with_chars
+    assert loaded.interval_half_width(Pitch("story", [])) == overall
+    keep_characters_of(params, set(ids[(np.arange(200) % 20) == 0]))  # no val anime with characters left
+    assert conformal_half_width_with_characters(params, bundle, 0.9) is None
