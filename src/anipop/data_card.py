@@ -24,7 +24,8 @@ artefacts: source credits such as "(Source: ANN)" are stripped from every text, 
 """
 
 
-_CHARACTER_TERMS = """Sources of the shared sample (public GitHub snapshots): LyeZinho/char-lib (AniList main characters and
+_CHARACTER_TERMS = """\
+Sources of the shared sample (public GitHub snapshots): LyeZinho/char-lib (AniList main characters and
 descriptions; code MIT, AniList data terms: non-commercial use), npm @kawaiioverflow/arm (MIT, AniList to MAL
 ids), KevinMorrison-629/HakaribotImages (MAL portraits, no licence stated), WaifuRain/sylok_the_defiled (MAL
 "about" texts, no licence stated). Portraits and descriptions belong to their rights holders: use them to build
@@ -58,7 +59,7 @@ def characters_summary(raw: pd.DataFrame, kept: pd.DataFrame, anime: pd.DataFram
 def _characters_section(params: Params, summary: dict | None) -> list[str]:
     if not summary or not summary["ingested_rows"]:
         return []
-    s = summary
+    s, rule = summary, params.prepare.drop_anime_without_main_character
     folder = params.ingest.characters_dir if params.ingest.source == "local" else "the Jikan API"
     quarantined = ", ".join(f"`{rule}` {n}" for rule, n in s["quarantined_by_rule"].items()) or "none"
     return [
@@ -70,7 +71,7 @@ def _characters_section(params: Params, summary: dict | None) -> list[str]:
         f"- Kept after cleaning: {s['kept_rows']} rows, {s['kept_distinct']} distinct characters ({s['recurring']} "
         f"recur across anime: sequels share their leads, so splits and CV folds group franchises); "
         f"{s['anime_with_characters']} of {s['anime']} kept anime have characters. Anime without characters are "
-        f"kept (prepare.drop_anime_without_main_character: {str(params.prepare.drop_anime_without_main_character).lower()}): "
+        f"kept (prepare.drop_anime_without_main_character: {str(rule).lower()}): "
         f"the joint model masks the missing modality.",
         f"- Quarantined character rows (stage:rule -> rows): {quarantined}.",
         f"- Bias: the anime with characters are popular shows: mean score {s['score_with_characters']['mean']} "

@@ -82,19 +82,19 @@ def test_ablation_reports_variants_paired_differences_and_the_no_character_compa
     with_chars = metrics["with"]
     for model in ("ridge", "dnn_reduced"):
         for variant in ("synopsis", "+descriptions", "+portraits", "all_inputs"):
-            assert f"{model} | {variant}" in with_chars
-        assert f"{model} | all_inputs" in metrics["without"] and f"{model} | synopsis" in metrics["without"]
+            assert f"{model}: {variant}" in with_chars
+        assert f"{model}: all_inputs" in metrics["without"] and f"{model}: synopsis" in metrics["without"]
     assert {"train_mean", "length_only"} <= set(with_chars)
     # the toy's synopsis, descriptions and portraits all follow quality: ridge on them ranks well
-    assert with_chars["ridge | all_inputs"]["spearman"] > 0.8
+    assert with_chars["ridge: all_inputs"]["spearman"] > 0.8
     pairs = details["paired_with_characters"]
-    portraits = next(p for p in pairs if p["a"] == "ridge | +portraits" and p["metric"] == "spearman")
-    assert portraits["b"] == "ridge | synopsis" and portraits["folds"] == 3
+    portraits = next(p for p in pairs if p["a"] == "ridge: +portraits" and p["metric"] == "spearman")
+    assert portraits["b"] == "ridge: synopsis" and portraits["folds"] == 3
     assert portraits["low"] <= portraits["mean"] <= portraits["high"]
     assert portraits["verdict"] in {"better", "worse", "cannot tell"}
     assert sum(s["with_characters"] for s in details["fold_sizes"]) == details["pool"]["with_characters"]
     text = (reports / "multimodal.md").read_text()
-    assert "ridge | +portraits - ridge | synopsis" in text and "Anime without characters" in text
+    assert "ridge: +portraits - ridge: synopsis" in text and "Anime without characters" in text
 
 
 def test_ablation_without_any_characters_says_it_is_skipped(tmp_path):
