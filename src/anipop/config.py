@@ -213,6 +213,7 @@ class TrainParams(_Strict):
     ablations: tuple[InputSet, ...] = ()
     aggregation: Literal["mean", "max"] = "mean"
     modality_dropout: float = Field(default=0.0, ge=0, lt=1)  # network: chance a character modality is hidden
+    character_presence: Literal["learn", "neutral"] = "learn"  # neutral: presence alone never moves a score
     ridge_alpha: float = Field(default=10.0, gt=0)
     network: NetworkParams = NetworkParams()
     benchmark: BenchmarkParams = BenchmarkParams()

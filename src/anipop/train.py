@@ -26,7 +26,13 @@ from anipop.features import (
     model_inputs,
     raw_kinds_available,
 )
-from anipop.modality import kind_dims, maskable_slices, modality_dropout
+from anipop.modality import (
+    PresenceNeutral,
+    PresenceNeutralModel,
+    kind_dims,
+    maskable_slices,
+    modality_dropout,
+)
 from anipop.models import (
     BASELINES,
     BENCHMARK,
@@ -192,14 +198,20 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
         return model.fit(data.inputs("train", "raw", kinds), data.target["train"]), {}
     features = data.inputs("train", "embeddings", kinds)
     details: dict = {"feature_dim": int(features.shape[1])}
+    maskable = maskable_slices(kinds, kind_dims(data.params.paths.embeddings_dir, kinds))
+    neutral = PresenceNeutral(maskable).fit(features) if cfg.character_presence == "neutral" and maskable else None
+    if neutral is not None:  # the presence of characters must not move a score (anipop.modality)
+        features = neutral.transform(features)
     if name == "ridge":
-        return RidgeRegressor(cfg.ridge_alpha, seed).fit(features, data.target["train"]), details
+        model = RidgeRegressor(cfg.ridge_alpha, seed).fit(features, data.target["train"])
+        return (model if neutral is None else PresenceNeutralModel(model, neutral)), details
     if name in NETWORK_MODELS:
         shape = cfg.network.full if name == "dnn_full" else cfg.network.reduced
-        maskable = maskable_slices(kinds, kind_dims(data.params.paths.embeddings_dir, kinds))
-        model, history = fit_network(features, data.target["train"], data.inputs("val", "embeddings", kinds),
+        val_x = data.inputs("val", "embeddings", kinds)
+        model, history = fit_network(features, data.target["train"],
+                                     val_x if neutral is None else neutral.transform(val_x),
                                      data.target["val"], shape, cfg.network, seed, maskable, cfg.modality_dropout)
-        return model, {**details, "history": history}
+        return (model if neutral is None else PresenceNeutralModel(model, neutral)), {**details, "history": history}
     raise ValueError(f"train: unknown model {name!r}")
 
 

@@ -140,3 +140,31 @@ def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters
     assert loaded.interval_half_width(Pitch("story", [])) == overall
     keep_characters_of(params, set(ids[(np.arange(200) % 20) == 0]))  # no val anime with characters left
     assert conformal_half_width_with_characters(params, bundle, 0.9) is None
+
+
+def test_presence_neutral_characters_cannot_move_a_score_by_being_there():
+    """Characters present only on high-scoring rows, their content pure noise: a model reading presence learns
+    a bonus for any pitch with characters; the presence-neutral one cannot."""
+    from anipop.models import RidgeRegressor
+    from anipop.modality import PresenceNeutral, PresenceNeutralModel
+
+    rng = np.random.default_rng(0)
+    n, dims = 600, {"synopsis": 4, "character_description": 3}
+    cuts = maskable_slices(["synopsis", "character_description"], dims)
+    synopsis = rng.normal(0, 1, (n, 4))
+    has = rng.random(n) < 0.2
+    block = np.where(has[:, None], rng.normal(1.0, 1, (n, 3)), 0.0)  # noise around a non-zero mean
+    features = np.column_stack([synopsis, block, has.astype(float)]).astype(np.float32)
+    target = 0.4 + 0.05 * synopsis[:, 0] + 0.3 * has  # the "popular shows have characters" bias
+    learned = RidgeRegressor(1.0).fit(features, target)
+    neutral = PresenceNeutral(cuts).fit(features)
+    transformed = neutral.transform(features)
+    assert not transformed[:, cuts[0].stop - 1].any()                           # presence zeroed
+    np.testing.assert_allclose(transformed[has, 4:7].mean(axis=0), 0, atol=1e-5)  # centred where present
+    assert not transformed[~has, 4:7].any()                                      # absent stays zero
+    centred = PresenceNeutralModel(RidgeRegressor(1.0).fit(transformed, target), neutral)
+    pitch = np.zeros((2, 8), dtype=np.float32)
+    pitch[0, 4:7], pitch[0, 7] = neutral.means[0], 1.0                           # an average character
+    learned_bonus = np.diff(learned.predict(pitch))[0]
+    neutral_bonus = np.diff(centred.predict(pitch))[0]
+    assert abs(learned_bonus) > 0.2 and abs(neutral_bonus) < 1e-6
