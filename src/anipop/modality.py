@@ -107,3 +107,9 @@ class PresenceNeutralModel:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.model.predict(self.neutral.transform(features))
+
+    def __getattr__(self, name: str):
+        """Everything else (a network's weights, its input width) is the wrapped model's."""
+        if name in ("model", "neutral") or name.startswith("__"):  # not set yet while unpickling
+            raise AttributeError(name)
+        return getattr(self.model, name)
