@@ -12,6 +12,8 @@ from anipop.config import Params, load_params
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO_ROOT / "params.yaml"
 REAL_DATA = (REPO_ROOT / "params.yaml").parent / load_params(PARAMS_FILE).ingest.local_path
+# the real main-characters sample (characters.csv.gz + portraits/); tests opt in to it: params_in leaves it out
+CHARACTERS_SAMPLE = REPO_ROOT / (load_params(PARAMS_FILE).ingest.characters_dir or "missing-characters-sample")
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
@@ -24,6 +26,9 @@ def params_in(tmp_path: Path, **sections: dict) -> Params:
     `sections` maps a top-level key to a dict of field updates, e.g. train={"ridge_alpha": 1.0}.
     """
     base = load_params(PARAMS_FILE)
+    # anime only unless a test names a characters folder (ingest={"characters_dir": ...}): the fixtures' ids
+    # 1..N are real MAL ids, which would otherwise pull in the real sample's characters
+    base = base.model_copy(update={"ingest": base.ingest.model_copy(update={"characters_dir": None})})
     paths = {name: tmp_path / Path(value) for name, value in base.paths.model_dump().items()}
     updates: dict[str, object] = {"paths": base.paths.model_copy(update=paths)}
     for key, fields in sections.items():

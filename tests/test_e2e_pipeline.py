@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REAL_DATA, REPO_ROOT
+from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,8 @@ def pipeline_repo(tmp_path_factory) -> Path:
     shutil.copy(REPO_ROOT / "dvc.yaml", repo)
     shutil.copytree(REPO_ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=400)
+    params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=400,
+                            characters_dir=str(CHARACTERS_SAMPLE.resolve()))
     params["evaluate"]["bootstrap_samples"] = 100
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], repo)

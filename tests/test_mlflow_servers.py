@@ -16,6 +16,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from conftest import CHARACTERS_SAMPLE
 from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
 from fixtures_servers import free_port, start, stop, wait_until_up
 
@@ -42,15 +43,17 @@ def registered_on_server(tracking_server):
     uri, tmp = tracking_server
     os.environ["MLFLOW_TRACKING_URI"] = uri  # what a team sets; params.yaml stays untouched
     try:
-        params = pipeline_params(tmp / "work", tracking_uri="sqlite:///unused.db")
+        # with the real characters sample when present: the champion then reads portraits (issue 13)
+        sample = CHARACTERS_SAMPLE if (CHARACTERS_SAMPLE / "characters.csv.gz").exists() else None
+        params = pipeline_params(tmp / "work", tracking_uri="sqlite:///unused.db", characters_dir=sample)
         result = run_pipeline(params)
     finally:
         del os.environ["MLFLOW_TRACKING_URI"]
-    return uri, result
+    return uri, result, params
 
 
 def test_train_and_register_against_a_tracking_server(registered_on_server):
-    uri, result = registered_on_server
+    uri, result, _ = registered_on_server
     assert result["promoted"]
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version_by_alias("anipop", "champion")
@@ -67,7 +70,7 @@ def served(registered_on_server, tmp_path_factory):
     """`mlflow models serve` of the champion on 127.0.0.1, as the README starts it."""
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
         pytest.skip("the MLflow serving extra (uvicorn, fastapi) is not installed")
-    uri, _ = registered_on_server
+    uri, _, _ = registered_on_server
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
@@ -93,6 +96,50 @@ def test_models_serve_answers_a_pitch_and_rejects_bad_input(served):
     bad = httpx.post(url, timeout=60, json={"dataframe_records": [{"synopsis": "   "}]})
     assert bad.status_code == 400
     assert "field 'synopsis': empty" in bad.json()["message"]
+
+
+def test_served_champion_scores_pitches_with_a_real_base64_portrait_and_without(served, registered_on_server):
+    """The joint model: one champion for a synopsis alone and for a synopsis with a character and portrait."""
+    import base64
+
+    if not (CHARACTERS_SAMPLE / "portraits" / "1.jpg").exists():
+        pytest.skip("the real characters sample is not here")
+    uri, _, params = registered_on_server
+    import joblib
+
+    assert "portrait" in joblib.load(params.paths.models_dir / "model.joblib")["inputs"]  # the registered primary
+    url, _ = served
+    portrait = base64.b64encode((CHARACTERS_SAMPLE / "portraits" / "1.jpg").read_bytes()).decode()  # Spike Spiegel
+    spike = {"name": "Spike Spiegel", "description": "A lazy, laid-back bounty hunter with a deadly past.",
+             "image": portrait}
+    answer = httpx.post(url, timeout=60, json={"dataframe_records": [
+        {"synopsis": PITCH, "characters": json.dumps([spike])}, {"synopsis": PITCH, "characters": "[]"}]})
+    assert answer.status_code == 200, answer.text
+    with_portrait, synopsis_only = answer.json()["predictions"]
+    for prediction in (with_portrait, synopsis_only):
+        assert 1 <= prediction["score_low"] <= prediction["score"] <= prediction["score_high"] <= 10
+    assert with_portrait["score"] != synopsis_only["score"]  # the character branch is read, not ignored
+
+
+def test_cli_predict_with_a_real_portrait_file(registered_on_server, tmp_path):
+    """`anipop predict --character NAME::DESCRIPTION::IMAGE` with a portrait of the sample (PNG named .jpg)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from anipop.cli import app
+
+    portrait = CHARACTERS_SAMPLE / "portraits" / "171858.jpg"
+    if not portrait.exists():
+        pytest.skip("the real characters sample is not here")
+    uri, _, params = registered_on_server
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    result = CliRunner().invoke(app, [
+        "predict", "--params", str(params_file), "--model-uri", "models:/anipop@champion", "--synopsis", PITCH,
+        "--character", f"Kou Minamoto::A kind exorcist who guards the school's mysteries::{portrait}"],
+        env={"MLFLOW_TRACKING_URI": uri})
+    assert result.exit_code == 0, result.output
+    assert "score_low" in result.output and "models:/anipop@champion" in result.output
 
 
 def _png(width: int, height: int) -> str:

@@ -138,6 +138,14 @@ def tune(params: Path = ParamsOption,
 
 
 @app.command()
+def multimodal(params: Path = ParamsOption) -> None:
+    """The multimodal ablation on the anime with characters: synopsis vs +descriptions/+portraits/all, grouped CV."""
+    from anipop.multimodal_ablation import run_multimodal_ablation
+
+    _run(run_multimodal_ablation, _params(params))
+
+
+@app.command()
 def evaluate(params: Path = ParamsOption) -> None:
     """Test-split metrics next to the train-mean baseline; logs the run to MLflow."""
     from anipop.evaluate import run_evaluate

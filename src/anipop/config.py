@@ -79,6 +79,7 @@ class JikanParams(_Strict):
 class IngestParams(_Strict):
     source: Literal["local", "jikan"] = "local"
     local_path: Path
+    characters_dir: Path | None = None  # local source: characters.csv.gz + portraits/; None = anime only
     limit: int | None = Field(default=None, ge=1)
     jikan: JikanParams = JikanParams()
 
@@ -275,6 +276,8 @@ class TrainParams(_Strict):
     inputs: InputSet = "all_inputs"
     ablations: tuple[InputSet, ...] = ()
     aggregation: Literal["mean", "max"] = "mean"
+    modality_dropout: float = Field(default=0.0, ge=0, lt=1)  # network: chance a character modality is hidden
+    character_presence: Literal["learn", "neutral"] = "learn"  # neutral: presence alone never moves a score
     ridge_alpha: float = Field(default=10.0, gt=0)
     network: NetworkParams = NetworkParams()
     benchmark: BenchmarkParams = BenchmarkParams()
@@ -308,6 +311,12 @@ class EvaluateParams(_Strict):
         if self.cv_folds == 1:
             raise ValueError("cv_folds must be 0 (off) or at least 2")
         return self
+
+
+class MultimodalParams(_Strict):
+    """The multimodal ablation (anipop.multimodal_ablation): which embedding models it refits per fold."""
+
+    models: tuple[Literal["mlp_wide", "mlp_small", "ridge"], ...] = ("ridge", "mlp_small")
 
 
 class MlflowParams(_Strict):
@@ -403,6 +412,7 @@ class Params(_Strict):
     embed: EmbedParams
     train: TrainParams
     evaluate: EvaluateParams
+    multimodal: MultimodalParams = MultimodalParams()
     mlflow: MlflowParams
     registry: RegistryParams = RegistryParams()
     serving: ServingParams = ServingParams()

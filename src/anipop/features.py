@@ -75,15 +75,22 @@ def _per_anime(kind: str, owners: np.ndarray, matrix: np.ndarray, anime_ids: np.
 
 def assemble(per_kind: dict[str, tuple[np.ndarray, np.ndarray]], anime_ids, kinds: list[str],
              aggregation: str = "mean") -> np.ndarray:
-    """Concatenate the kinds' per-anime blocks in `kinds` order; per_kind maps kind -> (owner ids, rows)."""
+    """Concatenate the kinds' per-anime blocks in `kinds` order; per_kind maps kind -> (owner ids, rows).
+
+    Each character kind's block is followed by one presence column (1: the anime has that modality, 0: it is
+    masked, its block all zeros), so one model scores pitches with and without characters and can tell a
+    missing modality from a zero vector (anipop.modality documents the layout).
+    """
     anime_ids = np.asarray(anime_ids, dtype=np.int64)
     if not kinds:
         raise ValueError("no input kinds to build features from; run `anipop embed` first")
     blocks = []
     for kind in kinds:
         owners, matrix = per_kind[kind]
-        blocks.append(_per_anime(kind, np.asarray(owners, dtype=np.int64), np.asarray(matrix, dtype=np.float32),
-                                 anime_ids, aggregation))
+        owners = np.asarray(owners, dtype=np.int64)
+        blocks.append(_per_anime(kind, owners, np.asarray(matrix, dtype=np.float32), anime_ids, aggregation))
+        if kind not in ANIME_KINDS:
+            blocks.append(np.isin(anime_ids, owners).astype(np.float32).reshape(-1, 1))
     return np.hstack(blocks).astype(np.float32)
 
 

@@ -19,7 +19,8 @@ def make_source(params: Params) -> Source:
     if params.ingest.source == "local":
         from anipop.sources.local import LocalSource
 
-        return LocalSource(path=params.ingest.local_path, limit=params.ingest.limit)
+        return LocalSource(path=params.ingest.local_path, limit=params.ingest.limit,
+                           characters_dir=params.ingest.characters_dir)
     if params.ingest.source == "jikan":
         from anipop.sources.jikan import JikanSource
 

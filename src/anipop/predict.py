@@ -57,6 +57,35 @@ def conformal_half_width(params: Params, bundle: dict, coverage: float) -> float
     return float(np.quantile(residuals, level, method="higher"))
 
 
+MIN_INTERVAL_ROWS = 10  # fewer validation anime with characters than this: their own interval is not sized
+
+
+def conformal_half_width_with_characters(params: Params, bundle: dict, coverage: float) -> float | None:
+    """The split-conformal half-width from the validation anime that HAVE characters, or None.
+
+    Why apart: a pitch with characters meets a different model input (and, on MAL, a different population:
+    the sample's anime are popular shows), so its interval is sized on residuals of its own kind. None when the
+    model reads no character kind or validation has fewer than MIN_INTERVAL_ROWS such anime (the overall
+    width is used then).
+    """
+    from anipop.schema import PREPARED_CHARACTERS
+
+    if set(bundle["inputs"]) <= set(ANIME_KINDS):
+        return None
+    prepared = Path(params.paths.prepared_dir)
+    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    val = anime[(anime["split"] == "val") & anime["anime_id"].isin(set(characters["anime_id"]))]
+    if len(val) < MIN_INTERVAL_ROWS:
+        log.info("predict: %d validation anime with characters (< %d); pitches with characters get the overall "
+                 "interval", len(val), MIN_INTERVAL_ROWS)
+        return None
+    features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"], bundle["aggregation"])
+    residuals = np.abs(val["score_norm"].to_numpy() - bundle["model"].predict(features))
+    level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
+    return float(np.quantile(residuals, level, method="higher"))
+
+
 @dataclass
 class PitchPredictor:
     """Embeds pitches with the encoders the model was trained on, then predicts with an interval."""
@@ -69,6 +98,7 @@ class PitchPredictor:
     coverage: float
     device: str = "auto"
     limits: PitchLimits = PitchLimits()
+    half_width_with_characters: float | None = None  # pitches with characters (None: half_width for all)
 
     @classmethod
     def from_dir(cls, folder: str | Path) -> "PitchPredictor":
@@ -79,7 +109,8 @@ class PitchPredictor:
                    image=ImageEncoderParams.model_validate(settings["image"]),
                    scaler=MinMaxScaler.from_dict(settings["scaler"]), half_width=settings["half_width"],
                    coverage=settings["coverage"], device=settings.get("device", "auto"),
-                   limits=PitchLimits.from_dict(settings.get("limits")))
+                   limits=PitchLimits.from_dict(settings.get("limits")),
+                   half_width_with_characters=settings.get("half_width_with_characters"))
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -87,7 +118,8 @@ class PitchPredictor:
         write_json(folder / "predictor.json", {
             "text": self.text.model_dump(mode="json"), "image": self.image.model_dump(mode="json"),
             "scaler": self.scaler.to_dict(), "half_width": self.half_width, "coverage": self.coverage,
-            "device": self.device, "limits": asdict(self.limits)})
+            "device": self.device, "limits": asdict(self.limits),
+            "half_width_with_characters": self.half_width_with_characters})
 
     @cached_property
     def _encoders(self):
@@ -131,6 +163,13 @@ class PitchPredictor:
                            metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields},
                            year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float))
 
+    def interval_half_width(self, pitch: Pitch) -> float:
+        """The conformal half-width for the modalities this pitch brings (characters or synopsis only)."""
+        reads_characters = bool(set(self.bundle["inputs"]) - set(ANIME_KINDS))
+        if pitch.characters and reads_characters and self.half_width_with_characters is not None:
+            return self.half_width_with_characters
+        return self.half_width
+
     def predict(self, pitches: list[Pitch]) -> pd.DataFrame:
         """Scores on the 1-10 scale with the conformal interval and the train-mean baseline beside them."""
         if self.bundle.get("input_type") == "pitch":
@@ -139,7 +178,8 @@ class PitchPredictor:
             rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle["inputs"],
                                                     self.bundle["aggregation"]) for p in pitches])
         normalised = np.clip(self.bundle["model"].predict(rows), 0.0, 1.0)
-        low, high = np.clip(normalised - self.half_width, 0, 1), np.clip(normalised + self.half_width, 0, 1)
+        width = np.array([self.interval_half_width(p) for p in pitches])
+        low, high = np.clip(normalised - width, 0, 1), np.clip(normalised + width, 0, 1)
         return pd.DataFrame({
             "score": self.scaler.inverse(normalised), "score_low": self.scaler.inverse(low),
             "score_high": self.scaler.inverse(high),
@@ -221,7 +261,8 @@ def log_pitch_model(params: Params, bundle_path: str | Path | None = None, pip_r
         bundle=bundle, text=params.embed.text, image=params.embed.image,
         scaler=MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json")),
         half_width=conformal_half_width(params, bundle, coverage), coverage=coverage, device=params.embed.device,
-        limits=PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump()))
+        limits=PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump()),
+        half_width_with_characters=conformal_half_width_with_characters(params, bundle, coverage))
     # no input schema on purpose: MLflow's enforcement silently drops columns it does not know (a client's
     # misspelt `charaters` would vanish); parse_pitches checks every field itself and rejects unknown ones
     signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]))

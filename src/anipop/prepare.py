@@ -17,7 +17,7 @@ import pandas as pd
 
 from anipop.artifacts import MinMaxScaler, quarantine_record
 from anipop.config import Params, PrepareParams, SplitRatios
-from anipop.data_card import render_data_card
+from anipop.data_card import characters_summary, render_data_card
 from anipop.franchise import franchise_groups, group_summary, hash_position
 from anipop.images import image_problem
 from anipop.metadata import parse_table as parse_metadata
@@ -134,7 +134,7 @@ def run_prepare(params: Params) -> dict:
     quarantine: list[dict] = []
     notes: list[str] = []
 
-    source_has_no_characters = characters.empty
+    source_has_no_characters, raw_characters = characters.empty, characters
     credits = None
     if rules.strip_source_credits:
         anime, credits = strip_source_credits(anime)
@@ -183,6 +183,7 @@ def run_prepare(params: Params) -> dict:
         "franchises": group_summary(anime),
         "source_credits": credits,
         "notes": notes,
+        "characters": characters_summary(raw_characters, characters, anime, all_quarantine),
     }
     write_json(out_dir / "report.json", report)
     write_text(Path(params.paths.reports_dir) / "data_card.md", render_data_card(params, report, anime))

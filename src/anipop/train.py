@@ -28,6 +28,13 @@ from anipop.features import (
 )
 from anipop.finetune import FINETUNE, fit_finetune
 from anipop.metadata import PITCH_METADATA_KINDS
+from anipop.modality import (
+    PresenceNeutral,
+    PresenceNeutralModel,
+    kind_dims,
+    maskable_slices,
+    modality_dropout,
+)
 from anipop.models import (
     BASELINES,
     BENCHMARK,
@@ -68,11 +75,14 @@ def configure_torch(seed: int, threads: int) -> None:
 
 
 def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                shape: NetworkShape, cfg: NetworkParams, seed: int):
+                shape: NetworkShape, cfg: NetworkParams, seed: int, maskable: list[slice] | None = None,
+                modality_dropout_rate: float = 0.0):
     """MSE + AdamW + cosine-annealed learning rate; early stopping on validation loss, best weights kept.
 
     Returns (NetworkRegressor, history) where history holds per-epoch mean train loss and validation loss.
     Without validation rows the train loss is monitored instead (logged), so the step still runs.
+    `maskable` column slices (character modalities) are hidden per row with `modality_dropout_rate` in each
+    training batch (anipop.modality), so the network learns to score pitches without characters too.
     """
     import torch
 
@@ -95,6 +105,8 @@ def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.max_epochs)
     loss_fn = torch.nn.MSELoss()
     shuffler = torch.Generator().manual_seed(seed)
+    hider = torch.Generator().manual_seed(seed + 1)  # its own stream: the rate does not change the batch order
+    missing_row = torch.from_numpy(((np.zeros(train_x.shape[1]) - mean) / scale).astype(np.float32))
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
     best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
     for epoch in range(1, cfg.max_epochs + 1):
@@ -104,7 +116,8 @@ def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
             optimiser.zero_grad()
-            loss = loss_fn(network(xs[batch]), ys[batch])
+            inputs = modality_dropout(xs[batch], missing_row, maskable or [], modality_dropout_rate, hider)
+            loss = loss_fn(network(inputs), ys[batch])
             loss.backward()
             optimiser.step()
             total += loss.detach().item() * len(batch)
@@ -200,20 +213,28 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
         return model.fit(data.inputs("train", PITCH_INPUT, kinds), data.target["train"]), {}
     features = data.inputs("train", "embeddings", kinds)
     details: dict = {"feature_dim": int(features.shape[1])}
+    maskable = maskable_slices(kinds, kind_dims(data.params.paths.embeddings_dir, kinds))
+    neutral = PresenceNeutral(maskable).fit(features) if cfg.character_presence == "neutral" and maskable else None
+    if neutral is not None:  # the presence of characters must not move a score (anipop.modality)
+        features = neutral.transform(features)
     if name == "ridge":
-        return RidgeRegressor(cfg.ridge_alpha, seed).fit(features, data.target["train"]), details
+        model = RidgeRegressor(cfg.ridge_alpha, seed).fit(features, data.target["train"])
+        return (model if neutral is None else PresenceNeutralModel(model, neutral)), details
     if name == PAPER_HEAD:
         synopsis_dim = data.inputs("train", "embeddings", ["synopsis"]).shape[1] if "synopsis" in kinds else 0
-        val = (data.inputs("val", "embeddings", kinds), data.target["val"])
+        val_x = data.inputs("val", "embeddings", kinds)
+        val = (val_x if neutral is None else neutral.transform(val_x), data.target["val"])
         monitor = {"val": val if len(val[1]) else (features, data.target["train"])}  # as fit_network does
         model, history = fit_paper_head(features, data.target["train"], synopsis_dim, cfg.paper_head, seed,
                                         monitor=monitor)
-        return model, {**details, "history": history}
+        return (model if neutral is None else PresenceNeutralModel(model, neutral)), {**details, "history": history}
     if name in NETWORK_MODELS:
         shape = cfg.network.wide if name == "mlp_wide" else cfg.network.small
-        model, history = fit_network(features, data.target["train"], data.inputs("val", "embeddings", kinds),
-                                     data.target["val"], shape, cfg.network, seed)
-        return model, {**details, "history": history}
+        val_x = data.inputs("val", "embeddings", kinds)
+        model, history = fit_network(features, data.target["train"],
+                                     val_x if neutral is None else neutral.transform(val_x),
+                                     data.target["val"], shape, cfg.network, seed, maskable, cfg.modality_dropout)
+        return (model if neutral is None else PresenceNeutralModel(model, neutral)), {**details, "history": history}
     raise ValueError(f"train: unknown model {name!r}")
 
 

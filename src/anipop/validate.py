@@ -86,6 +86,8 @@ def raw_characters_suite(chars: pd.DataFrame, anime: pd.DataFrame) -> Suite:
         "raw_characters",
         gxe.ExpectCompoundColumnsToBeUnique(column_list=list(RAW_CHARACTERS.key)),
         gxe.ExpectColumnValuesToBeInSet(column="anime_exists", value_set=[True]),
+        gxe.ExpectColumnValuesToNotBeNull(column="name"),
+        gxe.ExpectColumnValuesToMatchRegex(column="portrait_path", regex=r"^images/[^/\\]+$"),  # inside raw_dir
     ), frame, RAW_CHARACTERS
 
 
@@ -152,6 +154,8 @@ def prepared_characters_suite(chars: pd.DataFrame, anime: pd.DataFrame, raw_dir:
     expectations = [
         gxe.ExpectColumnValuesToBeInSet(column="anime_exists", value_set=[True]),
         gxe.ExpectColumnValuesToBeInSet(column="portrait_opens", value_set=[True]),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=list(PREPARED_CHARACTERS.key)),
+        gxe.ExpectColumnValuesToMatchRegex(column="role", regex=r"(?i)^main$"),  # prepare keeps main roles only
     ]
     if require_portrait:
         expectations.insert(1, gxe.ExpectColumnValuesToNotBeNull(column="portrait_path"))

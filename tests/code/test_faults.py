@@ -37,7 +37,7 @@ from anipop.prepare import run_prepare
 from anipop.registry import run_register
 from anipop.tracking import TrackingUnavailable
 from anipop.train import run_train
-from conftest import REAL_DATA, REPO_ROOT, params_in
+from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, params_in
 from fixtures_pipeline import pipeline_params
 
 VENV_BIN = Path(sys.executable).parent
@@ -57,7 +57,8 @@ def _make_repo(folder: Path) -> Path:
     shutil.copy(REPO_ROOT / "dvc.yaml", folder)
     shutil.copytree(REPO_ROOT / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=80)
+    params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=80,
+                            characters_dir=str(CHARACTERS_SAMPLE.resolve()))
     params["embed"]["batch_size"] = 4  # 20 batches, each one cache shard: a kill lands between two of them
     params["embed"]["profiles"]["default"]["text"]["max_length"] = 64
     params["train"].update(model="ridge", models=["ridge", "mlp_small"], ablations=[])  # ridge, then ~4 s of mlp

@@ -31,7 +31,7 @@ def _rules(quarantine: pd.DataFrame) -> dict[str, str]:
 
 
 def test_anime_rules_quarantine_each_reject(tmp_path):
-    params = params_in(tmp_path)
+    params = params_in(tmp_path, prepare={"drop_anime_without_main_character": True})  # the paper's rule
     _raw(params, [{"anime_id": i, "score": 5.0 + i * 0.1} for i in range(1, 41)]
          + [{"anime_id": 100, "score": None}, {"anime_id": 101, "synopsis": "too short"}, {"anime_id": 102, "synopsis": None}])
     report = run_prepare(params)
@@ -72,7 +72,7 @@ def test_split_is_deterministic_and_stable_when_rows_are_added():
 
 
 def test_character_rules(tmp_path):
-    params = params_in(tmp_path)
+    params = params_in(tmp_path, prepare={"drop_anime_without_main_character": True})  # the paper's rule
     images = params.paths.raw_dir / "images"
     images.mkdir(parents=True)
     Image.new("RGB", (8, 8), (200, 10, 10)).save(images / "1.png")

@@ -55,9 +55,10 @@ def test_one_pitch_is_featurised_like_the_dataset(tmp_path, aggregation):
         np.testing.assert_array_equal(features_from_vectors(vectors, ALL_KINDS, aggregation)[0], dataset[row])
 
 
-def test_a_pitch_without_characters_gets_zero_blocks_and_a_missing_kind_is_named():
+def test_a_pitch_without_characters_gets_masked_zero_blocks_and_a_missing_kind_is_named():
     vectors = {"synopsis": np.ones(3), "character_name": np.zeros((0, 2))}
-    np.testing.assert_array_equal(features_from_vectors(vectors, ["synopsis", "character_name"]), [[1, 1, 1, 0, 0]])
+    np.testing.assert_array_equal(features_from_vectors(vectors, ["synopsis", "character_name"]),
+                                  [[1, 1, 1, 0, 0, 0]])  # the zero block and its presence column (0: masked)
     with pytest.raises(KeyError, match="portrait"):
         features_from_vectors(vectors, ["synopsis", "portrait"])
 

@@ -183,3 +183,18 @@ def test_empty_characters_tables_pass(dataset):
     summary = run_validate(params)
     assert summary["suites"]["prepared_characters"]["rows"] == 0
     assert summary["success"] is True
+
+
+def test_a_supporting_role_and_a_portrait_path_outside_the_raw_folder_fail(dataset):
+    params, tables = dataset
+    prepared = tables["prepared_characters"].copy()
+    prepared.loc[1, "role"] = "Supporting"
+    raw = tables["raw_characters"].copy()
+    raw.loc[2, "portrait_path"] = "../../etc/20.png"
+    _write(params, "prepared_characters", prepared)
+    _write(params, "raw_characters", raw)
+    err = _fails(params)
+    prepared_failed = [e for e in err.summary["suites"]["prepared_characters"]["expectations"] if not e["success"]]
+    raw_failed = [e for e in err.summary["suites"]["raw_characters"]["expectations"] if not e["success"]]
+    assert [(e["column"], e["sample_keys"]) for e in prepared_failed] == [("role", ["1:11"])]
+    assert [(e["column"], e["sample_keys"]) for e in raw_failed] == [("portrait_path", ["2:20"])]

@@ -1,4 +1,5 @@
-"""The `local` source: the shared MyAnimeList 2023 scrape (anime only; no characters or portraits)."""
+"""The `local` source: the shared MyAnimeList 2023 scrape, plus main characters and portraits from a local
+folder when `characters_dir` names one (sources.local_characters)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ class LocalSource:
     path: Path
     limit: int | None = None
     name: str = "local"
+    characters_dir: Path | None = None  # characters.csv.gz + portraits/; None: anime only
 
     def ingest(self, raw_dir: Path) -> IngestResult:
         """Parse the CSV into the raw anime table; rows that cannot be parsed go to quarantine with line and field."""
@@ -77,9 +79,16 @@ class LocalSource:
                       for line, reason in malformed), *rejected]
         anime = RAW_ANIME.conform(pd.DataFrame(rows, columns=RAW_ANIME.column_names), origin=str(self.path))
         quarantine = QUARANTINE.conform(pd.DataFrame(rejected, columns=QUARANTINE.column_names))
-        notes = [f"{self.path.name}: no characters or portraits in this source; those modalities are empty"]
         log.info("local source: %d anime parsed, %d rows quarantined", len(anime), len(quarantine))
-        return IngestResult(anime=anime, quarantine=quarantine, notes=notes)
+        if self.characters_dir is None:
+            notes = [f"{self.path.name}: no characters or portraits in this source; those modalities are empty"]
+            return IngestResult(anime=anime, quarantine=quarantine, notes=notes)
+        from anipop.sources.local_characters import read_local_characters
+
+        local = read_local_characters(Path(self.characters_dir), set(anime["anime_id"].tolist()), raw_dir)
+        return IngestResult(anime=anime, characters=local.characters,
+                            quarantine=pd.concat([quarantine, local.quarantine], ignore_index=True),
+                            notes=local.notes(Path(self.characters_dir)))
 
 
 def _open_text(path: Path) -> io.TextIOBase:
