@@ -37,8 +37,8 @@ import pandas as pd
 import torch
 
 from anipop.config import Params, load_params
-from anipop.embedding.embed import run_embed
 from anipop.embedding.cache import EmbeddingCache, item_key
+from anipop.embedding.embed import run_embed
 from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
 

@@ -4,12 +4,17 @@ Usage: .venv/bin/python benchmarks/pitch_ablation.py all_inputs,synopsis,metadat
 Every number comes from anipop.backtest's own functions (run_crossval, run_temporal, fit_and_predict); the
 test split is read by fit_and_predict on the test rows, so run it once, after tuning.
 """
-import sys, time, json, logging
+import json
+import logging
+import sys
+import time
 from pathlib import Path
+
+from anipop.backtest import fit_and_predict, run_crossval, run_temporal
 from anipop.config import load_params
-from anipop.backtest import run_crossval, run_temporal, fit_and_predict
 from anipop.metrics import point_metrics
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+
 logging.basicConfig(level=logging.WARNING)
 params = load_params("params.yaml")
 anime = read_table(PREPARED_ANIME, "data/prepared/anime.parquet")

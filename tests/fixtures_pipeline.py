@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from conftest import params_in
+from fixtures_mal import learnable_rows, write_mal_csv
+
 from anipop.embedding.embed import run_embed
 from anipop.evaluate import run_evaluate
 from anipop.ingest import run_ingest
 from anipop.prepare import run_prepare
 from anipop.registry import run_register
 from anipop.train import run_train
-from conftest import params_in
-from fixtures_mal import learnable_rows, write_mal_csv
 
 PITCH = "A beloved acclaimed masterpiece about a school band and a dragon on a summer island."
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from conftest import params_in
 from PIL import Image
 
+from anipop.artifacts import MinMaxScaler
 from anipop.config import Params
 from anipop.embedding.embed import character_key, save_embeddings
-from anipop.artifacts import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, write_table
 from anipop.utils import write_json
-from conftest import params_in
 
 FILLER = "story hero school city friend rival journey secret power night".split()
 TINY_NETWORK = {"wide": {"hidden": (32, 16), "dropout": 0.1}, "small": {"hidden": (8,), "dropout": 0.0},

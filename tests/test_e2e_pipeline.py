@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT
 
 pytestmark = pytest.mark.e2e

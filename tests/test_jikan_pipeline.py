@@ -16,6 +16,9 @@ import httpx
 import pandas as pd
 import pytest
 import respx
+from conftest import params_in
+from fixtures_jikan import AnimeSpec, CharacterSpec, image_bytes, mock_jikan, truncated_image_bytes
+from fixtures_training import TINY_NETWORK
 
 from anipop.embedding.embed import run_embed
 from anipop.evaluate import run_evaluate
@@ -28,9 +31,6 @@ from anipop.sources.jikan import JikanSource
 from anipop.train import run_train
 from anipop.utils import read_json
 from anipop.validate import run_validate
-from conftest import params_in
-from fixtures_jikan import AnimeSpec, CharacterSpec, image_bytes, mock_jikan, truncated_image_bytes
-from fixtures_training import TINY_NETWORK
 
 pytestmark = pytest.mark.e2e
 

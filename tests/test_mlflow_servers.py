@@ -14,11 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mlflow import MlflowClient
-
 from conftest import CHARACTERS_SAMPLE
 from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
 from fixtures_servers import free_port, start, stop, wait_until_up
+from mlflow import MlflowClient
 
 MLFLOW = [sys.executable, "-m", "mlflow"]
 

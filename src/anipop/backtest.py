@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.config import Params
-from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals, point_metrics
 from anipop.artifacts import MinMaxScaler
+from anipop.config import Params
 from anipop.franchise import hash_position
+from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals, point_metrics
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import TrainingData, backtest_models, fit_model, input_type_of, model_kinds, resolve_kinds
 from anipop.utils import write_json, write_text
@@ -67,7 +67,7 @@ def run_crossval(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) 
     per_fold: dict[str, list[dict[str, float]]] = {}
     folds_info = []
     for repeat in range(cfg.cv_repeats):
-        fold = pool["group_id"].map(lambda g: fold_of(int(g), params.seed, repeat, cfg.cv_folds))
+        fold = pool["group_id"].map(lambda g, r=repeat: fold_of(int(g), params.seed, r, cfg.cv_folds))
         for k in range(cfg.cv_folds):
             test, rest = pool[fold == k], pool[fold != k]
             if test.empty or rest.empty:

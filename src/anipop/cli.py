@@ -184,7 +184,14 @@ def predict(
 
     import pandas as pd
 
-    from anipop.pitch import PitchError, PitchLimits, character_argument, inline_image_files, parse_pitches, read_pitch_file
+    from anipop.pitch import (
+        PitchError,
+        PitchLimits,
+        character_argument,
+        inline_image_files,
+        parse_pitches,
+        read_pitch_file,
+    )
     from anipop.predict import load_model
     from anipop.registry import CHAMPION
     from anipop.tracking import use_tracking_store

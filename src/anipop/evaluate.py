@@ -15,12 +15,12 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from anipop.artifacts import MinMaxScaler
 from anipop.config import Params
 from anipop.features import model_inputs
 from anipop.metrics import markdown_table, metrics_with_intervals
 from anipop.models import BASELINES
 from anipop.plots import ablation_plots, learning_curve_plots, prediction_plots
-from anipop.artifacts import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.utils import read_json, write_json, write_text
 

@@ -22,9 +22,9 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from anipop.artifacts import MinMaxScaler
 from anipop.config import Params
 from anipop.models import BASELINE, BASELINES, BENCHMARK, NETWORK_MODELS
-from anipop.artifacts import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.tracking import data_hash, flatten, shown_tracking_uri, use_experiment
 from anipop.utils import git_commit, read_json, redact, write_json

@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from anipop.artifacts import MinMaxScaler
 from anipop.backtest import fold_of
 from anipop.config import Params
 from anipop.features import available_kinds
 from anipop.metrics import point_metrics
 from anipop.models import BASELINES
-from anipop.artifacts import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import TrainingData, fit_model, input_type_of
 from anipop.utils import write_json, write_text

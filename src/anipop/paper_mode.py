@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anipop.artifacts import MinMaxScaler
 from anipop.config import Params
 from anipop.metrics import METRIC_NAMES, point_metrics
 from anipop.paper_head import fit_paper_head
-from anipop.artifacts import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.utils import atomic_path, write_json, write_text
 

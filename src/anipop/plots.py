@@ -14,6 +14,7 @@ import pandas as pd
 from anipop.artifacts import MinMaxScaler
 from anipop.utils import atomic_path
 
+
 def _pyplot():
     import matplotlib
 

@@ -19,6 +19,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from anipop.artifacts import MinMaxScaler
 from anipop.config import ImageEncoderParams, Params, TextEncoderParams
 from anipop.features import (
     ANIME_KINDS,
@@ -28,7 +29,6 @@ from anipop.features import (
 )
 from anipop.metadata import METADATA_FIELDS
 from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
-from anipop.artifacts import MinMaxScaler
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.utils import read_json, write_json
 

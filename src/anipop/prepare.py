@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 
-
 from anipop.artifacts import MinMaxScaler, quarantine_record
 from anipop.config import Params, PrepareParams, SplitRatios
 from anipop.data_card import characters_summary, render_data_card

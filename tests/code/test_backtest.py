@@ -4,13 +4,13 @@ model and both baselines are refitted and reported."""
 from __future__ import annotations
 
 import pandas as pd
+from fixtures_training import toy_params, write_toy_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anipop.backtest import fold_of, run_backtest, temporal_rows
 from anipop.schema import PREPARED_ANIME, read_table, write_table
 from anipop.utils import read_json
-from fixtures_training import toy_params, write_toy_dataset
 
 
 @settings(max_examples=40, deadline=None)

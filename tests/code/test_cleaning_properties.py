@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_mal import CSV_COLUMNS
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from anipop.config import PrepareParams, SplitRatios
 from anipop.artifacts import MinMaxScaler
+from anipop.config import PrepareParams, SplitRatios
 from anipop.prepare import clean_anime, clean_characters
 from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS
 from anipop.sources.local import parse_rows
@@ -36,7 +37,6 @@ from anipop.sources.parsing import (
     parse_name_list,
     parse_score,
 )
-from fixtures_mal import CSV_COLUMNS
 
 # ---------------------------------------------------------------- strategies
 

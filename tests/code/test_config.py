@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PARAMS_FILE
 
 from anipop.config import ConfigError, load_params
-from conftest import PARAMS_FILE
 
 
 def _write(tmp_path: Path, mutate) -> Path:

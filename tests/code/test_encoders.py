@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_models import build_tiny_bert, build_tiny_gpt2, build_tiny_resnet, sentence, write_portrait
 from PIL import Image
 
 from anipop.config import ImageEncoderParams
@@ -19,10 +20,9 @@ from anipop.embedding.encoders import (
     model_revision,
     resolve_text_model,
 )
-from anipop.embedding.onnx_text import runtime_tag
 from anipop.embedding.image_encoders import DESCRIPTOR, load_image_encoder
+from anipop.embedding.onnx_text import runtime_tag
 from anipop.images import open_rgb
-from fixtures_models import build_tiny_bert, build_tiny_gpt2, build_tiny_resnet, sentence, write_portrait
 
 CPU = torch.device("cpu")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+from conftest import REPO_ROOT
 
 from anipop.pitch import inline_image_files, parse_pitches, read_pitch_file
-from conftest import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples"
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, params_in
+from fixtures_pipeline import pipeline_params
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
@@ -37,8 +39,6 @@ from anipop.prepare import run_prepare
 from anipop.registry import run_register
 from anipop.tracking import TrackingUnavailable
 from anipop.train import run_train
-from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, params_in
-from fixtures_pipeline import pipeline_params
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -7,6 +7,8 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from fixtures_models import build_tiny_bert, build_tiny_gpt2, sentence
+from fixtures_training import toy_params, write_toy_dataset
 
 from anipop.config import FinetuneParams
 from anipop.finetune import (
@@ -18,8 +20,6 @@ from anipop.finetune import (
     train_encoder_regressor,
 )
 from anipop.train import run_train
-from fixtures_models import build_tiny_bert, build_tiny_gpt2, sentence
-from fixtures_training import toy_params, write_toy_dataset
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,17 @@ the real stages there, with an MLflow store in that copy.
 
 from __future__ import annotations
 
-import sys
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO_ROOT, params_in
+from fixtures_mal import learnable_rows, write_mal_csv
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -32,8 +34,6 @@ from prefect.testing.utilities import prefect_test_harness
 from anipop import orchestration as orch
 from anipop.config import Params
 from anipop.embedding.shards import split_ids
-from conftest import REPO_ROOT, params_in
-from fixtures_mal import learnable_rows, write_mal_csv
 
 sys.path.insert(0, str(REPO_ROOT / "flows"))  # flows/ is not a package: the scripts import each other by name
 import pipeline as pipeline_flow  # noqa: E402

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import params_in
+from fixtures_mal import learnable_rows, write_mal_csv
 
 from anipop.ingest import run_ingest
 from anipop.schema import RAW_ANIME, read_table
-from conftest import params_in
-from fixtures_mal import learnable_rows, write_mal_csv
 
 
 class OfflineSource:

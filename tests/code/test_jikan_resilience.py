@@ -115,10 +115,10 @@ def test_failure_share_over_the_threshold_raises_with_the_summary(router, client
 
 def test_the_ingest_command_exits_non_zero_with_the_summary(router, tmp_path, monkeypatch):
     """The CLI (what `dvc repro` runs) prints the one-line summary and exits 1, no traceback."""
+    from conftest import params_in
     from typer.testing import CliRunner
 
     from anipop.cli import app
-    from conftest import params_in
 
     mock = mock_jikan(router, specs(2))
     mock.fail("characters:1", *[httpx.Response(500)] * 50)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import CHARACTERS_SAMPLE, params_in
+from fixtures_mal import learnable_rows, write_mal_csv
 from PIL import Image
 
 from anipop.images import open_rgb
@@ -20,8 +22,6 @@ from anipop.ingest import run_ingest
 from anipop.prepare import run_prepare
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, read_table
 from anipop.sources.local_characters import CHARACTERS_FILE, PORTRAITS_DIR, read_local_characters
-from conftest import CHARACTERS_SAMPLE, params_in
-from fixtures_mal import learnable_rows, write_mal_csv
 
 COLUMNS = ["anime_mal_id", "character_id", "name", "role", "description", "description_source", "portrait", "join"]
 needs_sample = pytest.mark.skipif(not (CHARACTERS_SAMPLE / CHARACTERS_FILE).exists(),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from conftest import params_in
+from fixtures_mal import mal_row, write_mal_csv
+
 from anipop.ingest import run_ingest
 from anipop.schema import QUARANTINE, RAW_ANIME, read_table
 from anipop.sources.local import LocalSource
-from conftest import params_in
-from fixtures_mal import mal_row, write_mal_csv
 
 
 def test_dirty_values_are_parsed_and_bad_rows_quarantined(tmp_path):

@@ -8,6 +8,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import params_in
+from fixtures_mal import mal_row, write_mal_csv
 
 from anipop.metadata import (
     MISSING,
@@ -24,8 +26,6 @@ from anipop.pitch_models import PitchInputs, PitchRegressor
 from anipop.prepare import run_prepare
 from anipop.schema import PREPARED_ANIME, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table, write_table
 from anipop.sources.local import LocalSource
-from conftest import params_in
-from fixtures_mal import mal_row, write_mal_csv
 
 LONG = " ".join(["word"] * 25)
 

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fixtures_training import toy_params, write_toy_dataset
 
 from anipop.artifacts import load_embeddings, save_embeddings
 from anipop.features import build_features, features_from_vectors
 from anipop.modality import kind_dims, kind_slices, maskable_slices, modality_dropout, with_characters
 from anipop.multimodal_ablation import run_multimodal_ablation
 from anipop.schema import PREPARED_CHARACTERS, read_table, write_table
-from fixtures_training import toy_params, write_toy_dataset
 
 ALL = ["synopsis", "character_description", "character_name", "portrait"]
 
@@ -106,6 +106,7 @@ def test_ablation_without_any_characters_says_it_is_skipped(tmp_path):
 
 
 def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters(tmp_path):
+    from anipop.artifacts import MinMaxScaler
     from anipop.models import RidgeRegressor
     from anipop.pitch import Character, Pitch, PitchLimits
     from anipop.predict import (
@@ -113,7 +114,6 @@ def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters
         conformal_half_width,
         conformal_half_width_with_characters,
     )
-    from anipop.artifacts import MinMaxScaler
 
     params = toy_params(tmp_path)
     anime = write_toy_dataset(params, count=200)
@@ -145,8 +145,8 @@ def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters
 def test_presence_neutral_characters_cannot_move_a_score_by_being_there():
     """Characters present only on high-scoring rows, their content pure noise: a model reading presence learns
     a bonus for any pitch with characters; the presence-neutral one cannot."""
-    from anipop.models import RidgeRegressor
     from anipop.modality import PresenceNeutral, PresenceNeutralModel
+    from anipop.models import RidgeRegressor
 
     rng = np.random.default_rng(0)
     n, dims = 600, {"synopsis": 4, "character_description": 3}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import joblib
 import numpy as np
 import pytest
+from fixtures_training import toy_params, write_toy_dataset
 from torch import nn
 
 from anipop.backtest import run_backtest
@@ -12,7 +13,6 @@ from anipop.config import PaperHeadParams
 from anipop.paper_head import PaperHead, fit_paper_head
 from anipop.train import run_train
 from anipop.utils import read_json
-from fixtures_training import toy_params, write_toy_dataset
 
 
 def layer_plan(module: nn.Sequential) -> list[tuple]:

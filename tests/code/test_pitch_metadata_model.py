@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import params_in
+from fixtures_mal import learnable_rows, write_mal_csv
+from fixtures_pipeline import PITCH, run_pipeline
 from mlflow.exceptions import MlflowException
 
 from anipop.predict import load_model
 from anipop.utils import read_json
-from conftest import params_in
-from fixtures_mal import learnable_rows, write_mal_csv
-from fixtures_pipeline import PITCH, run_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import params_in
 from PIL import Image
 
 from anipop.config import SplitRatios
 from anipop.prepare import assign_split, run_prepare
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table, write_table
+from anipop.schema import (
+    PREPARED_ANIME,
+    PREPARED_CHARACTERS,
+    QUARANTINE,
+    RAW_ANIME,
+    RAW_CHARACTERS,
+    read_table,
+    write_table,
+)
 from anipop.utils import read_json
-from conftest import params_in
 
 LONG = " ".join(["word"] * 25)
 

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -19,7 +20,6 @@ from anipop.predict import load_model
 from anipop.registry import decide, run_register, split_fingerprint
 from anipop.schema import PREPARED_ANIME, read_table, write_table
 from anipop.train import run_train
-from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
 
 
 @pytest.fixture(scope="module")

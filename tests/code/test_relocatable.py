@@ -8,9 +8,9 @@ import sys
 
 import mlflow
 import yaml
+from conftest import params_in
 
 from anipop.tracking import use_experiment
-from conftest import params_in
 
 
 def test_a_copied_project_reads_and_writes_artifacts_in_the_copy(tmp_path, monkeypatch):

@@ -11,11 +11,11 @@ import json
 import joblib
 import numpy as np
 import pytest
+from fixtures_training import toy_params, write_toy_dataset
 
 from anipop.config import Params
 from anipop.evaluate import run_evaluate
 from anipop.train import run_train
-from fixtures_training import toy_params, write_toy_dataset
 
 OUTPUTS = ("metrics.json", "ablation.json", "intervals.json", "metrics.md", "plots/predictions.csv",
            "plots/learning_curves.csv", "plots/ablation.csv")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import params_in
 
 from anipop.pitch import PitchError, parse_pitches
 from anipop.prepare import run_prepare
 from anipop.schema import PREPARED_ANIME, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table, write_table
 from anipop.text import credits_in, strip_credits
-from conftest import params_in
 
 STORY = "A retired bounty hunter takes one last job on a moon colony where nobody is who they claim to be at all."
 

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import PARAMS_FILE
+from fixtures_training import toy_params, write_toy_dataset
 
 from anipop.config import ConfigError, Params, load_params
 from anipop.embedding.embed import load_embeddings
@@ -25,8 +27,6 @@ from anipop.metrics import METRIC_NAMES
 from anipop.models import BASELINES
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import input_sets_to_train, reads_input_set, run_train
-from conftest import PARAMS_FILE
-from fixtures_training import toy_params, write_toy_dataset
 
 ALL_KINDS = ["synopsis", "character_description", "character_name", "portrait"]
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from anipop.config import NetworkParams, NetworkShape
-from anipop.features import build_features
 from anipop.embedding.embed import load_embeddings, save_embeddings
+from anipop.features import build_features
 from anipop.models import RidgeRegressor, TfidfPixelBenchmark
 from anipop.train import fit_network
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from anipop.artifacts import load_embeddings, quarantine_record, save_embeddings
+from anipop.artifacts import quarantine_record, save_embeddings
 from anipop.config import Params
 from anipop.embedding.cache import EmbeddingCache, file_key, item_key
 from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
@@ -34,7 +34,7 @@ from anipop.schema import (
     read_table,
     write_table,
 )
-from anipop.utils import atomic_path, read_json, write_json
+from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
 

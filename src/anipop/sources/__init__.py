@@ -11,7 +11,6 @@ from typing import Protocol
 
 import pandas as pd
 
-
 from anipop.schema import QUARANTINE, RAW_CHARACTERS
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from anipop.schema import QUARANTINE, RAW_ANIME
 from anipop.artifacts import quarantine_record
+from anipop.schema import QUARANTINE, RAW_ANIME
 from anipop.sources import IngestResult
 from anipop.sources.parsing import (
     ParseError,

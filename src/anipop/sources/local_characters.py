@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from anipop.artifacts import quarantine_record
 from anipop.images import image_problem
 from anipop.schema import QUARANTINE, RAW_CHARACTERS, character_key
-from anipop.artifacts import quarantine_record
 from anipop.sources.parsing import ParseError, clean_text, parse_id
 
 log = logging.getLogger(__name__)
