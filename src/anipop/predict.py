@@ -70,8 +70,8 @@ def conformal_half_width_with_characters(params: Params, bundle: dict, coverage:
     """
     from anipop.schema import PREPARED_CHARACTERS
 
-    if set(bundle["inputs"]) <= set(ANIME_KINDS):
-        return None
+    if bundle.get("input_type", "embeddings") != "embeddings" or not set(bundle["inputs"]) & set(CHARACTER_KINDS):
+        return None  # a pitch model (synopsis + metadata) or a synopsis-only model: one interval for all
     prepared = Path(params.paths.prepared_dir)
     anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
     characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
@@ -165,7 +165,7 @@ class PitchPredictor:
 
     def interval_half_width(self, pitch: Pitch) -> float:
         """The conformal half-width for the modalities this pitch brings (characters or synopsis only)."""
-        reads_characters = bool(set(self.bundle["inputs"]) - set(ANIME_KINDS))
+        reads_characters = bool(set(self.bundle["inputs"]) & set(CHARACTER_KINDS))
         if pitch.characters and reads_characters and self.half_width_with_characters is not None:
             return self.half_width_with_characters
         return self.half_width

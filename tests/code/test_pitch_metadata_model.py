@@ -104,3 +104,11 @@ def test_tuning_never_reads_the_test_split(champion, monkeypatch):
     monkeypatch.setattr(tuning, "fit_and_predict", spy)
     tuning.fold_predictions(params)
     assert seen and "test" not in set(seen)
+
+
+def test_a_pitch_model_has_one_interval_whatever_the_pitch_brings(tmp_path):
+    """Its inputs (synopsis + metadata fields) are no character kinds: no per-modality interval is sized."""
+    from anipop.predict import conformal_half_width_with_characters
+
+    bundle = {"input_type": "pitch", "inputs": ["synopsis", "genres", "studios"], "aggregation": "mean"}
+    assert conformal_half_width_with_characters(None, bundle, 0.9) is None
