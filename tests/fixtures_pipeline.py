@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from conftest import params_in
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import REPO_ROOT, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
 
+from anipop.config import Params
 from anipop.embedding.embed import run_embed
 from anipop.evaluate import run_evaluate
 from anipop.ingest import run_ingest
@@ -36,3 +43,25 @@ def run_pipeline(params) -> dict:
     for step in (run_ingest, run_prepare, run_embed, run_train, run_evaluate):
         step(params)
     return run_register(params)
+
+
+def write_params(params: Params, path: Path) -> str:
+    path.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
+def dvc_project(tmp_path: Path, params: Params, prepare_suffix: str = "") -> Path:
+    """A fresh git + DVC project in tmp_path running this checkout's dvc.yaml on `params` (paths relative)."""
+    project = tmp_path
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    if prepare_suffix:
+        stages["stages"]["prepare"]["cmd"] += f" && {prepare_suffix}"
+    (project / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False), encoding="utf-8")
+    shutil.copytree(REPO_ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    relative = {name: Path(value).relative_to(project) if Path(value).is_absolute() else Path(value)
+                for name, value in params.paths.model_dump().items()}
+    params = params.model_copy(update={"paths": params.paths.model_copy(update=relative)})
+    write_params(params, project / "params.yaml")
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(command, cwd=project, check=True, capture_output=True)
+    return project

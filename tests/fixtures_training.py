@@ -14,10 +14,9 @@ import pandas as pd
 from conftest import params_in
 from PIL import Image
 
-from anipop.artifacts import MinMaxScaler
+from anipop.artifacts import MinMaxScaler, save_embeddings
 from anipop.config import Params
-from anipop.embedding.embed import character_key, save_embeddings
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, write_table
+from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, character_key, write_table
 from anipop.utils import write_json
 
 FILLER = "story hero school city friend rival journey secret power night".split()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from conftest import REPO_ROOT, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
+from fixtures_pipeline import dvc_project
 from fixtures_servers import free_port, start, stop, tail, wait_until
 
 pytestmark = pytest.mark.server
@@ -32,8 +32,7 @@ def served_retrain(tmp_path):
                        train={"model": "ridge", "models": ("ridge",), "ablations": ()},
                        mlflow={"tracking_uri": mlflow_uri, "artifact_location": str(tmp_path / "mlruns")},
                        orchestration={"prefect_dir": tmp_path / ".prefect"})
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    project = dvc_project(tmp_path, params)  # the deployment runs this project's DVC stages
     url = f"http://127.0.0.1:{free_port()}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": url,
            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
@@ -55,7 +54,7 @@ def served_retrain(tmp_path):
             pytest.skip(f"prefect server did not start within {SERVER_START_TIMEOUT_S}s:\n{tail(server_log)}")
 
         serve_log = tmp_path / "serve.log"
-        started.append(start([sys.executable, "flows/retrain.py", "--params", str(params_file),
+        started.append(start([sys.executable, "flows/retrain.py", "--project", str(project),
                                "--cron", "0 3 * * 1"], serve_log, env, cwd=REPO_ROOT))
 
         def deployed() -> bool:

@@ -10,8 +10,9 @@ import pytest
 from fixtures_models import build_tiny_gpt2, build_tiny_resnet, embed_params, write_prepared
 
 import anipop.embedding.embed as embed
+from anipop.artifacts import load_embeddings
 from anipop.embedding.cache import EmbeddingCache
-from anipop.embedding.embed import load_embeddings, run_embed
+from anipop.embedding.embed import run_embed
 from anipop.schema import PREPARED_ANIME, QUARANTINE, read_table, write_table
 from anipop.utils import read_json
 

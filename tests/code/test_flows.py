@@ -9,7 +9,6 @@ the real stages there, with an MLflow store in that copy.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
+from fixtures_pipeline import dvc_project, write_params
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -56,28 +56,6 @@ def tiny_params(tmp_path: Path, rows: list[dict] | None = None, **sections) -> P
         tmp_path, ingest={"local_path": csv},
         mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "artifact_location": str(tmp_path / "mlruns")},
         orchestration={"prefect_dir": tmp_path / ".prefect", **sections.pop("orchestration", {})}, **sections)
-
-
-def write_params(params: Params, path: Path) -> str:
-    path.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    return str(path)
-
-
-def dvc_project(tmp_path: Path, params: Params, prepare_suffix: str = "") -> Path:
-    """A fresh git + DVC project in tmp_path running this checkout's dvc.yaml on `params` (paths relative)."""
-    project = tmp_path
-    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))
-    if prepare_suffix:
-        stages["stages"]["prepare"]["cmd"] += f" && {prepare_suffix}"
-    (project / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False), encoding="utf-8")
-    shutil.copytree(REPO_ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    relative = {name: Path(value).relative_to(project) if Path(value).is_absolute() else Path(value)
-                for name, value in params.paths.model_dump().items()}
-    params = params.model_copy(update={"paths": params.paths.model_copy(update=relative)})
-    write_params(params, project / "params.yaml")
-    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
-        subprocess.run(command, cwd=project, check=True, capture_output=True)
-    return project
 
 
 def dvc_status(project: Path) -> str:

@@ -14,8 +14,8 @@ import yaml
 from conftest import PARAMS_FILE
 from fixtures_training import toy_params, write_toy_dataset
 
+from anipop.artifacts import load_embeddings
 from anipop.config import ConfigError, Params, load_params
-from anipop.embedding.embed import load_embeddings
 from anipop.evaluate import run_evaluate
 from anipop.features import (
     INPUT_SETS,

@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from anipop.embedding.embed import load_embeddings, run_embed
+from anipop.artifacts import load_embeddings
+from anipop.embedding.embed import run_embed
 from anipop.evaluate import run_evaluate
 from anipop.embedding.image_encoders import DescriptorEncoder
 from anipop.ingest import run_ingest

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from anipop.artifacts import load_embeddings, save_embeddings
 from anipop.config import NetworkParams, NetworkShape
-from anipop.embedding.embed import load_embeddings, save_embeddings
 from anipop.features import build_features
 from anipop.models import RidgeRegressor, TfidfPixelBenchmark
 from anipop.train import fit_network
