@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT
@@ -47,7 +48,8 @@ def pipeline_repo(tmp_path_factory) -> Path:
 
 def test_dvc_repro_runs_every_stage_then_is_a_no_op(pipeline_repo):
     first = _run([sys.executable, "-m", "dvc", "repro"], pipeline_repo)
-    for stage in ("ingest", "prepare", "validate", "embed", "train", "backtest", "evaluate", "register"):
+    for stage in ("ingest", "prepare", "validate", "embed", "train", "backtest", "multimodal", "evaluate",
+                  "register"):
         assert f"Running stage '{stage}'" in first.stdout
     assert "| train_mean |" in first.stdout  # the metrics table names the baseline next to the model
 
@@ -60,8 +62,13 @@ def test_dvc_repro_runs_every_stage_then_is_a_no_op(pipeline_repo):
         assert set(values) >= {"mse", "mae", "r2", "pearson", "spearman"}
 
     report = json.loads((pipeline_repo / "data" / "prepared" / "report.json").read_text())
-    quarantine_total = sum(report["quarantined_by_rule"].values())
-    assert report["anime_kept"] + quarantine_total == 400  # every row is either kept or quarantined
+    quarantine = pd.read_parquet(pipeline_repo / "data" / "prepared" / "quarantine.parquet")
+    anime_quarantined = int((quarantine["table"] == "anime").sum())  # character rows are quarantined too
+    assert report["anime_kept"] + anime_quarantined == 400  # every row is either kept or quarantined
+    characters = report["characters"]  # the real sample's rows: kept or quarantined, none lost
+    character_rows = int((quarantine["table"] == "characters").sum())
+    assert characters["kept_rows"] + character_rows == 832
+    assert (pipeline_repo / "reports" / "multimodal.json").exists()
 
     second = _run([sys.executable, "-m", "dvc", "repro"], pipeline_repo)
     assert "Data and pipelines are up to date" in second.stdout

@@ -91,6 +91,9 @@ def summarise(per_fold: dict[str, list[dict[str, float]]]) -> dict[str, dict[str
 def paired(per_fold: dict[str, list[dict[str, float]]], a: str, b: str, confidence: float) -> list[dict]:
     """a - b on the same folds, per metric: mean, sd, a t interval of the mean, folds a wins, a verdict."""
     rows = []
+    if a not in per_fold or b not in per_fold:  # a fold too small to score one of them: no paired figure
+        log.info("multimodal: %s vs %s not paired: not scored on every fold", a, b)
+        return rows
     for metric in PAIRED:
         diffs = np.array([x[metric] - y[metric] for x, y in zip(per_fold[a], per_fold[b], strict=True)])
         n = len(diffs)
