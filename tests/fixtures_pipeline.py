@@ -56,6 +56,8 @@ def dvc_project(tmp_path: Path, params: Params, prepare_suffix: str = "") -> Pat
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))
     if prepare_suffix:
         stages["stages"]["prepare"]["cmd"] += f" && {prepare_suffix}"
+    if params.ingest.characters_dir is None:  # no characters sample: its dvc.yaml dep goes (as params.yaml says)
+        stages["stages"]["ingest"]["deps"].remove("${ingest.characters_dir}")
     (project / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False), encoding="utf-8")
     shutil.copytree(REPO_ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     relative = {name: Path(value).relative_to(project) if Path(value).is_absolute() else Path(value)

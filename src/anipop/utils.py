@@ -49,12 +49,29 @@ _TRANSPORT_MODULES = ("requests", "httpx", "httpcore", "urllib3")
 
 
 def is_transient(error: BaseException) -> bool:
-    """A lost connection or a timeout (ours, or a transport error of the HTTP libraries), not bad data."""
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return True
-    return any(cls.__module__.split(".")[0] in _TRANSPORT_MODULES and
+    """A lost connection or a timeout somewhere in the error's chain, not bad data, config or a read-only store.
+
+    anipop wraps every tracking-store failure in TrackingUnavailable (a ConnectionError); what it wraps decides:
+    an HTTP connection refused or timed out is transient, a read-only sqlite file is not.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        wrapper = type(current).__name__ == "TrackingUnavailable"
+        if not wrapper and isinstance(current, (ConnectionError, TimeoutError)):
+            return True
+        if any(cls.__module__.split(".")[0] in _TRANSPORT_MODULES and
                any(word in cls.__name__ for word in ("Connect", "Timeout", "Transport", "Network"))
-               for cls in type(error).__mro__)
+               for cls in type(current).__mro__):
+            return True
+        if not wrapper and any(text in str(current) for text in _TRANSIENT_TEXTS):
+            return True  # e.g. MLflow's "API request ... failed ... Max retries exceeded" (an MlflowException)
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_TRANSIENT_TEXTS = ("Max retries exceeded", "Connection refused", "timed out", "Temporary failure in name resolution")
 
 
 def setup_logging(level: int = logging.INFO) -> None:

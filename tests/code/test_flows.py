@@ -76,8 +76,9 @@ def task_states(flow_run_id) -> list[tuple[str, str]]:
 
 def test_the_flow_runs_dvc_yamls_stages_in_its_order():
     stages = orch.pipeline_stages(REPO_ROOT)
-    assert stages[:4] == ["ingest", "prepare", "validate", "embed"] and stages[-1] == "register"
-    assert stages.index("train") < stages.index("evaluate") and stages.index("backtest") < stages.index("evaluate")
+    assert stages[:4] == ["ingest", "prepare", "validate", "embed"] and set(stages) >= {"train", "register"}
+    assert stages.index("train") < stages.index("evaluate") < stages.index("register")
+    assert stages.index("backtest") < stages.index("evaluate")
 
 
 def test_a_stage_failure_names_the_steps_message_and_is_retried_only_when_transient():
@@ -186,7 +187,8 @@ def test_embedding_shards_on_a_local_dask_cluster(harness, tmp_path):
     from distributed.core import Status
     from distributed.scheduler import Scheduler
 
-    from anipop.embedding.embed import load_embeddings, run_embed
+    from anipop.artifacts import load_embeddings
+    from anipop.embedding.embed import run_embed
     from anipop.ingest import run_ingest
     from anipop.prepare import run_prepare
     from anipop.validate import run_validate
