@@ -62,7 +62,7 @@ def pipeline(project_dir: str = ".", refresh_ingest: bool = False) -> dict:
                 result = retrying.with_options(**options)(project, name, force=(name == "ingest" and refresh_ingest))
             except orch.StageFailed as error:
                 if name == "validate":
-                    return Failed(message=f"validation failed: {orch.publish_validation_failure(error)}")
+                    return Failed(message=orch.publish_validation_failure(error))
                 raise
             ran[name] = result["ran"]
         run_id = orch.publish_artifacts(params, Path(project))

@@ -77,7 +77,7 @@ def test_served_retraining_deployment_runs_through_the_api(served_retrain):
     with temporary_settings(updates={PREFECT_API_URL: url}):
         deployment = httpx.get(f"{url}/deployments/name/{DEPLOYMENT}", timeout=5).json()
         assert deployment["schedules"][0]["schedule"]["cron"] == "0 3 * * 1"
-        flow_run = run_deployment(DEPLOYMENT, timeout=120, poll_interval=2)
+        flow_run = run_deployment(DEPLOYMENT, timeout=480, poll_interval=2)  # ten stages, each a dvc process
 
     assert flow_run.state.is_completed(), f"{flow_run.state}\n{tail(serve_log)}"
     assert (Path(params.paths.reports_dir) / "metrics.json").exists()

@@ -86,7 +86,7 @@ def validate(params: Path = ParamsOption) -> None:
     try:
         _run(run_validate, _params(params))
     except ValidationFailed as err:
-        typer.echo(f"validation failed: {err}\nData Docs: {err.data_docs}", err=True)
+        typer.echo(f"{err}\nData Docs: {err.data_docs}", err=True)  # str(err) starts "validation failed:"
         raise typer.Exit(1) from err
 
 

@@ -110,9 +110,18 @@ def run_stage(project: Path, stage: str, force: bool = False, logger: logging.Lo
 
 
 def _failure(stage: str, lines: list[str]) -> StageFailed:
-    """The stage's own one-line messages (or DVC's last ERROR line) and the command's exit code."""
+    """The stage's own message (from `anipop`'s first `error:`/`validation failed:` line up to DVC's ERROR line,
+    so multi-line messages such as the failed checks keep their details), else DVC's last ERROR line, and the
+    command's exit code."""
     codes = [int(match.group(1)) for line in lines for match in [_EXIT_CODE.search(line)] if match]
-    messages = [line for line in lines if line.startswith(_ANIPOP_MESSAGE)]
+    start = next((i for i, line in enumerate(lines) if line.startswith(_ANIPOP_MESSAGE)), None)
+    messages: list[str] = []
+    if start is not None:
+        for line in lines[start:]:
+            if line.startswith("ERROR"):
+                break
+            if line:
+                messages.append(line)
     errors = [line for line in lines if line.startswith("ERROR")]
     message = "\n".join(messages) or (errors[-1] if errors else (lines[-1] if lines else "no output"))
     return StageFailed(stage, message, codes[-1] if codes else None)
