@@ -24,9 +24,10 @@ run: setup
 lint: setup
 	$(BIN)/ruff check src tests flows benchmarks
 
-## test: lint, then the whole offline test suite (starts its own MLflow / Prefect servers on 127.0.0.1)
+## test: lint, then the whole offline test suite on two workers, a test file per worker at a time (it starts
+## its own MLflow / Prefect servers on 127.0.0.1)
 test: lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## serve: the registered champion over REST on 127.0.0.1:5001 (MLflow starts uvicorn from PATH: the venv's bin first)
 serve: setup

@@ -41,3 +41,14 @@ def params_in(tmp_path: Path, **sections: dict) -> Params:
 @pytest.fixture
 def tmp_params(tmp_path: Path) -> Params:
     return params_in(tmp_path)
+
+
+# The files that run whole pipelines or start servers, longest first. `make test` spreads files over two
+# workers (pytest-xdist, --dist loadfile); starting these first keeps one of them from running alone at the end.
+LONGEST_FIRST = ("test_e2e_pipeline.py", "test_faults.py", "test_flows.py", "test_mlflow_ui.py",
+                 "test_mlflow_servers.py", "test_prefect_server.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: file order kept otherwise

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)  # a guard against a hang, far above the usual few minutes
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -39,7 +39,9 @@ def pipeline_repo(tmp_path_factory) -> Path:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=400,
                             characters_dir=str(CHARACTERS_SAMPLE.resolve()))
-    params["evaluate"]["bootstrap_samples"] = 100
+    # every default model and stage, with fewer resamples and folds: the same code paths in less time
+    params["evaluate"].update(bootstrap_samples=20, cv_folds=3)
+    params["train"]["pitch"]["stack_folds"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], repo)
     _run([sys.executable, "-m", "dvc", "init", "-q"], repo)

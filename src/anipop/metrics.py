@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 # Every metric a run reports, in table order, with its direction: the registry promotes on one of them, the
 # config accepts only these names, and the tables print them in this order.
@@ -19,6 +18,8 @@ def point_metrics(y_true: np.ndarray, y_pred: np.ndarray, score_range: float) ->
     Correlations of a constant prediction (the train-mean baseline) are undefined; they are reported as 0,
     which is what 'no ranking information' means.
     """
+    from scipy import stats  # here, not at the top: params validation imports this module in every process
+
     error = y_pred - y_true
     mse = float(np.mean(error**2))
     total = float(np.sum((y_true - y_true.mean()) ** 2))

@@ -63,7 +63,7 @@ def _make_repo(folder: Path) -> Path:
     params["embed"]["batch_size"] = 4  # 20 batches, each one cache shard: a kill lands between two of them
     params["embed"]["profiles"]["default"]["text"]["max_length"] = 64
     params["train"].update(model="ridge", models=["ridge", "mlp_small"], ablations=[])  # ridge, then ~4 s of mlp
-    params["evaluate"]["bootstrap_samples"] = 20
+    params["evaluate"].update(bootstrap_samples=20, cv_folds=2)  # backtest and multimodal run before evaluate
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
@@ -80,7 +80,7 @@ def _start_repro(repo: Path, log_name: str) -> subprocess.Popen:
     return process
 
 
-def _finish(process: subprocess.Popen, timeout: float = 240) -> str:
+def _finish(process: subprocess.Popen, timeout: float = 600) -> str:  # a hang guard only
     process.wait(timeout=timeout)
     output = process.log_path.read_text()
     assert process.returncode == 0, output[-3000:]
