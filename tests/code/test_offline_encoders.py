@@ -34,3 +34,21 @@ def test_an_uncached_hub_model_with_the_hub_unreachable_fails_in_one_line_withou
 def test_the_hub_probe_says_no_for_a_closed_port(monkeypatch):
     monkeypatch.setattr(encoders, "hub_endpoint", lambda: f"http://127.0.0.1:{_closed_port()}")
     assert encoders.hub_reachable(timeout_s=2) is False
+
+
+def test_uncached_resnet_weights_with_their_host_unreachable_fail_in_one_line_without_a_download(
+        monkeypatch, tmp_path):
+    from conftest import PARAMS_FILE
+
+    from anipop.config import load_params
+    from anipop.embedding import image_encoders
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty download cache
+    monkeypatch.setattr(image_encoders, "reachable", lambda url: False)
+    downloads = []
+    monkeypatch.setattr("torch.hub.download_url_to_file", lambda *args, **kwargs: downloads.append(args))
+    with pytest.raises(encoders.EncoderUnavailable) as raised:
+        image_encoders.load_image_encoder(load_params(PARAMS_FILE).embed.profiles["paper"].image, torch.device("cpu"))
+    assert "\n" not in str(raised.value) and "download.pytorch.org cannot be reached" in str(raised.value)
+    assert downloads == [] and "weights_path" in str(raised.value)

@@ -132,10 +132,15 @@ def hub_endpoint() -> str:
 def hub_reachable(timeout_s: float = 3.0) -> bool:
     """Whether a TCP connection to the model hub opens within timeout_s: a machine without internet answers
     in milliseconds (no DNS) or seconds, where huggingface_hub would retry with backoff for about a minute."""
+    return reachable(hub_endpoint(), timeout_s)
+
+
+def reachable(address: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the host of the URL `address` opens within timeout_s."""
     import socket
     from urllib.parse import urlparse
 
-    url = urlparse(hub_endpoint())
+    url = urlparse(address)
     try:
         with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
                                       timeout=timeout_s):
