@@ -47,7 +47,7 @@ class Expect:
     """What a command that runs must do: its exit status, and a line of its output (stdout + stderr)."""
     status: int
     line: str
-    absent: tuple[str, ...] = ("Traceback", "Loading weights")  # no stack trace, no progress bar
+    absent: tuple[str, ...] = ("Traceback", "Loading weights", "INFO anipop")  # no trace, bar or log noise
 
 
 RUN: dict[str, Expect] = {
