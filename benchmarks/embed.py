@@ -174,7 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save-vectors", type=Path, default=None, help="npz of both matrices, for embed_quality")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    result = run(args.rows, args.chunks, args.profile, args.device, args.dtype, args.save_vectors)
+    from anipop.embedding.encoders import EncoderUnavailable
+
+    try:
+        result = run(args.rows, args.chunks, args.profile, args.device, args.dtype, args.save_vectors)
+    except (EncoderUnavailable, FileNotFoundError) as err:  # weights or prepared data missing: say which, no trace
+        sys.exit(f"error: {err}")
     print(f"embed on {result['device']} ({result['model']}, {result['rows']} rows, {result['tokens']} tokens): "
           f"{result['baseline']} {result['baseline_items_per_s']} items/s, {result['candidate']} "
           f"{result['candidate_items_per_s']} items/s; ratio {result['ratio_median']} (median of "

@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--project", default=".", help="the project folder: dvc.yaml, params.yaml (default: %(default)s)")
     parser.add_argument("--refresh-ingest", action="store_true", help="re-read the source even if unchanged")
     args = parser.parse_args()
+    problem = orch.project_problem(Path(args.project))
+    if problem:
+        raise SystemExit(f"error: {problem}")
     state = pipeline(project_dir=args.project, refresh_ingest=args.refresh_ingest, return_state=True)
     if not state.is_completed():
         raise SystemExit(f"pipeline {state.name.lower()}: {state.message}")

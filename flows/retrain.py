@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--project", default=".", help="the project folder: dvc.yaml, params.yaml (default: %(default)s)")
     parser.add_argument("--cron", default=None, help="cron schedule (default: orchestration.schedule.cron)")
     args = parser.parse_args()
-    problem = orch.prefect_server_problem()
+    problem = orch.project_problem(Path(args.project)) or orch.prefect_server_problem()
     if problem:
         raise SystemExit(f"error: {problem}")
     orch.serve_retrain(retrain, Path(args.project), orch.project_params(Path(args.project)), cron=args.cron)

@@ -210,15 +210,29 @@ def predict(
                 ("year", year)) if value is not None}
             pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)],
                                                        **metadata}), base=Path.cwd())
-        parse_pitches(pitches, PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars))  # fail early
+        parsed = parse_pitches(pitches, PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars))  # fail early
     except (PitchError, OSError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     use_tracking_store(loaded)
+    logging.getLogger("anipop.embedding").setLevel(logging.WARNING)  # the encoder's load line: noise beside a score
     uri = model_uri or f"models:/{loaded.registry.model_name}@{CHAMPION}"
-    scores = _run(lambda _: load_model(uri).predict(pitches), loaded)
+    model = _run(lambda _: load_model(uri), loaded)
+    scores = _run(lambda _: model.predict(pitches), loaded)
     typer.echo(f"model: {uri}")
+    predictor = getattr(_python_model(model), "predictor", None)  # an anipop pitch model (any pyfunc may be named)
+    ignored = predictor.ignored_inputs(parsed) if hasattr(predictor, "ignored_inputs") else None
+    if ignored:
+        typer.echo(f"note: {ignored}")
     typer.echo(scores.to_string(index=False))
+
+
+def _python_model(model):
+    """The PythonModel inside a loaded pyfunc, or None for another flavour."""
+    try:
+        return model.unwrap_python_model()
+    except Exception:  # noqa: BLE001 - not a python_model pyfunc: nothing to inspect
+        return None
 
 
 @app.command()

@@ -52,6 +52,22 @@ class StageFailed(RuntimeError):
         return self.exit_code == TRANSIENT_EXIT
 
 
+def project_problem(project: Path) -> str | None:
+    """Why `project` cannot be run (no dvc.yaml, a missing or invalid params.yaml) in one line, or None.
+
+    The flows' command lines check this before Prefect starts, so a mistyped --project is one line, not a
+    temporary server's start-up and shutdown around a traceback."""
+    from anipop.config import ConfigError
+
+    if not (Path(project) / "dvc.yaml").is_file():
+        return f"{Path(project) / 'dvc.yaml'}: not found (--project names the folder holding dvc.yaml and params.yaml)"
+    try:
+        project_params(Path(project))
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
 def project_params(project: Path) -> Params:
     """The project's params.yaml (the one its DVC stages read), with its folders anchored at the project, so
     in-process work of the flow (the embedding shards) writes where the stages read whatever the cwd is."""

@@ -11,6 +11,7 @@ import logging
 import math
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -129,9 +130,11 @@ class PitchPredictor:
 
         device = choose_device(self.device)
         kinds = set(self.bundle["inputs"])
-        text = load_text_encoder(self.text.model, device, pooling=self.text.pooling, max_length=self.text.max_length,
-                                 cpu_runtime=self.text.cpu_runtime) if kinds - {"portrait"} else None
-        image = load_image_encoder(self.image, device) if "portrait" in kinds else None
+        with _quiet_weight_loading():
+            text = load_text_encoder(self.text.model, device, pooling=self.text.pooling,
+                                     max_length=self.text.max_length,
+                                     cpu_runtime=self.text.cpu_runtime) if kinds - {"portrait"} else None
+            image = load_image_encoder(self.image, device) if "portrait" in kinds else None
         return text, image
 
     def _vectors(self, pitch: Pitch) -> dict[str, np.ndarray]:
@@ -163,6 +166,26 @@ class PitchPredictor:
                            metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields},
                            year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float))
 
+    def ignored_inputs(self, pitches: list[Pitch]) -> str | None:
+        """One line saying which given inputs this model does not read (None: it reads all it was given).
+
+        A synopsis-only champion scores a pitch with characters exactly as without them; the producer who drew
+        the portraits should be told so rather than believe they counted.
+        """
+        reads = set(self.bundle["inputs"])
+        given = sum(len(p.characters) for p in pitches)
+        notes = []
+        if given and not reads & set(CHARACTER_KINDS):
+            notes.append(f"the {given} character(s) given")
+        unread = sorted({f for p in pitches for f in p.metadata if f not in reads}
+                        | ({"year"} if any(p.year is not None for p in pitches) and "year" not in reads else set()))
+        if unread:
+            notes.append(f"the field(s) {', '.join(unread)}")
+        if not notes:
+            return None
+        return (f"this model ({self.bundle.get('name', 'unnamed')}) reads only {', '.join(sorted(reads))}: "
+                f"{' and '.join(notes)} did not change the score")
+
     def interval_half_width(self, pitch: Pitch) -> float:
         """The conformal half-width for the modalities this pitch brings (characters or synopsis only)."""
         reads_characters = bool(set(self.bundle["inputs"]) & set(CHARACTER_KINDS))
@@ -188,11 +211,47 @@ class PitchPredictor:
         }).round(4)
 
 
+@contextmanager
+def _quiet_weight_loading():
+    """No "Loading weights" progress bar from transformers while a pitch model loads its encoder: one bar per
+    `anipop predict` (and per served model) says nothing to the user and clutters the score's output."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # no transformers: nothing draws a bar
+        yield
+        return
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _pyfunc_class():
     """The PythonModel subclass, built lazily so importing anipop.predict does not import mlflow."""
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
+
+    class AnswerError(MlflowException):
+        """An error answered to the client as exactly its own message.
+
+        MLflow's scoring server rewrites the message of any MlflowException a model raises into
+        "Failed to predict data '<the whole request, dumped>'. Error: ..." (mlflow.pyfunc.scoring_server's
+        invocations): the promised one line would be buried under the client's own request, up to megabytes
+        of base64 portraits echoed back. The first message set is the one kept; later rewrites are ignored.
+        """
+
+        @property
+        def message(self) -> str:
+            return self._answer
+
+        @message.setter
+        def message(self, value: str) -> None:
+            if not hasattr(self, "_answer"):
+                self._answer = value
 
     class PitchModel(mlflow.pyfunc.PythonModel):
         """Takes raw pitches (synopsis, characters JSON); bad input is a 400 naming the field or the limit.
@@ -207,16 +266,16 @@ def _pyfunc_class():
 
         def predict(self, context, model_input, params=None):
             if params:
-                raise MlflowException(f"unknown params {sorted(params)[:10]}; this model takes none",
-                                      error_code=INVALID_PARAMETER_VALUE)
+                raise AnswerError(f"unknown params {sorted(params)[:10]}; this model takes none",
+                                  error_code=INVALID_PARAMETER_VALUE)
             try:
                 return self.predictor.predict(parse_pitches(model_input, self.predictor.limits))
             except PitchError as err:
-                raise MlflowException(str(err)[:1000], error_code=INVALID_PARAMETER_VALUE) from None
+                raise AnswerError(str(err)[:1000], error_code=INVALID_PARAMETER_VALUE) from None
             except Exception:  # noqa: BLE001 - the server's log has the traceback; the client gets one line
                 log.exception("pitch model: prediction failed")
-                raise MlflowException("internal error while scoring the pitch (see the server log)",
-                                      error_code=INTERNAL_ERROR) from None
+                raise AnswerError("internal error while scoring the pitch (see the server log)",
+                                  error_code=INTERNAL_ERROR) from None
 
     return PitchModel
 

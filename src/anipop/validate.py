@@ -45,6 +45,7 @@ from anipop.schema import (  # noqa: E402
     read_table,
 )
 from anipop.utils import write_json  # noqa: E402
+from anipop.validation_report import write_offline_report  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +284,10 @@ def run_validate(params: Params) -> dict:
         "suites": results,
     }
     write_json(out_dir / "summary.json", summary)
+    offline = write_offline_report(summary, docs_dir / "offline.html")  # Data Docs need CDNs; this page does not
     failed = [name for name, r in results.items() if not r["success"]]
-    log.info("validate: %d suites, %s; Data Docs at %s", len(results),
-             f"failed: {', '.join(failed)}" if failed else "all passed", index)
+    log.info("validate: %d suites, %s; Data Docs at %s (offline: %s)", len(results),
+             f"failed: {', '.join(failed)}" if failed else "all passed", index, offline)
     if failed:
         raise ValidationFailed(failure_message(summary), summary, index)
     return summary

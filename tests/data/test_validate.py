@@ -112,6 +112,7 @@ def test_good_dataset_passes_and_writes_summary_and_docs(dataset):
     exp = on_disk["suites"]["prepared_anime"]["expectations"][0]
     assert {"expectation", "column", "success", "unexpected_count", "sample_keys"} <= set(exp)
     assert (params.paths.validation_dir / "data_docs" / "index.html").is_file()
+    assert "all suites passed" in (params.paths.validation_dir / "data_docs" / "offline.html").read_text()
     # A rerun rebuilds the docs instead of piling up one validation page per run.
     run_validate(params)
     pages = list((params.paths.validation_dir / "data_docs" / "validations").rglob("*.html"))

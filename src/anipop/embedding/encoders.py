@@ -123,9 +123,37 @@ def _torch_forward(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tens
     return lambda ids, mask: model(input_ids=ids, attention_mask=mask).last_hidden_state
 
 
-def _unavailable(name: str, location: str, cause: object) -> EncoderUnavailable:
+def hub_endpoint() -> str:
     from huggingface_hub import constants
 
+    return constants.ENDPOINT
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the model hub opens within timeout_s: a machine without internet answers
+    in milliseconds (no DNS) or seconds, where huggingface_hub would retry with backoff for about a minute."""
+    return reachable(hub_endpoint(), timeout_s)
+
+
+def reachable(address: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the host of the URL `address` opens within timeout_s."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(address)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                      timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable(name: str, location: str, cause: object) -> EncoderUnavailable:
+    """One line (the cause's first line only): what is missing, where it was looked for, how to provide it."""
+    from huggingface_hub import constants
+
+    cause = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     return EncoderUnavailable(
         f"text model {name!r}: cannot load its tokenizer and weights from {location!r} "
         f"(looked in the Hugging Face cache {constants.HF_HUB_CACHE}, set by HF_HOME; "
@@ -167,12 +195,26 @@ def load_text_encoder(name: str, device: torch.device, dtype: torch.dtype = torc
     if looks_like_path(name) and not Path(location).is_dir():
         raise _unavailable(name, location, "no such folder")
     runtime = _cpu_runtime(cpu_runtime, device, dtype)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(location)
-        config = AutoConfig.from_pretrained(location)
-        model = AutoModel.from_pretrained(location, dtype=dtype) if runtime == "torch" else None
+
+    def from_pretrained(local_only: bool):
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+        config = AutoConfig.from_pretrained(location, local_files_only=local_only)
+        model = (AutoModel.from_pretrained(location, dtype=dtype, local_files_only=local_only)
+                 if runtime == "torch" else None)
+        return tokenizer, config, model
+
+    hub_id = location == name and not looks_like_path(name)
+    try:  # the cache first: no request to the hub when the weights are already here
+        tokenizer, config, model = from_pretrained(local_only=hub_id or offline())
     except (OSError, ValueError) as err:
-        raise _unavailable(name, location, err) from err
+        if not hub_id or offline():
+            raise _unavailable(name, location, err) from None
+        if not hub_reachable():  # offline without HF_HUB_OFFLINE: fail now, not after a minute of retries
+            raise _unavailable(name, location, f"not in the cache, and {hub_endpoint()} cannot be reached") from None
+        try:
+            tokenizer, config, model = from_pretrained(local_only=False)
+        except (OSError, ValueError) as err:
+            raise _unavailable(name, location, err) from None
     if tokenizer.pad_token is None:  # GPT-2 has no pad token; padding positions are masked out anyway
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"

@@ -24,7 +24,7 @@ from PIL import Image
 
 from anipop.config import ImageEncoderParams
 from anipop.embedding.cache import fingerprint_path, namespace_of
-from anipop.embedding.encoders import EncoderUnavailable, offline
+from anipop.embedding.encoders import EncoderUnavailable, offline, reachable
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,9 @@ def _from_torchvision_cache(cfg: ImageEncoderParams, weights) -> torch.nn.Module
     if not expected.is_file() and offline():
         raise EncoderUnavailable(f"image model {cfg.model} {cfg.weights}: weights not in the cache and "
                                  f"HF_HUB_OFFLINE is set, so no download is tried. {_how_to_provide(cfg, expected)}")
+    if not expected.is_file() and not reachable(weights.url):  # offline without the setting: say so, try nothing
+        raise EncoderUnavailable(f"image model {cfg.model} {cfg.weights}: weights not in the cache, and "
+                                 f"{urlparse(weights.url).netloc} cannot be reached. {_how_to_provide(cfg, expected)}")
     try:
         return models.get_model(cfg.model, weights=weights)
     except (OSError, RuntimeError) as err:  # URLError is an OSError; a corrupt or hash-mismatched file a RuntimeError
