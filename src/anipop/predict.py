@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import MinMaxScaler
+from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle, save_bundle
 from anipop.config import ImageEncoderParams, Params, TextEncoderParams
 from anipop.features import (
     ANIME_KINDS,
@@ -37,22 +36,21 @@ log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = ("score", "score_low", "score_high", "baseline_score", "coverage")
 
 
-def conformal_half_width(params: Params, bundle: dict, coverage: float) -> float:
+def conformal_half_width(params: Params, bundle: ModelBundle, coverage: float) -> float:
     """Split-conformal half-width (normalised units) from validation residuals: covers `coverage` on average."""
-    anime = read_table(PREPARED_ANIME, Path(params.paths.prepared_dir) / "anime.parquet")
+    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
     val = anime[anime["split"] == "val"]
     if val.empty:
         raise ValueError("the validation split is empty: no residuals to size the prediction interval")
-    if bundle.get("input_type", "embeddings") == "embeddings":
-        features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"],
-                                  bundle["aggregation"])
+    if bundle.input_type == "embeddings":
+        features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs, bundle.aggregation)
     else:  # a pitch model (synopsis + metadata): the same inputs the train step fed it
         from anipop.features import model_inputs
 
-        features = model_inputs(bundle["input_type"], bundle["inputs"], val["anime_id"], anime, None,
-                                params.paths.embeddings_dir, params.paths.raw_dir, bundle["aggregation"],
-                                bundle.get("image_size", 32))
-    residuals = np.abs(val["score_norm"].to_numpy() - bundle["model"].predict(features))
+        features = model_inputs(bundle.input_type, bundle.inputs, val["anime_id"], anime, None,
+                                params.paths.embeddings_dir, params.paths.raw_dir, bundle.aggregation,
+                                bundle.image_size)
+    residuals = np.abs(val["score_norm"].to_numpy() - bundle.model.predict(features))
     level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
     return float(np.quantile(residuals, level, method="higher"))
 
@@ -60,7 +58,7 @@ def conformal_half_width(params: Params, bundle: dict, coverage: float) -> float
 MIN_INTERVAL_ROWS = 10  # fewer validation anime with characters than this: their own interval is not sized
 
 
-def conformal_half_width_with_characters(params: Params, bundle: dict, coverage: float) -> float | None:
+def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, coverage: float) -> float | None:
     """The split-conformal half-width from the validation anime that HAVE characters, or None.
 
     Why apart: a pitch with characters meets a different model input (and, on MAL, a different population:
@@ -70,18 +68,18 @@ def conformal_half_width_with_characters(params: Params, bundle: dict, coverage:
     """
     from anipop.schema import PREPARED_CHARACTERS
 
-    if bundle.get("input_type", "embeddings") != "embeddings" or not set(bundle["inputs"]) & set(CHARACTER_KINDS):
+    if bundle.input_type != "embeddings" or not set(bundle.inputs) & set(CHARACTER_KINDS):
         return None  # a pitch model (synopsis + metadata) or a synopsis-only model: one interval for all
-    prepared = Path(params.paths.prepared_dir)
-    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
-    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    paths = ArtifactPaths.of(params)
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     val = anime[(anime["split"] == "val") & anime["anime_id"].isin(set(characters["anime_id"]))]
     if len(val) < MIN_INTERVAL_ROWS:
         log.info("predict: %d validation anime with characters (< %d); pitches with characters get the overall "
                  "interval", len(val), MIN_INTERVAL_ROWS)
         return None
-    features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"], bundle["aggregation"])
-    residuals = np.abs(val["score_norm"].to_numpy() - bundle["model"].predict(features))
+    features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs, bundle.aggregation)
+    residuals = np.abs(val["score_norm"].to_numpy() - bundle.model.predict(features))
     level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
     return float(np.quantile(residuals, level, method="higher"))
 
@@ -90,7 +88,7 @@ def conformal_half_width_with_characters(params: Params, bundle: dict, coverage:
 class PitchPredictor:
     """Embeds pitches with the encoders the model was trained on, then predicts with an interval."""
 
-    bundle: dict
+    bundle: ModelBundle
     text: TextEncoderParams
     image: ImageEncoderParams
     scaler: MinMaxScaler
@@ -104,7 +102,7 @@ class PitchPredictor:
     def from_dir(cls, folder: str | Path) -> "PitchPredictor":
         folder = Path(folder)
         settings = read_json(folder / "predictor.json")
-        return cls(bundle=joblib.load(folder / "model.joblib"),
+        return cls(bundle=load_bundle(folder / "model.joblib"),
                    text=TextEncoderParams.model_validate(settings["text"]),
                    image=ImageEncoderParams.model_validate(settings["image"]),
                    scaler=MinMaxScaler.from_dict(settings["scaler"]), half_width=settings["half_width"],
@@ -114,7 +112,7 @@ class PitchPredictor:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self.bundle, folder / "model.joblib")
+        save_bundle(self.bundle, folder / "model.joblib")
         write_json(folder / "predictor.json", {
             "text": self.text.model_dump(mode="json"), "image": self.image.model_dump(mode="json"),
             "scaler": self.scaler.to_dict(), "half_width": self.half_width, "coverage": self.coverage,
@@ -128,7 +126,7 @@ class PitchPredictor:
         from anipop.embedding.image_encoders import load_image_encoder
 
         device = choose_device(self.device)
-        kinds = set(self.bundle["inputs"])
+        kinds = set(self.bundle.inputs)
         text = load_text_encoder(self.text.model, device, pooling=self.text.pooling, max_length=self.text.max_length,
                                  cpu_runtime=self.text.cpu_runtime) if kinds - {"portrait"} else None
         image = load_image_encoder(self.image, device) if "portrait" in kinds else None
@@ -136,7 +134,7 @@ class PitchPredictor:
 
     def _vectors(self, pitch: Pitch) -> dict[str, np.ndarray]:
         text, image = self._encoders
-        kinds, vectors = self.bundle["inputs"], {}
+        kinds, vectors = self.bundle.inputs, {}
         chars = pitch.characters
         if "synopsis" in kinds:
             vectors["synopsis"] = text.encode([pitch.synopsis])[0]
@@ -153,37 +151,37 @@ class PitchPredictor:
         """A pitch model's inputs: texts, their embedding when it reads one, metadata (absent = missing)."""
         from anipop.pitch_models import PitchInputs
 
-        model = self.bundle["model"]
+        model = self.bundle.model
         embedding = None
         if getattr(model, "uses_embedding", False):
             text, _ = self._encoders
             embedding = text.encode([p.synopsis for p in pitches])
-        fields = [k for k in self.bundle["inputs"] if k in METADATA_FIELDS]
+        fields = [k for k in self.bundle.inputs if k in METADATA_FIELDS]
         return PitchInputs(synopsis=[p.synopsis for p in pitches], embedding=embedding,
                            metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields},
                            year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float))
 
     def interval_half_width(self, pitch: Pitch) -> float:
         """The conformal half-width for the modalities this pitch brings (characters or synopsis only)."""
-        reads_characters = bool(set(self.bundle["inputs"]) & set(CHARACTER_KINDS))
+        reads_characters = bool(set(self.bundle.inputs) & set(CHARACTER_KINDS))
         if pitch.characters and reads_characters and self.half_width_with_characters is not None:
             return self.half_width_with_characters
         return self.half_width
 
     def predict(self, pitches: list[Pitch]) -> pd.DataFrame:
         """Scores on the 1-10 scale with the conformal interval and the train-mean baseline beside them."""
-        if self.bundle.get("input_type") == "pitch":
+        if self.bundle.input_type == "pitch":
             rows = self._pitch_inputs(pitches)
         else:
-            rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle["inputs"],
-                                                    self.bundle["aggregation"]) for p in pitches])
-        normalised = np.clip(self.bundle["model"].predict(rows), 0.0, 1.0)
+            rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle.inputs, self.bundle.aggregation)
+                              for p in pitches])
+        normalised = np.clip(self.bundle.model.predict(rows), 0.0, 1.0)
         width = np.array([self.interval_half_width(p) for p in pitches])
         low, high = np.clip(normalised - width, 0, 1), np.clip(normalised + width, 0, 1)
         return pd.DataFrame({
             "score": self.scaler.inverse(normalised), "score_low": self.scaler.inverse(low),
             "score_high": self.scaler.inverse(high),
-            "baseline_score": self.scaler.inverse(float(self.bundle["train_mean"])),
+            "baseline_score": self.scaler.inverse(float(self.bundle.train_mean)),
             "coverage": self.coverage,
         }).round(4)
 
@@ -252,14 +250,15 @@ def log_pitch_model(params: Params, bundle_path: str | Path | None = None, pip_r
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    bundle = joblib.load(bundle_path or Path(params.paths.models_dir) / "model.joblib")
-    pitch_model = bundle.get("input_type") == "pitch"  # synopsis + metadata (anipop.pitch_models)
-    if not pitch_model and not set(bundle["inputs"]) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
-        raise ValueError(f"model {bundle['name']} is not embedding-based; only those can score raw pitches")
+    paths = ArtifactPaths.of(params)
+    bundle = load_bundle(bundle_path or paths.primary_bundle)
+    pitch_model = bundle.input_type == "pitch"  # synopsis + metadata (anipop.pitch_models)
+    if not pitch_model and not set(bundle.inputs) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
+        raise ValueError(f"model {bundle.name} is not embedding-based; only those can score raw pitches")
     coverage = params.registry.interval_coverage
     predictor = PitchPredictor(
         bundle=bundle, text=params.embed.text, image=params.embed.image,
-        scaler=MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json")),
+        scaler=MinMaxScaler.read(paths.scaler),
         half_width=conformal_half_width(params, bundle, coverage), coverage=coverage, device=params.embed.device,
         limits=PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump()),
         half_width_with_characters=conformal_half_width_with_characters(params, bundle, coverage))
@@ -291,10 +290,11 @@ def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The test split as raw pitches (synopsis + characters JSON with portraits inlined) and its true scores."""
     from anipop.schema import PREPARED_CHARACTERS
 
-    prepared, raw_dir = Path(params.paths.prepared_dir), Path(params.paths.raw_dir)
-    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+    paths = ArtifactPaths.of(params)
+    raw_dir = paths.raw_dir
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     test = anime[anime["split"] == "test"].reset_index(drop=True)
-    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     by_anime: dict[int, list[dict]] = {}
     for row in characters.itertuples():
         # the served model takes image bytes only, so the portraits travel as data URIs like a client's
@@ -314,7 +314,7 @@ def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float
     from anipop.metrics import point_metrics
 
     pitches, test = test_pitches(params)
-    scaler = MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json"))
+    scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
     predicted = load_model(model_uri).predict(pitches)
     return point_metrics(test["score_norm"].to_numpy(), scaler.transform(predicted["score"].to_numpy()),
                          scaler.high - scaler.low)

@@ -1,8 +1,8 @@
 """The train step: every configured model on every requested input set, each saved as one bundle.
 
 The primary model (train.model on train.inputs) is also saved as models_dir/model.joblib, the file that
-predict and the MLflow pyfunc load. A bundle is a dict: name, model (with .predict -> scores in [0, 1]),
-inputs (kinds in feature order), input_set, input_type (embeddings or raw), train_mean, aggregation.
+predict and the MLflow pyfunc load. A bundle is an anipop.artifacts.ModelBundle: name, model (with .predict ->
+scores in [0, 1]), inputs (kinds in feature order), input_set, input_type, train_mean, aggregation, a version.
 Input sets whose modalities the data lacks are skipped with a logged notice; one that resolves to the same
 kinds as an earlier set reuses that fit instead of training the same model twice.
 """
@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
+from anipop.artifacts import ArtifactPaths, ModelBundle, save_bundle
 from anipop.config import NetworkParams, NetworkShape, Params
 from anipop.features import (
     INPUT_SETS,
@@ -172,11 +171,11 @@ class TrainingData:
 
     @classmethod
     def from_prepared(cls, params: Params) -> "TrainingData":
-        prepared = Path(params.paths.prepared_dir)
-        anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+        paths = ArtifactPaths.of(params)
+        anime = read_table(PREPARED_ANIME, paths.prepared_anime)
         if anime[anime["split"] == "train"].empty:
-            raise ValueError(f"{prepared / 'anime.parquet'}: the train split is empty; check prepare.split")
-        characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+            raise ValueError(f"{paths.prepared_anime}: the train split is empty; check prepare.split")
+        characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
         rows = {split: anime[anime["split"] == split] for split in ("train", "val")}
         targets = {split: part["score_norm"].to_numpy(dtype=np.float64) for split, part in rows.items()}
         return cls(params, anime, characters, rows, targets)
@@ -282,8 +281,9 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     cfg = params.train
     input_sets = input_sets_to_train(params, ablation)  # a bad --ablation fails before any data is read
     data = TrainingData.from_prepared(params)
-    models_dir = Path(params.paths.models_dir)
-    manifest_path = Path(params.paths.embeddings_dir) / "manifest.json"
+    paths = ArtifactPaths.of(params)
+    models_dir = paths.models_dir
+    manifest_path = paths.embeddings_manifest
     encoders = read_json(manifest_path) if manifest_path.exists() else {}
     train_mean = float(data.target["train"].mean())
     runs, skipped, fitted = [], [], {}
@@ -315,14 +315,13 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
                 fitted[key] = (model, details, input_set)
                 log.info("train: %s on %s (%s): %.1fs", name, input_set, "+".join(kinds), seconds)
             run.update(details)
-            bundle = {"name": name, "model": model, "inputs": kinds, "input_set": input_set,
-                      "input_type": run["input_type"], "train_mean": train_mean, "aggregation": cfg.aggregation,
-                      "feature_dim": details.get("feature_dim"), "image_size": cfg.benchmark.image_size,
-                      "encoders": encoders}
-            with atomic_path(models_dir / run["path"]) as tmp:
-                joblib.dump(bundle, tmp)
+            bundle = ModelBundle(name=name, model=model, inputs=kinds, input_set=input_set,
+                                 input_type=run["input_type"], train_mean=train_mean, aggregation=cfg.aggregation,
+                                 image_size=cfg.benchmark.image_size, feature_dim=details.get("feature_dim"),
+                                 encoders=encoders)
+            save_bundle(bundle, models_dir / run["path"])
             if name == cfg.model and input_set == cfg.inputs:  # the primary: also the file predict loads
-                with atomic_path(models_dir / "model.joblib") as tmp:
+                with atomic_path(paths.primary_bundle) as tmp:
                     shutil.copyfile(models_dir / run["path"], tmp)
             runs.append(run)
     primary = next((r for r in runs if r["model"] == cfg.model and r["input_set"] == cfg.inputs), None)
@@ -333,7 +332,7 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
               "feature_dim": primary.get("feature_dim"), "train_rows": len(data.rows["train"]),
               "val_rows": len(data.rows["val"]), "train_mean_score_norm": train_mean, "runs": runs,
               "skipped": skipped}
-    write_json(models_dir / "train_report.json", report)
+    write_json(paths.train_report, report)
     log.info("train: %d fits, %d runs, %d skipped, %.1fs in all", len(fitted), len(runs), len(skipped),
              fit_seconds)
     return report
