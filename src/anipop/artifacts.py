@@ -197,6 +197,32 @@ class ArtifactPaths:
 
 
 @dataclass(frozen=True)
+class PrimaryModel:
+    """The served model. params.train names it (train.model on train.inputs) and train records it in
+    train_report.json beside its bundle (models_dir/model.joblib); evaluate, MLflow tracking and the registry
+    read it from that report, so none of them can disagree with the file they score or register."""
+
+    model: str
+    input_set: str
+
+    @property
+    def label(self) -> str:
+        """Its run label in every table and MLflow child run: 'input_set/model'."""
+        return f"{self.input_set}/{self.model}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"model": self.model, "input_set": self.input_set}
+
+    @classmethod
+    def of_report(cls, report: dict) -> "PrimaryModel":
+        return cls(model=report["model"], input_set=report["input_set"])
+
+    @classmethod
+    def read(cls, paths: "ArtifactPaths") -> "PrimaryModel":
+        return cls.of_report(read_json(paths.train_report))
+
+
+@dataclass(frozen=True)
 class MinMaxScaler:
     """Min-max scaling of the score, fitted on the train split only (no test information leaks)."""
 

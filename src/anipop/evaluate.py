@@ -13,11 +13,11 @@ import logging
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle
+from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle
 from anipop.config import Params
 from anipop.features import model_inputs
 from anipop.metrics import markdown_table, metrics_with_intervals
-from anipop.models import BASELINES
+from anipop.model_catalog import BASELINES
 from anipop.plots import ablation_plots, learning_curve_plots, prediction_plots
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.utils import read_json, write_json, write_text
@@ -87,12 +87,13 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
                                       cfg.bootstrap_samples, cfg.confidence, params.seed)
 
     scored = {run_label(run): score(run_label(run)) for run in runs}
-    main_set = report["input_set"]
+    primary = PrimaryModel.of_report(report)
+    main_set = primary.input_set
     main = {run["model"]: scored[run_label(run)] for run in runs if run["input_set"] == main_set}
     ablation: dict[str, dict] = {}
     for run in runs:
         ablation.setdefault(run["input_set"], {})[run["model"]] = scored[run_label(run)]
-    summary = {"test_rows": len(predictions), "primary": report["model"], "input_set": main_set,
+    summary = {"test_rows": len(predictions), "primary": primary.model, "input_set": main_set,
                "models": main, "ablation": ablation}
 
     # metrics.json (the main table) and ablation.json hold point values only, so `dvc metrics show/diff` stay
@@ -108,13 +109,13 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
     skipped = "".join(f"- {entry['reason']}\n" for entry in report.get("skipped", []))
     text = (f"Test split: {len(predictions)} anime. Normalised score (min-max over train); "
             f"{cfg.confidence:.0%} bootstrap intervals ({cfg.bootstrap_samples} resamples).\n\n"
-            f"## Models on {main_set} (primary: {report['model']})\n\n{main_table}\n"
+            f"## Models on {main_set} (primary: {primary.model})\n\n{main_table}\n"
             f"## Ablation: input set / model\n\n{ablation_table}"
             + (f"\nSkipped (the data lacks these inputs):\n\n{skipped}" if skipped else ""))
     write_text(paths.metrics_table, text)
 
     plots_dir = reports / "plots"
-    primary_label = run_label({"input_set": main_set, "model": report["model"]})
+    primary_label = primary.label
     histories = {run_label(run): run["history"] for run in runs if run["input_set"] == main_set and "history" in run}
     plots = [*prediction_plots(y_true, predictions[primary_label].to_numpy(), predictions["anime_id"],
                                primary_label, scaler, plots_dir),

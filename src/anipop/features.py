@@ -16,26 +16,20 @@ import numpy as np
 import pandas as pd
 
 from anipop.artifacts import load_embeddings
-from anipop.metadata import PITCH_METADATA_KINDS
+from anipop.input_kinds import (  # noqa: F401 - the kinds and input sets, read through here by the steps
+    ALL_INPUTS,
+    ANIME_KINDS,
+    CHARACTER_KINDS,
+    IMAGE_KIND,
+    INPUT_SETS,
+    KINDS,
+    PITCH_INPUT,
+    RAW_INPUT,
+)
 
 log = logging.getLogger(__name__)
 
-ANIME_KINDS = ("synopsis",)
-CHARACTER_KINDS = ("character_description", "character_name", "portrait")
-IMAGE_KIND = "portrait"  # one vector per character portrait; its row ids are anime_id:character_id
 AGGREGATIONS = ("mean", "max")
-
-# The paper's ablations: which kinds each input set feeds. "all_inputs" is every kind the data has.
-ALL_INPUTS = "all_inputs"
-INPUT_SETS: dict[str, tuple[str, ...]] = {
-    "synopsis": ("synopsis",),
-    "characters": ("character_description", "character_name"),
-    "images": (IMAGE_KIND,),
-    ALL_INPUTS: ANIME_KINDS + CHARACTER_KINDS + PITCH_METADATA_KINDS,  # also the feature order on all inputs
-    # pitch metadata (issue 18; anipop.metadata): read by the pitch models only, together and each alone
-    "metadata": PITCH_METADATA_KINDS,
-    **{field: (field,) for field in PITCH_METADATA_KINDS},
-}
 
 
 def input_set_kinds(input_set: str) -> tuple[str, ...]:
@@ -125,7 +119,7 @@ def build_features(embeddings_dir: str | Path, anime_ids, kinds: list[str], aggr
 
 # --- raw inputs for the TF-IDF + PILToTensor benchmark -------------------------------------------------------
 
-_CHARACTER_TEXT = {"character_description": "description", "character_name": "name"}
+_CHARACTER_TEXT = {name: kind.column for name, kind in KINDS.items() if kind.owner == "character" and kind.modality == "text"}
 
 
 def raw_kinds_available(characters: pd.DataFrame, wanted: tuple[str, ...]) -> list[str]:
@@ -184,9 +178,9 @@ def model_inputs(input_type: str, kinds: list[str], anime_ids, anime: pd.DataFra
 
     One function for training, evaluation and backtests, so every model is fed the same way everywhere.
     """
-    if input_type == "raw":
+    if input_type == RAW_INPUT:
         return raw_inputs(anime_ids, anime, characters, raw_dir, kinds, image_size, aggregation)
-    if input_type == "pitch":  # synopsis + metadata models (anipop.pitch_models)
+    if input_type == PITCH_INPUT:  # synopsis + metadata models (anipop.pitch_models)
         from anipop.pitch_models import pitch_inputs
 
         return pitch_inputs(anime_ids, anime, embeddings_dir, kinds)

@@ -10,25 +10,10 @@ from pathlib import Path
 from anipop.artifacts import ArtifactPaths
 from anipop.config import Params
 from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS, write_table
-from anipop.sources import Source
+from anipop.sources import Source, make_source
 from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
-
-
-def make_source(params: Params) -> Source:
-    """The source that params.yaml names; imported lazily so `local` never needs the HTTP stack."""
-    if params.ingest.source == "local":
-        from anipop.sources.local import LocalSource
-
-        return LocalSource(path=params.ingest.local_path, limit=params.ingest.limit,
-                           characters_dir=params.ingest.characters_dir)
-    if params.ingest.source == "jikan":
-        from anipop.sources.jikan import JikanSource
-
-        return JikanSource(limit=params.ingest.limit, cache_dir=params.paths.http_cache_dir,
-                           **params.ingest.jikan.model_dump())
-    raise NotImplementedError(f"params.yaml ingest.source={params.ingest.source!r} is not implemented yet")
 
 
 def run_ingest(params: Params, source: Source | None = None) -> dict:

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle, save_bundle
+from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle, save_bundle
 from anipop.config import Params
-from anipop.models import BASELINE, BASELINES, BENCHMARK, NETWORK_MODELS
+from anipop.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
+from anipop.model_catalog import BASELINE, BASELINES, BENCHMARK, MODELS, NETWORK_SHAPES
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.tracking import data_hash, flatten, shown_tracking_uri, use_experiment
 from anipop.utils import git_commit, read_json, redact, write_json
@@ -81,18 +82,19 @@ def split_label(label: str) -> tuple[str, str]:
 def model_hyperparameters(params: Params, model: str) -> dict[str, object]:
     """Every knob that shaped `model`: its own section of params.train plus the shared ones it reads."""
     train = params.train
-    if model in NETWORK_MODELS:
-        shape = train.network.wide if model == "mlp_wide" else train.network.small
-        shared = train.network.model_dump(mode="json", exclude={"wide", "small"})
+    spec = MODELS.get(model)
+    if spec is None or spec.baseline:
+        return {}
+    if spec.fitter == "network":
+        shape = getattr(train.network, NETWORK_SHAPES[model])
+        shared = train.network.model_dump(mode="json", exclude=set(NETWORK_SHAPES.values()))
         return {"hidden": list(shape.hidden), "dropout": shape.dropout, **shared, "aggregation": train.aggregation}
-    if model == "ridge":
+    if spec.fitter == "ridge":
         return {"alpha": train.ridge_alpha, "aggregation": train.aggregation}
-    if model == BENCHMARK:
-        return {**train.benchmark.model_dump(mode="json"), "aggregation": train.aggregation}
-    if model in ("meta_ridge", "pitch_gbm", "pitch_stack"):  # anipop.pitch_models: params.train.pitch
-        return train.pitch.model_dump(mode="json")
-    section = getattr(train, model, None)  # a model added later with its own params.train section
-    return section.model_dump(mode="json") if hasattr(section, "model_dump") else {}
+    section = getattr(train, spec.params_section) if spec.params_section else None
+    values = section.model_dump(mode="json") if hasattr(section, "model_dump") else {}
+    # embedding and raw-input models aggregate several characters; the pitch models read no character
+    return {**values, "aggregation": train.aggregation} if spec.fitter == "benchmark" else values
 
 
 def split_kind(params: Params) -> str:
@@ -187,7 +189,7 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
     if bundle is None:
         return None
     # embedding models and the synopsis + metadata models (issue 18) take the full pitch with an interval
-    if bundle.input_type in ("embeddings", "pitch") and bundle_path is not None:
+    if bundle.input_type in (EMBEDDINGS_INPUT, PITCH_INPUT) and bundle_path is not None:
         return log_pitch_model(params, bundle_path, model_requirements()).model_uri  # pitch -> score and interval
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "synopsis"), ColSpec("string", "characters", required=False)]),
@@ -227,7 +229,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
 
     experiment_id = use_experiment(params)
     report, train_runs = _train_runs(params)
-    primary = f"{report['input_set']}/{report['model']}"
+    primary = PrimaryModel.of_report(report).label
     scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
     digest, commit = _digest(params), git_commit()
     shared_tags = {"git_commit": commit, "data_hash": data_hash(params), "split_kind": split_kind(params)}
@@ -235,7 +237,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
     encoders = {"text_encoder": params.embed.text.model, "image_encoder": params.embed.image.model}
     children: dict[str, dict] = {}
 
-    with mlflow.start_run(run_name=f"pipeline-{report['model']}-{params.embed.text.model}") as parent:
+    with mlflow.start_run(run_name=f"pipeline-{PrimaryModel.of_report(report).model}-{params.embed.text.model}") as parent:
         mlflow.set_tags({**shared_tags, "anipop.role": "pipeline", "primary": primary})
         mlflow.log_params({k: redact(str(v))[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
         for path in artifacts:
@@ -289,9 +291,9 @@ def encoder_name(params: Params, run: Mapping, model: str) -> str:
     """What turned the pitch into features: the embedding encoders, TF-IDF + pixels, or nothing at all."""
     if model in BASELINES:
         return "none" if model == BASELINE else "synopsis word count"
-    if run.get("input_type") == "raw" or model == BENCHMARK:
+    if run.get("input_type") == RAW_INPUT or model == BENCHMARK:
         return "tfidf+pixels"
-    if run.get("input_type") == "embeddings":
+    if run.get("input_type") == EMBEDDINGS_INPUT:
         kinds = set(run.get("kinds", []))
         names = ([params.embed.text.model] if kinds - {"portrait"} else []) + \
                 ([params.embed.image.model] if "portrait" in kinds else [])

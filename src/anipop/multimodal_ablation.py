@@ -27,7 +27,7 @@ from anipop.backtest import fold_of
 from anipop.config import Params
 from anipop.features import available_kinds
 from anipop.metrics import point_metrics
-from anipop.models import BASELINES
+from anipop.model_catalog import BASELINES
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import TrainingData, fit_model, input_type_of
 from anipop.utils import write_json, write_text

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-PAPER_HEAD = "paper_head"
+from anipop.model_catalog import PAPER_HEAD  # noqa: F401 - this module's model
+
 BRANCH_WIDTH = 768                       # the character branch's width (GPT-2's hidden size in the paper)
 TANH_WIDTHS = (768, 384, 192)            # the tower's Tanh layers (two inputs; one input starts at 384)
 RELU_WIDTHS = (96, 48, 24, 12, 6)        # then ReLU layers, then one linear output unit

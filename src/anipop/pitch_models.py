@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anipop.input_kinds import PITCH_INPUT, TEXT_KIND  # noqa: F401 - these models' input type and text
 from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, MetadataEncoder, table_values, table_years
-
-PITCH_INPUT = "pitch"  # the input type of these models (beside "embeddings" and "raw")
-PITCH_MODELS = ("meta_ridge", "pitch_gbm", "pitch_stack")
-TEXT_KIND = "synopsis"
+from anipop.model_catalog import PITCH_MODELS
 
 
 @dataclass

@@ -26,6 +26,7 @@ from anipop.features import (
     build_features,
     features_from_vectors,
 )
+from anipop.input_kinds import EMBEDDINGS_INPUT, IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.metadata import METADATA_FIELDS
 from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
 from anipop.schema import PREPARED_ANIME, read_table
@@ -42,7 +43,7 @@ def conformal_half_width(params: Params, bundle: ModelBundle, coverage: float) -
     val = anime[anime["split"] == "val"]
     if val.empty:
         raise ValueError("the validation split is empty: no residuals to size the prediction interval")
-    if bundle.input_type == "embeddings":
+    if bundle.input_type == EMBEDDINGS_INPUT:
         features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs, bundle.aggregation)
     else:  # a pitch model (synopsis + metadata): the same inputs the train step fed it
         from anipop.features import model_inputs
@@ -68,7 +69,7 @@ def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, co
     """
     from anipop.schema import PREPARED_CHARACTERS
 
-    if bundle.input_type != "embeddings" or not set(bundle.inputs) & set(CHARACTER_KINDS):
+    if bundle.input_type != EMBEDDINGS_INPUT or not set(bundle.inputs) & set(CHARACTER_KINDS):
         return None  # a pitch model (synopsis + metadata) or a synopsis-only model: one interval for all
     paths = ArtifactPaths.of(params)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
@@ -128,23 +129,24 @@ class PitchPredictor:
         device = choose_device(self.device)
         kinds = set(self.bundle.inputs)
         text = load_text_encoder(self.text.model, device, pooling=self.text.pooling, max_length=self.text.max_length,
-                                 cpu_runtime=self.text.cpu_runtime) if kinds - {"portrait"} else None
-        image = load_image_encoder(self.image, device) if "portrait" in kinds else None
+                                 cpu_runtime=self.text.cpu_runtime) if kinds - {IMAGE_KIND} else None
+        image = load_image_encoder(self.image, device) if IMAGE_KIND in kinds else None
         return text, image
 
     def _vectors(self, pitch: Pitch) -> dict[str, np.ndarray]:
         text, image = self._encoders
         kinds, vectors = self.bundle.inputs, {}
         chars = pitch.characters
-        if "synopsis" in kinds:
-            vectors["synopsis"] = text.encode([pitch.synopsis])[0]
-        for kind, values in (("character_description", [c.description for c in chars]),
-                             ("character_name", [c.name for c in chars])):
-            if kind in kinds:
+        for kind in kinds:  # the embedded kinds of anipop.input_kinds, as the embed step made them
+            spec = KINDS[kind]
+            if spec.owner == "anime" and spec.modality == "text":
+                vectors[kind] = text.encode([getattr(pitch, spec.column)])[0]
+            elif spec.modality == "text":  # one text per main character: its name or its description
+                values = [getattr(c, spec.column) for c in chars]
                 vectors[kind] = text.encode(values) if values else np.zeros((0, text.dim), np.float32)
-        if "portrait" in kinds:
-            portraits = [c.portrait for c in chars if c.portrait is not None]
-            vectors["portrait"] = image.encode(portraits) if portraits else np.zeros((0, image.dim), np.float32)
+            elif spec.modality == "image":
+                portraits = [c.portrait for c in chars if c.portrait is not None]
+                vectors[kind] = image.encode(portraits) if portraits else np.zeros((0, image.dim), np.float32)
         return vectors
 
     def _pitch_inputs(self, pitches: list[Pitch]):
@@ -170,7 +172,7 @@ class PitchPredictor:
 
     def predict(self, pitches: list[Pitch]) -> pd.DataFrame:
         """Scores on the 1-10 scale with the conformal interval and the train-mean baseline beside them."""
-        if self.bundle.input_type == "pitch":
+        if self.bundle.input_type == PITCH_INPUT:
             rows = self._pitch_inputs(pitches)
         else:
             rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle.inputs, self.bundle.aggregation)
@@ -252,7 +254,7 @@ def log_pitch_model(params: Params, bundle_path: str | Path | None = None, pip_r
 
     paths = ArtifactPaths.of(params)
     bundle = load_bundle(bundle_path or paths.primary_bundle)
-    pitch_model = bundle.input_type == "pitch"  # synopsis + metadata (anipop.pitch_models)
+    pitch_model = bundle.input_type == PITCH_INPUT  # synopsis + metadata (anipop.pitch_models)
     if not pitch_model and not set(bundle.inputs) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
         raise ValueError(f"model {bundle.name} is not embedding-based; only those can score raw pitches")
     coverage = params.registry.interval_coverage

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths
+from anipop.artifacts import ArtifactPaths, PrimaryModel
 from anipop.config import Params
 from anipop.metrics import LOWER_IS_BETTER
 from anipop.mlflow_runs import evaluation_runs
 from anipop.model_card import render_model_card
-from anipop.models import BASELINE, LENGTH_BASELINE
+from anipop.model_catalog import BASELINE, LENGTH_BASELINE
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.tracking import TrackingUnavailable, data_hash, shown_tracking_uri, tracking_uri, use_experiment
 from anipop.utils import git_commit, read_json, redact, update_digest, write_json, write_text
@@ -316,7 +316,8 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
     paths = ArtifactPaths.of(params)
     reports = paths.reports_dir
     intervals = read_json(paths.intervals)
-    bundle_name = read_json(paths.train_report)["model"]
+    primary_model = PrimaryModel.read(paths)
+    bundle_name = primary_model.model
     metrics = {name: entry["value"] for name, entry in intervals["models"][bundle_name].items()}
     baseline = {name: entry["value"] for name, entry in intervals["models"][BASELINE].items()}
     champion_value, champion_version = _champion_metric(client, cfg.model_name, cfg.promotion_metric, fingerprint, params)
@@ -335,7 +336,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,
-            "image_encoder": params.embed.image.model, "ablation": params.train.inputs,
+            "image_encoder": params.embed.image.model, "ablation": primary_model.input_set,
             **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
             **{f"baseline.{k}": f"{v:.6f}" for k, v in baseline.items()},
             **{f"baseline_length.{k}": f"{entry['value']:.6f}"

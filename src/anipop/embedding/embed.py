@@ -26,6 +26,7 @@ from anipop.config import Params
 from anipop.embedding.cache import EmbeddingCache, file_key, item_key
 from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
 from anipop.images import image_problem, open_rgb
+from anipop.input_kinds import EMBEDDED_KINDS
 from anipop.schema import (
     PREPARED_ANIME,
     PREPARED_CHARACTERS,
@@ -38,7 +39,7 @@ from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
 
-KINDS = ("synopsis", "character_description", "character_name", "portrait")
+KINDS = EMBEDDED_KINDS  # anipop.input_kinds: what features and predict read back
 # one batch of (cache key, payload) in; the keys actually encoded and their vectors out
 BatchEncoder = Callable[[list[tuple[str, object]]], tuple[list[str], np.ndarray]]
 RUN_STATS = ("embedded", "from_cache", "seconds", "items_per_s")  # per-run figures: kept out of the outputs
