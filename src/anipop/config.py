@@ -80,7 +80,7 @@ class JikanParams(_Strict):
 
 
 class IngestParams(_Strict):
-    source: Literal["local", "jikan"] = "local"  # the keys of anipop.sources.SOURCES (tests/code/test_registries)
+    source: Literal["local", "jikan"] = "local"  # the keys of anipop.sources.registry.SOURCES (a test)
     local_path: Path
     characters_dir: Path | None = None  # local source: characters.csv.gz + portraits/; None = anime only
     limit: int | None = Field(default=None, ge=1)

@@ -10,7 +10,8 @@ from pathlib import Path
 from anipop.artifacts import ArtifactPaths
 from anipop.config import Params
 from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS, write_table
-from anipop.sources import Source, make_source
+from anipop.sources import Source
+from anipop.sources.registry import make_source
 from anipop.utils import write_json
 
 log = logging.getLogger(__name__)

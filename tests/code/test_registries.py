@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from anipop.config import IngestParams, MultimodalParams, PitchModelParams, TrainParams
 from anipop.input_kinds import EMBEDDED_KINDS, INPUT_SETS, INPUT_TYPES, KINDS, PITCH_METADATA_KINDS
 from anipop.model_catalog import MODELS, MULTIMODAL, NETWORK_SHAPES, SERVABLE, TRAINABLE, spec_of
-from anipop.sources import SOURCES
+from anipop.sources.registry import SOURCES
 
 
 def allowed(model_field) -> set[str]:

@@ -5,17 +5,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import pandas as pd
 
 from anipop.schema import QUARANTINE, RAW_CHARACTERS
-
-if TYPE_CHECKING:
-    from anipop.config import Params
 
 
 @dataclass
@@ -42,28 +38,3 @@ class IngestIncomplete(RuntimeError):
     Everything fetched is cached, so rerunning resumes and retries only what failed.
     """
 
-
-
-def _local(params: Params) -> Source:
-    from anipop.sources.local import LocalSource
-
-    return LocalSource(path=params.ingest.local_path, limit=params.ingest.limit,
-                       characters_dir=params.ingest.characters_dir)
-
-
-def _jikan(params: Params) -> Source:
-    from anipop.sources.jikan import JikanSource
-
-    return JikanSource(limit=params.ingest.limit, cache_dir=params.paths.http_cache_dir,
-                       **params.ingest.jikan.model_dump())
-
-
-# ingest.source -> the factory of that source; each imports its module lazily, so `local` never loads the HTTP
-# stack. config.IngestParams.source lists the same names (a test holds them equal): importing this registry from
-# the config would make every stage depend on the sources' code.
-SOURCES: dict[str, Callable[[Params], Source]] = {"local": _local, "jikan": _jikan}
-
-
-def make_source(params: Params) -> Source:
-    """The source that params.yaml names."""
-    return SOURCES[params.ingest.source](params)
