@@ -159,6 +159,10 @@ class ArtifactPaths:
         return self.reports_dir / "intervals.json"
 
     @property
+    def calibration(self) -> Path:
+        return self.reports_dir / "calibration.json"
+
+    @property
     def mlflow_runs(self) -> Path:
         return self.reports_dir / "mlflow_runs.json"
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle
+from anipop.calibration import write_calibrations
 from anipop.config import Params
 from anipop.features import model_inputs
 from anipop.metrics import markdown_table, metrics_with_intervals
@@ -36,15 +37,14 @@ def run_label(run: dict) -> str:
     return f"{run['input_set']}/{run['model']}"
 
 
-def predict_test(params: Params) -> tuple[dict, pd.DataFrame]:
-    """(train report, test rows with the true normalised score and one prediction column per run label)."""
+def predict_test(params: Params, report: dict, runs: list[tuple[dict, ModelBundle]]) -> pd.DataFrame:
+    """Test rows with the true normalised score and one prediction column per run label."""
     paths = ArtifactPaths.of(params)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     test = anime[anime["split"] == "test"]
     if test.empty:
         raise ValueError(f"{paths.prepared_anime}: the test split is empty; check prepare.split")
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
-    report, runs = load_runs(paths)
     predictions = pd.DataFrame({"anime_id": test["anime_id"].to_numpy(), "true": test["score_norm"].to_numpy()})
     features: dict[tuple, object] = {}
     for run, bundle in runs:
@@ -54,7 +54,7 @@ def predict_test(params: Params) -> tuple[dict, pd.DataFrame]:
                                          params.paths.embeddings_dir, params.paths.raw_dir, bundle.aggregation,
                                          bundle.image_size)
         predictions[run_label(run)] = np.clip(bundle.model.predict(features[key]), 0.0, 1.0)
-    return report, predictions
+    return predictions
 
 
 def mlflow_label(label: str) -> str:
@@ -77,7 +77,10 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
     paths = ArtifactPaths.of(params)
     reports = paths.reports_dir
     scaler = MinMaxScaler.read(paths.scaler)
-    report, predictions = predict_test(params)
+    report, trained = load_runs(paths)
+    predictions = predict_test(params, report, trained)
+    # the served models' intervals, sized on validation here: register and the served model only read them
+    write_calibrations(params, [(run_label(run), bundle) for run, bundle in trained])
     runs = report["runs"]
     y_true = predictions["true"].to_numpy()
     cfg = params.evaluate
@@ -125,7 +128,7 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
     if track:
         from anipop.mlflow_runs import log_evaluation_runs
 
-        extras = [paths.metrics, paths.ablation, paths.intervals, paths.metrics_table, *plots,
+        extras = [paths.metrics, paths.ablation, paths.intervals, paths.calibration, paths.metrics_table, *plots,
                   paths.embeddings_manifest, paths.train_report]
         backtests = [path for path in (paths.backtest_table, paths.cv_metrics, paths.temporal_metrics) if path.exists()]
         named = {label: mlflow_label(label) for label in scored}  # a baseline's child is named by it alone

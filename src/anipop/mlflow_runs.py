@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle, save_bundle
+from anipop.calibration import read_calibration
 from anipop.config import Params
 from anipop.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
 from anipop.model_catalog import BASELINE, BASELINES, BENCHMARK, MODELS, NETWORK_SHAPES
@@ -178,7 +179,7 @@ def _bundle_pyfunc_class():
     return BundleModel
 
 
-def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Path | None) -> str | None:
+def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Path | None, label: str) -> str | None:
     """Log the child's model in the active run; return its model URI (None when there is nothing to log)."""
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
@@ -190,7 +191,8 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
         return None
     # embedding models and the synopsis + metadata models (issue 18) take the full pitch with an interval
     if bundle.input_type in (EMBEDDINGS_INPUT, PITCH_INPUT) and bundle_path is not None:
-        return log_pitch_model(params, bundle_path, model_requirements()).model_uri  # pitch -> score and interval
+        calibration = read_calibration(ArtifactPaths.of(params), label)  # sized by the evaluate step
+        return log_pitch_model(params, calibration, bundle_path, model_requirements()).model_uri  # with interval
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "synopsis"), ColSpec("string", "characters", required=False)]),
         outputs=Schema([ColSpec("double", "score"), ColSpec("double", "baseline_score")]))
@@ -273,7 +275,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
                     plt.close(figure)
                 bundle_path = Path(params.paths.models_dir) / run["path"] if "path" in run else None
                 bundle = load_bundle(bundle_path) if bundle_path else _baseline_bundle(params, model, report)
-                model_uri = log_child_model(params, bundle, bundle_path)
+                model_uri = log_child_model(params, bundle, bundle_path, label)
                 mlflow.set_tag("model_logged", str(model_uri is not None).lower())
                 children[label] = {"run_id": child.info.run_id, "model": model, "input_set": input_set,
                                    "model_uri": model_uri}

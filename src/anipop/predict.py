@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -19,14 +18,10 @@ import numpy as np
 import pandas as pd
 
 from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle, save_bundle
+from anipop.calibration import IntervalCalibration
 from anipop.config import ImageEncoderParams, Params, TextEncoderParams
-from anipop.features import (
-    ANIME_KINDS,
-    CHARACTER_KINDS,
-    build_features,
-    features_from_vectors,
-)
-from anipop.input_kinds import EMBEDDINGS_INPUT, IMAGE_KIND, KINDS, PITCH_INPUT
+from anipop.features import ANIME_KINDS, CHARACTER_KINDS, features_from_vectors
+from anipop.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.metadata import METADATA_FIELDS
 from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
 from anipop.schema import PREPARED_ANIME, read_table
@@ -35,54 +30,6 @@ from anipop.utils import read_json, write_json
 log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("score", "score_low", "score_high", "baseline_score", "coverage")
-
-
-def conformal_half_width(params: Params, bundle: ModelBundle, coverage: float) -> float:
-    """Split-conformal half-width (normalised units) from validation residuals: covers `coverage` on average."""
-    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
-    val = anime[anime["split"] == "val"]
-    if val.empty:
-        raise ValueError("the validation split is empty: no residuals to size the prediction interval")
-    if bundle.input_type == EMBEDDINGS_INPUT:
-        features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs, bundle.aggregation)
-    else:  # a pitch model (synopsis + metadata): the same inputs the train step fed it
-        from anipop.features import model_inputs
-
-        features = model_inputs(bundle.input_type, bundle.inputs, val["anime_id"], anime, None,
-                                params.paths.embeddings_dir, params.paths.raw_dir, bundle.aggregation,
-                                bundle.image_size)
-    residuals = np.abs(val["score_norm"].to_numpy() - bundle.model.predict(features))
-    level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
-    return float(np.quantile(residuals, level, method="higher"))
-
-
-MIN_INTERVAL_ROWS = 10  # fewer validation anime with characters than this: their own interval is not sized
-
-
-def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, coverage: float) -> float | None:
-    """The split-conformal half-width from the validation anime that HAVE characters, or None.
-
-    Why apart: a pitch with characters meets a different model input (and, on MAL, a different population:
-    the sample's anime are popular shows), so its interval is sized on residuals of its own kind. None when the
-    model reads no character kind or validation has fewer than MIN_INTERVAL_ROWS such anime (the overall
-    width is used then).
-    """
-    from anipop.schema import PREPARED_CHARACTERS
-
-    if bundle.input_type != EMBEDDINGS_INPUT or not set(bundle.inputs) & set(CHARACTER_KINDS):
-        return None  # a pitch model (synopsis + metadata) or a synopsis-only model: one interval for all
-    paths = ArtifactPaths.of(params)
-    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
-    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
-    val = anime[(anime["split"] == "val") & anime["anime_id"].isin(set(characters["anime_id"]))]
-    if len(val) < MIN_INTERVAL_ROWS:
-        log.info("predict: %d validation anime with characters (< %d); pitches with characters get the overall "
-                 "interval", len(val), MIN_INTERVAL_ROWS)
-        return None
-    features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs, bundle.aggregation)
-    residuals = np.abs(val["score_norm"].to_numpy() - bundle.model.predict(features))
-    level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
-    return float(np.quantile(residuals, level, method="higher"))
 
 
 @dataclass
@@ -245,9 +192,11 @@ def _no_tracebacks_to_clients() -> None:
     scoring_server._handle_serving_error = without_traceback
 
 
-def log_pitch_model(params: Params, bundle_path: str | Path | None = None, pip_requirements: list[str] | None = None):
+def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_path: str | Path | None = None,
+                    pip_requirements: list[str] | None = None):
     """Log a model (default: the primary, models_dir/model.joblib) as a pitch-taking pyfunc in the active
-    MLflow run; return its ModelInfo. `pip_requirements` skips MLflow's inference (a subprocess per model)."""
+    MLflow run; return its ModelInfo. Its interval is the evaluate step's `calibration` (anipop.calibration).
+    `pip_requirements` skips MLflow's inference (a subprocess per model)."""
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
@@ -257,13 +206,12 @@ def log_pitch_model(params: Params, bundle_path: str | Path | None = None, pip_r
     pitch_model = bundle.input_type == PITCH_INPUT  # synopsis + metadata (anipop.pitch_models)
     if not pitch_model and not set(bundle.inputs) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
         raise ValueError(f"model {bundle.name} is not embedding-based; only those can score raw pitches")
-    coverage = params.registry.interval_coverage
     predictor = PitchPredictor(
         bundle=bundle, text=params.embed.text, image=params.embed.image,
         scaler=MinMaxScaler.read(paths.scaler),
-        half_width=conformal_half_width(params, bundle, coverage), coverage=coverage, device=params.embed.device,
+        half_width=calibration.half_width, coverage=calibration.coverage, device=params.embed.device,
         limits=PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump()),
-        half_width_with_characters=conformal_half_width_with_characters(params, bundle, coverage))
+        half_width_with_characters=calibration.half_width_with_characters)
     # no input schema on purpose: MLflow's enforcement silently drops columns it does not know (a client's
     # misspelt `charaters` would vanish); parse_pitches checks every field itself and rejects unknown ones
     signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]))

@@ -310,6 +310,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from anipop.calibration import read_calibration
     from anipop.predict import log_pitch_model
 
     cfg = params.registry
@@ -332,7 +333,8 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
            else mlflow.start_run(run_name=f"register-{bundle_name}"))
     try:
         mlflow.set_tags({"anipop.owner": _owner(), "anipop.registers": cfg.model_name})
-        model_uri = primary.get("model_uri") or log_pitch_model(params).model_uri
+        model_uri = primary.get("model_uri") or log_pitch_model(
+            params, read_calibration(paths, primary_model.label)).model_uri  # the evaluate step sized its interval
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,

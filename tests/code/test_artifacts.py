@@ -62,3 +62,14 @@ def test_every_artefact_lives_under_the_folder_params_names(tmp_path):
     files = [getattr(paths, name) for name, value in vars(ArtifactPaths).items() if isinstance(value, property)]
     assert len(files) == len(set(files)) > 20  # no two artefacts share a file
     assert all(file.parent in folders for file in files)
+
+
+def test_a_missing_interval_calibration_names_the_stage_to_rerun(tmp_path):
+    from anipop.calibration import IntervalCalibration, read_calibration
+    from anipop.utils import write_json
+
+    paths = ArtifactPaths.of(toy_params(tmp_path))
+    with pytest.raises(ValueError, match="no interval calibration for all_inputs/ridge; rerun `dvc repro evaluate`"):
+        read_calibration(paths, "all_inputs/ridge")
+    write_json(paths.calibration, {"all_inputs/ridge": IntervalCalibration(0.9, 0.1, None).to_dict()})
+    assert read_calibration(paths, "all_inputs/ridge") == IntervalCalibration(0.9, 0.1, None)

@@ -108,13 +108,10 @@ def test_ablation_without_any_characters_says_it_is_skipped(tmp_path):
 
 def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters(tmp_path):
     from anipop.artifacts import MinMaxScaler, ModelBundle
+    from anipop.calibration import conformal_half_width, conformal_half_width_with_characters
     from anipop.models import RidgeRegressor
     from anipop.pitch import Character, Pitch, PitchLimits
-    from anipop.predict import (
-        PitchPredictor,
-        conformal_half_width,
-        conformal_half_width_with_characters,
-    )
+    from anipop.predict import PitchPredictor
 
     params = toy_params(tmp_path)
     anime = write_toy_dataset(params, count=200)

@@ -109,7 +109,7 @@ def test_tuning_never_reads_the_test_split(champion, monkeypatch):
 def test_a_pitch_model_has_one_interval_whatever_the_pitch_brings(tmp_path):
     """Its inputs (synopsis + metadata fields) are no character kinds: no per-modality interval is sized."""
     from anipop.artifacts import ModelBundle
-    from anipop.predict import conformal_half_width_with_characters
+    from anipop.calibration import conformal_half_width_with_characters
 
     bundle = ModelBundle(name="pitch_stack", model=None, inputs=["synopsis", "genres", "studios"], input_set="all_inputs",
                          input_type="pitch", train_mean=0.5, aggregation="mean", image_size=32)

@@ -55,6 +55,25 @@ def test_champion_scores_a_raw_pitch_with_an_interval(registered):
     assert scores["score"].iloc[0] > scores["score"].iloc[1]  # the learnable words drive the score
 
 
+def test_the_served_interval_is_the_one_evaluate_sized(registered):
+    """Calibration is an evaluation job: evaluate writes calibration.json, the registered model carries it."""
+    from anipop.artifacts import PrimaryModel, load_bundle
+    from anipop.calibration import conformal_half_width
+    from anipop.utils import read_json
+
+    params, _ = registered
+    paths = ArtifactPaths.of(params)
+    sized = read_json(paths.calibration)[PrimaryModel.read(paths).label]
+    bundle = load_bundle(paths.primary_bundle)
+    assert sized["coverage"] == params.registry.interval_coverage
+    assert sized["half_width"] == conformal_half_width(params, bundle, sized["coverage"]) > 0
+    scaler = read_json(paths.scaler)
+    scores = load_model("models:/anipop@champion").predict(pd.DataFrame({"synopsis": [PITCH]})).iloc[0]
+    unclipped = scaler["min"] < scores["score_low"] and scores["score_high"] < scaler["max"]
+    assert not unclipped or scores["score_high"] - scores["score_low"] == pytest.approx(
+        2 * sized["half_width"] * (scaler["max"] - scaler["min"]), abs=1e-3)
+
+
 def test_bad_pitch_is_a_clear_invalid_parameter_error(registered):
     model = load_model("models:/anipop@champion")
     with pytest.raises(MlflowException, match=r"row 0, field 'synopsis': empty") as raised:
