@@ -10,6 +10,7 @@ A kind the data lacks (the offline sample has no characters or portraits) is ski
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,9 @@ from anipop.input_kinds import (  # noqa: F401 - the kinds and input sets, read 
     KINDS,
     PITCH_INPUT,
     RAW_INPUT,
+    TEXT_KIND,
 )
+from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, fields_with_values, table_values, table_years
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +184,54 @@ def model_inputs(input_type: str, kinds: list[str], anime_ids, anime: pd.DataFra
     if input_type == RAW_INPUT:
         return raw_inputs(anime_ids, anime, characters, raw_dir, kinds, image_size, aggregation)
     if input_type == PITCH_INPUT:  # synopsis + metadata models (anipop.pitch_models)
-        from anipop.pitch_models import pitch_inputs
-
         return pitch_inputs(anime_ids, anime, embeddings_dir, kinds)
     return build_features(embeddings_dir, anime_ids, kinds, aggregation)
+
+
+# The pitch models' inputs (anipop.pitch_models): built here for the dataset, by the predictor for a pitch.
+@dataclass
+class PitchInputs:
+    """What a pitch model reads for n anime: texts, optional (n, d) embeddings, per-field value lists."""
+
+    synopsis: list[str]
+    embedding: np.ndarray | None = None
+    metadata: dict[str, list[list[str]]] = field(default_factory=dict)
+    groups: np.ndarray | None = None  # franchise ids (training rows only): the inner folds keep them whole
+    year: np.ndarray | None = None    # planned first-air year per row, NaN where not given
+
+    def __len__(self) -> int:
+        return len(self.synopsis)
+
+    def take(self, rows: np.ndarray) -> "PitchInputs":
+        return PitchInputs(synopsis=[self.synopsis[i] for i in rows],
+                           embedding=None if self.embedding is None else self.embedding[rows],
+                           metadata={f: [v[i] for i in rows] for f, v in self.metadata.items()},
+                           groups=None if self.groups is None else self.groups[rows],
+                           year=None if self.year is None else self.year[rows])
+
+    def values(self, field_name: str) -> list[list[str]]:
+        """A field's values; a field the pitch does not give is missing for every row."""
+        return self.metadata.get(field_name) or [[] for _ in range(len(self))]
+
+    def years(self) -> np.ndarray:
+        return np.full(len(self), np.nan) if self.year is None else np.asarray(self.year, dtype=float)
+
+
+def pitch_kinds_available(anime: pd.DataFrame, wanted, enabled_fields) -> list[str]:
+    """The wanted kinds a pitch model can read: the synopsis, and switched-on metadata fields the data has."""
+    kinds = [TEXT_KIND] if TEXT_KIND in wanted else []
+    return kinds + fields_with_values(anime, [k for k in wanted if k in enabled_fields])
+
+
+def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kinds: list[str]) -> PitchInputs:
+    """PitchInputs of `anime_ids` from the prepared table (and the synopsis embeddings, when on disk)."""
+    ids = np.asarray(anime_ids, dtype=np.int64)
+    table = anime.set_index("anime_id").reindex(ids)
+    embedding = None
+    if TEXT_KIND in kinds and (Path(embeddings_dir) / f"{TEXT_KIND}.npy").exists():
+        embedding = build_features(embeddings_dir, ids, [TEXT_KIND])
+    synopsis = table["synopsis"].fillna("").astype(str).tolist() if TEXT_KIND in kinds else [""] * len(ids)
+    return PitchInputs(synopsis=synopsis, embedding=embedding,
+                       metadata={f: table_values(table, f) for f in kinds if f in METADATA_FIELDS},
+                       groups=table["group_id"].to_numpy() if "group_id" in table else None,
+                       year=table_years(table) if YEAR_FIELD in kinds else None)

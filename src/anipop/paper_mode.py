@@ -32,7 +32,7 @@ from anipop.config import Params
 from anipop.metrics import METRIC_NAMES, point_metrics
 from anipop.paper_head import fit_paper_head
 from anipop.schema import PREPARED_ANIME, read_table
-from anipop.utils import atomic_path, write_json, write_text
+from anipop.utils import atomic_path, configure_torch, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,6 @@ def _table(results: list[dict]) -> str:
 def run_paper_mode(params: Params) -> dict:
     """Encode the synopses (cached), fit every variant, write reports/paper_mode.json and paper_mode.md."""
     from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
-    from anipop.train import configure_torch
 
     cfg, paths = params.paper_mode, ArtifactPaths.of(params)
     if not cfg.enabled:  # the stage still writes its outputs, so `dvc repro` has them and stays a no-op

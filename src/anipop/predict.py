@@ -20,7 +20,7 @@ import pandas as pd
 from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle, save_bundle
 from anipop.calibration import IntervalCalibration
 from anipop.config import ImageEncoderParams, Params, TextEncoderParams
-from anipop.features import ANIME_KINDS, CHARACTER_KINDS, features_from_vectors
+from anipop.features import ANIME_KINDS, CHARACTER_KINDS, PitchInputs, features_from_vectors
 from anipop.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.metadata import METADATA_FIELDS
 from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
@@ -98,8 +98,6 @@ class PitchPredictor:
 
     def _pitch_inputs(self, pitches: list[Pitch]):
         """A pitch model's inputs: texts, their embedding when it reads one, metadata (absent = missing)."""
-        from anipop.pitch_models import PitchInputs
-
         model = self.bundle.model
         embedding = None
         if getattr(model, "uses_embedding", False):

@@ -24,6 +24,7 @@ from anipop.features import (
     available_kinds,
     input_set_kinds,
     model_inputs,
+    pitch_kinds_available,
     raw_kinds_available,
 )
 from anipop.finetune import fit_finetune
@@ -39,7 +40,7 @@ from anipop.model_catalog import BASELINES, FINETUNE, NETWORK_SHAPES, spec_of
 from anipop.models import RidgeRegressor, TfidfPixelBenchmark, baseline_model
 from anipop.paper_head import fit_paper_head
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
-from anipop.utils import atomic_path, read_json, seed_everything, write_json
+from anipop.utils import atomic_path, configure_torch, read_json, seed_everything, write_json
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,6 @@ def input_sets_to_train(params: Params, ablation: str | None = None) -> list[str
     else:
         raise ValueError(f"--ablation {ablation!r}: expected {ABLATION_GRID!r} or one of {sorted(INPUT_SETS)}")
     return list(dict.fromkeys([params.train.inputs, *extra]))
-
-
-def configure_torch(seed: int, threads: int) -> None:
-    """Seeds, deterministic kernels and a fixed thread count: two runs give the same weights, bit for bit."""
-    import torch
-
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
 
 
 def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
@@ -270,8 +262,6 @@ def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, 
 
 def resolve_kinds(input_set: str, data: TrainingData) -> dict[str, list[str]]:
     """The kinds of an input set the data has, per input type (embeddings on disk, raw prepared tables)."""
-    from anipop.pitch_models import pitch_kinds_available
-
     wanted = input_set_kinds(input_set)
     embedded = [k for k in wanted if k not in PITCH_METADATA_KINDS]  # metadata is never embedded
     return {EMBEDDINGS_INPUT: available_kinds(data.params.paths.embeddings_dir, embedded),
