@@ -37,7 +37,7 @@ def run_label(run: dict) -> str:
     return f"{run['input_set']}/{run['model']}"
 
 
-def predict_test(params: Params, report: dict, runs: list[tuple[dict, ModelBundle]]) -> pd.DataFrame:
+def predict_test(params: Params, runs: list[tuple[dict, ModelBundle]]) -> pd.DataFrame:
     """Test rows with the true normalised score and one prediction column per run label."""
     paths = ArtifactPaths.of(params)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
@@ -78,7 +78,7 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
     reports = paths.reports_dir
     scaler = MinMaxScaler.read(paths.scaler)
     report, trained = load_runs(paths)
-    predictions = predict_test(params, report, trained)
+    predictions = predict_test(params, trained)
     # the served models' intervals, sized on validation here: register and the served model only read them
     write_calibrations(params, [(run_label(run), bundle) for run, bundle in trained])
     runs = report["runs"]

@@ -9,7 +9,7 @@ Three models, all fitted by the train step and refitted per fold by the backtest
 - pitch_stack: a blend of the two (weight train.pitch.blend_linear, chosen on grouped CV by `anipop tune`).
 
 Inputs are a PitchInputs (synopsis texts, their embeddings when the model reads them, parsed metadata), built
-by `pitch_inputs` for the dataset and by the predictor for a served pitch, so both go through one encoder.
+by `features.pitch_inputs` for the dataset and by the predictor for a served pitch, so both go through one encoder.
 A kind the model was trained on that a pitch lacks is encoded as missing: a synopsis-only pitch is scored.
 """
 
