@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 def load_runs(paths: ArtifactPaths) -> tuple[dict, list[tuple[dict, ModelBundle]]]:
     """The train report and every (run, bundle) it lists, in training order."""
+    import anipop.bundle_models  # noqa: F401 - the pickled models' code: a dependency of this step
+
     report = read_json(paths.train_report)
     return report, [(run, load_bundle(paths.models_dir / run["path"])) for run in report["runs"]]
 

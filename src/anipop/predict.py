@@ -48,6 +48,8 @@ class PitchPredictor:
 
     @classmethod
     def from_dir(cls, folder: str | Path) -> "PitchPredictor":
+        import anipop.bundle_models  # noqa: F401 - the pickled model's code: a dependency of whoever serves it
+
         folder = Path(folder)
         settings = read_json(folder / "predictor.json")
         return cls(bundle=load_bundle(folder / "model.joblib"),
