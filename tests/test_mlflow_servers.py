@@ -104,9 +104,9 @@ def test_served_champion_scores_pitches_with_a_real_base64_portrait_and_without(
     if not (CHARACTERS_SAMPLE / "portraits" / "1.jpg").exists():
         pytest.skip("the real characters sample is not here")
     uri, _, params = registered_on_server
-    import joblib
+    from anipop.artifacts import load_bundle
 
-    assert "portrait" in joblib.load(params.paths.models_dir / "model.joblib")["inputs"]  # the registered primary
+    assert "portrait" in load_bundle(params.paths.models_dir / "model.joblib").inputs  # the registered primary
     url, _ = served
     portrait = base64.b64encode((CHARACTERS_SAMPLE / "portraits" / "1.jpg").read_bytes()).decode()  # Spike Spiegel
     spike = {"name": "Spike Spiegel", "description": "A lazy, laid-back bounty hunter with a deadly past.",

@@ -19,6 +19,9 @@ from anipop.config import Params
 from anipop.utils import atomic_path, read_json, write_json
 
 BUNDLE_VERSION = 1  # bump when ModelBundle's fields change meaning: an older pickled bundle is then refused
+ANIME_TABLE = "anime.parquet"            # raw and prepared: one row per anime
+CHARACTERS_TABLE = "characters.parquet"  # raw and prepared: one row per main character
+QUARANTINE_TABLE = "quarantine.parquet"  # raw, prepared and embeddings: the rows a step refused, with why
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,15 @@ class ArtifactPaths:
     # ingest
     @property
     def raw_anime(self) -> Path:
-        return self.raw_dir / "anime.parquet"
+        return self.raw_dir / ANIME_TABLE
 
     @property
     def raw_characters(self) -> Path:
-        return self.raw_dir / "characters.parquet"
+        return self.raw_dir / CHARACTERS_TABLE
 
     @property
     def raw_quarantine(self) -> Path:
-        return self.raw_dir / "quarantine.parquet"
+        return self.raw_dir / QUARANTINE_TABLE
 
     @property
     def ingest_report(self) -> Path:
@@ -65,15 +68,15 @@ class ArtifactPaths:
     # prepare
     @property
     def prepared_anime(self) -> Path:
-        return self.prepared_dir / "anime.parquet"
+        return self.prepared_dir / ANIME_TABLE
 
     @property
     def prepared_characters(self) -> Path:
-        return self.prepared_dir / "characters.parquet"
+        return self.prepared_dir / CHARACTERS_TABLE
 
     @property
     def prepared_quarantine(self) -> Path:
-        return self.prepared_dir / "quarantine.parquet"
+        return self.prepared_dir / QUARANTINE_TABLE
 
     @property
     def splits(self) -> Path:
@@ -96,10 +99,18 @@ class ArtifactPaths:
     def validation_summary(self) -> Path:
         return self.validation_dir / "summary.json"
 
+    @property
+    def data_docs(self) -> Path:
+        return self.validation_dir / "data_docs"
+
     # embed
     @property
     def embeddings_manifest(self) -> Path:
         return self.embeddings_dir / "manifest.json"
+
+    @property
+    def embeddings_quarantine(self) -> Path:
+        return self.embeddings_dir / QUARANTINE_TABLE
 
     # train
     @property
@@ -148,6 +159,10 @@ class ArtifactPaths:
         return self.reports_dir / "intervals.json"
 
     @property
+    def calibration(self) -> Path:
+        return self.reports_dir / "calibration.json"
+
+    @property
     def mlflow_runs(self) -> Path:
         return self.reports_dir / "mlflow_runs.json"
 
@@ -158,6 +173,57 @@ class ArtifactPaths:
     @property
     def model_card(self) -> Path:
         return self.reports_dir / "model_card.md"
+
+    # the side studies: paper mode, the multimodal ablation, tuning
+    @property
+    def paper_mode_metrics(self) -> Path:
+        return self.reports_dir / "paper_mode.json"
+
+    @property
+    def paper_mode_table(self) -> Path:
+        return self.reports_dir / "paper_mode.md"
+
+    @property
+    def multimodal_metrics(self) -> Path:
+        return self.reports_dir / "multimodal.json"
+
+    @property
+    def multimodal_details(self) -> Path:
+        return self.reports_dir / "multimodal_details.json"
+
+    @property
+    def multimodal_table(self) -> Path:
+        return self.reports_dir / "multimodal.md"
+
+    @property
+    def tuning(self) -> Path:
+        return self.reports_dir / "tuning.json"
+
+
+@dataclass(frozen=True)
+class PrimaryModel:
+    """The served model. params.train names it (train.model on train.inputs) and train records it in
+    train_report.json beside its bundle (models_dir/model.joblib); evaluate, MLflow tracking and the registry
+    read it from that report, so none of them can disagree with the file they score or register."""
+
+    model: str
+    input_set: str
+
+    @property
+    def label(self) -> str:
+        """Its run label in every table and MLflow child run: 'input_set/model'."""
+        return f"{self.input_set}/{self.model}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"model": self.model, "input_set": self.input_set}
+
+    @classmethod
+    def of_report(cls, report: dict) -> "PrimaryModel":
+        return cls(model=report["model"], input_set=report["input_set"])
+
+    @classmethod
+    def read(cls, paths: "ArtifactPaths") -> "PrimaryModel":
+        return cls.of_report(read_json(paths.train_report))
 
 
 @dataclass(frozen=True)
@@ -257,11 +323,35 @@ def save_bundle(bundle: ModelBundle, path: Path) -> None:
         joblib.dump(bundle, tmp)
 
 
+LEGACY_BUNDLE_KEYS = ("name", "model", "inputs", "input_type", "train_mean")
+# what the dict bundles left out where a field did not apply (the train-mean baseline had no input set)
+LEGACY_DEFAULTS = {"input_set": "-", "aggregation": "mean", "image_size": 32}
+
+
+def bundle_from_legacy(payload: dict) -> ModelBundle:
+    """A bundle pickled as a plain dict (anipop before ModelBundle; registered versions still hold them): the
+    same fields under the same names, so it is upgraded as it is read; a dict lacking one is refused."""
+    missing = [key for key in LEGACY_BUNDLE_KEYS if key not in payload]
+    if missing:
+        raise ValueError(f"a dict model bundle without {missing}")
+    known = {key: payload[key] for key in ModelBundle.__dataclass_fields__ if key in payload and key != "version"}
+    return ModelBundle(**{**LEGACY_DEFAULTS, **known})
+
+
 def load_bundle(path: str | Path) -> ModelBundle:
-    """A bundle written by this version of anipop; an older or foreign pickle fails with the path named."""
+    """A bundle written by this version of anipop (or an older dict one, upgraded); anything else fails with
+    one line naming the path and what was found."""
     import joblib
 
-    bundle = joblib.load(path)
+    try:
+        bundle = joblib.load(path)
+        if isinstance(bundle, dict):
+            bundle = bundle_from_legacy(bundle)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a foreign or corrupt pickle: one line, not a traceback
+        raise ValueError(f"{path}: not a readable anipop model bundle ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200] if str(err) else ''}); retrain with `dvc repro train`") from None
     if not isinstance(bundle, ModelBundle) or bundle.version != BUNDLE_VERSION:
         found = getattr(bundle, "version", type(bundle).__name__)
         raise ValueError(f"{path}: not an anipop model bundle of version {BUNDLE_VERSION} (found {found}); "

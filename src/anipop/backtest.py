@@ -13,12 +13,11 @@ Within each fold the score scaler is refitted on the fold's training rows, like 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import MinMaxScaler
+from anipop.artifacts import ArtifactPaths, MinMaxScaler
 from anipop.config import Params
 from anipop.franchise import hash_position
 from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals, point_metrics
@@ -173,28 +172,28 @@ def _points(models: dict) -> dict:
 
 def run_backtest(params: Params) -> dict:
     """Write reports/cv.json, reports/temporal.json (metrics) and reports/backtest.md; return both results."""
-    prepared, reports = Path(params.paths.prepared_dir), Path(params.paths.reports_dir)
-    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
-    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    paths = ArtifactPaths.of(params)
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     cfg = params.evaluate
     sections = [f"# Backtests of the main input set ({params.train.inputs})\n"]
     cv = run_crossval(params, anime, characters) if cfg.cv_folds >= 2 else None
     if cv:
-        write_json(reports / "cv.json", {"folds": len(cv["folds"]), **_points(cv["models"])})
-        write_json(reports / "cv_details.json", cv)
+        write_json(paths.cv_metrics, {"folds": len(cv["folds"]), **_points(cv["models"])})
+        write_json(paths.cv_details, cv)
         sizes = ", ".join(str(f["test"]) for f in cv["folds"])
         sections.append(f"## Franchise-grouped {cfg.cv_folds}-fold CV x {cfg.cv_repeats} (train+val; test anime "
                         f"per fold: {sizes})\n\nmean ± sd over folds; every model refitted per fold.\n\n"
                         f"{_cv_table(cv['models'])}\n### Paired differences (same folds)\n\n"
                         f"{_paired_table(cv['paired'])}")
     else:
-        write_json(reports / "cv.json", {"folds": 0})
-        write_json(reports / "cv_details.json", {"skipped": "evaluate.cv_folds is 0"})
+        write_json(paths.cv_metrics, {"folds": 0})
+        write_json(paths.cv_details, {"skipped": "evaluate.cv_folds is 0"})
     temporal = run_temporal(params, anime, characters) if cfg.temporal.enabled else None
     if temporal and "models" in temporal:
-        write_json(reports / "temporal.json", {"cut_year": temporal["cut_year"], **temporal["counts"],
-                                               **_points(temporal["models"])})
-        write_json(reports / "temporal_details.json", temporal)
+        write_json(paths.temporal_metrics, {"cut_year": temporal["cut_year"], **temporal["counts"],
+                                          **_points(temporal["models"])})
+        write_json(paths.temporal_details, temporal)
         c = temporal["counts"]
         sections.append(f"## Temporal backtest: franchises first aired before {temporal['cut_year']} -> after\n\n"
                         f"Trained on {c['train']} anime (+{c['val']} for early stopping); tested on {c['test']} "
@@ -204,10 +203,10 @@ def run_backtest(params: Params) -> dict:
                         + (f"\n### Sequels of pre-{temporal['cut_year']} franchises (not a pitch for a new show)\n\n"
                            f"{markdown_table(temporal['sequels'])}" if temporal["sequels"] else ""))
     else:
-        write_json(reports / "temporal.json", {"cut_year": cfg.temporal.cut_year,
-                                               **(temporal or {}).get("counts", {})})
-        write_json(reports / "temporal_details.json", temporal or {"skipped": "evaluate.temporal.enabled is false"})
+        write_json(paths.temporal_metrics, {"cut_year": cfg.temporal.cut_year,
+                                          **(temporal or {}).get("counts", {})})
+        write_json(paths.temporal_details, temporal or {"skipped": "evaluate.temporal.enabled is false"})
     text = "\n".join(sections)
-    write_text(reports / "backtest.md", text)
+    write_text(paths.backtest_table, text)
     print(text)
     return {"cv": cv, "temporal": temporal}

@@ -13,6 +13,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from anipop.input_kinds import INPUT_SETS, PITCH_METADATA_KINDS
+from anipop.model_catalog import MULTIMODAL, PITCH_MODELS, SERVABLE, TRAINABLE
+
 DEFAULT_PARAMS_FILE = "params.yaml"
 
 
@@ -77,7 +80,7 @@ class JikanParams(_Strict):
 
 
 class IngestParams(_Strict):
-    source: Literal["local", "jikan"] = "local"
+    source: Literal["local", "jikan"] = "local"  # the keys of anipop.sources.registry.SOURCES (a test)
     local_path: Path
     characters_dir: Path | None = None  # local source: characters.csv.gz + portraits/; None = anime only
     limit: int | None = Field(default=None, ge=1)
@@ -171,12 +174,10 @@ class EmbedParams(_Strict):
         return self.profiles[self.profile].image
 
 
-InputSet = Literal["all_inputs", "synopsis", "characters", "images",  # the paper's ablations
-                   # pitch metadata (issue 18): all fields together, and each alone
-                   "metadata", "genres", "themes", "type", "source", "demographic", "studios", "producers",
-                   "rating", "year"]
-MetadataField = Literal["genres", "themes", "type", "source", "demographic", "studios", "producers", "rating", "year"]
-PitchModel = Literal["meta_ridge", "pitch_gbm", "pitch_stack"]  # anipop.pitch_models: synopsis + metadata
+# allowed names, derived from the registries beside the code that uses them (plain data: no heavy import)
+InputSet = Literal[tuple(INPUT_SETS)]                     # anipop.input_kinds: the paper's ablations + metadata
+MetadataField = Literal[PITCH_METADATA_KINDS]             # anipop.input_kinds: each a switchable input kind
+PitchModel = Literal[PITCH_MODELS]                        # anipop.model_catalog: synopsis + metadata models
 
 
 class NetworkShape(_Strict):
@@ -266,12 +267,12 @@ class FinetuneParams(_Strict):
     backtest: bool = False                      # also refit per CV fold and in the temporal backtest (GPU)
 
 
-TrainModel = Literal["mlp_wide", "mlp_small", "ridge", "tfidf_benchmark", "paper_head", "finetune",
-                     "meta_ridge", "pitch_gbm", "pitch_stack"]
+TrainModel = Literal[TRAINABLE]   # anipop.model_catalog: every model but the baselines (always trained beside)
+ServableModel = Literal[SERVABLE]  # anipop.model_catalog: scores a raw pitch with an interval
 
 
 class TrainParams(_Strict):
-    model: Literal["mlp_wide", "mlp_small", "ridge", "paper_head", "meta_ridge", "pitch_gbm", "pitch_stack"] = "mlp_wide"  # primary: served
+    model: ServableModel = "mlp_wide"  # the primary (served); the one place it is named: train records it
     models: tuple[TrainModel, ...] = ("mlp_wide", "mlp_small", "ridge", "tfidf_benchmark")
     inputs: InputSet = "all_inputs"
     ablations: tuple[InputSet, ...] = ()
@@ -316,7 +317,7 @@ class EvaluateParams(_Strict):
 class MultimodalParams(_Strict):
     """The multimodal ablation (anipop.multimodal_ablation): which embedding models it refits per fold."""
 
-    models: tuple[Literal["mlp_wide", "mlp_small", "ridge"], ...] = ("ridge", "mlp_small")
+    models: tuple[Literal[MULTIMODAL], ...] = ("ridge", "mlp_small")  # anipop.model_catalog.MULTIMODAL
 
 
 class MlflowParams(_Strict):

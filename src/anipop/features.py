@@ -10,32 +10,29 @@ A kind the data lacks (the offline sample has no characters or portraits) is ski
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from anipop.artifacts import load_embeddings
-from anipop.metadata import PITCH_METADATA_KINDS
+from anipop.input_kinds import (  # noqa: F401 - the kinds and input sets, read through here by the steps
+    ALL_INPUTS,
+    ANIME_KINDS,
+    CHARACTER_KINDS,
+    IMAGE_KIND,
+    INPUT_SETS,
+    KINDS,
+    PITCH_INPUT,
+    RAW_INPUT,
+    TEXT_KIND,
+)
+from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, fields_with_values, table_values, table_years
 
 log = logging.getLogger(__name__)
 
-ANIME_KINDS = ("synopsis",)
-CHARACTER_KINDS = ("character_description", "character_name", "portrait")
-IMAGE_KIND = "portrait"  # one vector per character portrait; its row ids are anime_id:character_id
 AGGREGATIONS = ("mean", "max")
-
-# The paper's ablations: which kinds each input set feeds. "all_inputs" is every kind the data has.
-ALL_INPUTS = "all_inputs"
-INPUT_SETS: dict[str, tuple[str, ...]] = {
-    "synopsis": ("synopsis",),
-    "characters": ("character_description", "character_name"),
-    "images": (IMAGE_KIND,),
-    ALL_INPUTS: ANIME_KINDS + CHARACTER_KINDS + PITCH_METADATA_KINDS,  # also the feature order on all inputs
-    # pitch metadata (issue 18; anipop.metadata): read by the pitch models only, together and each alone
-    "metadata": PITCH_METADATA_KINDS,
-    **{field: (field,) for field in PITCH_METADATA_KINDS},
-}
 
 
 def input_set_kinds(input_set: str) -> tuple[str, ...]:
@@ -125,7 +122,7 @@ def build_features(embeddings_dir: str | Path, anime_ids, kinds: list[str], aggr
 
 # --- raw inputs for the TF-IDF + PILToTensor benchmark -------------------------------------------------------
 
-_CHARACTER_TEXT = {"character_description": "description", "character_name": "name"}
+_CHARACTER_TEXT = {name: kind.column for name, kind in KINDS.items() if kind.owner == "character" and kind.modality == "text"}
 
 
 def raw_kinds_available(characters: pd.DataFrame, wanted: tuple[str, ...]) -> list[str]:
@@ -184,10 +181,57 @@ def model_inputs(input_type: str, kinds: list[str], anime_ids, anime: pd.DataFra
 
     One function for training, evaluation and backtests, so every model is fed the same way everywhere.
     """
-    if input_type == "raw":
+    if input_type == RAW_INPUT:
         return raw_inputs(anime_ids, anime, characters, raw_dir, kinds, image_size, aggregation)
-    if input_type == "pitch":  # synopsis + metadata models (anipop.pitch_models)
-        from anipop.pitch_models import pitch_inputs
-
+    if input_type == PITCH_INPUT:  # synopsis + metadata models (anipop.pitch_models)
         return pitch_inputs(anime_ids, anime, embeddings_dir, kinds)
     return build_features(embeddings_dir, anime_ids, kinds, aggregation)
+
+
+# The pitch models' inputs (anipop.pitch_models): built here for the dataset, by the predictor for a pitch.
+@dataclass
+class PitchInputs:
+    """What a pitch model reads for n anime: texts, optional (n, d) embeddings, per-field value lists."""
+
+    synopsis: list[str]
+    embedding: np.ndarray | None = None
+    metadata: dict[str, list[list[str]]] = field(default_factory=dict)
+    groups: np.ndarray | None = None  # franchise ids (training rows only): the inner folds keep them whole
+    year: np.ndarray | None = None    # planned first-air year per row, NaN where not given
+
+    def __len__(self) -> int:
+        return len(self.synopsis)
+
+    def take(self, rows: np.ndarray) -> "PitchInputs":
+        return PitchInputs(synopsis=[self.synopsis[i] for i in rows],
+                           embedding=None if self.embedding is None else self.embedding[rows],
+                           metadata={f: [v[i] for i in rows] for f, v in self.metadata.items()},
+                           groups=None if self.groups is None else self.groups[rows],
+                           year=None if self.year is None else self.year[rows])
+
+    def values(self, field_name: str) -> list[list[str]]:
+        """A field's values; a field the pitch does not give is missing for every row."""
+        return self.metadata.get(field_name) or [[] for _ in range(len(self))]
+
+    def years(self) -> np.ndarray:
+        return np.full(len(self), np.nan) if self.year is None else np.asarray(self.year, dtype=float)
+
+
+def pitch_kinds_available(anime: pd.DataFrame, wanted, enabled_fields) -> list[str]:
+    """The wanted kinds a pitch model can read: the synopsis, and switched-on metadata fields the data has."""
+    kinds = [TEXT_KIND] if TEXT_KIND in wanted else []
+    return kinds + fields_with_values(anime, [k for k in wanted if k in enabled_fields])
+
+
+def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kinds: list[str]) -> PitchInputs:
+    """PitchInputs of `anime_ids` from the prepared table (and the synopsis embeddings, when on disk)."""
+    ids = np.asarray(anime_ids, dtype=np.int64)
+    table = anime.set_index("anime_id").reindex(ids)
+    embedding = None
+    if TEXT_KIND in kinds and (Path(embeddings_dir) / f"{TEXT_KIND}.npy").exists():
+        embedding = build_features(embeddings_dir, ids, [TEXT_KIND])
+    synopsis = table["synopsis"].fillna("").astype(str).tolist() if TEXT_KIND in kinds else [""] * len(ids)
+    return PitchInputs(synopsis=synopsis, embedding=embedding,
+                       metadata={f: table_values(table, f) for f in kinds if f in METADATA_FIELDS},
+                       groups=table["group_id"].to_numpy() if "group_id" in table else None,
+                       year=table_years(table) if YEAR_FIELD in kinds else None)

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from anipop.model_catalog import FINETUNE  # noqa: F401 - this module's model
 from anipop.paper_head import PaperHead, linear_schedule
 
 log = logging.getLogger(__name__)
 
-FINETUNE = "finetune"
 POOLINGS = ("mean", "last")
 
 

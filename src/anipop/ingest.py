@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+from anipop.artifacts import ArtifactPaths
 from anipop.config import Params
 from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS, write_table
 from anipop.sources import Source
+from anipop.sources.registry import make_source
 from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
-
-
-def make_source(params: Params) -> Source:
-    """The source that params.yaml names; imported lazily so `local` never needs the HTTP stack."""
-    if params.ingest.source == "local":
-        from anipop.sources.local import LocalSource
-
-        return LocalSource(path=params.ingest.local_path, limit=params.ingest.limit,
-                           characters_dir=params.ingest.characters_dir)
-    if params.ingest.source == "jikan":
-        from anipop.sources.jikan import JikanSource
-
-        return JikanSource(limit=params.ingest.limit, cache_dir=params.paths.http_cache_dir,
-                           **params.ingest.jikan.model_dump())
-    raise NotImplementedError(f"params.yaml ingest.source={params.ingest.source!r} is not implemented yet")
 
 
 def run_ingest(params: Params, source: Source | None = None) -> dict:
@@ -51,9 +39,10 @@ def run_ingest(params: Params, source: Source | None = None) -> dict:
         log.error("ingest (%s) failed: %s at %s", params.ingest.source, kept, raw_dir)
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    write_table(RAW_ANIME, result.anime, staging / "anime.parquet")
-    write_table(RAW_CHARACTERS, result.characters, staging / "characters.parquet")
-    write_table(QUARANTINE, result.quarantine, staging / "quarantine.parquet")
+    staged = replace(ArtifactPaths.of(params), raw_dir=staging)  # the raw files, written beside raw_dir first
+    write_table(RAW_ANIME, result.anime, staged.raw_anime)
+    write_table(RAW_CHARACTERS, result.characters, staged.raw_characters)
+    write_table(QUARANTINE, result.quarantine, staged.raw_quarantine)
     report = {
         "source": source.name,
         "anime": len(result.anime),
@@ -62,7 +51,7 @@ def run_ingest(params: Params, source: Source | None = None) -> dict:
         "quarantined_by_rule": result.quarantine["rule"].value_counts().to_dict(),
         "notes": result.notes,
     }
-    write_json(staging / "ingest_report.json", report)
+    write_json(staged.ingest_report, report)
     _swap_in(staging, raw_dir)
     log.info("ingest (%s): %d anime, %d characters, %d quarantined", source.name, report["anime"], report["characters"], report["quarantined"])
     return report

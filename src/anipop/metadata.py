@@ -25,11 +25,14 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-LIST_FIELDS = ("genres", "themes", "demographic", "studios", "producers")  # several values per anime
-SINGLE_FIELDS = ("type", "source", "rating")                                 # one value per anime
-METADATA_FIELDS = ("genres", "themes", "type", "source", "demographic", "studios", "producers", "rating")
-YEAR_FIELD = "year"                               # numeric: the planned first-air year (data: `premiered`)
-PITCH_METADATA_KINDS = (*METADATA_FIELDS, YEAR_FIELD)  # every metadata input kind; none is ever embedded
+from anipop.input_kinds import (  # noqa: F401 - the field names are input kinds: named in that registry
+    LIST_FIELDS,
+    METADATA_FIELDS,
+    PITCH_METADATA_KINDS,
+    SINGLE_FIELDS,
+    YEAR_FIELD,
+)
+
 YEAR_RANGE = (1900, 2100)
 SEPARATOR = ", "  # how list fields are stored in the raw and prepared tables (ingest's parse_name_list)
 # MAL's "not given" markers; producers say "['None found', 'add some']", studios "None found, add some"

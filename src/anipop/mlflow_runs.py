@@ -18,13 +18,14 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import MinMaxScaler
+from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle, save_bundle
+from anipop.calibration import read_calibration
 from anipop.config import Params
-from anipop.models import BASELINE, BASELINES, BENCHMARK, NETWORK_MODELS
+from anipop.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
+from anipop.model_catalog import BASELINE, BASELINES, BENCHMARK, MODELS, NETWORK_SHAPES
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.tracking import data_hash, flatten, shown_tracking_uri, use_experiment
 from anipop.utils import git_commit, read_json, redact, write_json
@@ -82,18 +83,19 @@ def split_label(label: str) -> tuple[str, str]:
 def model_hyperparameters(params: Params, model: str) -> dict[str, object]:
     """Every knob that shaped `model`: its own section of params.train plus the shared ones it reads."""
     train = params.train
-    if model in NETWORK_MODELS:
-        shape = train.network.wide if model == "mlp_wide" else train.network.small
-        shared = train.network.model_dump(mode="json", exclude={"wide", "small"})
+    spec = MODELS.get(model)
+    if spec is None or spec.baseline:
+        return {}
+    if spec.fitter == "network":
+        shape = getattr(train.network, NETWORK_SHAPES[model])
+        shared = train.network.model_dump(mode="json", exclude=set(NETWORK_SHAPES.values()))
         return {"hidden": list(shape.hidden), "dropout": shape.dropout, **shared, "aggregation": train.aggregation}
-    if model == "ridge":
+    if spec.fitter == "ridge":
         return {"alpha": train.ridge_alpha, "aggregation": train.aggregation}
-    if model == BENCHMARK:
-        return {**train.benchmark.model_dump(mode="json"), "aggregation": train.aggregation}
-    if model in ("meta_ridge", "pitch_gbm", "pitch_stack"):  # anipop.pitch_models: params.train.pitch
-        return train.pitch.model_dump(mode="json")
-    section = getattr(train, model, None)  # a model added later with its own params.train section
-    return section.model_dump(mode="json") if hasattr(section, "model_dump") else {}
+    section = getattr(train, spec.params_section) if spec.params_section else None
+    values = section.model_dump(mode="json") if hasattr(section, "model_dump") else {}
+    # embedding and raw-input models aggregate several characters; the pitch models read no character
+    return {**values, "aggregation": train.aggregation} if spec.fitter == "benchmark" else values
 
 
 def split_kind(params: Params) -> str:
@@ -105,7 +107,7 @@ def split_datasets(params: Params, digest: str) -> list[tuple[object, str]]:
     """The prepared anime table, one MLflow dataset per split (ids and target only), each with its context."""
     import mlflow.data
 
-    path = Path(params.paths.prepared_dir) / "anime.parquet"
+    path = ArtifactPaths.of(params).prepared_anime
     anime = read_table(PREPARED_ANIME, path)
     datasets = []
     for split in SPLITS:
@@ -149,35 +151,35 @@ def _bundle_pyfunc_class():
 
     class BundleModel(mlflow.pyfunc.PythonModel):
         def load_context(self, context):
-            self.bundle = joblib.load(context.artifacts["bundle"])
+            self.bundle = load_bundle(context.artifacts["bundle"])
             self.scaler = MinMaxScaler.from_dict(read_json(context.artifacts["scaler"]))
 
         def _raw_inputs(self, pitches) -> dict[str, list[str]]:
             texts = {"synopsis": lambda p: p.synopsis,
                      "character_description": lambda p: " ".join(c.description for c in p.characters),
                      "character_name": lambda p: " ".join(c.name for c in p.characters)}
-            missing = [kind for kind in self.bundle["inputs"] if kind not in texts]
+            missing = [kind for kind in self.bundle.inputs if kind not in texts]
             if missing:
-                raise PitchError(f"model {self.bundle['name']} needs {missing}, which this model cannot take "
+                raise PitchError(f"model {self.bundle.name} needs {missing}, which this model cannot take "
                                  f"from a pitch; serve an embedding model instead")
-            return {kind: [texts[kind](p) for p in pitches] for kind in self.bundle["inputs"]}
+            return {kind: [texts[kind](p) for p in pitches] for kind in self.bundle.inputs}
 
         def predict(self, context, model_input, params=None):
             try:
                 pitches = parse_pitches(model_input)
-                if self.bundle.get("model") is None:  # the train-mean baseline: one constant
-                    normalised = np.full(len(pitches), float(self.bundle["train_mean"]))
+                if self.bundle.model is None:  # the train-mean baseline: one constant
+                    normalised = np.full(len(pitches), float(self.bundle.train_mean))
                 else:
-                    normalised = np.clip(self.bundle["model"].predict(self._raw_inputs(pitches)), 0.0, 1.0)
+                    normalised = np.clip(self.bundle.model.predict(self._raw_inputs(pitches)), 0.0, 1.0)
             except PitchError as err:
                 raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
             return pd.DataFrame({"score": self.scaler.inverse(normalised),
-                                 "baseline_score": self.scaler.inverse(float(self.bundle["train_mean"]))}).round(4)
+                                 "baseline_score": self.scaler.inverse(float(self.bundle.train_mean))}).round(4)
 
     return BundleModel
 
 
-def log_child_model(params: Params, bundle: dict | None, bundle_path: Path | None) -> str | None:
+def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Path | None, label: str) -> str | None:
     """Log the child's model in the active run; return its model URI (None when there is nothing to log)."""
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
@@ -188,26 +190,27 @@ def log_child_model(params: Params, bundle: dict | None, bundle_path: Path | Non
     if bundle is None:
         return None
     # embedding models and the synopsis + metadata models (issue 18) take the full pitch with an interval
-    if bundle.get("input_type") in ("embeddings", "pitch") and bundle_path is not None:
-        return log_pitch_model(params, bundle_path, model_requirements()).model_uri  # pitch -> score and interval
+    if bundle.input_type in (EMBEDDINGS_INPUT, PITCH_INPUT) and bundle_path is not None:
+        calibration = read_calibration(ArtifactPaths.of(params), label)  # sized by the evaluate step
+        return log_pitch_model(params, calibration, bundle_path, model_requirements()).model_uri  # with interval
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "synopsis"), ColSpec("string", "characters", required=False)]),
         outputs=Schema([ColSpec("double", "score"), ColSpec("double", "baseline_score")]))
     with tempfile.TemporaryDirectory(prefix="anipop-bundle-") as staging:
         if bundle_path is None:
             bundle_path = Path(staging) / "bundle.joblib"
-            joblib.dump(bundle, bundle_path)
+            save_bundle(bundle, bundle_path)
         info = mlflow.pyfunc.log_model(
             name="model", python_model=_bundle_pyfunc_class()(), signature=signature,
             pip_requirements=model_requirements(),
             artifacts={"bundle": str(bundle_path),
-                       "scaler": str(Path(params.paths.prepared_dir) / "scaler.json")})
+                       "scaler": str(ArtifactPaths.of(params).scaler)})
     return info.model_uri
 
 
 def _train_runs(params: Params) -> tuple[dict, dict[str, dict]]:
     """train_report.json and its runs by label 'input_set/model' (bundle path, kinds, history)."""
-    report = read_json(Path(params.paths.models_dir) / "train_report.json")
+    report = read_json(ArtifactPaths.of(params).train_report)
     runs = {f"{run['input_set']}/{run['model']}": run for run in report["runs"]}
     # the baselines do not depend on the input set: their children are named by the baseline alone
     runs.update({run["model"]: run for run in report["runs"] if run["model"] in BASELINES})
@@ -228,15 +231,15 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
 
     experiment_id = use_experiment(params)
     report, train_runs = _train_runs(params)
-    primary = f"{report['input_set']}/{report['model']}"
-    scaler = MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json"))
+    primary = PrimaryModel.of_report(report).label
+    scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
     digest, commit = _digest(params), git_commit()
     shared_tags = {"git_commit": commit, "data_hash": data_hash(params), "split_kind": split_kind(params)}
     datasets = split_datasets(params, digest)
     encoders = {"text_encoder": params.embed.text.model, "image_encoder": params.embed.image.model}
     children: dict[str, dict] = {}
 
-    with mlflow.start_run(run_name=f"pipeline-{report['model']}-{params.embed.text.model}") as parent:
+    with mlflow.start_run(run_name=f"pipeline-{PrimaryModel.of_report(report).model}-{params.embed.text.model}") as parent:
         mlflow.set_tags({**shared_tags, "anipop.role": "pipeline", "primary": primary})
         mlflow.log_params({k: redact(str(v))[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
         for path in artifacts:
@@ -271,8 +274,8 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
 
                     plt.close(figure)
                 bundle_path = Path(params.paths.models_dir) / run["path"] if "path" in run else None
-                bundle = joblib.load(bundle_path) if bundle_path else _baseline_bundle(model, report)
-                model_uri = log_child_model(params, bundle, bundle_path)
+                bundle = load_bundle(bundle_path) if bundle_path else _baseline_bundle(params, model, report)
+                model_uri = log_child_model(params, bundle, bundle_path, label)
                 mlflow.set_tag("model_logged", str(model_uri is not None).lower())
                 children[label] = {"run_id": child.info.run_id, "model": model, "input_set": input_set,
                                    "model_uri": model_uri}
@@ -280,7 +283,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
     logged = {"experiment_id": experiment_id, "parent_run_id": parent.info.run_id, "primary": primary,
               "primary_run_id": children.get(primary, {}).get("run_id"),
               "primary_model_uri": children.get(primary, {}).get("model_uri"), "children": children}
-    write_json(Path(params.paths.reports_dir) / RUNS_FILE, logged)
+    write_json(ArtifactPaths.of(params).mlflow_runs, logged)
     log.info("mlflow: parent run %s with %d child runs logged to %s", parent.info.run_id, len(children),
              shown_tracking_uri(params))
     return logged
@@ -290,9 +293,9 @@ def encoder_name(params: Params, run: Mapping, model: str) -> str:
     """What turned the pitch into features: the embedding encoders, TF-IDF + pixels, or nothing at all."""
     if model in BASELINES:
         return "none" if model == BASELINE else "synopsis word count"
-    if run.get("input_type") == "raw" or model == BENCHMARK:
+    if run.get("input_type") == RAW_INPUT or model == BENCHMARK:
         return "tfidf+pixels"
-    if run.get("input_type") == "embeddings":
+    if run.get("input_type") == EMBEDDINGS_INPUT:
         kinds = set(run.get("kinds", []))
         names = ([params.embed.text.model] if kinds - {"portrait"} else []) + \
                 ([params.embed.image.model] if "portrait" in kinds else [])
@@ -300,15 +303,16 @@ def encoder_name(params: Params, run: Mapping, model: str) -> str:
     return "none"
 
 
-def _baseline_bundle(model: str, report: dict) -> dict | None:
+def _baseline_bundle(params: Params, model: str, report: dict) -> ModelBundle | None:
     """The train-mean baseline as a bundle (it has no fitted file); other baselines log no model."""
     if model != BASELINE:
         return None
-    return {"name": BASELINE, "model": None, "inputs": [], "input_type": "constant",
-            "train_mean": report["train_mean_score_norm"]}
+    return ModelBundle(name=BASELINE, model=None, inputs=[], input_set=NO_INPUT_SET, input_type="constant",
+                       train_mean=report["train_mean_score_norm"], aggregation=params.train.aggregation,
+                       image_size=params.train.benchmark.image_size)
 
 
 def evaluation_runs(reports_dir: str | Path) -> dict | None:
     """reports/mlflow_runs.json as the evaluate step wrote it, or None when evaluate did not track."""
-    path = Path(reports_dir) / RUNS_FILE
+    path = Path(reports_dir) / RUNS_FILE  # ArtifactPaths.mlflow_runs
     return read_json(path) if path.exists() else None

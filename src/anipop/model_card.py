@@ -6,7 +6,7 @@ from pathlib import Path
 
 from anipop.config import Params
 from anipop.metrics import markdown_table
-from anipop.models import BASELINES
+from anipop.model_catalog import BASELINES
 from anipop.utils import read_json
 
 _LIMITS = """\

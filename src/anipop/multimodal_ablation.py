@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from anipop.artifacts import MinMaxScaler
+from anipop.artifacts import ArtifactPaths, MinMaxScaler
 from anipop.backtest import fold_of
 from anipop.config import Params
 from anipop.features import available_kinds
 from anipop.metrics import point_metrics
-from anipop.models import BASELINES
+from anipop.model_catalog import BASELINES
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import TrainingData, fit_model, input_type_of
 from anipop.utils import write_json, write_text
@@ -126,9 +125,9 @@ def _paired_table(rows: list[dict], confidence: float) -> str:
 
 def run_multimodal_ablation(params: Params) -> dict:
     """Run the ablation; write reports/multimodal.md, multimodal.json and multimodal_details.json."""
-    prepared, reports = Path(params.paths.prepared_dir), Path(params.paths.reports_dir)
-    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
-    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    paths = ArtifactPaths.of(params)
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     folds, seed, confidence = params.evaluate.cv_folds, params.seed, params.evaluate.confidence
     pool = anime[anime["split"].isin(["train", "val"])]
     has = pool["anime_id"].isin(set(characters["anime_id"]))
@@ -140,9 +139,9 @@ def run_multimodal_ablation(params: Params) -> dict:
     if folds < 2 or has.sum() < 2 * folds or len(variants) < 2:
         why = (f"skipped: {int(has.sum())} train+val anime with characters, evaluate.cv_folds={folds}, "
                f"variants with character inputs: {sorted(set(variants) - {SYNOPSIS_ONLY})}")
-        write_json(reports / "multimodal.json", {"skipped": 1})
-        write_json(reports / "multimodal_details.json", {**base, "skipped": why})
-        write_text(reports / "multimodal.md", f"# Multimodal ablation\n\n{why}\n")
+        write_json(paths.multimodal_metrics, {"skipped": 1})
+        write_json(paths.multimodal_details, {**base, "skipped": why})
+        write_text(paths.multimodal_table, f"# Multimodal ablation\n\n{why}\n")
         log.info("multimodal: %s", why)
         return {**base, "skipped": why}
     per_fold: dict[str, dict[str, list[dict[str, float]]]] = {"with": {}, "without": {}}
@@ -178,12 +177,12 @@ def run_multimodal_ablation(params: Params) -> dict:
     details = {**base, "fold_sizes": fold_sizes, "summary": summary, "paired_with_characters": pairs,
                "paired_without_characters": without_pairs, "per_fold": complete,
                "seconds": round(time.perf_counter() - started, 1)}
-    write_json(reports / "multimodal_details.json", details)
-    write_json(reports / "multimodal.json", {
+    write_json(paths.multimodal_details, details)
+    write_json(paths.multimodal_metrics, {
         part: {name: {m: round(v["mean"], 6) for m, v in metrics.items() if m in REPORTED}
                for name, metrics in by_model.items()} for part, by_model in summary.items()})
     text = render(details, confidence)
-    write_text(reports / "multimodal.md", text)
+    write_text(paths.multimodal_table, text)
     print(text)
     return details
 

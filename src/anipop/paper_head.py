@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-PAPER_HEAD = "paper_head"
+from anipop.model_catalog import PAPER_HEAD  # noqa: F401 - this module's model
+from anipop.utils import configure_torch
+
 BRANCH_WIDTH = 768                       # the character branch's width (GPT-2's hidden size in the paper)
 TANH_WIDTHS = (768, 384, 192)            # the tower's Tanh layers (two inputs; one input starts at 384)
 RELU_WIDTHS = (96, 48, 24, 12, 6)        # then ReLU layers, then one linear output unit
@@ -123,8 +125,6 @@ def fit_paper_head(train_x: np.ndarray, train_y: np.ndarray, synopsis_dim: int, 
     select_on: None keeps the last epoch's weights (the authors' way); a monitor name keeps the epoch with the
     lowest loss there (the paper-faithful mode uses "test" to show what choosing on the test split buys).
     """
-    from anipop.train import configure_torch
-
     configure_torch(seed, cfg.threads)
     train_x = np.asarray(train_x, dtype=np.float32)
     mean = train_x.mean(axis=0) if cfg.standardize else np.zeros(train_x.shape[1], dtype=np.float32)

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import MinMaxScaler
+from anipop.artifacts import ArtifactPaths, MinMaxScaler
 from anipop.config import Params
 from anipop.metrics import METRIC_NAMES, point_metrics
 from anipop.paper_head import fit_paper_head
 from anipop.schema import PREPARED_ANIME, read_table
-from anipop.utils import atomic_path, write_json, write_text
+from anipop.utils import atomic_path, configure_torch, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +151,15 @@ def _table(results: list[dict]) -> str:
 def run_paper_mode(params: Params) -> dict:
     """Encode the synopses (cached), fit every variant, write reports/paper_mode.json and paper_mode.md."""
     from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
-    from anipop.train import configure_torch
 
-    cfg = params.paper_mode
+    cfg, paths = params.paper_mode, ArtifactPaths.of(params)
     if not cfg.enabled:  # the stage still writes its outputs, so `dvc repro` has them and stays a no-op
         note = ("Paper-faithful mode is off (paper_mode.enabled: false). Run it with "
                 "`dvc exp run -S paper_mode.enabled=true` (about 15 minutes on 2 cores the first time).\n")
-        write_json(Path(params.paths.reports_dir) / "paper_mode.json", {"enabled": False})
-        write_text(Path(params.paths.reports_dir) / "paper_mode.md", note)
+        write_json(paths.paper_mode_metrics, {"enabled": False})
+        write_text(paths.paper_mode_table, note)
         return {"enabled": False}
-    anime = read_table(PREPARED_ANIME, Path(params.paths.prepared_dir) / "anime.parquet")
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     rows = {split: anime[anime["split"] == split].reset_index(drop=True) for split in SPLITS}
     for split in ("train", "test"):
         if len(rows[split]) < 2:
@@ -186,13 +185,12 @@ def run_paper_mode(params: Params) -> dict:
         results.append(result)
     report = {"encoder": name, "max_length": cfg.max_length, "rows": {s: len(p) for s, p in rows.items()},
               "head": cfg.head.model_dump(mode="json"), "variants": results}
-    reports = Path(params.paths.reports_dir)
-    write_json(reports / "paper_mode.json", report)
+    write_json(paths.paper_mode_metrics, report)
     text = (f"# Paper-faithful mode: the authors' setup on our data, each flaw a switch\n\n"
             f"Encoder {name} (frozen), synopsis at {cfg.max_length} tokens, the authors' head and training settings; "
             f"trained on {len(rows['train'])} anime, scored on the {len(rows['test'])} test anime. Metrics on the "
             f"normalised score as each variant scales it; every metric ({', '.join(METRIC_NAMES)}) is in "
             f"paper_mode.json.\n\n{_table(results)}")
-    write_text(reports / "paper_mode.md", text)
+    write_text(paths.paper_mode_table, text)
     print(text)
     return report

@@ -9,75 +9,22 @@ Three models, all fitted by the train step and refitted per fold by the backtest
 - pitch_stack: a blend of the two (weight train.pitch.blend_linear, chosen on grouped CV by `anipop tune`).
 
 Inputs are a PitchInputs (synopsis texts, their embeddings when the model reads them, parsed metadata), built
-by `pitch_inputs` for the dataset and by the predictor for a served pitch, so both go through one encoder.
+by `features.pitch_inputs` for the dataset and by the predictor for a served pitch, so both go through one encoder.
 A kind the model was trained on that a pitch lacks is encoded as missing: a synopsis-only pitch is scored.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 
-from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, MetadataEncoder, table_values, table_years
-
-PITCH_INPUT = "pitch"  # the input type of these models (beside "embeddings" and "raw")
-PITCH_MODELS = ("meta_ridge", "pitch_gbm", "pitch_stack")
-TEXT_KIND = "synopsis"
-
-
-@dataclass
-class PitchInputs:
-    """What a pitch model reads for n anime: texts, optional (n, d) embeddings, per-field value lists."""
-
-    synopsis: list[str]
-    embedding: np.ndarray | None = None
-    metadata: dict[str, list[list[str]]] = field(default_factory=dict)
-    groups: np.ndarray | None = None  # franchise ids (training rows only): the inner folds keep them whole
-    year: np.ndarray | None = None    # planned first-air year per row, NaN where not given
-
-    def __len__(self) -> int:
-        return len(self.synopsis)
-
-    def take(self, rows: np.ndarray) -> "PitchInputs":
-        return PitchInputs(synopsis=[self.synopsis[i] for i in rows],
-                           embedding=None if self.embedding is None else self.embedding[rows],
-                           metadata={f: [v[i] for i in rows] for f, v in self.metadata.items()},
-                           groups=None if self.groups is None else self.groups[rows],
-                           year=None if self.year is None else self.year[rows])
-
-    def values(self, field_name: str) -> list[list[str]]:
-        """A field's values; a field the pitch does not give is missing for every row."""
-        return self.metadata.get(field_name) or [[] for _ in range(len(self))]
-
-    def years(self) -> np.ndarray:
-        return np.full(len(self), np.nan) if self.year is None else np.asarray(self.year, dtype=float)
-
-
-def pitch_kinds_available(anime: pd.DataFrame, wanted, enabled_fields) -> list[str]:
-    """The wanted kinds a pitch model can read: the synopsis, and switched-on metadata fields the data has."""
-    from anipop.metadata import fields_with_values
-
-    kinds = [TEXT_KIND] if TEXT_KIND in wanted else []
-    return kinds + fields_with_values(anime, [k for k in wanted if k in enabled_fields])
-
-
-def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kinds: list[str]) -> PitchInputs:
-    """PitchInputs of `anime_ids` from the prepared table (and the synopsis embeddings, when on disk)."""
-    ids = np.asarray(anime_ids, dtype=np.int64)
-    table = anime.set_index("anime_id").reindex(ids)
-    embedding = None
-    if TEXT_KIND in kinds and (Path(embeddings_dir) / f"{TEXT_KIND}.npy").exists():
-        from anipop.features import build_features
-
-        embedding = build_features(embeddings_dir, ids, [TEXT_KIND])
-    synopsis = table["synopsis"].fillna("").astype(str).tolist() if TEXT_KIND in kinds else [""] * len(ids)
-    return PitchInputs(synopsis=synopsis, embedding=embedding,
-                       metadata={f: table_values(table, f) for f in kinds if f in METADATA_FIELDS},
-                       groups=table["group_id"].to_numpy() if "group_id" in table else None,
-                       year=table_years(table) if YEAR_FIELD in kinds else None)
+from anipop.features import (  # noqa: F401 - what these models read (built in features, the lower module)
+    PitchInputs,
+    pitch_inputs,
+    pitch_kinds_available,
+)
+from anipop.input_kinds import PITCH_INPUT, TEXT_KIND  # noqa: F401 - these models' input type and text
+from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, MetadataEncoder
+from anipop.model_catalog import PITCH_MODELS
 
 
 def _log_words(texts: list[str]) -> np.ndarray:

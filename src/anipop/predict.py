@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -16,18 +15,14 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import MinMaxScaler
+from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle, save_bundle
+from anipop.calibration import IntervalCalibration
 from anipop.config import ImageEncoderParams, Params, TextEncoderParams
-from anipop.features import (
-    ANIME_KINDS,
-    CHARACTER_KINDS,
-    build_features,
-    features_from_vectors,
-)
+from anipop.features import ANIME_KINDS, CHARACTER_KINDS, PitchInputs, features_from_vectors
+from anipop.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.metadata import METADATA_FIELDS
 from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
 from anipop.schema import PREPARED_ANIME, read_table
@@ -38,60 +33,11 @@ log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = ("score", "score_low", "score_high", "baseline_score", "coverage")
 
 
-def conformal_half_width(params: Params, bundle: dict, coverage: float) -> float:
-    """Split-conformal half-width (normalised units) from validation residuals: covers `coverage` on average."""
-    anime = read_table(PREPARED_ANIME, Path(params.paths.prepared_dir) / "anime.parquet")
-    val = anime[anime["split"] == "val"]
-    if val.empty:
-        raise ValueError("the validation split is empty: no residuals to size the prediction interval")
-    if bundle.get("input_type", "embeddings") == "embeddings":
-        features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"],
-                                  bundle["aggregation"])
-    else:  # a pitch model (synopsis + metadata): the same inputs the train step fed it
-        from anipop.features import model_inputs
-
-        features = model_inputs(bundle["input_type"], bundle["inputs"], val["anime_id"], anime, None,
-                                params.paths.embeddings_dir, params.paths.raw_dir, bundle["aggregation"],
-                                bundle.get("image_size", 32))
-    residuals = np.abs(val["score_norm"].to_numpy() - bundle["model"].predict(features))
-    level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
-    return float(np.quantile(residuals, level, method="higher"))
-
-
-MIN_INTERVAL_ROWS = 10  # fewer validation anime with characters than this: their own interval is not sized
-
-
-def conformal_half_width_with_characters(params: Params, bundle: dict, coverage: float) -> float | None:
-    """The split-conformal half-width from the validation anime that HAVE characters, or None.
-
-    Why apart: a pitch with characters meets a different model input (and, on MAL, a different population:
-    the sample's anime are popular shows), so its interval is sized on residuals of its own kind. None when the
-    model reads no character kind or validation has fewer than MIN_INTERVAL_ROWS such anime (the overall
-    width is used then).
-    """
-    from anipop.schema import PREPARED_CHARACTERS
-
-    if bundle.get("input_type", "embeddings") != "embeddings" or not set(bundle["inputs"]) & set(CHARACTER_KINDS):
-        return None  # a pitch model (synopsis + metadata) or a synopsis-only model: one interval for all
-    prepared = Path(params.paths.prepared_dir)
-    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
-    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
-    val = anime[(anime["split"] == "val") & anime["anime_id"].isin(set(characters["anime_id"]))]
-    if len(val) < MIN_INTERVAL_ROWS:
-        log.info("predict: %d validation anime with characters (< %d); pitches with characters get the overall "
-                 "interval", len(val), MIN_INTERVAL_ROWS)
-        return None
-    features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"], bundle["aggregation"])
-    residuals = np.abs(val["score_norm"].to_numpy() - bundle["model"].predict(features))
-    level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
-    return float(np.quantile(residuals, level, method="higher"))
-
-
 @dataclass
 class PitchPredictor:
     """Embeds pitches with the encoders the model was trained on, then predicts with an interval."""
 
-    bundle: dict
+    bundle: ModelBundle
     text: TextEncoderParams
     image: ImageEncoderParams
     scaler: MinMaxScaler
@@ -103,9 +49,11 @@ class PitchPredictor:
 
     @classmethod
     def from_dir(cls, folder: str | Path) -> "PitchPredictor":
+        import anipop.bundle_models  # noqa: F401 - the pickled model's code: a dependency of whoever serves it
+
         folder = Path(folder)
         settings = read_json(folder / "predictor.json")
-        return cls(bundle=joblib.load(folder / "model.joblib"),
+        return cls(bundle=load_bundle(folder / "model.joblib"),
                    text=TextEncoderParams.model_validate(settings["text"]),
                    image=ImageEncoderParams.model_validate(settings["image"]),
                    scaler=MinMaxScaler.from_dict(settings["scaler"]), half_width=settings["half_width"],
@@ -115,7 +63,7 @@ class PitchPredictor:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self.bundle, folder / "model.joblib")
+        save_bundle(self.bundle, folder / "model.joblib")
         write_json(folder / "predictor.json", {
             "text": self.text.model_dump(mode="json"), "image": self.image.model_dump(mode="json"),
             "scaler": self.scaler.to_dict(), "half_width": self.half_width, "coverage": self.coverage,
@@ -129,39 +77,38 @@ class PitchPredictor:
         from anipop.embedding.image_encoders import load_image_encoder
 
         device = choose_device(self.device)
-        kinds = set(self.bundle["inputs"])
+        kinds = set(self.bundle.inputs)
         with _quiet_weight_loading():
             text = load_text_encoder(self.text.model, device, pooling=self.text.pooling,
                                      max_length=self.text.max_length,
-                                     cpu_runtime=self.text.cpu_runtime) if kinds - {"portrait"} else None
-            image = load_image_encoder(self.image, device) if "portrait" in kinds else None
+                                     cpu_runtime=self.text.cpu_runtime) if kinds - {IMAGE_KIND} else None
+            image = load_image_encoder(self.image, device) if IMAGE_KIND in kinds else None
         return text, image
 
     def _vectors(self, pitch: Pitch) -> dict[str, np.ndarray]:
         text, image = self._encoders
-        kinds, vectors = self.bundle["inputs"], {}
+        kinds, vectors = self.bundle.inputs, {}
         chars = pitch.characters
-        if "synopsis" in kinds:
-            vectors["synopsis"] = text.encode([pitch.synopsis])[0]
-        for kind, values in (("character_description", [c.description for c in chars]),
-                             ("character_name", [c.name for c in chars])):
-            if kind in kinds:
+        for kind in kinds:  # the embedded kinds of anipop.input_kinds, as the embed step made them
+            spec = KINDS[kind]
+            if spec.owner == "anime" and spec.modality == "text":
+                vectors[kind] = text.encode([getattr(pitch, spec.column)])[0]
+            elif spec.modality == "text":  # one text per main character: its name or its description
+                values = [getattr(c, spec.column) for c in chars]
                 vectors[kind] = text.encode(values) if values else np.zeros((0, text.dim), np.float32)
-        if "portrait" in kinds:
-            portraits = [c.portrait for c in chars if c.portrait is not None]
-            vectors["portrait"] = image.encode(portraits) if portraits else np.zeros((0, image.dim), np.float32)
+            elif spec.modality == "image":
+                portraits = [c.portrait for c in chars if c.portrait is not None]
+                vectors[kind] = image.encode(portraits) if portraits else np.zeros((0, image.dim), np.float32)
         return vectors
 
     def _pitch_inputs(self, pitches: list[Pitch]):
         """A pitch model's inputs: texts, their embedding when it reads one, metadata (absent = missing)."""
-        from anipop.pitch_models import PitchInputs
-
-        model = self.bundle["model"]
+        model = self.bundle.model
         embedding = None
         if getattr(model, "uses_embedding", False):
             text, _ = self._encoders
             embedding = text.encode([p.synopsis for p in pitches])
-        fields = [k for k in self.bundle["inputs"] if k in METADATA_FIELDS]
+        fields = [k for k in self.bundle.inputs if k in METADATA_FIELDS]
         return PitchInputs(synopsis=[p.synopsis for p in pitches], embedding=embedding,
                            metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields},
                            year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float))
@@ -172,7 +119,7 @@ class PitchPredictor:
         A synopsis-only champion scores a pitch with characters exactly as without them; the producer who drew
         the portraits should be told so rather than believe they counted.
         """
-        reads = set(self.bundle["inputs"])
+        reads = set(self.bundle.inputs)
         given = sum(len(p.characters) for p in pitches)
         notes = []
         if given and not reads & set(CHARACTER_KINDS):
@@ -183,30 +130,30 @@ class PitchPredictor:
             notes.append(f"the field(s) {', '.join(unread)}")
         if not notes:
             return None
-        return (f"this model ({self.bundle.get('name', 'unnamed')}) reads only {', '.join(sorted(reads))}: "
+        return (f"this model ({self.bundle.name or 'unnamed'}) reads only {', '.join(sorted(reads))}: "
                 f"{' and '.join(notes)} did not change the score")
 
     def interval_half_width(self, pitch: Pitch) -> float:
         """The conformal half-width for the modalities this pitch brings (characters or synopsis only)."""
-        reads_characters = bool(set(self.bundle["inputs"]) & set(CHARACTER_KINDS))
+        reads_characters = bool(set(self.bundle.inputs) & set(CHARACTER_KINDS))
         if pitch.characters and reads_characters and self.half_width_with_characters is not None:
             return self.half_width_with_characters
         return self.half_width
 
     def predict(self, pitches: list[Pitch]) -> pd.DataFrame:
         """Scores on the 1-10 scale with the conformal interval and the train-mean baseline beside them."""
-        if self.bundle.get("input_type") == "pitch":
+        if self.bundle.input_type == PITCH_INPUT:
             rows = self._pitch_inputs(pitches)
         else:
-            rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle["inputs"],
-                                                    self.bundle["aggregation"]) for p in pitches])
-        normalised = np.clip(self.bundle["model"].predict(rows), 0.0, 1.0)
+            rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle.inputs, self.bundle.aggregation)
+                              for p in pitches])
+        normalised = np.clip(self.bundle.model.predict(rows), 0.0, 1.0)
         width = np.array([self.interval_half_width(p) for p in pitches])
         low, high = np.clip(normalised - width, 0, 1), np.clip(normalised + width, 0, 1)
         return pd.DataFrame({
             "score": self.scaler.inverse(normalised), "score_low": self.scaler.inverse(low),
             "score_high": self.scaler.inverse(high),
-            "baseline_score": self.scaler.inverse(float(self.bundle["train_mean"])),
+            "baseline_score": self.scaler.inverse(float(self.bundle.train_mean)),
             "coverage": self.coverage,
         }).round(4)
 
@@ -304,24 +251,26 @@ def _no_tracebacks_to_clients() -> None:
     scoring_server._handle_serving_error = without_traceback
 
 
-def log_pitch_model(params: Params, bundle_path: str | Path | None = None, pip_requirements: list[str] | None = None):
+def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_path: str | Path | None = None,
+                    pip_requirements: list[str] | None = None):
     """Log a model (default: the primary, models_dir/model.joblib) as a pitch-taking pyfunc in the active
-    MLflow run; return its ModelInfo. `pip_requirements` skips MLflow's inference (a subprocess per model)."""
+    MLflow run; return its ModelInfo. Its interval is the evaluate step's `calibration` (anipop.calibration).
+    `pip_requirements` skips MLflow's inference (a subprocess per model)."""
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    bundle = joblib.load(bundle_path or Path(params.paths.models_dir) / "model.joblib")
-    pitch_model = bundle.get("input_type") == "pitch"  # synopsis + metadata (anipop.pitch_models)
-    if not pitch_model and not set(bundle["inputs"]) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
-        raise ValueError(f"model {bundle['name']} is not embedding-based; only those can score raw pitches")
-    coverage = params.registry.interval_coverage
+    paths = ArtifactPaths.of(params)
+    bundle = load_bundle(bundle_path or paths.primary_bundle)
+    pitch_model = bundle.input_type == PITCH_INPUT  # synopsis + metadata (anipop.pitch_models)
+    if not pitch_model and not set(bundle.inputs) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
+        raise ValueError(f"model {bundle.name} is not embedding-based; only those can score raw pitches")
     predictor = PitchPredictor(
         bundle=bundle, text=params.embed.text, image=params.embed.image,
-        scaler=MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json")),
-        half_width=conformal_half_width(params, bundle, coverage), coverage=coverage, device=params.embed.device,
+        scaler=MinMaxScaler.read(paths.scaler),
+        half_width=calibration.half_width, coverage=calibration.coverage, device=params.embed.device,
         limits=PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump()),
-        half_width_with_characters=conformal_half_width_with_characters(params, bundle, coverage))
+        half_width_with_characters=calibration.half_width_with_characters)
     # no input schema on purpose: MLflow's enforcement silently drops columns it does not know (a client's
     # misspelt `charaters` would vanish); parse_pitches checks every field itself and rejects unknown ones
     signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]))
@@ -350,10 +299,11 @@ def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The test split as raw pitches (synopsis + characters JSON with portraits inlined) and its true scores."""
     from anipop.schema import PREPARED_CHARACTERS
 
-    prepared, raw_dir = Path(params.paths.prepared_dir), Path(params.paths.raw_dir)
-    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+    paths = ArtifactPaths.of(params)
+    raw_dir = paths.raw_dir
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     test = anime[anime["split"] == "test"].reset_index(drop=True)
-    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     by_anime: dict[int, list[dict]] = {}
     for row in characters.itertuples():
         # the served model takes image bytes only, so the portraits travel as data URIs like a client's
@@ -373,7 +323,7 @@ def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float
     from anipop.metrics import point_metrics
 
     pitches, test = test_pitches(params)
-    scaler = MinMaxScaler.from_dict(read_json(Path(params.paths.prepared_dir) / "scaler.json"))
+    scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
     predicted = load_model(model_uri).predict(pitches)
     return point_metrics(test["score_norm"].to_numpy(), scaler.transform(predicted["score"].to_numpy()),
                          scaler.high - scaler.low)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from anipop.artifacts import MinMaxScaler, quarantine_record
+from anipop.artifacts import ArtifactPaths, MinMaxScaler, quarantine_record
 from anipop.config import Params, PrepareParams, SplitRatios
 from anipop.data_card import characters_summary, render_data_card
 from anipop.franchise import franchise_groups, group_summary, hash_position
@@ -125,11 +125,12 @@ def sibling_share(anime: pd.DataFrame, split: str, splits: pd.Series | None = No
 
 def run_prepare(params: Params) -> dict:
     """Clean raw tables, quarantine rejects, split, normalise; write tables, splits, scaler and a report."""
-    raw_dir, out_dir = Path(params.paths.raw_dir), Path(params.paths.prepared_dir)
+    paths = ArtifactPaths.of(params)
+    raw_dir = paths.raw_dir
     rules = params.prepare
-    anime = read_table(RAW_ANIME, raw_dir / "anime.parquet")
-    characters = read_table(RAW_CHARACTERS, raw_dir / "characters.parquet")
-    ingest_quarantine = read_table(QUARANTINE, raw_dir / "quarantine.parquet")
+    anime = read_table(RAW_ANIME, paths.raw_anime)
+    characters = read_table(RAW_CHARACTERS, paths.raw_characters)
+    ingest_quarantine = read_table(QUARANTINE, paths.raw_quarantine)
     quarantine: list[dict] = []
     notes: list[str] = []
 
@@ -161,12 +162,12 @@ def run_prepare(params: Params) -> dict:
 
     prepare_quarantine = pd.DataFrame(quarantine, columns=QUARANTINE.column_names)
     all_quarantine = pd.concat([ingest_quarantine, QUARANTINE.conform(prepare_quarantine)], ignore_index=True)
-    write_table(PREPARED_ANIME, anime, out_dir / "anime.parquet")
-    write_table(PREPARED_CHARACTERS, characters, out_dir / "characters.parquet")
-    write_table(QUARANTINE, all_quarantine, out_dir / "quarantine.parquet")
+    write_table(PREPARED_ANIME, anime, paths.prepared_anime)
+    write_table(PREPARED_CHARACTERS, characters, paths.prepared_characters)
+    write_table(QUARANTINE, all_quarantine, paths.prepared_quarantine)
     splits = {name: anime.loc[anime["split"] == name, "anime_id"].tolist() for name in SPLITS}
-    write_json(out_dir / "splits.json", splits)
-    write_json(out_dir / "scaler.json", scaler.to_dict())
+    write_json(paths.splits, splits)
+    write_json(paths.scaler, scaler.to_dict())
     report = {
         "anime_kept": len(anime),
         "characters_kept": len(characters),
@@ -184,7 +185,7 @@ def run_prepare(params: Params) -> dict:
         "notes": notes,
         "characters": characters_summary(raw_characters, characters, anime, all_quarantine),
     }
-    write_json(out_dir / "report.json", report)
+    write_json(paths.prepare_report, report)
     write_text(Path(params.paths.reports_dir) / "data_card.md", render_data_card(params, report, anime))
     log.info("prepare: %d anime kept %s; quarantined %s", len(anime), report["split_sizes"], report["quarantined_by_rule"])
     log.info("prepare: %d franchise groups (largest: %s); split by %s; test anime with a train sibling: %s",

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from anipop.artifacts import ArtifactPaths, PrimaryModel
 from anipop.config import Params
 from anipop.metrics import LOWER_IS_BETTER
 from anipop.mlflow_runs import evaluation_runs
 from anipop.model_card import render_model_card
-from anipop.models import BASELINE, LENGTH_BASELINE
+from anipop.model_catalog import BASELINE, LENGTH_BASELINE
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.tracking import TrackingUnavailable, data_hash, shown_tracking_uri, tracking_uri, use_experiment
 from anipop.utils import git_commit, read_json, redact, update_digest, write_json, write_text
@@ -51,20 +52,19 @@ class Decision:
     reason: str
 
 
-def split_fingerprint(prepared_dir: str | Path) -> str:
+def split_fingerprint(paths: ArtifactPaths) -> str:
     """A hash of what a test metric depends on besides the model: test ids, their labels and the scaler.
 
     Two versions are comparable by stored metrics only if this matches: one bad row ("1,000" read as 1.0)
     moves the train minimum, hence the scaler and every normalised label, while the test ids stay the same.
     """
-    prepared = Path(prepared_dir)
-    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     test = anime[anime["split"] == "test"].sort_values("anime_id")
     labels = pd.DataFrame({"id": test["anime_id"].astype("int64"), "score": test["score"].round(6),
                            "score_norm": test["score_norm"].round(6)})
     digest = hashlib.sha256(labels.to_csv(index=False).encode())
     digest.update(b"|scaler|")
-    update_digest(digest, prepared / "scaler.json")
+    update_digest(digest, paths.scaler)
     return digest.hexdigest()[:16]
 
 
@@ -72,7 +72,8 @@ def registration_key(params: Params, fingerprint: str) -> str:
     """Identifies one registration's content (model file, its evaluation, the data): a rerun of the same
     stage, or the orphan of a killed one, finds its version by this key instead of registering a duplicate."""
     digest = hashlib.sha256(fingerprint.encode())
-    for path in (Path(params.paths.models_dir) / "model.joblib", Path(params.paths.reports_dir) / "intervals.json"):
+    paths = ArtifactPaths.of(params)
+    for path in (paths.primary_bundle, paths.intervals):
         update_digest(digest, path)
     digest.update(f"|{params.registry.interval_coverage}|{params.embed.text.model_dump_json()}|"
                   f"{params.embed.image.model_dump_json()}".encode())  # the encoders, not how fast they ran
@@ -263,7 +264,7 @@ def run_register(params: Params) -> dict:
     cfg = params.registry
     experiment_id = use_experiment(params)
     client = MlflowClient(tracking_uri=tracking_uri(params), registry_uri=tracking_uri(params))
-    fingerprint = split_fingerprint(params.paths.prepared_dir)
+    fingerprint = split_fingerprint(ArtifactPaths.of(params))
     key = registration_key(params, fingerprint)
     with _interruptible(), _tracking_errors(params, f"registering {cfg.model_name}"):
         with promotion_lock(client, cfg.model_name, cfg.lock_timeout_s, cfg.lock_stale_s):
@@ -279,9 +280,9 @@ def run_register(params: Params) -> dict:
             else:
                 log.info("registry: registering %s (key %s) in %s", cfg.model_name, key, shown_tracking_uri(params))
                 result, card = _register_locked(params, client, fingerprint, key)
-    reports = Path(params.paths.reports_dir)
-    write_json(reports / "registration.json", result)
-    write_text(reports / "model_card.md", card)
+    paths = ArtifactPaths.of(params)
+    write_json(paths.registration, result)
+    write_text(paths.model_card, card)
     return result
 
 
@@ -309,12 +310,15 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from anipop.calibration import read_calibration
     from anipop.predict import log_pitch_model
 
     cfg = params.registry
-    reports = Path(params.paths.reports_dir)
-    intervals = read_json(reports / "intervals.json")
-    bundle_name = read_json(Path(params.paths.models_dir) / "train_report.json")["model"]
+    paths = ArtifactPaths.of(params)
+    reports = paths.reports_dir
+    intervals = read_json(paths.intervals)
+    primary_model = PrimaryModel.read(paths)
+    bundle_name = primary_model.model
     metrics = {name: entry["value"] for name, entry in intervals["models"][bundle_name].items()}
     baseline = {name: entry["value"] for name, entry in intervals["models"][BASELINE].items()}
     champion_value, champion_version = _champion_metric(client, cfg.model_name, cfg.promotion_metric, fingerprint, params)
@@ -329,11 +333,12 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
            else mlflow.start_run(run_name=f"register-{bundle_name}"))
     try:
         mlflow.set_tags({"anipop.owner": _owner(), "anipop.registers": cfg.model_name})
-        model_uri = primary.get("model_uri") or log_pitch_model(params).model_uri
+        model_uri = primary.get("model_uri") or log_pitch_model(
+            params, read_calibration(paths, primary_model.label)).model_uri  # the evaluate step sized its interval
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,
-            "image_encoder": params.embed.image.model, "ablation": params.train.inputs,
+            "image_encoder": params.embed.image.model, "ablation": primary_model.input_set,
             **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
             **{f"baseline.{k}": f"{v:.6f}" for k, v in baseline.items()},
             **{f"baseline_length.{k}": f"{entry['value']:.6f}"

@@ -1,8 +1,8 @@
 """The train step: every configured model on every requested input set, each saved as one bundle.
 
 The primary model (train.model on train.inputs) is also saved as models_dir/model.joblib, the file that
-predict and the MLflow pyfunc load. A bundle is a dict: name, model (with .predict -> scores in [0, 1]),
-inputs (kinds in feature order), input_set, input_type (embeddings or raw), train_mean, aggregation.
+predict and the MLflow pyfunc load. A bundle is an anipop.artifacts.ModelBundle: name, model (with .predict ->
+scores in [0, 1]), inputs (kinds in feature order), input_set, input_type, train_mean, aggregation, a version.
 Input sets whose modalities the data lacks are skipped with a logged notice; one that resolves to the same
 kinds as an earlier set reuses that fit instead of training the same model twice.
 """
@@ -12,22 +12,23 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from pathlib import Path
+from collections.abc import Callable
 
-import joblib
 import numpy as np
 import pandas as pd
 
+from anipop.artifacts import ArtifactPaths, ModelBundle, PrimaryModel, save_bundle
 from anipop.config import NetworkParams, NetworkShape, Params
 from anipop.features import (
     INPUT_SETS,
     available_kinds,
     input_set_kinds,
     model_inputs,
+    pitch_kinds_available,
     raw_kinds_available,
 )
-from anipop.finetune import FINETUNE, fit_finetune
-from anipop.metadata import PITCH_METADATA_KINDS
+from anipop.finetune import fit_finetune
+from anipop.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, PITCH_METADATA_KINDS, RAW_INPUT, TEXT_KIND
 from anipop.modality import (
     PresenceNeutral,
     PresenceNeutralModel,
@@ -35,17 +36,11 @@ from anipop.modality import (
     maskable_slices,
     modality_dropout,
 )
-from anipop.models import (
-    BASELINES,
-    BENCHMARK,
-    NETWORK_MODELS,
-    RidgeRegressor,
-    TfidfPixelBenchmark,
-    baseline_model,
-)
-from anipop.paper_head import PAPER_HEAD, fit_paper_head
+from anipop.model_catalog import BASELINES, FINETUNE, NETWORK_SHAPES, spec_of
+from anipop.models import RidgeRegressor, TfidfPixelBenchmark, baseline_model
+from anipop.paper_head import fit_paper_head
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
-from anipop.utils import atomic_path, read_json, seed_everything, write_json
+from anipop.utils import atomic_path, configure_torch, read_json, seed_everything, write_json
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +58,6 @@ def input_sets_to_train(params: Params, ablation: str | None = None) -> list[str
     else:
         raise ValueError(f"--ablation {ablation!r}: expected {ABLATION_GRID!r} or one of {sorted(INPUT_SETS)}")
     return list(dict.fromkeys([params.train.inputs, *extra]))
-
-
-def configure_torch(seed: int, threads: int) -> None:
-    """Seeds, deterministic kernels and a fixed thread count: two runs give the same weights, bit for bit."""
-    import torch
-
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
 
 
 def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
@@ -139,21 +125,17 @@ def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     return model, {**history, "best_epoch": best_epoch, "epochs_run": len(history["train_loss"])}
 
 
-RAW_MODELS = (BENCHMARK, *BASELINES, FINETUNE)  # models fed texts and pixels, not embeddings
-BASELINE_KINDS = ["synopsis"]         # the baselines read the synopsis (its length), whatever the input set
-SYNOPSIS_ONLY = (*BASELINES, FINETUNE)  # models that read the synopsis alone, whatever the input set
+BASELINE_KINDS = [TEXT_KIND]  # the synopsis-only models (the baselines, finetune) read it whatever the input set
 
 
 def input_type_of(name: str) -> str:
     """'raw' for the benchmark and the baselines, 'pitch' for synopsis + metadata models, 'embeddings' else."""
-    from anipop.pitch_models import PITCH_INPUT, PITCH_MODELS
-
-    return "raw" if name in RAW_MODELS else PITCH_INPUT if name in PITCH_MODELS else "embeddings"
+    return spec_of(name).input_type
 
 
 def model_kinds(name: str, resolved: dict[str, list[str]]) -> list[str]:
     """The kinds model `name` is fed, from resolve_kinds' answer (the baselines always read the synopsis)."""
-    return BASELINE_KINDS if name in SYNOPSIS_ONLY else resolved[input_type_of(name)]
+    return BASELINE_KINDS if spec_of(name).synopsis_only else resolved[input_type_of(name)]
 
 
 class TrainingData:
@@ -172,11 +154,11 @@ class TrainingData:
 
     @classmethod
     def from_prepared(cls, params: Params) -> "TrainingData":
-        prepared = Path(params.paths.prepared_dir)
-        anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
+        paths = ArtifactPaths.of(params)
+        anime = read_table(PREPARED_ANIME, paths.prepared_anime)
         if anime[anime["split"] == "train"].empty:
-            raise ValueError(f"{prepared / 'anime.parquet'}: the train split is empty; check prepare.split")
-        characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+            raise ValueError(f"{paths.prepared_anime}: the train split is empty; check prepare.split")
+        characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
         rows = {split: anime[anime["split"] == split] for split in ("train", "val")}
         targets = {split: part["score_norm"].to_numpy(dtype=np.float64) for split, part in rows.items()}
         return cls(params, anime, characters, rows, targets)
@@ -194,70 +176,106 @@ class TrainingData:
         return self._inputs[key]
 
 
+def _fit_baseline(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
+    return baseline_model(name).fit(data.inputs("train", RAW_INPUT, kinds), data.target["train"]), {}
+
+
+def _fit_benchmark(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
+    cfg = data.params.train.benchmark
+    model = TfidfPixelBenchmark(kinds, cfg.max_features, cfg.alpha, data.params.seed)
+    return model.fit(data.inputs("train", RAW_INPUT, kinds), data.target["train"]), {}
+
+
+def _fit_finetune(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
+    return fit_finetune(data.inputs("train", RAW_INPUT, kinds)["synopsis"], data.target["train"],
+                        data.inputs("val", RAW_INPUT, kinds)["synopsis"], data.target["val"],
+                        data.params.train.finetune, data.params.embed.text.model, data.params.seed)
+
+
+def _fit_pitch(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
+    from anipop.pitch_models import PitchRegressor
+
+    model = PitchRegressor(name, kinds, data.params.train.pitch, data.params.seed)
+    return model.fit(data.inputs("train", PITCH_INPUT, kinds), data.target["train"]), {}
+
+
+EmbeddingFit = Callable[[str, list[str], TrainingData, np.ndarray, "PresenceNeutral | None", list[slice]],
+                        tuple[object, dict]]
+
+
+def _on_embeddings(fit: EmbeddingFit):
+    """A fitter over embedding rows: the features (presence-neutralised when configured) built once here."""
+    def fitter(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
+        cfg = data.params.train
+        features = data.inputs("train", EMBEDDINGS_INPUT, kinds)
+        details: dict = {"feature_dim": int(features.shape[1])}
+        maskable = maskable_slices(kinds, kind_dims(data.params.paths.embeddings_dir, kinds))
+        neutral = PresenceNeutral(maskable).fit(features) if cfg.character_presence == "neutral" and maskable else None
+        if neutral is not None:  # the presence of characters must not move a score (anipop.modality)
+            features = neutral.transform(features)
+        model, extra = fit(name, kinds, data, features, neutral, maskable)
+        return (model if neutral is None else PresenceNeutralModel(model, neutral)), {**details, **extra}
+
+    return fitter
+
+
+def _val_rows(kinds: list[str], data: TrainingData, neutral) -> np.ndarray:
+    val_x = data.inputs("val", EMBEDDINGS_INPUT, kinds)
+    return val_x if neutral is None else neutral.transform(val_x)
+
+
+@_on_embeddings
+def _fit_ridge(name, kinds, data, features, neutral, maskable) -> tuple[object, dict]:
+    return RidgeRegressor(data.params.train.ridge_alpha, data.params.seed).fit(features, data.target["train"]), {}
+
+
+@_on_embeddings
+def _fit_paper_head(name, kinds, data, features, neutral, maskable) -> tuple[object, dict]:
+    synopsis_dim = data.inputs("train", EMBEDDINGS_INPUT, ["synopsis"]).shape[1] if "synopsis" in kinds else 0
+    val = (_val_rows(kinds, data, neutral), data.target["val"])
+    monitor = {"val": val if len(val[1]) else (features, data.target["train"])}  # as fit_network does
+    model, history = fit_paper_head(features, data.target["train"], synopsis_dim, data.params.train.paper_head,
+                                    data.params.seed, monitor=monitor)
+    return model, {"history": history}
+
+
+@_on_embeddings
+def _fit_network(name, kinds, data, features, neutral, maskable) -> tuple[object, dict]:
+    cfg = data.params.train
+    shape = getattr(cfg.network, NETWORK_SHAPES[name])
+    model, history = fit_network(features, data.target["train"], _val_rows(kinds, data, neutral), data.target["val"],
+                                 shape, cfg.network, data.params.seed, maskable, cfg.modality_dropout)
+    return model, {"history": history}
+
+
+# model_catalog.ModelSpec.fitter -> the function that fits such a model on the train rows (val watched)
+FITTERS: dict[str, Callable[[str, list[str], TrainingData], tuple[object, dict]]] = {
+    "baseline": _fit_baseline, "benchmark": _fit_benchmark, "finetune": _fit_finetune, "pitch": _fit_pitch,
+    "ridge": _fit_ridge, "paper_head": _fit_paper_head, "network": _fit_network,
+}
+
+
 def fit_model(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
     """Fit one model on the train rows (the network also watches val); return (model, fit details)."""
-    cfg, seed = data.params.train, data.params.seed
-    if name in BASELINES:
-        return baseline_model(name).fit(data.inputs("train", "raw", kinds), data.target["train"]), {}
-    if name == BENCHMARK:
-        model = TfidfPixelBenchmark(kinds, cfg.benchmark.max_features, cfg.benchmark.alpha, seed)
-        return model.fit(data.inputs("train", "raw", kinds), data.target["train"]), {}
-    if name == FINETUNE:
-        return fit_finetune(data.inputs("train", "raw", kinds)["synopsis"], data.target["train"],
-                            data.inputs("val", "raw", kinds)["synopsis"], data.target["val"], cfg.finetune,
-                            data.params.embed.text.model, seed)
-    from anipop.pitch_models import PITCH_INPUT, PITCH_MODELS, PitchRegressor
-
-    if name in PITCH_MODELS:
-        model = PitchRegressor(name, kinds, cfg.pitch, seed)
-        return model.fit(data.inputs("train", PITCH_INPUT, kinds), data.target["train"]), {}
-    features = data.inputs("train", "embeddings", kinds)
-    details: dict = {"feature_dim": int(features.shape[1])}
-    maskable = maskable_slices(kinds, kind_dims(data.params.paths.embeddings_dir, kinds))
-    neutral = PresenceNeutral(maskable).fit(features) if cfg.character_presence == "neutral" and maskable else None
-    if neutral is not None:  # the presence of characters must not move a score (anipop.modality)
-        features = neutral.transform(features)
-    if name == "ridge":
-        model = RidgeRegressor(cfg.ridge_alpha, seed).fit(features, data.target["train"])
-        return (model if neutral is None else PresenceNeutralModel(model, neutral)), details
-    if name == PAPER_HEAD:
-        synopsis_dim = data.inputs("train", "embeddings", ["synopsis"]).shape[1] if "synopsis" in kinds else 0
-        val_x = data.inputs("val", "embeddings", kinds)
-        val = (val_x if neutral is None else neutral.transform(val_x), data.target["val"])
-        monitor = {"val": val if len(val[1]) else (features, data.target["train"])}  # as fit_network does
-        model, history = fit_paper_head(features, data.target["train"], synopsis_dim, cfg.paper_head, seed,
-                                        monitor=monitor)
-        return (model if neutral is None else PresenceNeutralModel(model, neutral)), {**details, "history": history}
-    if name in NETWORK_MODELS:
-        shape = cfg.network.wide if name == "mlp_wide" else cfg.network.small
-        val_x = data.inputs("val", "embeddings", kinds)
-        model, history = fit_network(features, data.target["train"],
-                                     val_x if neutral is None else neutral.transform(val_x),
-                                     data.target["val"], shape, cfg.network, seed, maskable, cfg.modality_dropout)
-        return (model if neutral is None else PresenceNeutralModel(model, neutral)), {**details, "history": history}
-    raise ValueError(f"train: unknown model {name!r}")
+    return FITTERS[spec_of(name).fitter](name, kinds, data)
 
 
 def resolve_kinds(input_set: str, data: TrainingData) -> dict[str, list[str]]:
     """The kinds of an input set the data has, per input type (embeddings on disk, raw prepared tables)."""
-    from anipop.pitch_models import PITCH_INPUT, pitch_kinds_available
-
     wanted = input_set_kinds(input_set)
     embedded = [k for k in wanted if k not in PITCH_METADATA_KINDS]  # metadata is never embedded
-    return {"embeddings": available_kinds(data.params.paths.embeddings_dir, embedded),
-            "raw": raw_kinds_available(data.characters, embedded),
+    return {EMBEDDINGS_INPUT: available_kinds(data.params.paths.embeddings_dir, embedded),
+            RAW_INPUT: raw_kinds_available(data.characters, embedded),
             PITCH_INPUT: pitch_kinds_available(data.anime, wanted, data.params.train.pitch.metadata_fields)}
 
 
 def reads_input_set(name: str, input_set: str) -> bool:
     """Whether model `name` can read any kind of `input_set`: the pitch models read the synopsis and the metadata,
     the others every kind but the metadata (a metadata-only set is theirs to skip silently, and vice versa)."""
-    from anipop.pitch_models import PITCH_MODELS, TEXT_KIND
-
-    kinds = set(input_set_kinds(input_set))
-    if name in BASELINES:
+    kinds, spec = set(input_set_kinds(input_set)), spec_of(name)
+    if spec.baseline:
         return True
-    if name in PITCH_MODELS:
+    if spec.input_type == PITCH_INPUT:
         return bool(kinds & {TEXT_KIND, *PITCH_METADATA_KINDS})
     return bool(kinds - set(PITCH_METADATA_KINDS))
 
@@ -282,8 +300,9 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     cfg = params.train
     input_sets = input_sets_to_train(params, ablation)  # a bad --ablation fails before any data is read
     data = TrainingData.from_prepared(params)
-    models_dir = Path(params.paths.models_dir)
-    manifest_path = Path(params.paths.embeddings_dir) / "manifest.json"
+    paths = ArtifactPaths.of(params)
+    models_dir = paths.models_dir
+    manifest_path = paths.embeddings_manifest
     encoders = read_json(manifest_path) if manifest_path.exists() else {}
     train_mean = float(data.target["train"].mean())
     runs, skipped, fitted = [], [], {}
@@ -315,25 +334,24 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
                 fitted[key] = (model, details, input_set)
                 log.info("train: %s on %s (%s): %.1fs", name, input_set, "+".join(kinds), seconds)
             run.update(details)
-            bundle = {"name": name, "model": model, "inputs": kinds, "input_set": input_set,
-                      "input_type": run["input_type"], "train_mean": train_mean, "aggregation": cfg.aggregation,
-                      "feature_dim": details.get("feature_dim"), "image_size": cfg.benchmark.image_size,
-                      "encoders": encoders}
-            with atomic_path(models_dir / run["path"]) as tmp:
-                joblib.dump(bundle, tmp)
+            bundle = ModelBundle(name=name, model=model, inputs=kinds, input_set=input_set,
+                                 input_type=run["input_type"], train_mean=train_mean, aggregation=cfg.aggregation,
+                                 image_size=cfg.benchmark.image_size, feature_dim=details.get("feature_dim"),
+                                 encoders=encoders)
+            save_bundle(bundle, models_dir / run["path"])
             if name == cfg.model and input_set == cfg.inputs:  # the primary: also the file predict loads
-                with atomic_path(models_dir / "model.joblib") as tmp:
+                with atomic_path(paths.primary_bundle) as tmp:
                     shutil.copyfile(models_dir / run["path"], tmp)
             runs.append(run)
     primary = next((r for r in runs if r["model"] == cfg.model and r["input_set"] == cfg.inputs), None)
     if primary is None:
         raise ValueError(f"train: the primary model {cfg.model} could not be trained on {cfg.inputs}: "
                          f"the data has none of {list(input_set_kinds(cfg.inputs))}")
-    report = {"model": cfg.model, "input_set": cfg.inputs, "inputs": primary["kinds"],
+    report = {**PrimaryModel(cfg.model, cfg.inputs).to_dict(), "inputs": primary["kinds"],
               "feature_dim": primary.get("feature_dim"), "train_rows": len(data.rows["train"]),
               "val_rows": len(data.rows["val"]), "train_mean_score_norm": train_mean, "runs": runs,
               "skipped": skipped}
-    write_json(models_dir / "train_report.json", report)
+    write_json(paths.train_report, report)
     log.info("train: %d fits, %d runs, %d skipped, %.1fs in all", len(fitted), len(runs), len(skipped),
              fit_seconds)
     return report

@@ -11,10 +11,10 @@ test split once, in the evaluate stage.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
+from anipop.artifacts import ArtifactPaths
 from anipop.backtest import fit_and_predict, fold_of
 from anipop.config import Params
 from anipop.metrics import point_metrics
@@ -29,9 +29,9 @@ DEFAULT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 
 def fold_predictions(params: Params) -> list[dict]:
     """Per CV fold of train+val: true normalised scores, each component's predictions, the score range."""
-    prepared = Path(params.paths.prepared_dir)
-    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
-    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    paths = ArtifactPaths.of(params)
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     train = params.train.model_copy(update={"models": COMPONENTS, "model": COMPONENTS[0]})
     fit_params = params.model_copy(update={"train": train})
     pool = anime[anime["split"].isin(["train", "val"])]  # the test split is never read here
@@ -83,7 +83,7 @@ def run_tune(params: Params, track: bool = True, grid=DEFAULT_GRID) -> dict:
                     mlflow.log_metrics({k: v for k, v in trial.items() if k.startswith("cv_")})
             mlflow.log_metrics({f"best_{k}": v for k, v in best.items()})
             result["mlflow_run_id"] = parent.info.run_id
-    write_json(Path(params.paths.reports_dir) / "tuning.json", result)
+    write_json(ArtifactPaths.of(params).tuning, result)
     log.info("tune: best blend_linear=%s (CV Spearman %.4f); params.yaml has %s", best["blend_linear"],
              best["cv_spearman_mean"], params.train.pitch.blend_linear)
     return result

@@ -134,6 +134,18 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
+def configure_torch(seed: int, threads: int) -> None:
+    """Seeds, deterministic kernels and a fixed thread count: two runs give the same weights, bit for bit.
+
+    Here, at the bottom of the import graph, because every torch fit calls it (train's networks, the paper's
+    head, paper mode); torch is imported only when it runs."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+
+
 def git_commit() -> str:
     """The current git commit (with '-dirty' when the tree has changes), or 'unknown' outside git."""
     try:

@@ -33,6 +33,7 @@ from great_expectations.data_context.types.base import (  # noqa: E402
     ProgressBarsConfig,
 )
 
+from anipop.artifacts import ArtifactPaths  # noqa: E402
 from anipop.config import Params  # noqa: E402
 from anipop.images import image_problem  # noqa: E402
 from anipop.schema import (  # noqa: E402
@@ -259,14 +260,14 @@ def run_validate(params: Params) -> dict:
     Raises ValidationFailed (after writing both) when any suite fails. Schema problems (missing columns,
     nulls in non-nullable columns) are caught earlier by read_table and raise schema.SchemaError.
     """
-    raw_dir, prepared_dir = Path(params.paths.raw_dir), Path(params.paths.prepared_dir)
-    out_dir = Path(params.paths.validation_dir)
-    raw_anime = read_table(RAW_ANIME, raw_dir / "anime.parquet")
-    raw_chars = read_table(RAW_CHARACTERS, raw_dir / "characters.parquet")
-    anime = read_table(PREPARED_ANIME, prepared_dir / "anime.parquet")
-    chars = read_table(PREPARED_CHARACTERS, prepared_dir / "characters.parquet")
+    paths = ArtifactPaths.of(params)
+    raw_dir = paths.raw_dir
+    raw_anime = read_table(RAW_ANIME, paths.raw_anime)
+    raw_chars = read_table(RAW_CHARACTERS, paths.raw_characters)
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    chars = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
 
-    docs_dir = out_dir / "data_docs"
+    docs_dir = paths.data_docs
     shutil.rmtree(docs_dir, ignore_errors=True)  # only this run's results, never an accumulating history
     context = _context(docs_dir)
     suites = [
@@ -283,7 +284,7 @@ def run_validate(params: Params) -> dict:
         "data_docs": str(index),
         "suites": results,
     }
-    write_json(out_dir / "summary.json", summary)
+    write_json(paths.validation_summary, summary)
     offline = write_offline_report(summary, docs_dir / "offline.html")  # Data Docs need CDNs; this page does not
     failed = [name for name, r in results.items() if not r["success"]]
     log.info("validate: %d suites, %s; Data Docs at %s (offline: %s)", len(results),

@@ -10,6 +10,7 @@ import torch
 from fixtures_models import build_tiny_bert, build_tiny_gpt2, sentence
 from fixtures_training import toy_params, write_toy_dataset
 
+from anipop.artifacts import load_bundle
 from anipop.config import FinetuneParams
 from anipop.finetune import (
     EncoderRegressor,
@@ -102,8 +103,8 @@ def test_finetune_is_a_train_model_that_reads_the_synopsis(tiny_bert, tmp_path):
     run = next(r for r in report["runs"] if r["model"] == "finetune")
     assert run["kinds"] == ["synopsis"] and run["input_type"] == "raw" and run["train_rows"] == 40
     assert run["seconds_per_epoch"] > 0
-    bundle = joblib.load(params.paths.models_dir / "all_inputs" / "finetune.joblib")
-    predictions = bundle["model"].predict({"synopsis": ["a hero of the village", "the sea"]})
+    bundle = load_bundle(params.paths.models_dir / "all_inputs" / "finetune.joblib")
+    predictions = bundle.model.predict({"synopsis": ["a hero of the village", "the sea"]})
     assert predictions.shape == (2,) and ((predictions >= 0) & (predictions <= 1)).all()
 
 

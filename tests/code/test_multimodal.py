@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,14 +107,11 @@ def test_ablation_without_any_characters_says_it_is_skipped(tmp_path):
 
 
 def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters(tmp_path):
-    from anipop.artifacts import MinMaxScaler
+    from anipop.artifacts import MinMaxScaler, ModelBundle
+    from anipop.calibration import conformal_half_width, conformal_half_width_with_characters
     from anipop.models import RidgeRegressor
     from anipop.pitch import Character, Pitch, PitchLimits
-    from anipop.predict import (
-        PitchPredictor,
-        conformal_half_width,
-        conformal_half_width_with_characters,
-    )
+    from anipop.predict import PitchPredictor
 
     params = toy_params(tmp_path)
     anime = write_toy_dataset(params, count=200)
@@ -122,14 +120,15 @@ def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters
     train = anime[anime["split"] == "train"]
     model = RidgeRegressor(0.1).fit(build_features(params.paths.embeddings_dir, train["anime_id"], ALL),
                                     train["score_norm"].to_numpy())
-    bundle = {"inputs": ALL, "aggregation": "mean", "model": model, "train_mean": 0.5, "name": "ridge"}
+    bundle = ModelBundle(name="ridge", model=model, inputs=ALL, input_set="all_inputs", input_type="embeddings",
+                         train_mean=0.5, aggregation="mean", image_size=32)
     overall = conformal_half_width(params, bundle, 0.9)
     with_chars = conformal_half_width_with_characters(params, bundle, 0.9)
     val = anime[(anime["split"] == "val") & ((np.arange(200) % 20) < 10)]
     residuals = np.abs(val["score_norm"].to_numpy()
                        - model.predict(build_features(params.paths.embeddings_dir, val["anime_id"], ALL)))
     assert len(val) == 10 and with_chars == pytest.approx(residuals.max())  # 10 rows at 90 %: the largest
-    assert conformal_half_width_with_characters(params, {**bundle, "inputs": ["synopsis"]}, 0.9) is None
+    assert conformal_half_width_with_characters(params, replace(bundle, inputs=["synopsis"]), 0.9) is None
     predictor = PitchPredictor(bundle=bundle, text=params.embed.text, image=params.embed.image,
                                scaler=MinMaxScaler(1.0, 10.0), half_width=overall, coverage=0.9,
                                limits=PitchLimits(), half_width_with_characters=with_chars)

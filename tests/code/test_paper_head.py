@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import joblib
 import numpy as np
 import pytest
 from fixtures_training import toy_params, write_toy_dataset
 from torch import nn
 
+from anipop.artifacts import load_bundle
 from anipop.backtest import run_backtest
 from anipop.config import PaperHeadParams
 from anipop.paper_head import PaperHead, fit_paper_head
@@ -99,9 +99,9 @@ def test_paper_head_trains_as_a_registered_model_and_beats_the_mean(head_params)
     report = run_train(head_params)
     runs = {(r["input_set"], r["model"]): r for r in report["runs"]}
     assert ("all_inputs", "paper_head") in runs and ("synopsis", "paper_head") in runs
-    bundle = joblib.load(head_params.paths.models_dir / "model.joblib")
-    assert bundle["name"] == "paper_head" and bundle["model"].character_dim > 0
-    synopsis_only = joblib.load(head_params.paths.models_dir / "synopsis" / "paper_head.joblib")["model"]
+    bundle = load_bundle(head_params.paths.models_dir / "model.joblib")
+    assert bundle.name == "paper_head" and bundle.model.character_dim > 0
+    synopsis_only = load_bundle(head_params.paths.models_dir / "synopsis" / "paper_head.joblib").model
     assert synopsis_only.character_dim == 0
     assert len(runs[("all_inputs", "paper_head")]["history"]["val_loss"]) == 10
 

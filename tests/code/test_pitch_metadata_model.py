@@ -108,7 +108,9 @@ def test_tuning_never_reads_the_test_split(champion, monkeypatch):
 
 def test_a_pitch_model_has_one_interval_whatever_the_pitch_brings(tmp_path):
     """Its inputs (synopsis + metadata fields) are no character kinds: no per-modality interval is sized."""
-    from anipop.predict import conformal_half_width_with_characters
+    from anipop.artifacts import ModelBundle
+    from anipop.calibration import conformal_half_width_with_characters
 
-    bundle = {"input_type": "pitch", "inputs": ["synopsis", "genres", "studios"], "aggregation": "mean"}
+    bundle = ModelBundle(name="pitch_stack", model=None, inputs=["synopsis", "genres", "studios"], input_set="all_inputs",
+                         input_type="pitch", train_mean=0.5, aggregation="mean", image_size=32)
     assert conformal_half_width_with_characters(None, bundle, 0.9) is None

@@ -7,6 +7,7 @@ train, evaluate, register) against a sqlite MLflow store in tmp; then a worse mo
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from anipop.artifacts import ArtifactPaths
 from anipop.evaluate import run_evaluate
 from anipop.predict import load_model
 from anipop.registry import decide, run_register, split_fingerprint
@@ -51,6 +53,25 @@ def test_champion_scores_a_raw_pitch_with_an_interval(registered):
     assert ((scores["score_low"] <= scores["score"]) & (scores["score"] <= scores["score_high"])).all()
     assert scores["score"].between(1, 10).all()
     assert scores["score"].iloc[0] > scores["score"].iloc[1]  # the learnable words drive the score
+
+
+def test_the_served_interval_is_the_one_evaluate_sized(registered):
+    """Calibration is an evaluation job: evaluate writes calibration.json, the registered model carries it."""
+    from anipop.artifacts import PrimaryModel, load_bundle
+    from anipop.calibration import conformal_half_width
+    from anipop.utils import read_json
+
+    params, _ = registered
+    paths = ArtifactPaths.of(params)
+    sized = read_json(paths.calibration)[PrimaryModel.read(paths).label]
+    bundle = load_bundle(paths.primary_bundle)
+    assert sized["coverage"] == params.registry.interval_coverage
+    assert sized["half_width"] == conformal_half_width(params, bundle, sized["coverage"]) > 0
+    scaler = read_json(paths.scaler)
+    scores = load_model("models:/anipop@champion").predict(pd.DataFrame({"synopsis": [PITCH]})).iloc[0]
+    unclipped = scaler["min"] < scores["score_low"] and scores["score_high"] < scaler["max"]
+    assert not unclipped or scores["score_high"] - scores["score_low"] == pytest.approx(
+        2 * sized["half_width"] * (scaler["max"] - scaler["min"]), abs=1e-3)
 
 
 def test_bad_pitch_is_a_clear_invalid_parameter_error(registered):
@@ -110,16 +131,17 @@ def test_fingerprint_covers_test_labels_and_the_scaler_not_only_the_ids(register
     params, _ = registered
     copy = tmp_path / "prepared"
     shutil.copytree(params.paths.prepared_dir, copy)
-    original = split_fingerprint(copy)
+    paths = replace(ArtifactPaths.of(params), prepared_dir=copy)
+    original = split_fingerprint(paths)
     scaler = json.loads((copy / "scaler.json").read_text())
     (copy / "scaler.json").write_text(json.dumps({**scaler, "low": 1.0}))  # a "1,000" row read as 1.0
-    assert split_fingerprint(copy) != original
+    assert split_fingerprint(paths) != original
     shutil.copy(params.paths.prepared_dir / "scaler.json", copy / "scaler.json")
-    assert split_fingerprint(copy) == original
+    assert split_fingerprint(paths) == original
     anime = read_table(PREPARED_ANIME, copy / "anime.parquet")
     anime.loc[anime.index[anime["split"] == "test"][0], "score"] += 0.5  # one relabelled test anime
     write_table(PREPARED_ANIME, anime, copy / "anime.parquet")
-    assert split_fingerprint(copy) != original
+    assert split_fingerprint(paths) != original
 
 
 def test_a_scale_change_never_lets_a_worse_model_win_on_mse(registered, caplog):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 
-import joblib
 import numpy as np
 import pytest
 from fixtures_training import toy_params, write_toy_dataset
 
+from anipop.artifacts import load_bundle
 from anipop.config import Params
 from anipop.evaluate import run_evaluate
 from anipop.train import run_train
@@ -40,7 +40,7 @@ def without_timings(report: dict) -> dict:
 
 
 def network_weights(params: Params, name: str = "mlp_wide") -> dict[str, np.ndarray]:
-    return joblib.load(params.paths.models_dir / "all_inputs" / f"{name}.joblib")["model"].weights
+    return load_bundle(params.paths.models_dir / "all_inputs" / f"{name}.joblib").model.weights
 
 
 @pytest.fixture(scope="module")

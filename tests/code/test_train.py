@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +13,7 @@ import yaml
 from conftest import PARAMS_FILE
 from fixtures_training import toy_params, write_toy_dataset
 
-from anipop.artifacts import load_embeddings
+from anipop.artifacts import BUNDLE_VERSION, ModelBundle, load_bundle, load_embeddings
 from anipop.config import ConfigError, Params, load_params
 from anipop.evaluate import run_evaluate
 from anipop.features import (
@@ -96,15 +95,15 @@ def test_primary_model_must_be_trained(tmp_path):
 
 def test_the_primary_bundle_keeps_the_predict_contract(trained):
     params, report, _ = trained
-    bundle = joblib.load(params.paths.models_dir / "model.joblib")
-    assert {"name", "model", "inputs", "train_mean", "aggregation"} <= set(bundle)
-    assert bundle["name"] == params.train.model and bundle["input_set"] == params.train.inputs
-    assert bundle["inputs"] == ALL_KINDS == report["inputs"]
+    bundle = load_bundle(params.paths.models_dir / "model.joblib")
+    assert isinstance(bundle, ModelBundle) and bundle.version == BUNDLE_VERSION
+    assert bundle.name == params.train.model and bundle.input_set == params.train.inputs
+    assert bundle.inputs == ALL_KINDS == report["inputs"]
     anime = read_table(PREPARED_ANIME, params.paths.prepared_dir / "anime.parquet")
-    features = build_features(params.paths.embeddings_dir, anime["anime_id"], bundle["inputs"], bundle["aggregation"])
-    scores = bundle["model"].predict(features)
+    features = build_features(params.paths.embeddings_dir, anime["anime_id"], bundle.inputs, bundle.aggregation)
+    scores = bundle.model.predict(features)
     assert scores.shape == (len(anime),) and scores.min() >= 0 and scores.max() <= 1
-    assert bundle["train_mean"] == pytest.approx(anime.loc[anime["split"] == "train", "score_norm"].mean())
+    assert bundle.train_mean == pytest.approx(anime.loc[anime["split"] == "train", "score_norm"].mean())
 
 
 def test_every_model_runs_on_every_input_set_with_early_stopping(trained):
@@ -127,9 +126,9 @@ def test_the_network_keeps_the_weights_of_its_best_validation_epoch(trained):
     anime = read_table(PREPARED_ANIME, params.paths.prepared_dir / "anime.parquet")
     val = anime[anime["split"] == "val"]
     for run in (r for r in report["runs"] if r["model"].startswith("mlp")):
-        bundle = joblib.load(params.paths.models_dir / run["path"])
-        features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle["inputs"])
-        val_mse = np.mean((bundle["model"].predict(features) - val["score_norm"].to_numpy()) ** 2)
+        bundle = load_bundle(params.paths.models_dir / run["path"])
+        features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs)
+        val_mse = np.mean((bundle.model.predict(features) - val["score_norm"].to_numpy()) ** 2)
         assert val_mse == pytest.approx(min(run["history"]["val_loss"]), rel=1e-4), run["path"]
 
 
@@ -181,11 +180,11 @@ def test_a_bundle_loads_and_predicts_without_the_training_code(trained):
         "sys.modules['anipop.train'] = None  # importing the training code would now fail\n"
         f"bundle = joblib.load({str(params.paths.models_dir / 'model.joblib')!r})\n"
         "from anipop.features import build_features\n"
-        f"x = build_features({str(params.paths.embeddings_dir)!r}, [7, 14], bundle['inputs'])\n"
-        "print(bundle['model'].predict(x).round(6).tolist())\n"
+        f"x = build_features({str(params.paths.embeddings_dir)!r}, [7, 14], bundle.inputs)\n"
+        "print(bundle.model.predict(x).round(6).tolist())\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    bundle = joblib.load(params.paths.models_dir / "model.joblib")
-    expected = bundle["model"].predict(build_features(params.paths.embeddings_dir, [7, 14], bundle["inputs"]))
+    bundle = load_bundle(params.paths.models_dir / "model.joblib")
+    expected = bundle.model.predict(build_features(params.paths.embeddings_dir, [7, 14], bundle.inputs))
     assert json.loads(result.stdout) == pytest.approx(expected.round(6).tolist())

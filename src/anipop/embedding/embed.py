@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from anipop.artifacts import quarantine_record, save_embeddings
+from anipop.artifacts import ArtifactPaths, quarantine_record, save_embeddings
 from anipop.config import Params
 from anipop.embedding.cache import EmbeddingCache, file_key, item_key
 from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
 from anipop.images import image_problem, open_rgb
+from anipop.input_kinds import EMBEDDED_KINDS
 from anipop.schema import (
     PREPARED_ANIME,
     PREPARED_CHARACTERS,
@@ -38,7 +39,7 @@ from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
 
-KINDS = ("synopsis", "character_description", "character_name", "portrait")
+KINDS = EMBEDDED_KINDS  # anipop.input_kinds: what features and predict read back
 # one batch of (cache key, payload) in; the keys actually encoded and their vectors out
 BatchEncoder = Callable[[list[tuple[str, object]]], tuple[list[str], np.ndarray]]
 RUN_STATS = ("embedded", "from_cache", "seconds", "items_per_s")  # per-run figures: kept out of the outputs
@@ -163,9 +164,10 @@ def run_embed(params: Params) -> dict:
 
     cfg = params.embed
     started = time.perf_counter()
-    prepared, out_dir = Path(params.paths.prepared_dir), Path(params.paths.embeddings_dir)
-    anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
-    characters = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
+    paths = ArtifactPaths.of(params)
+    out_dir = paths.embeddings_dir
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     device = choose_device(cfg.device)
     dtype = choose_dtype(cfg.dtype, device)
     manifest: dict = {"profile": cfg.profile, "text_model": cfg.text.model, "image_model": cfg.image.model,
@@ -195,9 +197,9 @@ def run_embed(params: Params) -> dict:
         save_embeddings(out_dir, kind, row_ids, matrix)
         manifest["kinds"][kind] = stats
     _drop_stale_kinds(out_dir, set(results))
-    write_table(QUARANTINE, pd.DataFrame(quarantine, columns=QUARANTINE.column_names), out_dir / "quarantine.parquet")
+    write_table(QUARANTINE, pd.DataFrame(quarantine, columns=QUARANTINE.column_names), paths.embeddings_quarantine)
     manifest["quarantined"] = len(quarantine)
-    write_json(out_dir / "manifest.json", stable_manifest(manifest))
+    write_json(paths.embeddings_manifest, stable_manifest(manifest))
     manifest["load_seconds"] = load_seconds
     manifest["seconds"] = round(time.perf_counter() - started, 3)
     write_run_log(params, manifest)

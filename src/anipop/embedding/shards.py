@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
+from anipop.artifacts import ANIME_TABLE, CHARACTERS_TABLE
 from anipop.config import Params
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
 
 log = logging.getLogger(__name__)
 
 _IMPORT_LOCK = threading.Lock()
-SLICED_TABLES = {"anime.parquet": PREPARED_ANIME, "characters.parquet": PREPARED_CHARACTERS}
+SLICED_TABLES = {ANIME_TABLE: PREPARED_ANIME, CHARACTERS_TABLE: PREPARED_CHARACTERS}
 
 
 def shards_dir(params: Params) -> Path:
@@ -51,7 +52,7 @@ def write_shards(params: Params, shards: int) -> list[Params]:
     if root.exists():
         shutil.rmtree(root)
     shard_params = []
-    for index, ids in enumerate(split_ids(tables["anime.parquet"]["anime_id"].tolist(), shards)):
+    for index, ids in enumerate(split_ids(tables[ANIME_TABLE]["anime_id"].tolist(), shards)):
         shard_prepared = root / f"shard-{index}" / "prepared"
         shard_prepared.mkdir(parents=True)
         for item in prepared.iterdir():
@@ -63,7 +64,7 @@ def write_shards(params: Params, shards: int) -> list[Params]:
         paths = params.paths.model_copy(update={"prepared_dir": shard_prepared,
                                                 "embeddings_dir": root / f"shard-{index}" / "embeddings"})
         shard_params.append(params.model_copy(update={"paths": paths}))
-    log.info("embed: %d anime in %d shards under %s", len(tables["anime.parquet"]), len(shard_params), root)
+    log.info("embed: %d anime in %d shards under %s", len(tables[ANIME_TABLE]), len(shard_params), root)
     return shard_params
 
 

@@ -37,3 +37,4 @@ class IngestIncomplete(RuntimeError):
 
     Everything fetched is cached, so rerunning resumes and retries only what failed.
     """
+

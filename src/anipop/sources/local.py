@@ -3,12 +3,8 @@ folder when `characters_dir` names one (sources.local_characters)."""
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import logging
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from anipop.sources.parsing import (
     parse_id,
     parse_name_list,
     parse_score,
+    read_csv_records,
 )
 
 log = logging.getLogger(__name__)
@@ -89,58 +86,6 @@ class LocalSource:
         return IngestResult(anime=anime, characters=local.characters,
                             quarantine=pd.concat([quarantine, local.quarantine], ignore_index=True),
                             notes=local.notes(Path(self.characters_dir)))
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    """The file as text, gunzipped when it starts with gzip's magic bytes (whatever its name says).
-
-    surrogateescape: a few bytes that are not UTF-8 quarantine their rows, not the whole file.
-    """
-    try:
-        with open(path, "rb") as probe:
-            gzipped = probe.read(2) == b"\x1f\x8b"
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{path}: the local MAL file is missing; set ingest.local_path in params.yaml") from err
-    binary = gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115 - closed by the wrapper
-    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
-
-
-def read_csv_records(path: Path, limit: int | None = None) -> tuple[list[str], list[list[str]], list[int],
-                                                                   list[tuple[int, str]]]:
-    """(header, records, the line each record starts on, malformed (line, reason)) of a CSV or CSV.gz.
-
-    Why not pandas: one row with too many fields makes pandas abort the whole file, and it reports no line
-    numbers for rows whose quoted fields span lines. A truncated or corrupt archive raises one ValueError
-    naming the file (click would otherwise turn gzip's EOFError into a bare "Aborted.").
-    """
-    records: list[list[str]] = []
-    lines: list[int] = []
-    malformed: list[tuple[int, str]] = []
-    try:
-        with _open_text(path) as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if not header:
-                raise ValueError(f"{path}: the CSV is empty (no header line)")
-            while limit is None or len(records) + len(malformed) < limit:
-                line = reader.line_num + 1
-                try:
-                    record = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as err:  # e.g. a field over csv's size limit: that record only
-                    malformed.append((line, f"unreadable CSV record: {err}"))
-                    continue
-                if not record or record == [""]:
-                    continue  # a blank line, as pandas skips it
-                if len(record) != len(header):
-                    malformed.append((line, f"{len(record)} fields where the header has {len(header)}"))
-                    continue
-                records.append(record)
-                lines.append(line)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise ValueError(f"{path}: truncated or corrupt gzip archive ({err})") from err
-    return header, records, lines, malformed
 
 
 def parse_rows(frame: pd.DataFrame, origin: str, lines: list[int] | None = None) -> tuple[list[dict], list[dict]]:

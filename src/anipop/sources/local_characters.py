@@ -24,7 +24,7 @@ from PIL import Image
 from anipop.artifacts import quarantine_record
 from anipop.images import image_problem
 from anipop.schema import QUARANTINE, RAW_CHARACTERS, character_key
-from anipop.sources.parsing import ParseError, clean_text, parse_id
+from anipop.sources.parsing import ParseError, clean_text, parse_id, read_csv_records
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ def _portrait_format(path: Path) -> tuple[str, bool]:
 
 def read_local_characters(folder: Path, anime_ids: set[int], raw_dir: Path) -> LocalCharacters:
     """Parse `folder`/characters.csv.gz for the ingested `anime_ids`; copy valid portraits to raw_dir/images."""
-    from anipop.sources.local import read_csv_records  # local imports this module
 
     folder = Path(folder)
     path = folder / CHARACTERS_FILE

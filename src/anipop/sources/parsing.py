@@ -1,18 +1,24 @@
 """Parsers for the dirty values a MyAnimeList scrape holds: separators, '#' prefixes, 'N/A', HTML entities.
 
 Each parser returns None for a *known* missing marker (the value is absent, which is legitimate) and raises
-ParseError for a value it cannot make sense of (the row goes to quarantine with that reason).
+ParseError for a value it cannot make sense of (the row goes to quarantine with that reason). The tolerant
+CSV reader (read_csv_records) is here too: the local anime file and the characters file both use it.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
+import gzip
 import html
+import io
 import math
 import re
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 MISSING_MARKERS = frozenset(
     {"", "n/a", "na", "nan", "none", "null", "unknown", "not_exist", "not available", "none found, add some", "?", "-"}
@@ -157,3 +163,55 @@ def parse_first_air_date(aired: object) -> str | None:
         except ValueError:
             continue
     return None  # free text MAL could not date ('Not available', '?'): absent, not an error
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    """The file as text, gunzipped when it starts with gzip's magic bytes (whatever its name says).
+
+    surrogateescape: a few bytes that are not UTF-8 quarantine their rows, not the whole file.
+    """
+    try:
+        with open(path, "rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: the local MAL file is missing; set ingest.local_path in params.yaml") from err
+    binary = gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115 - closed by the wrapper
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def read_csv_records(path: Path, limit: int | None = None) -> tuple[list[str], list[list[str]], list[int],
+                                                                   list[tuple[int, str]]]:
+    """(header, records, the line each record starts on, malformed (line, reason)) of a CSV or CSV.gz.
+
+    Why not pandas: one row with too many fields makes pandas abort the whole file, and it reports no line
+    numbers for rows whose quoted fields span lines. A truncated or corrupt archive raises one ValueError
+    naming the file (click would otherwise turn gzip's EOFError into a bare "Aborted.").
+    """
+    records: list[list[str]] = []
+    lines: list[int] = []
+    malformed: list[tuple[int, str]] = []
+    try:
+        with _open_text(path) as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if not header:
+                raise ValueError(f"{path}: the CSV is empty (no header line)")
+            while limit is None or len(records) + len(malformed) < limit:
+                line = reader.line_num + 1
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:  # e.g. a field over csv's size limit: that record only
+                    malformed.append((line, f"unreadable CSV record: {err}"))
+                    continue
+                if not record or record == [""]:
+                    continue  # a blank line, as pandas skips it
+                if len(record) != len(header):
+                    malformed.append((line, f"{len(record)} fields where the header has {len(header)}"))
+                    continue
+                records.append(record)
+                lines.append(line)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise ValueError(f"{path}: truncated or corrupt gzip archive ({err})") from err
+    return header, records, lines, malformed
