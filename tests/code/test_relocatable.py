@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,8 @@ def test_a_copied_project_reads_and_writes_artifacts_in_the_copy(tmp_path, monke
     original, copy = tmp_path / "original", tmp_path / "copy"
     original.mkdir()
     monkeypatch.chdir(original)
+    # the store is params.yaml's: a MLFLOW_TRACKING_URI left by an earlier test in this process would win
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = params_in(original, mlflow={"tracking_uri": "sqlite:///mlflow.db", "artifact_location": "mlruns",
                                          "experiment": "anipop-relocate"})
     use_experiment(params)
@@ -40,6 +43,8 @@ with mlflow.start_run():
     mlflow.log_text("second", "note.txt")
 """
     (copy / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-c", check], cwd=copy, capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run([sys.executable, "-c", check], cwd=copy, env=env, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (original / "mlruns").exists()
