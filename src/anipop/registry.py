@@ -80,10 +80,20 @@ def registration_key(params: Params, fingerprint: str) -> str:
     return digest.hexdigest()[:24]
 
 
+TAG_DIGITS = 6  # metric values in version tags (test.*, cv.*, baseline.*) keep this many decimals
+
+
+def _tag(value: float) -> str:
+    return f"{value:.{TAG_DIGITS}f}"
+
+
 def decide(metric: str, candidate: float, champion: float | None, champion_version: str | None) -> Decision:
     """Promote when there is no champion, or the candidate is strictly better on `metric`."""
     if champion is None:
         return Decision(True, f"no current champion; {metric}={candidate:.4f}")
+    # compared at the precision of the version tags the champion's value is read from: otherwise a model
+    # identical to the champion (0.76802911 vs its tag "0.768029") would "beat" it by a rounding error
+    candidate, champion = round(candidate, TAG_DIGITS), round(champion, TAG_DIGITS)
     better = candidate < champion if metric in LOWER_IS_BETTER else candidate > champion
     relation = "beats" if better else "does not beat"
     return Decision(better, f"{metric}={candidate:.4f} {relation} champion v{champion_version} ({metric}={champion:.4f})")
@@ -302,7 +312,7 @@ def _cv_tags(reports: Path, model_name: str) -> dict[str, str]:
     """The franchise-grouped CV means of the model (backtest stage), when CV ran: `cv.<metric>`."""
     path = reports / "cv.json"
     values = read_json(path).get(model_name) if path.exists() else None
-    return {f"cv.{k}": f"{v:.6f}" for k, v in values.items()} if isinstance(values, dict) else {}
+    return {f"cv.{k}": _tag(v) for k, v in values.items()} if isinstance(values, dict) else {}
 
 
 def _register_locked(params: Params, client, fingerprint: str, key: str) -> tuple[dict, str]:
@@ -339,9 +349,9 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,
             "image_encoder": params.embed.image.model, "ablation": primary_model.input_set,
-            **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
-            **{f"baseline.{k}": f"{v:.6f}" for k, v in baseline.items()},
-            **{f"baseline_length.{k}": f"{entry['value']:.6f}"
+            **{f"test.{k}": _tag(v) for k, v in metrics.items()},
+            **{f"baseline.{k}": _tag(v) for k, v in baseline.items()},
+            **{f"baseline_length.{k}": _tag(entry['value'])
                for k, entry in intervals["models"].get(LENGTH_BASELINE, {}).items()},
             **_cv_tags(reports, bundle_name),
             **({} if decision.promote else {"challenger": decision.reason}),

@@ -101,6 +101,8 @@ def test_a_worse_model_never_takes_champion(registered):
 @pytest.mark.parametrize("metric, candidate, champion, promote", [
     ("spearman", 0.5, 0.4, True), ("spearman", 0.4, 0.4, False), ("spearman", 0.3, 0.4, False),
     ("mse", 0.010, 0.012, True), ("mse", 0.013, 0.012, False), ("r2", 0.1, None, True),
+    ("spearman", 0.7680291106833315, 0.768029, False),  # the same model: its full value against its own tag
+    ("mse", 0.0110000004, 0.011, False),
 ])
 def test_decide(metric, candidate, champion, promote):
     assert decide(metric, candidate, champion, "3").promote is promote
