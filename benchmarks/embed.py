@@ -56,7 +56,8 @@ def sample_anime(rows: int | None, seed: int = 0) -> pd.DataFrame:
     return anime.sort_values("anime_id").reset_index(drop=True)
 
 
-def _params_in(root: Path, profile: str | None, device: str | None, dtype: str | None) -> Params:
+def _params_in(root: Path, profile: str | None, device: str | None, dtype: str | None,
+               model: str | None = None) -> Params:
     base = load_params(REPO / "params.yaml")
     paths = base.paths.model_copy(update={name: root / name for name in base.paths.model_dump()
                                           if name != "onnx_dir"})  # the built graph is reused, not rebuilt
@@ -64,6 +65,10 @@ def _params_in(root: Path, profile: str | None, device: str | None, dtype: str |
     updates = {"profile": profile or base.embed.profile, "device": device or base.embed.device,
                "dtype": dtype or base.embed.dtype}
     embed = base.embed.model_copy(update=updates)
+    if model is not None:  # another text model (a save_pretrained folder), e.g. on a machine without the package
+        chosen = embed.profiles[embed.profile]
+        chosen = chosen.model_copy(update={"text": chosen.text.model_copy(update={"model": model})})
+        embed = embed.model_copy(update={"profiles": {**embed.profiles, embed.profile: chosen}})
     return Params.model_validate(base.model_copy(update={"paths": paths, "embed": embed}).model_dump())
 
 
@@ -105,10 +110,10 @@ def _rerun(params: Params, anime: pd.DataFrame, encoder, vectors: np.ndarray) ->
 
 
 def run(rows: int | None = None, chunks: int = 4, profile: str | None = None, device: str | None = None,
-        dtype: str | None = None, save_vectors: Path | None = None) -> dict:
+        dtype: str | None = None, save_vectors: Path | None = None, model: str | None = None) -> dict:
     """Paired baseline/candidate throughput and closeness on `rows` synopses (None: all), and the rerun."""
     with tempfile.TemporaryDirectory(prefix="anipop-bench-embed-") as tmp:
-        params = _params_in(Path(tmp), profile, device, dtype)
+        params = _params_in(Path(tmp), profile, device, dtype, model)
         cfg, text = params.embed, params.embed.text
         anime = sample_anime(rows)
         texts = anime["synopsis"].tolist()
@@ -172,12 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, mps (default: params.yaml)")
     parser.add_argument("--dtype", default=None, help="candidate dtype on an accelerator (default: params.yaml)")
     parser.add_argument("--save-vectors", type=Path, default=None, help="npz of both matrices, for embed_quality")
+    parser.add_argument("--model", default=None, help="text model instead of the profile's (a save_pretrained folder)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from anipop.embedding.encoders import EncoderUnavailable
 
     try:
-        result = run(args.rows, args.chunks, args.profile, args.device, args.dtype, args.save_vectors)
+        result = run(args.rows, args.chunks, args.profile, args.device, args.dtype, args.save_vectors, args.model)
     except (EncoderUnavailable, FileNotFoundError) as err:  # weights or prepared data missing: say which, no trace
         sys.exit(f"error: {err}")
     print(f"embed on {result['device']} ({result['model']}, {result['rows']} rows, {result['tokens']} tokens): "

@@ -74,7 +74,9 @@ def load_pretrained(name: str):
         raise _unavailable(name, location, "no such folder")
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
-        encoder = AutoModel.from_pretrained(location)
+        # float32 master weights whatever the checkpoint's dtype (a half-precision save, or a transformers that
+        # loads dtype="auto"): AdamW steps on fp16 weights lose small updates; bf16 comes only from autocast
+        encoder = AutoModel.from_pretrained(location).float()
     except (OSError, ValueError) as err:
         raise _unavailable(name, location, err) from err
     if tokenizer.pad_token is None:
@@ -138,6 +140,11 @@ def train_encoder_regressor(model: EncoderRegressor, tokenizer, texts: list[str]
             with _autocast(device, cfg.bf16):
                 predicted = model(ids, mask)
             loss = loss_fn(predicted.float(), ys[batch].to(device))
+            if not torch.isfinite(loss):  # a NaN model must not be stored and scored as if it had trained
+                raise FloatingPointError(
+                    f"finetune: non-finite training loss at epoch {epoch}, micro-batch {index + 1} (device "
+                    f"{device.type}, bf16 {cfg.bf16 and device.type == 'cuda'}, padding {model.padding_side}); "
+                    "try train.finetune.bf16: false or a smaller learning_rate")
             (loss / cfg.accumulation).backward()
             total += loss.detach().item() * len(batch)
             if (index + 1) % cfg.accumulation == 0 or start + cfg.batch_size >= len(order):

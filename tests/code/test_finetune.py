@@ -117,3 +117,26 @@ def test_backtest_leaves_finetune_out_unless_asked(tmp_path):
     train["finetune"]["backtest"] = True
     params = params.model_validate(params.model_dump() | {"train": train})
     assert "finetune" in backtest_models(params, params.train.inputs)
+
+
+def test_a_non_finite_loss_stops_the_fit_with_a_clear_error(tiny_bert):
+    """A NaN model must never be stored and scored as if it had trained (seen with a GPT-2-size model on a GPU)."""
+    texts, target = learnable()
+    cfg = FinetuneParams(epochs=1, batch_size=4, max_length=32, threads=1)
+    tokenizer, encoder = load_pretrained(str(tiny_bert))
+    model = EncoderRegressor(encoder, cfg.pooling, cfg.padding_side)
+    target = np.asarray(target, dtype=np.float64)
+    target[5] = np.nan  # a poisoned batch: the second micro-batch of the shuffled order holds it or another
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss at epoch 1, micro-batch \d+"):
+        train_encoder_regressor(model, tokenizer, texts, target, cfg, seed=0, device=torch.device("cpu"))
+
+
+def test_a_half_precision_checkpoint_trains_in_float32(tiny_bert, tmp_path):
+    """Saved in fp16 (as carried to a GPU machine): the loaded encoder is float32, so AdamW keeps small updates."""
+    from transformers import AutoModel, AutoTokenizer
+
+    half = tmp_path / "half"
+    AutoModel.from_pretrained(str(tiny_bert)).half().save_pretrained(half)
+    AutoTokenizer.from_pretrained(str(tiny_bert)).save_pretrained(half)
+    _, encoder = load_pretrained(str(half))
+    assert {p.dtype for p in encoder.parameters()} == {torch.float32}
