@@ -51,7 +51,7 @@ def pipeline_repo(tmp_path_factory) -> Path:
 def test_dvc_repro_runs_every_stage_then_is_a_no_op(pipeline_repo):
     first = _run([sys.executable, "-m", "dvc", "repro"], pipeline_repo)
     for stage in ("ingest", "prepare", "validate", "embed", "train", "backtest", "multimodal", "evaluate",
-                  "register"):
+                  "register", "field_ablation", "report"):
         assert f"Running stage '{stage}'" in first.stdout
     assert "| train_mean |" in first.stdout  # the metrics table names the baseline next to the model
 
@@ -71,6 +71,7 @@ def test_dvc_repro_runs_every_stage_then_is_a_no_op(pipeline_repo):
     character_rows = int((quarantine["table"] == "characters").sum())
     assert characters["kept_rows"] + character_rows == 832
     assert (pipeline_repo / "reports" / "multimodal.json").exists()
+    assert "| metadata field alone | studios | meta_ridge |" in (pipeline_repo / "reports" / "results.md").read_text()
 
     second = _run([sys.executable, "-m", "dvc", "repro"], pipeline_repo)
     assert "Data and pipelines are up to date" in second.stdout

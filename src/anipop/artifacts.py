@@ -199,6 +199,23 @@ class ArtifactPaths:
     def tuning(self) -> Path:
         return self.reports_dir / "tuning.json"
 
+    @property
+    def field_ablation_metrics(self) -> Path:
+        return self.reports_dir / "field_ablation.json"
+
+    @property
+    def field_ablation_table(self) -> Path:
+        return self.reports_dir / "field_ablation.md"
+
+    @property
+    def finetune_metrics(self) -> Path:
+        """Written outside the pipeline (a GPU run of finetune); reports/results.md shows it when present."""
+        return self.reports_dir / "finetune.json"
+
+    @property
+    def results_table(self) -> Path:
+        return self.reports_dir / "results.md"
+
 
 @dataclass(frozen=True)
 class PrimaryModel:

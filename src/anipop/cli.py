@@ -127,6 +127,22 @@ def paper_mode(params: Path = ParamsOption) -> None:
     _run(run_paper_mode, _params(params))
 
 
+@app.command("field-ablation")
+def field_ablation(params: Path = ParamsOption) -> None:
+    """Each input set alone (every metadata field, all metadata, the synopsis) on the CV folds, temporal and test."""
+    from anipop.field_ablation import run_field_ablation
+
+    _run(run_field_ablation, _params(params))
+
+
+@app.command()
+def report(params: Path = ParamsOption) -> None:
+    """reports/results.md: every report's figures in one table next to the baselines (nothing recomputed)."""
+    from anipop.results_table import run_report
+
+    _run(run_report, _params(params))
+
+
 @app.command()
 def tune(params: Path = ParamsOption,
          track: bool = typer.Option(True, "--track/--no-track", help="one MLflow child run per trial")) -> None:

@@ -320,6 +320,33 @@ class MultimodalParams(_Strict):
     models: tuple[Literal[MULTIMODAL], ...] = ("ridge", "mlp_small")  # anipop.model_catalog.MULTIMODAL
 
 
+AblationModel = Literal[tuple(name for name in TRAINABLE if name != "finetune")]  # refitted per fold: no encoder
+
+
+class FieldAblationParams(_Strict):
+    """The per-input-set ablation (anipop.field_ablation): each set refitted on the backtest's folds, cheaply.
+
+    A configured model fits only the sets it reads (meta_ridge: synopsis and metadata; ridge, tfidf_benchmark:
+    the synopsis), so one list serves the metadata fields and the text-only rows alike.
+    """
+
+    enabled: bool = True
+    input_sets: tuple[InputSet, ...] = ("genres", "themes", "type", "source", "demographic", "studios", "producers",
+                                        "rating", "year", "metadata", "synopsis")
+    models: tuple[AblationModel, ...] = ("meta_ridge", "ridge", "tfidf_benchmark")
+    bootstrap_samples: int = Field(default=0, ge=0)  # temporal intervals per set and model (0: point values only)
+
+    @model_validator(mode="after")
+    def _lists(self) -> "FieldAblationParams":
+        for name, values in (("input_sets", self.input_sets), ("models", self.models)):
+            if self.enabled and not values:
+                raise ValueError(f"{name} is empty; list at least one, or set enabled: false")
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{name} lists {repeated} more than once")
+        return self
+
+
 class MlflowParams(_Strict):
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_location: str = "mlruns"
@@ -419,6 +446,7 @@ class Params(_Strict):
     serving: ServingParams = ServingParams()
     orchestration: OrchestrationParams = OrchestrationParams()
     paper_mode: PaperModeParams = PaperModeParams()
+    field_ablation: FieldAblationParams = FieldAblationParams()
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
