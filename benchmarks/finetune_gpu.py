@@ -153,6 +153,15 @@ def causal_throughput(params, tokenizer_from: str, rows: int, max_length: int, b
     return out
 
 
+def as_report(result: dict, label: str, note: str) -> dict:
+    """The shape reports/results.md reads from reports/finetune.json (anipop.results_table): finetune's rows only."""
+    run: dict = {"label": label, "inputs": result.get("input_set", "synopsis"), "note": note}
+    for part in ("cv", "temporal", "test"):
+        if "finetune" in result.get(part, {}):
+            run[part] = result[part]["finetune"]
+    return {"source": "benchmarks/finetune_gpu.py", "device": result["device"], "runs": [run]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="text encoder to fine-tune (default: the embed profile's)")
@@ -162,7 +171,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--parts", default="throughput,score", help="comma list: throughput, epoch, nan, cv, temporal, test")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--to-report", type=Path, default=None,
+                        help="instead of running: turn this script's result file into reports/finetune.json's shape")
+    parser.add_argument("--label", default="finetune")
+    parser.add_argument("--note", default="")
     args = parser.parse_args()
+    if args.to_report is not None:
+        report = as_report(json.loads(args.to_report.read_text()), args.label, args.note)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.path.insert(0, str(REPO / "src"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
