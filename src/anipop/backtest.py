@@ -13,6 +13,7 @@ Within each fold the score scaler is refitted on the fold's training rows, like 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -20,10 +21,10 @@ import pandas as pd
 from anipop.artifacts import ArtifactPaths, MinMaxScaler
 from anipop.config import Params
 from anipop.franchise import hash_position
-from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals, point_metrics
+from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals_many, point_metrics
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import TrainingData, backtest_models, fit_model, input_type_of, model_kinds, resolve_kinds
-from anipop.utils import write_json, write_text
+from anipop.utils import map_in_processes, worker_count, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +66,24 @@ def run_crossval(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) 
     pool = anime[anime["split"].isin(["train", "val"])]
     per_fold: dict[str, list[dict[str, float]]] = {}
     folds_info = []
+    jobs = []  # (repeat, k, rows, test) of every fold, fitted side by side (evaluate.workers), reported in order
     for repeat in range(cfg.cv_repeats):
         fold = pool["group_id"].map(lambda g, r=repeat: fold_of(int(g), params.seed, r, cfg.cv_folds))
         for k in range(cfg.cv_folds):
             test, rest = pool[fold == k], pool[fold != k]
             if test.empty or rest.empty:
                 continue
-            rows = {"train": rest[rest["split"] == "train"], "val": rest[rest["split"] == "val"]}
-            y_true, predictions, score_range = fit_and_predict(params, anime, characters, rows, test)
-            for name, predicted in predictions.items():
-                per_fold.setdefault(name, []).append(point_metrics(y_true, predicted, score_range))
-            folds_info.append({"repeat": repeat, "fold": k, "train": len(rows["train"]), "val": len(rows["val"]),
-                               "test": len(test), "test_groups": int(test["group_id"].nunique())})
-            log.info("backtest: CV repeat %d fold %d: %d test anime (%d franchises), trained on %d",
-                     repeat, k, len(test), test["group_id"].nunique(), len(rows["train"]))
+            jobs.append((repeat, k, {"train": rest[rest["split"] == "train"], "val": rest[rest["split"] == "val"]},
+                         test))
+    fitted = map_in_processes(fit_and_predict, [(params, anime, characters, rows, test) for *_, rows, test in jobs],
+                              worker_count(cfg.workers, len(jobs)))
+    for (repeat, k, rows, test), (y_true, predictions, score_range) in zip(jobs, fitted, strict=True):
+        for name, predicted in predictions.items():
+            per_fold.setdefault(name, []).append(point_metrics(y_true, predicted, score_range))
+        folds_info.append({"repeat": repeat, "fold": k, "train": len(rows["train"]), "val": len(rows["val"]),
+                           "test": len(test), "test_groups": int(test["group_id"].nunique())})
+        log.info("backtest: CV repeat %d fold %d: %d test anime (%d franchises), trained on %d",
+                 repeat, k, len(test), test["group_id"].nunique(), len(rows["train"]))
     summary = {name: {metric: {"mean": float(np.mean([f[metric] for f in folds])),
                                "sd": float(np.std([f[metric] for f in folds], ddof=1)) if len(folds) > 1 else 0.0}
                       for metric in METRIC_NAMES}
@@ -141,9 +146,9 @@ def run_temporal(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) 
     for part, mask in (("models", new), ("sequels", ~new)):
         if mask.sum() < 3:
             continue
-        for name, predicted in predictions.items():
-            result[part][name] = metrics_with_intervals(y_true[mask], predicted[mask], score_range,
-                                                        cfg.bootstrap_samples, cfg.confidence, params.seed)
+        result[part].update(metrics_with_intervals_many(  # each model alone, on the cores there are
+            y_true[mask], {name: predicted[mask] for name, predicted in predictions.items()}, score_range,
+            cfg.bootstrap_samples, cfg.confidence, params.seed, cfg.workers))
     return result
 
 
@@ -177,6 +182,10 @@ def run_backtest(params: Params) -> dict:
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     cfg = params.evaluate
     sections = [f"# Backtests of the main input set ({params.train.inputs})\n"]
+    # with several workers the temporal fit runs in a thread here while the CV folds run on their processes (the
+    # parent would only wait): one round of fits less; each fit is deterministic, so no figure changes
+    side = ThreadPoolExecutor(1) if cfg.temporal.enabled and worker_count(cfg.workers, 2) > 1 else None
+    temporal_fit = side.submit(run_temporal, params, anime, characters) if side else None
     cv = run_crossval(params, anime, characters) if cfg.cv_folds >= 2 else None
     if cv:
         write_json(paths.cv_metrics, {"folds": len(cv["folds"]), **_points(cv["models"])})
@@ -189,7 +198,11 @@ def run_backtest(params: Params) -> dict:
     else:
         write_json(paths.cv_metrics, {"folds": 0})
         write_json(paths.cv_details, {"skipped": "evaluate.cv_folds is 0"})
-    temporal = run_temporal(params, anime, characters) if cfg.temporal.enabled else None
+    if side:
+        temporal = temporal_fit.result()
+        side.shutdown()
+    else:
+        temporal = run_temporal(params, anime, characters) if cfg.temporal.enabled else None
     if temporal and "models" in temporal:
         write_json(paths.temporal_metrics, {"cut_year": temporal["cut_year"], **temporal["counts"],
                                           **_points(temporal["models"])})

@@ -285,6 +285,7 @@ class TrainParams(_Strict):
     paper_head: PaperHeadParams = PaperHeadParams()
     finetune: FinetuneParams = FinetuneParams()
     pitch: PitchModelParams = PitchModelParams()
+    workers: int = Field(default=0, ge=0)  # processes fitting models side by side (0: one per CPU); same models
 
     @model_validator(mode="after")
     def _primary_is_trained(self) -> "TrainParams":
@@ -306,6 +307,7 @@ class EvaluateParams(_Strict):
     cv_folds: int = Field(default=5, ge=0)   # franchise-grouped K-fold CV over train+val; 0 = off
     cv_repeats: int = Field(default=1, ge=1)  # reshuffled group-to-fold assignments (K x repeats fits per model)
     temporal: TemporalParams = TemporalParams()
+    workers: int = Field(default=0, ge=0)  # processes for CV folds and bootstrap (0: one per CPU); no figure changes
 
     @model_validator(mode="after")
     def _folds(self) -> "EvaluateParams":
@@ -353,6 +355,9 @@ class MlflowParams(_Strict):
     experiment: str = "anipop"
     request_timeout_s: float = Field(default=15.0, gt=0)   # per HTTP request to a tracking server
     request_max_retries: int = Field(default=2, ge=0)      # MLflow's retries of a failed request
+    # which evaluation children log a servable model: main = the main input set's models and the baselines (the
+    # candidates to register), all = every ablation child too (~45 more model copies in the artifact store)
+    log_models: Literal["main", "all"] = "main"
 
 
 class RegistryParams(_Strict):

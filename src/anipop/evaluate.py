@@ -17,7 +17,7 @@ from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryMo
 from anipop.calibration import write_calibrations
 from anipop.config import Params
 from anipop.features import model_inputs
-from anipop.metrics import markdown_table, metrics_with_intervals
+from anipop.metrics import markdown_table, metrics_with_intervals_many
 from anipop.model_catalog import BASELINES
 from anipop.plots import ablation_plots, learning_curve_plots, prediction_plots
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
@@ -87,11 +87,9 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
     y_true = predictions["true"].to_numpy()
     cfg = params.evaluate
 
-    def score(column: str) -> dict:
-        return metrics_with_intervals(y_true, predictions[column].to_numpy(dtype=float), scaler.high - scaler.low,
-                                      cfg.bootstrap_samples, cfg.confidence, params.seed)
-
-    scored = {run_label(run): score(run_label(run)) for run in runs}
+    scored = metrics_with_intervals_many(  # every model on the same resamples, on the cores there are
+        y_true, {run_label(run): predictions[run_label(run)].to_numpy(dtype=float) for run in runs},
+        scaler.high - scaler.low, cfg.bootstrap_samples, cfg.confidence, params.seed, cfg.workers)
     primary = PrimaryModel.of_report(report)
     main_set = primary.input_set
     main = {run["model"]: scored[run_label(run)] for run in runs if run["input_set"] == main_set}

@@ -5,7 +5,8 @@ Why one child run per (input set, model): MLflow's runs table, charts and compar
 `spearman`, `spearman_ci_low`... compare out of the box, and a new model or baseline is one more child with
 the same keys, without code changes here. Each child also carries its params (model, input set, encoder,
 its hyper-parameters), provenance tags, the prepared data as an MLflow dataset input per split (digest: the
-DVC hash), a predicted-vs-true plot and a logged model, so any child can be registered.
+DVC hash) and a predicted-vs-true plot; the main input set's children and the baselines also log their model,
+so any of them can be registered (every ablation child too with mlflow.log_models: all).
 
 The ids land in reports/mlflow_runs.json, which the register step reads to register the primary child's
 model (the registered version then links to that run).
@@ -208,6 +209,16 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
     return info.model_uri
 
 
+def logs_model(params: Params, input_set: str, main_set: str) -> bool:
+    """Whether the child of `input_set` logs a servable model: always on the main input set and for the baselines
+    (the models a user compares to register one), on the ablation sets only with mlflow.log_models: all.
+
+    Why not every child: the ablation table's ~45 children are for comparing, not serving; each logged model is
+    a copy of its bundle in mlruns (MBs), and a pitch model's logging also loads it to score the input example.
+    """
+    return params.mlflow.log_models == "all" or input_set in (main_set, NO_INPUT_SET)
+
+
 def _train_runs(params: Params) -> tuple[dict, dict[str, dict]]:
     """train_report.json and its runs by label 'input_set/model' (bundle path, kinds, history)."""
     report = read_json(ArtifactPaths.of(params).train_report)
@@ -232,6 +243,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
     experiment_id = use_experiment(params)
     report, train_runs = _train_runs(params)
     primary = PrimaryModel.of_report(report).label
+    main_set = PrimaryModel.of_report(report).input_set
     scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
     digest, commit = _digest(params), git_commit()
     shared_tags = {"git_commit": commit, "data_hash": data_hash(params), "split_kind": split_kind(params)}
@@ -273,9 +285,13 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
                     import matplotlib.pyplot as plt
 
                     plt.close(figure)
-                bundle_path = Path(params.paths.models_dir) / run["path"] if "path" in run else None
-                bundle = load_bundle(bundle_path) if bundle_path else _baseline_bundle(params, model, report)
-                model_uri = log_child_model(params, bundle, bundle_path, label)
+                model_uri = None
+                if logs_model(params, input_set, main_set):
+                    bundle_path = Path(params.paths.models_dir) / run["path"] if "path" in run else None
+                    bundle = load_bundle(bundle_path) if bundle_path else _baseline_bundle(params, model, report)
+                    model_uri = log_child_model(params, bundle, bundle_path, label)
+                else:  # an ablation: its metrics, params and plot compare; its bundle stays in models_dir
+                    mlflow.set_tag("model_not_logged", "ablation input set (mlflow.log_models: main)")
                 mlflow.set_tag("model_logged", str(model_uri is not None).lower())
                 children[label] = {"run_id": child.info.run_id, "model": model, "input_set": input_set,
                                    "model_uri": model_uri}

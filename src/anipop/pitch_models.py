@@ -26,6 +26,9 @@ from anipop.input_kinds import PITCH_INPUT, TEXT_KIND  # noqa: F401 - these mode
 from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, MetadataEncoder
 from anipop.model_catalog import PITCH_MODELS
 
+STACK = "pitch_stack"
+STACK_PARTS = ("meta_ridge", "pitch_gbm")  # pitch_stack blends these two fits (PitchRegressor.blend_of)
+
 
 def _log_words(texts: list[str]) -> np.ndarray:
     return np.log1p([len(str(t).split()) for t in texts]).reshape(-1, 1)
@@ -195,6 +198,23 @@ class PitchRegressor:
             min_child_samples=cfg.gbm_min_child_samples, reg_lambda=cfg.gbm_l2, colsample_bytree=cfg.gbm_colsample,
             subsample=0.8, subsample_freq=1, random_state=self.seed, n_jobs=1, verbose=-1)
         self.trees.fit(self._tree_matrix(inputs, oof), y)
+
+    @classmethod
+    def blend_of(cls, linear: "PitchRegressor", trees: "PitchRegressor") -> "PitchRegressor":
+        """pitch_stack from a fitted meta_ridge and pitch_gbm of the same kinds, settings and seed.
+
+        Why: pitch_stack's fit is exactly meta_ridge's linear fit plus pitch_gbm's trees (each deterministic
+        given the rows, the settings and the seed), so fitting it again repeats both, inner TF-IDF folds and
+        400 trees included. Reusing the two fits gives the same predictions at no cost.
+        """
+        if (linear.name, trees.name) != ("meta_ridge", "pitch_gbm") or linear.kinds != trees.kinds \
+                or linear.cfg != trees.cfg or linear.seed != trees.seed:
+            raise ValueError("pitch_stack blends a meta_ridge and a pitch_gbm fitted on the same kinds and settings")
+        stack = cls(STACK, trees.kinds, trees.cfg, trees.seed)
+        stack.__dict__.update({**trees.__dict__, "name": STACK, "linear": linear.linear})
+        if linear.uses_text:
+            stack.text_vectorizer = linear.text_vectorizer
+        return stack
 
     # --- prediction ---------------------------------------------------------------------------------------
     def predict(self, inputs: PitchInputs) -> np.ndarray:

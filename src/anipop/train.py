@@ -40,7 +40,15 @@ from anipop.model_catalog import BASELINES, FINETUNE, NETWORK_SHAPES, spec_of
 from anipop.models import RidgeRegressor, TfidfPixelBenchmark, baseline_model
 from anipop.paper_head import fit_paper_head
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
-from anipop.utils import atomic_path, configure_torch, read_json, seed_everything, write_json
+from anipop.utils import (
+    atomic_path,
+    configure_torch,
+    map_in_processes,
+    read_json,
+    seed_everything,
+    worker_count,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +159,7 @@ class TrainingData:
             raise ValueError("the train rows are empty; check prepare.split")
         self.params, self.anime, self.characters, self.rows, self.target = params, anime, characters, rows, targets
         self._inputs: dict[tuple, object] = {}
+        self.pitch_fits: dict[tuple, object] = {}  # (pitch model, kinds) -> its fit on these rows (_fit_pitch)
 
     @classmethod
     def from_prepared(cls, params: Params) -> "TrainingData":
@@ -193,10 +202,19 @@ def _fit_finetune(name: str, kinds: list[str], data: TrainingData) -> tuple[obje
 
 
 def _fit_pitch(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
-    from anipop.pitch_models import PitchRegressor
+    """A pitch model; pitch_stack is blended from meta_ridge's and pitch_gbm's fits on the same rows and kinds
+    (fitted here if not yet), so train, each CV fold and the temporal backtest fit each part once."""
+    from anipop.pitch_models import STACK, STACK_PARTS, PitchRegressor
 
-    model = PitchRegressor(name, kinds, data.params.train.pitch, data.params.seed)
-    return model.fit(data.inputs("train", PITCH_INPUT, kinds), data.target["train"]), {}
+    def fitted(part: str):
+        key = (part, tuple(kinds))
+        if key not in data.pitch_fits:
+            data.pitch_fits[key] = PitchRegressor(part, kinds, data.params.train.pitch, data.params.seed).fit(
+                data.inputs("train", PITCH_INPUT, kinds), data.target["train"])
+        return data.pitch_fits[key]
+
+    model = PitchRegressor.blend_of(*(fitted(part) for part in STACK_PARTS)) if name == STACK else fitted(name)
+    return model, {}
 
 
 EmbeddingFit = Callable[[str, list[str], TrainingData, np.ndarray, "PresenceNeutral | None", list[slice]],
@@ -294,6 +312,62 @@ def backtest_models(params: Params, input_set: str) -> list[str]:
     return names
 
 
+def planned_fits(params: Params, data: TrainingData, input_sets: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """Every distinct (model, kinds) fit that run_train's loop asks for, in its order (an input set that resolves
+    to the same kinds as an earlier one reuses that fit)."""
+    keys: dict[tuple[str, tuple[str, ...]], None] = {}
+    for input_set in input_sets:
+        resolved = resolve_kinds(input_set, data)
+        for name in models_for(params, input_set):
+            kinds = model_kinds(name, resolved) if reads_input_set(name, input_set) else []
+            if kinds:
+                keys[(name, tuple(kinds))] = None
+    return list(keys)
+
+
+FIT_COST = {"network": 3, "paper_head": 3, "finetune": 3, "pitch": 2, "benchmark": 1}  # rough: longest first
+
+
+def fit_all(params: Params, data: TrainingData, keys: list[tuple[str, tuple[str, ...]]]) -> dict:
+    """(model, kinds) -> (model, details, seconds) for every key, on train.workers processes.
+
+    Why processes: the fits are independent and deterministic (each seeds itself; torch on train.network.threads),
+    so fitting them side by side on the machine's cores gives the same models in less wall time. The pitch
+    models of one kinds tuple stay in one task, so pitch_stack reuses its parts' fits (_fit_pitch).
+    """
+    groups: dict[tuple, list[tuple[str, tuple[str, ...]]]] = {}
+    for name, kinds in keys:
+        group = ("pitch", kinds) if spec_of(name).fitter == "pitch" else (name, kinds)
+        groups.setdefault(group, []).append((name, kinds))
+    tasks = sorted(groups.values(), key=lambda group: -FIT_COST.get(spec_of(group[0][0]).fitter, 0))
+    workers = worker_count(params.train.workers, len(tasks))
+    if workers <= 1:
+        done = [_fit_group(params, task, data) for task in tasks]
+    else:
+        done = map_in_processes(_fit_group, [(params, task) for task in tasks], workers)
+    by_key = {key: result for task, results in zip(tasks, done, strict=True)
+              for key, result in zip(task, results, strict=True)}
+    return {key: by_key[key] for key in keys}
+
+
+_PROCESS_DATA: dict[str, TrainingData] = {}  # a worker process reads the prepared split once
+
+
+def _fit_group(params: Params, group: list[tuple[str, tuple[str, ...]]],
+               data: TrainingData | None = None) -> list[tuple[object, dict, float]]:
+    if data is None:
+        if "data" not in _PROCESS_DATA:
+            seed_everything(params.seed)
+            _PROCESS_DATA["data"] = TrainingData.from_prepared(params)
+        data = _PROCESS_DATA["data"]
+    results = []
+    for name, kinds in group:
+        started = time.perf_counter()
+        model, details = fit_model(name, list(kinds), data)
+        results.append((model, details, time.perf_counter() - started))
+    return results
+
+
 def run_train(params: Params, ablation: str | None = None) -> dict:
     """Fit every configured model on every input set; write the bundles and train_report.json."""
     seed_everything(params.seed)
@@ -307,6 +381,7 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     train_mean = float(data.target["train"].mean())
     runs, skipped, fitted = [], [], {}
     fit_seconds = 0.0
+    fits = fit_all(params, data, planned_fits(params, data, input_sets))
     for input_set in input_sets:
         resolved = resolve_kinds(input_set, data)
         for name in models_for(params, input_set):
@@ -327,9 +402,7 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
                 log.info("train: %s on %s has the same inputs as on %s (%s); reusing that fit",
                          name, input_set, first_set, "+".join(kinds))
             else:
-                started = time.perf_counter()
-                model, details = fit_model(name, kinds, data)
-                seconds = time.perf_counter() - started  # logged, never written: outputs change only with the fit
+                model, details, seconds = fits[key]  # seconds: logged, never written (outputs change only with the fit)
                 fit_seconds += seconds
                 fitted[key] = (model, details, input_set)
                 log.info("train: %s on %s (%s): %.1fs", name, input_set, "+".join(kinds), seconds)

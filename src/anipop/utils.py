@@ -146,6 +146,28 @@ def configure_torch(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+
+def worker_count(configured: int, jobs: int) -> int:
+    """Processes for `jobs` independent fits: `configured`, or (0) one per CPU this process may use; at most jobs."""
+    return max(1, min(configured or len(os.sched_getaffinity(0)), jobs))
+
+
+def map_in_processes(function, arg_tuples: list[tuple], workers: int) -> list:
+    """[function(*args) for args in arg_tuples], in order, on `workers` processes (1: in this process).
+
+    Why: the CV folds and the bootstrap are independent, deterministic jobs (each fit seeds itself, torch on one
+    thread), so running them side by side on the machine's cores changes no figure, only the wall time.
+    Spawned, not forked: the parent may hold torch threads and MLflow state a forked child must not inherit.
+    """
+    if workers <= 1 or len(arg_tuples) <= 1:
+        return [function(*args) for args in arg_tuples]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(arg_tuples)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [future.result() for future in [pool.submit(function, *args) for args in arg_tuples]]
+
+
 def git_commit() -> str:
     """The current git commit (with '-dirty' when the tree has changes), or 'unknown' outside git."""
     try:

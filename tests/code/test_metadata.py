@@ -171,6 +171,24 @@ def test_pitch_models_learn_metadata_and_score_a_synopsis_only_pitch(name, tmp_p
     assert scores.shape == (100,) and np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
 
 
+
+def test_pitch_stack_blended_from_its_parts_predicts_exactly_as_its_own_fit(tmp_path):
+    """train/backtest build pitch_stack from the meta_ridge and pitch_gbm fits (no second fit): same numbers."""
+    cfg = params_in(tmp_path).train.pitch.model_copy(update={"min_count": 2, "gbm_n_estimators": 40,
+                                                             "stack_folds": 3})
+    inputs, y = _toy_pitch_data()
+    inputs.embedding = np.random.default_rng(1).normal(size=(len(inputs), 8)).astype(np.float32)
+    kinds = ["synopsis", "studios", "type", "year"]
+    fit_rows, held = np.arange(200), np.arange(200, 300)
+    own = PitchRegressor("pitch_stack", kinds, cfg, seed=0).fit(inputs.take(fit_rows), y[fit_rows])
+    parts = [PitchRegressor(name, kinds, cfg, seed=0).fit(inputs.take(fit_rows), y[fit_rows])
+             for name in ("meta_ridge", "pitch_gbm")]
+    blended = PitchRegressor.blend_of(*parts)
+    assert blended.name == "pitch_stack" and parts[1].name == "pitch_gbm"  # the parts are left as they were
+    np.testing.assert_array_equal(blended.predict(inputs.take(held)), own.predict(inputs.take(held)))
+    with pytest.raises(ValueError, match="same kinds"):
+        PitchRegressor.blend_of(parts[0], PitchRegressor("pitch_gbm", kinds[:2], cfg, seed=0))
+
 def test_great_expectations_catch_unparsed_metadata(tmp_path):
     from anipop.validate import prepared_anime_suite
 

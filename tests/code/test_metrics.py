@@ -60,3 +60,16 @@ def test_bootstrap_intervals_are_seeded_and_bracket_a_stable_metric():
 def test_zero_resamples_gives_point_values_only():
     values = metrics_with_intervals(np.array([0.1, 0.5, 0.9]), np.array([0.2, 0.4, 0.8]), 7.0, 0, 0.95, 0)
     assert all(set(entry) == {"value"} for entry in values.values())
+
+
+def test_many_columns_on_parallel_processes_give_each_columns_own_figures_exactly():
+    from anipop.metrics import metrics_with_intervals, metrics_with_intervals_many
+
+    rng = np.random.default_rng(3)
+    y = rng.random(60)
+    columns = {"a": y + rng.normal(0, 0.1, 60), "b": np.full(60, 0.5), "c": rng.random(60)}
+    parallel = metrics_with_intervals_many(y, columns, 9.0, 50, 0.95, seed=7, workers=2)
+    assert list(parallel) == ["a", "b", "c"]
+    for label, predicted in columns.items():
+        assert parallel[label] == metrics_with_intervals(y, predicted, 9.0, 50, 0.95, 7)
+    assert metrics_with_intervals_many(y, columns, 9.0, 50, 0.95, seed=7, workers=1) == parallel
