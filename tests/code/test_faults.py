@@ -62,7 +62,9 @@ def _make_repo(folder: Path) -> Path:
                             characters_dir=str(CHARACTERS_SAMPLE.resolve()))
     params["embed"]["batch_size"] = 4  # 20 batches, each one cache shard: a kill lands between two of them
     params["embed"]["profiles"]["default"]["text"]["max_length"] = 64
-    params["train"].update(model="ridge", models=["ridge", "mlp_small"], ablations=[])  # ridge, then ~4 s of mlp
+    params["train"].update(model="ridge", models=["ridge", "mlp_small"], ablations=[],  # ridge, then ~4 s of mlp
+                           workers=1)  # one after the other, as the kill point needs (parallel fits land together)
+    params["evaluate"]["workers"] = 1
     params["evaluate"].update(bootstrap_samples=20, cv_folds=2)  # backtest and multimodal run before evaluate
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
