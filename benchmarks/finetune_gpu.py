@@ -103,9 +103,8 @@ def epoch_seconds(params) -> dict:
     import numpy as np
 
     from anipop.finetune import fit_finetune
-    from anipop.schema import PREPARED_ANIME, read_table
 
-    anime = read_table(PREPARED_ANIME, REPO / params.paths.prepared_dir / "anime.parquet")
+    anime, _ = _tables(params, False)
     train, val = (anime[anime["split"] == split] for split in ("train", "val"))
     cfg = params.train.finetune.model_copy(update={"epochs": 2})
     _, details = fit_finetune(train["synopsis"].tolist(), train["score_norm"].to_numpy(dtype=np.float64),
@@ -123,9 +122,8 @@ def causal_throughput(params, tokenizer_from: str, rows: int, max_length: int, b
     from transformers import AutoModel, GPT2Config
 
     from anipop.finetune import EncoderRegressor, load_pretrained, pick_device, train_encoder_regressor
-    from anipop.schema import PREPARED_ANIME, read_table
 
-    anime = read_table(PREPARED_ANIME, REPO / params.paths.prepared_dir / "anime.parquet")
+    anime, _ = _tables(params, False)
     sample = anime[anime["split"] == "train"].sample(n=rows, random_state=params.seed)
     tokenizer, _ = load_pretrained(tokenizer_from)  # any tokenizer: ids below GPT-2's vocabulary size
     device = pick_device(params.train.finetune.device)

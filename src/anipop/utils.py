@@ -146,7 +146,6 @@ def configure_torch(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-
 def worker_count(configured: int, jobs: int) -> int:
     """Processes for `jobs` independent fits: `configured`, or (0) one per CPU this process may use; at most jobs."""
     return max(1, min(configured or len(os.sched_getaffinity(0)), jobs))
