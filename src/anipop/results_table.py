@@ -95,7 +95,10 @@ def _read(path: Path, required: bool = True) -> dict | None:
         if required:
             raise FileNotFoundError(f"{path}: not found; run the stage that writes it (`dvc repro`) first")
         return None
-    found = read_json(path)
+    try:
+        found = read_json(path)
+    except ValueError as err:  # json.JSONDecodeError: say which file, not only where in it
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(found, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(found).__name__}")
     return found
@@ -127,12 +130,33 @@ def finetune_rows(payload: dict | None, path: Path) -> tuple[list[ScoreRow], lis
     for i, run in enumerate(runs):
         if not isinstance(run, dict):
             raise ValueError(f"{path}: runs[{i}]: expected an object, got {type(run).__name__}")
+        for part in PARTS:
+            _check_scores(run.get(part), part, f"{path}: runs[{i}].{part}")
         label = str(run.get("label", "finetune"))
         rows.append(ScoreRow("fine-tuned encoder", str(run.get("inputs", "synopsis")), label,
                              {part: run[part] for part in PARTS if run.get(part)}))
         if run.get("note"):
             notes.append(f"- {label}: {run['note']}")
     return rows, notes
+
+
+def _check_scores(scores: object, part: str, where: str) -> None:
+    """A hand-written part of finetune.json holds what `cell` prints: CV {metric: {mean, sd}}, else numbers or
+    {metric: {value}}; anything else is named here rather than failing as a traceback inside the formatting."""
+    if scores is None:
+        return
+    if not isinstance(scores, dict):
+        raise ValueError(f"{where}: expected an object of metrics, got {type(scores).__name__}")
+    for metric, found in scores.items():
+        if part == "cv":
+            ok = isinstance(found, dict) and all(isinstance(found.get(k), (int, float)) for k in ("mean", "sd"))
+            expected = '{"mean": number, "sd": number}'
+        else:
+            ok = isinstance(found, (int, float)) or (isinstance(found, dict)
+                                                     and isinstance(found.get("value"), (int, float)))
+            expected = 'a number or {"value": number}'
+        if not ok or isinstance(found, bool):
+            raise ValueError(f"{where}.{metric}: expected {expected}, got {found!r}")
 
 
 def baselines_agree(main: dict[str, dict], ablation: dict) -> str:

@@ -121,6 +121,15 @@ def test_a_missing_finetune_json_is_named_as_not_scored_and_a_present_one_adds_i
         write_json(paths.finetune_metrics, {"rows": []})
         with pytest.raises(ValueError, match="finetune.json: field 'runs'"):
             run_report(params)
+        write_json(paths.finetune_metrics, {"runs": [{"label": "x", "cv": {"spearman": "high"}}]})
+        with pytest.raises(ValueError, match=r"finetune.json: runs\[0\].cv.spearman: expected .*'high'"):
+            run_report(params)
+        write_json(paths.finetune_metrics, {"runs": [{"label": "x", "test": {"r2": {"low": 0.1}}}]})
+        with pytest.raises(ValueError, match=r"runs\[0\].test.r2: expected a number"):
+            run_report(params)
+        paths.finetune_metrics.write_text("not json")
+        with pytest.raises(ValueError, match="finetune.json: not valid JSON"):
+            run_report(params)
     finally:
         paths.finetune_metrics.unlink()
 
