@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -312,16 +312,22 @@ def backtest_models(params: Params, input_set: str) -> list[str]:
     return names
 
 
-def planned_fits(params: Params, data: TrainingData, input_sets: list[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """Every distinct (model, kinds) fit that run_train's loop asks for, in its order (an input set that resolves
-    to the same kinds as an earlier one reuses that fit)."""
-    keys: dict[tuple[str, tuple[str, ...]], None] = {}
+def planned_runs(params: Params, data: TrainingData,
+                 input_sets: list[str]) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+    """(input_set, model, kinds) for every model run_train trains, in its order; kinds is empty when the data
+    has none of the set's inputs. A model that cannot read the set at all (ridge on studios alone) is left
+    out by design, not for want of data. One walk feeds both the fit plan and run_train's save loop."""
     for input_set in input_sets:
         resolved = resolve_kinds(input_set, data)
         for name in models_for(params, input_set):
-            kinds = model_kinds(name, resolved) if reads_input_set(name, input_set) else []
-            if kinds:
-                keys[(name, tuple(kinds))] = None
+            if reads_input_set(name, input_set):
+                yield input_set, name, tuple(model_kinds(name, resolved))
+
+
+def planned_fits(params: Params, data: TrainingData, input_sets: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """Every distinct (model, kinds) fit that run_train asks for, in its order (an input set that resolves
+    to the same kinds as an earlier one reuses that fit)."""
+    keys = {(name, kinds): None for _, name, kinds in planned_runs(params, data, input_sets) if kinds}
     return list(keys)
 
 
@@ -341,6 +347,7 @@ def fit_all(params: Params, data: TrainingData, keys: list[tuple[str, tuple[str,
         groups.setdefault(group, []).append((name, kinds))
     tasks = sorted(groups.values(), key=lambda group: -FIT_COST.get(spec_of(group[0][0]).fitter, 0))
     workers = worker_count(params.train.workers, len(tasks))
+    log.info("train: fitting %d models on %d worker process(es)", len(keys), workers)  # all fits, then all saves
     if workers <= 1:
         done = [_fit_group(params, task, data) for task in tasks]
     else:
@@ -382,40 +389,35 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     runs, skipped, fitted = [], [], {}
     fit_seconds = 0.0
     fits = fit_all(params, data, planned_fits(params, data, input_sets))
-    for input_set in input_sets:
-        resolved = resolve_kinds(input_set, data)
-        for name in models_for(params, input_set):
-            if not reads_input_set(name, input_set):
-                continue  # by design (ridge on studios alone), not for want of data: no row, no "skipped"
-            kinds = model_kinds(name, resolved)
-            if not kinds:
-                note = f"{name} on {input_set}: the data has none of {list(input_set_kinds(input_set))}; skipped"
-                log.info("train: %s", note)
-                skipped.append({"model": name, "input_set": input_set, "reason": note})
-                continue
-            key = (name, tuple(kinds))
-            run = {"model": name, "input_set": input_set, "kinds": kinds, "input_type": input_type_of(name),
-                   "path": f"{input_set}/{name}.joblib"}
-            if key in fitted:
-                model, details, first_set = fitted[key]
-                run["reused_from"] = first_set
-                log.info("train: %s on %s has the same inputs as on %s (%s); reusing that fit",
-                         name, input_set, first_set, "+".join(kinds))
-            else:
-                model, details, seconds = fits[key]  # seconds: logged, never written (outputs change only with the fit)
-                fit_seconds += seconds
-                fitted[key] = (model, details, input_set)
-                log.info("train: %s on %s (%s): %.1fs", name, input_set, "+".join(kinds), seconds)
-            run.update(details)
-            bundle = ModelBundle(name=name, model=model, inputs=kinds, input_set=input_set,
-                                 input_type=run["input_type"], train_mean=train_mean, aggregation=cfg.aggregation,
-                                 image_size=cfg.benchmark.image_size, feature_dim=details.get("feature_dim"),
-                                 encoders=encoders)
-            save_bundle(bundle, models_dir / run["path"])
-            if name == cfg.model and input_set == cfg.inputs:  # the primary: also the file predict loads
-                with atomic_path(paths.primary_bundle) as tmp:
-                    shutil.copyfile(models_dir / run["path"], tmp)
-            runs.append(run)
+    for input_set, name, key_kinds in planned_runs(params, data, input_sets):
+        if not key_kinds:
+            note = f"{name} on {input_set}: the data has none of {list(input_set_kinds(input_set))}; skipped"
+            log.info("train: %s", note)
+            skipped.append({"model": name, "input_set": input_set, "reason": note})
+            continue
+        key, kinds = (name, key_kinds), list(key_kinds)
+        run = {"model": name, "input_set": input_set, "kinds": kinds, "input_type": input_type_of(name),
+               "path": f"{input_set}/{name}.joblib"}
+        if key in fitted:
+            model, details, first_set = fitted[key]
+            run["reused_from"] = first_set
+            log.info("train: %s on %s has the same inputs as on %s (%s); reusing that fit",
+                     name, input_set, first_set, "+".join(kinds))
+        else:
+            model, details, seconds = fits[key]  # seconds: logged, never written (outputs change only with the fit)
+            fit_seconds += seconds
+            fitted[key] = (model, details, input_set)
+            log.info("train: %s on %s (%s): %.1fs", name, input_set, "+".join(kinds), seconds)
+        run.update(details)
+        bundle = ModelBundle(name=name, model=model, inputs=kinds, input_set=input_set,
+                             input_type=run["input_type"], train_mean=train_mean, aggregation=cfg.aggregation,
+                             image_size=cfg.benchmark.image_size, feature_dim=details.get("feature_dim"),
+                             encoders=encoders)
+        save_bundle(bundle, models_dir / run["path"])
+        if name == cfg.model and input_set == cfg.inputs:  # the primary: also the file predict loads
+            with atomic_path(paths.primary_bundle) as tmp:
+                shutil.copyfile(models_dir / run["path"], tmp)
+        runs.append(run)
     primary = next((r for r in runs if r["model"] == cfg.model and r["input_set"] == cfg.inputs), None)
     if primary is None:
         raise ValueError(f"train: the primary model {cfg.model} could not be trained on {cfg.inputs}: "
