@@ -110,7 +110,8 @@ def _rerun(params: Params, anime: pd.DataFrame, encoder, vectors: np.ndarray) ->
 
 
 def run(rows: int | None = None, chunks: int = 4, profile: str | None = None, device: str | None = None,
-        dtype: str | None = None, save_vectors: Path | None = None, model: str | None = None) -> dict:
+        dtype: str | None = None, save_vectors: Path | None = None, model: str | None = None,
+        baseline_max_length: int | None = None) -> dict:
     """Paired baseline/candidate throughput and closeness on `rows` synopses (None: all), and the rerun."""
     with tempfile.TemporaryDirectory(prefix="anipop-bench-embed-") as tmp:
         params = _params_in(Path(tmp), profile, device, dtype, model)
@@ -121,15 +122,16 @@ def run(rows: int | None = None, chunks: int = 4, profile: str | None = None, de
         candidate_dtype = choose_dtype(cfg.dtype, on)
         loads = {}
         started = time.perf_counter()
-        baseline = load_text_encoder(text.model, on, torch.float32, text.pooling, text.max_length, "torch",
+        baseline_max_length = baseline_max_length or text.max_length  # a shorter max_length is part of the candidate
+        baseline = load_text_encoder(text.model, on, torch.float32, text.pooling, baseline_max_length, "torch",
                                      params.paths.onnx_dir, cfg.cpu_threads)
         loads["baseline"] = time.perf_counter() - started
         started = time.perf_counter()
         candidate = load_text_encoder(text.model, on, candidate_dtype, text.pooling, text.max_length,
                                       text.cpu_runtime, params.paths.onnx_dir, cfg.cpu_threads)
         loads["candidate"] = time.perf_counter() - started  # includes building the graph the first time
-        tokens = np.array([min(len(ids), candidate.max_length)
-                           for ids in candidate.tokenizer(texts, truncation=False)["input_ids"]])
+        lengths = np.array([len(ids) for ids in candidate.tokenizer(texts, truncation=False)["input_ids"]])
+        tokens, base_tokens = np.minimum(lengths, candidate.max_length), np.minimum(lengths, baseline.max_length)
         for encoder in (baseline, candidate):  # warm-up: first-call allocations and kernel choice
             encoder.encode(texts[:cfg.batch_size])
         slices = np.array_split(np.random.default_rng(0).permutation(len(texts)), chunks)
@@ -153,12 +155,14 @@ def run(rows: int | None = None, chunks: int = 4, profile: str | None = None, de
     cand_total = sum(p["candidate_s"] for p in pairs)
     return {
         "benchmark": "embed", "rows": len(texts), "tokens": int(tokens.sum()), "model": text.model,
-        "max_length": candidate.max_length, "device": str(on), "batch_size": cfg.batch_size,
+        "max_length": candidate.max_length, "baseline_max_length": baseline.max_length,
+        "truncated_share": round(float((lengths > candidate.max_length).mean()), 4),
+        "device": str(on), "batch_size": cfg.batch_size,
         "baseline": "torch float32", "candidate": f"{candidate.runtime} {str(candidate_dtype).removeprefix('torch.')}",
         "cpu_threads": cfg.cpu_threads, "chunks": chunks,
         "baseline_items_per_s": round(len(texts) / base_total, 1),
         "candidate_items_per_s": round(len(texts) / cand_total, 1),
-        "baseline_tokens_per_s": round(int(tokens.sum()) / base_total),
+        "baseline_tokens_per_s": round(int(base_tokens.sum()) / base_total),
         "candidate_tokens_per_s": round(int(tokens.sum()) / cand_total),
         "ratio_total": round(base_total / cand_total, 3),
         "ratio_median": round(float(np.median([p["ratio"] for p in pairs])), 3),
@@ -177,13 +181,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, mps (default: params.yaml)")
     parser.add_argument("--dtype", default=None, help="candidate dtype on an accelerator (default: params.yaml)")
     parser.add_argument("--save-vectors", type=Path, default=None, help="npz of both matrices, for embed_quality")
+    parser.add_argument("--baseline-max-length", type=int, default=None,
+                        help="the baseline's max_length in tokens (default: the profile's), to pair a shorter "
+                             "candidate max_length against the old default")
     parser.add_argument("--model", default=None, help="text model instead of the profile's (a save_pretrained folder)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from anipop.embedding.encoders import EncoderUnavailable
 
     try:
-        result = run(args.rows, args.chunks, args.profile, args.device, args.dtype, args.save_vectors, args.model)
+        result = run(args.rows, args.chunks, args.profile, args.device, args.dtype, args.save_vectors, args.model,
+                     args.baseline_max_length)
     except (EncoderUnavailable, FileNotFoundError) as err:  # weights or prepared data missing: say which, no trace
         sys.exit(f"error: {err}")
     print(f"embed on {result['device']} ({result['model']}, {result['rows']} rows, {result['tokens']} tokens): "

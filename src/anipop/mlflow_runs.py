@@ -180,8 +180,10 @@ def _bundle_pyfunc_class():
     return BundleModel
 
 
-def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Path | None, label: str) -> str | None:
-    """Log the child's model in the active run; return its model URI (None when there is nothing to log)."""
+def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Path | None, label: str,
+                    primary: bool = False) -> str | None:
+    """Log the child's model in the active run; return its model URI (None when there is nothing to log).
+    The primary's model, the one register promotes, carries the text encoder's ONNX graph (when it uses one)."""
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
@@ -193,7 +195,8 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
     # embedding models and the synopsis + metadata models (issue 18) take the full pitch with an interval
     if bundle.input_type in (EMBEDDINGS_INPUT, PITCH_INPUT) and bundle_path is not None:
         calibration = read_calibration(ArtifactPaths.of(params), label)  # sized by the evaluate step
-        return log_pitch_model(params, calibration, bundle_path, model_requirements()).model_uri  # with interval
+        return log_pitch_model(params, calibration, bundle_path, model_requirements(),  # with interval
+                               ship_text_graph=primary).model_uri
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "synopsis"), ColSpec("string", "characters", required=False)]),
         outputs=Schema([ColSpec("double", "score"), ColSpec("double", "baseline_score")]))
@@ -289,7 +292,8 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
                 if logs_model(params, input_set, main_set):
                     bundle_path = Path(params.paths.models_dir) / run["path"] if "path" in run else None
                     bundle = load_bundle(bundle_path) if bundle_path else _baseline_bundle(params, model, report)
-                    model_uri = log_child_model(params, bundle, bundle_path, label)
+                    model_uri = log_child_model(params, bundle, bundle_path, label,
+                                                primary=label == primary)
                 else:  # an ablation: its metrics, params and plot compare; its bundle stays in models_dir
                     mlflow.set_tag("model_not_logged", "ablation input set (mlflow.log_models: main)")
                 mlflow.set_tag("model_logged", str(model_uri is not None).lower())

