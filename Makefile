@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine (see README): `make run` and `make test`.
-# Both create .venv with Python 3.11 and install the project pinned by requirements.lock.
+# Both create .venv with Python 3.11 and install the project pinned by requirements.lock (with uv, pip's indexes
+# passed on; pip when uv cannot: scripts/venv_install.py. ANIPOP_INSTALL_WITH=pip forces pip).
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(BIN)/python scripts/venv_install.py -c requirements.lock -e ".[dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -39,4 +40,4 @@ benchmark: setup
 
 ## lock: re-pin every dependency after changing pyproject.toml
 lock:
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^anipop' > requirements.lock
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(anipop|uv)( |==)' > requirements.lock
