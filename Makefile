@@ -23,7 +23,7 @@ run: setup
 
 ## lint: ruff over the code, tests, flows and benchmarks (CI runs it first, through `make test`)
 lint: setup
-	$(BIN)/ruff check src tests flows benchmarks
+	$(BIN)/ruff check src tests flows benchmarks scripts
 
 ## test: lint, then the whole offline test suite on two workers, a test file per worker at a time (it starts
 ## its own MLflow / Prefect servers on 127.0.0.1)

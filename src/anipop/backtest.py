@@ -146,9 +146,9 @@ def run_temporal(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) 
     for part, mask in (("models", new), ("sequels", ~new)):
         if mask.sum() < 3:
             continue
-        result[part].update(metrics_with_intervals_many(  # each model alone, on the cores there are
+        result[part].update(metrics_with_intervals_many(  # every model on the same resamples
             y_true[mask], {name: predicted[mask] for name, predicted in predictions.items()}, score_range,
-            cfg.bootstrap_samples, cfg.confidence, params.seed, cfg.workers))
+            cfg.bootstrap_samples, cfg.confidence, params.seed))
     return result
 
 

@@ -307,7 +307,7 @@ class EvaluateParams(_Strict):
     cv_folds: int = Field(default=5, ge=0)   # franchise-grouped K-fold CV over train+val; 0 = off
     cv_repeats: int = Field(default=1, ge=1)  # reshuffled group-to-fold assignments (K x repeats fits per model)
     temporal: TemporalParams = TemporalParams()
-    workers: int = Field(default=0, ge=0)  # processes for CV folds and bootstrap (0: one per CPU); no figure changes
+    workers: int = Field(default=0, ge=0)  # processes for CV folds (0: one per CPU); no figure changes
 
     @model_validator(mode="after")
     def _folds(self) -> "EvaluateParams":

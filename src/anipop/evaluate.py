@@ -87,9 +87,9 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
     y_true = predictions["true"].to_numpy()
     cfg = params.evaluate
 
-    scored = metrics_with_intervals_many(  # every model on the same resamples, on the cores there are
+    scored = metrics_with_intervals_many(  # every model on the same resamples
         y_true, {run_label(run): predictions[run_label(run)].to_numpy(dtype=float) for run in runs},
-        scaler.high - scaler.low, cfg.bootstrap_samples, cfg.confidence, params.seed, cfg.workers)
+        scaler.high - scaler.low, cfg.bootstrap_samples, cfg.confidence, params.seed)
     primary = PrimaryModel.of_report(report)
     main_set = primary.input_set
     main = {run["model"]: scored[run_label(run)] for run in runs if run["input_set"] == main_set}

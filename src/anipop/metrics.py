@@ -16,7 +16,7 @@ def point_metrics(y_true: np.ndarray, y_pred: np.ndarray, score_range: float) ->
     """MSE/MAE on the normalised score, RMSE on MAL's 1-10 scale, R², and three correlations.
 
     Correlations of a constant prediction (the train-mean baseline) are undefined; they are reported as 0,
-    which is what 'no ranking information' means.
+    which is what 'no ranking information' means. So is R² of a constant truth (a resample of one repeated row).
     """
     from scipy import stats  # here, not at the top: params validation imports this module in every process
 
@@ -28,49 +28,134 @@ def point_metrics(y_true: np.ndarray, y_pred: np.ndarray, score_range: float) ->
         "mse": mse,
         "mae": float(np.mean(np.abs(error))),
         "rmse_1_10": float(np.sqrt(mse) * score_range),
-        "r2": float(1 - np.sum(error**2) / total) if total > 0 else 0.0,
+        "r2": float(1 - np.sum(error**2) / total) if total > 0 and np.ptp(y_true) > 0 else 0.0,
         "pearson": 0.0 if constant else float(stats.pearsonr(y_true, y_pred)[0]),
         "spearman": 0.0 if constant else float(stats.spearmanr(y_true, y_pred)[0]),
         "kendall": 0.0 if constant else float(stats.kendalltau(y_true, y_pred)[0]),
     }
 
 
+# Largest test set whose Kendall numerator is computed as one (resamples x n) @ (n x n) product; beyond it the
+# n x n sign matrix grows past ~100 MB and each resample is scored on its own (scipy).
+DENSE_BOOTSTRAP_MAX_ROWS = 5000
+
+
+def bootstrap_picks(n: int, samples: int, seed: int) -> np.ndarray:
+    """(samples, n) row indices drawn with replacement: the resamples every model is scored on (seeded)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, n, n) for _ in range(samples)]) if samples > 0 else np.empty((0, n), int)
+
+
+def _tie_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort order of `values`, and for each sorted position the start and end (exclusive) of its run of equals."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new_run = np.r_[True, ordered[1:] != ordered[:-1]]
+    run_id = np.cumsum(new_run) - 1
+    starts = np.flatnonzero(new_run)
+    ends = np.r_[starts[1:], len(values)]
+    return order, starts[run_id], ends[run_id]
+
+
+def _resample_ranks(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average rank each row gets inside each resample (as scipy's rankdata of the resampled values), and the
+    number of tied pairs per resample (Kendall's tau-b denominator). counts: (samples, n) copies of each row."""
+    order, start, end = _tie_groups(values)
+    cumulative = np.zeros((counts.shape[0], len(values) + 1))
+    np.cumsum(counts[:, order], axis=1, out=cumulative[:, 1:])
+    below, through = cumulative[:, start], cumulative[:, end]
+    ranks = np.empty_like(below)
+    ranks[:, order] = below + (through - below + 1) / 2
+    run_first = np.r_[True, start[1:] != start[:-1]]
+    run_sizes = (through - below)[:, run_first]  # copies of each distinct value in the resample
+    return ranks, 0.5 * ((run_sizes**2).sum(axis=1) - counts.sum(axis=1))
+
+
+def _weighted_pearson(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Pearson r of each resample, a resample given as copies per row (weights); 0 where either side is constant."""
+    total = weights.sum(axis=1, keepdims=True)
+    dx = x - (weights * x).sum(axis=1, keepdims=True) / total
+    dy = y - (weights * y).sum(axis=1, keepdims=True) / total
+    sxx, syy, sxy = (weights * dx * dx).sum(1), (weights * dy * dy).sum(1), (weights * dx * dy).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = sxy / np.sqrt(sxx * syy)
+    return np.clip(np.nan_to_num(r, nan=0.0), -1.0, 1.0)
+
+
+def copy_counts(picks: np.ndarray, n: int) -> np.ndarray:
+    """(samples, n): how many copies of each row each resample holds."""
+    counts = np.zeros((len(picks), n))
+    np.add.at(counts, (np.repeat(np.arange(len(picks)), n), picks.ravel()), 1.0)
+    return counts
+
+
+def bootstrap_draws(y_true: np.ndarray, y_pred: np.ndarray, score_range: float, picks: np.ndarray,
+                    counts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """point_metrics of every resample at once: the values point_metrics gives each resampled pair of arrays.
+
+    Why: scoring 50 models x 1,000 resamples one at a time through scipy took about a minute of the evaluate
+    step (mostly per-call overhead). A resample is the original rows with a copy count each, so every metric is a
+    weighted statistic of the original rows: means, Pearson on values or on within-resample average ranks
+    (Spearman), and Kendall's tau-b from the pairwise sign matrix (numerator = counts' S counts / 2).
+    counts: copy_counts(picks), when the caller scores several models on the same resamples.
+    """
+    n = len(y_true)
+    if n > DENSE_BOOTSTRAP_MAX_ROWS:
+        draws = [point_metrics(y_true[pick], y_pred[pick], score_range) for pick in picks]
+        return {name: np.array([d[name] for d in draws]) for name in METRIC_NAMES}
+    counts = copy_counts(picks, n) if counts is None else counts
+    error = y_pred - y_true
+    mse = counts @ error**2 / n
+    y_mean = counts @ y_true / n
+    total = (counts * (y_true - y_mean[:, None]) ** 2).sum(axis=1)
+    present = counts > 0
+    true_constant = np.where(present, y_true, -np.inf).max(1) == np.where(present, y_true, np.inf).min(1)
+    constant = true_constant | (np.where(present, y_pred, -np.inf).max(1) == np.where(present, y_pred, np.inf).min(1))
+    true_ranks, true_ties = _resample_ranks(y_true, counts)
+    pred_ranks, pred_ties = _resample_ranks(y_pred, counts)
+    signs = np.sign(y_true[:, None] - y_true[None, :]) * np.sign(y_pred[:, None] - y_pred[None, :])
+    # counts and signs are small integers: float32 sums are exact while n^2 < 2^24, and twice as fast
+    exact = np.float32 if n * n < 2**24 else np.float64
+    concordant_minus_discordant = 0.5 * ((counts.astype(exact) @ signs.astype(exact)) * counts).sum(axis=1)
+    pairs = n * (n - 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kendall = concordant_minus_discordant / np.sqrt((pairs - true_ties) * (pairs - pred_ties))
+        r2 = np.where((total > 0) & ~true_constant, 1 - mse * n / total, 0.0)
+    return {
+        "mse": mse,
+        "mae": counts @ np.abs(error) / n,
+        "rmse_1_10": np.sqrt(mse) * score_range,
+        "r2": r2,
+        "pearson": np.where(constant, 0.0, _weighted_pearson(y_true, y_pred, counts)),
+        "spearman": np.where(constant, 0.0, _weighted_pearson(true_ranks, pred_ranks, counts)),
+        "kendall": np.where(constant, 0.0, np.clip(np.nan_to_num(kendall), -1.0, 1.0)),
+    }
+
+
 def metrics_with_intervals(y_true: np.ndarray, y_pred: np.ndarray, score_range: float, samples: int,
                            confidence: float, seed: int) -> dict[str, dict[str, float]]:
     """Each metric as {value, low, high}: a percentile bootstrap over test rows (seeded, reproducible)."""
-    point = point_metrics(y_true, y_pred, score_range)
-    result = {name: {"value": value} for name, value in point.items()}
-    if samples <= 0:
-        return result
-    rng = np.random.default_rng(seed)
-    draws = {name: [] for name in point}
-    for _ in range(samples):
-        pick = rng.integers(0, len(y_true), len(y_true))
-        for name, value in point_metrics(y_true[pick], y_pred[pick], score_range).items():
-            draws[name].append(value)
-    tail = (1 - confidence) / 2 * 100
-    for name, values in draws.items():
-        low, high = np.percentile(values, [tail, 100 - tail])
-        result[name].update(low=float(low), high=float(high))
-    return result
+    return metrics_with_intervals_many(y_true, {"": y_pred}, score_range, samples, confidence, seed)[""]
 
 
 def metrics_with_intervals_many(y_true: np.ndarray, predictions: dict[str, np.ndarray], score_range: float,
-                                samples: int, confidence: float, seed: int,
-                                workers: int = 0) -> dict[str, dict[str, dict[str, float]]]:
-    """metrics_with_intervals of each prediction column (same seed, so the same resamples), on parallel processes.
-
-    Why: the evaluate step bootstraps ~50 models x 1,000 resamples x 3 rank correlations, most of its time, on
-    one core. Each column's figures are exactly what metrics_with_intervals gives it alone; only the wall time
-    changes. workers: processes (0: one per CPU this process may use; 1: in this process).
-    """
-    from anipop.utils import map_in_processes, worker_count
-
-    labels = list(predictions)
-    args = [(y_true, np.asarray(predictions[label], dtype=float), score_range, samples, confidence, seed)
-            for label in labels]
-    results = map_in_processes(metrics_with_intervals, args, worker_count(workers, len(labels)) if samples > 0 else 1)
-    return dict(zip(labels, results, strict=True))
+                                samples: int, confidence: float,
+                                seed: int) -> dict[str, dict[str, dict[str, float]]]:
+    """metrics_with_intervals of each prediction column, all on the same resamples (one seed): comparable intervals."""
+    y_true = np.asarray(y_true, dtype=float)
+    picks = bootstrap_picks(len(y_true), samples, seed)
+    counts = copy_counts(picks, len(y_true)) if 0 < samples and len(y_true) <= DENSE_BOOTSTRAP_MAX_ROWS else None
+    tail = (1 - confidence) / 2 * 100
+    results = {}
+    for label, column in predictions.items():
+        y_pred = np.asarray(column, dtype=float)
+        result = {name: {"value": value} for name, value in point_metrics(y_true, y_pred, score_range).items()}
+        if samples > 0:
+            for name, values in bootstrap_draws(y_true, y_pred, score_range, picks, counts).items():
+                low, high = np.percentile(values, [tail, 100 - tail])
+                result[name].update(low=float(low), high=float(high))
+        results[label] = result
+    return results
 
 
 def markdown_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:

@@ -444,8 +444,9 @@ def test_a_read_only_tracking_store_is_one_line_naming_it(trained, tmp_path):
         "tracking_uri": f"sqlite:///file:{db}?mode=ro&uri=true", "experiment": "never-created"})})
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(read_only.model_dump(mode="json"), sort_keys=False))
-    for command in ("evaluate", "register"):
-        result = subprocess.run(_cli(params_file, command), env=_env(), capture_output=True, text=True, timeout=300)
+    for command in ("evaluate", "register"):  # in tmp_path: the "file:..." URI is a relative path to some code
+        result = subprocess.run(_cli(params_file, command), env=_env(), capture_output=True, text=True, timeout=300,
+                                cwd=tmp_path)
         assert result.returncode == 1, result.stderr[-3000:]
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -62,14 +62,36 @@ def test_zero_resamples_gives_point_values_only():
     assert all(set(entry) == {"value"} for entry in values.values())
 
 
-def test_many_columns_on_parallel_processes_give_each_columns_own_figures_exactly():
+def test_many_columns_share_resamples_and_give_each_columns_own_figures_exactly():
     from anipop.metrics import metrics_with_intervals, metrics_with_intervals_many
 
     rng = np.random.default_rng(3)
     y = rng.random(60)
     columns = {"a": y + rng.normal(0, 0.1, 60), "b": np.full(60, 0.5), "c": rng.random(60)}
-    parallel = metrics_with_intervals_many(y, columns, 9.0, 50, 0.95, seed=7, workers=2)
-    assert list(parallel) == ["a", "b", "c"]
+    many = metrics_with_intervals_many(y, columns, 9.0, 50, 0.95, seed=7)
+    assert list(many) == ["a", "b", "c"]
     for label, predicted in columns.items():
-        assert parallel[label] == metrics_with_intervals(y, predicted, 9.0, 50, 0.95, 7)
-    assert metrics_with_intervals_many(y, columns, 9.0, 50, 0.95, seed=7, workers=1) == parallel
+        assert many[label] == metrics_with_intervals(y, predicted, 9.0, 50, 0.95, 7)
+
+
+@pytest.mark.parametrize("case", ["ties", "constant_prediction", "continuous", "anti_correlated", "two_values"])
+def test_vectorised_bootstrap_equals_scoring_each_resample_with_scipy(case, monkeypatch):
+    """Every resample's seven metrics, computed at once from copy counts, are point_metrics of that resample."""
+    from anipop import metrics
+
+    rng = np.random.default_rng(11)
+    y = np.round(rng.random(120), 2)
+    predicted = {"ties": np.round(y + rng.normal(0, 0.2, 120), 1), "constant_prediction": np.full(120, 0.4),
+                 "continuous": rng.random(120), "anti_correlated": -y + rng.normal(0, 0.05, 120),
+                 "two_values": (rng.random(120) > 0.5).astype(float)}[case]
+    picks = metrics.bootstrap_picks(len(y), 40, seed=5)
+    picks[0] = 3  # one resample of a single repeated row: everything constant
+    draws = metrics.bootstrap_draws(y, predicted, 9.0, picks)
+    for i, pick in enumerate(picks):
+        expected = metrics.point_metrics(y[pick], predicted[pick], 9.0)
+        for name, value in expected.items():
+            assert draws[name][i] == pytest.approx(value, abs=1e-9), (case, i, name)
+    monkeypatch.setattr(metrics, "DENSE_BOOTSTRAP_MAX_ROWS", 10)  # the one-resample-at-a-time path agrees
+    looped = metrics.bootstrap_draws(y, predicted, 9.0, picks)
+    for name in draws:
+        np.testing.assert_allclose(looped[name], draws[name], atol=1e-9)
