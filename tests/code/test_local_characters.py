@@ -52,6 +52,37 @@ def test_real_sample_rows_are_read_and_portraits_decoded_by_content(tmp_path):
     assert set(result.quarantine["rule"]) == {"unknown_anime"}
 
 
+@needs_sample
+def test_real_portraits_go_through_the_resnet50_path(tmp_path):
+    """The paper's image encoder on real portraits (JPEG, and the RGBA PNG named .jpg) through the same loading and
+    preprocessing code as the pretrained weights. No pretrained weights offline: a random ResNet-50 saved as a
+    state dict stands in, so the features equal a direct torchvision forward, not meaningful ones."""
+    import numpy as np
+    import torch
+    from torchvision.models import resnet50
+
+    from anipop.config import ImageEncoderParams
+    from anipop.embedding.image_encoders import load_image_encoder
+
+    result = read_local_characters(CHARACTERS_SAMPLE, {1, 46095}, tmp_path / "raw")
+    paths = result.characters.drop_duplicates("character_id")["portrait_path"].tolist()
+    assert "images/193422.png" in paths and len(paths) >= 3
+    paths = ["images/193422.png", *[path for path in paths if path != "images/193422.png"][:2]]
+    images = [open_rgb(tmp_path / "raw" / path) for path in paths]
+    torch.manual_seed(0)
+    reference = resnet50().eval()
+    torch.save(reference.state_dict(), tmp_path / "resnet50.pth")
+    encoder = load_image_encoder(ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2",
+                                                    weights_path=tmp_path / "resnet50.pth"), torch.device("cpu"))
+    features = encoder.encode(images)
+    reference.fc = torch.nn.Identity()
+    with torch.inference_mode():
+        expected = reference(torch.stack([encoder.transform(image) for image in images])).numpy()
+    assert features.shape == (len(images), 2048) and np.isfinite(features).all()
+    np.testing.assert_allclose(features, expected, atol=1e-4)
+    assert not np.allclose(features[0], features[1])
+
+
 def _png_bytes(mode: str = "RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, (9, 13), (200, 40, 40, 128)[: len(mode)] if mode != "RGB" else (200, 40, 40)).save(buffer, "PNG")
