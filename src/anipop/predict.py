@@ -54,6 +54,7 @@ class PitchPredictor:
     limits: PitchLimits = PitchLimits()
     half_width_with_characters: float | None = None  # pitches with characters (None: half_width for all)
     onnx_dir: str | None = None  # where the text encoder's ONNX graph is (cpu_runtime onnx*); never saved: a path
+    shipped_onnx_dir: str | None = None  # the loaded model's own graphs: read, never written (from_dir)
 
     @classmethod
     def from_dir(cls, folder: str | Path) -> "PitchPredictor":
@@ -61,7 +62,9 @@ class PitchPredictor:
 
         folder = Path(folder)
         settings = read_json(folder / "predictor.json")
-        shipped = folder / SHIPPED_GRAPHS  # the registered model's graph; else built on first use, as the embed step does
+        # the registered model's graph; one built by other tool versions (or none) is built on first use, as the embed
+        # step does, in the temp folder: never in the model's folder
+        shipped = folder / SHIPPED_GRAPHS
         return cls(bundle=load_bundle(folder / "model.joblib"),
                    text=TextEncoderParams.model_validate(settings["text"]),
                    image=ImageEncoderParams.model_validate(settings["image"]),
@@ -69,7 +72,7 @@ class PitchPredictor:
                    coverage=settings["coverage"], device=settings.get("device", "auto"),
                    limits=PitchLimits.from_dict(settings.get("limits")),
                    half_width_with_characters=settings.get("half_width_with_characters"),
-                   onnx_dir=str(shipped if shipped.is_dir() else graph_cache()))
+                   onnx_dir=str(graph_cache()), shipped_onnx_dir=str(shipped) if shipped.is_dir() else None)
 
     def save(self, folder: Path, ship_text_graph: bool = False) -> None:
         """predictor.json and the bundle; with ship_text_graph, the text encoder's ONNX graph too, so the served
@@ -97,7 +100,8 @@ class PitchPredictor:
             text = load_text_encoder(self.text.model, device, pooling=self.text.pooling,
                                      max_length=self.text.max_length,
                                      cpu_runtime=self.text.cpu_runtime,
-                                     onnx_dir=self.onnx_dir or graph_cache()) if kinds - {IMAGE_KIND} else None
+                                     onnx_dir=self.onnx_dir or graph_cache(),
+                                     shipped_onnx_dir=self.shipped_onnx_dir) if kinds - {IMAGE_KIND} else None
             image = load_image_encoder(self.image, device) if IMAGE_KIND in kinds else None
         return text, image
 

@@ -278,6 +278,40 @@ def test_a_saved_predictor_ships_its_onnx_graph_and_embeds_with_it_unbuilt(tiny_
     assert not (tmp_path / "unshipped" / SHIPPED_GRAPHS).exists()
 
 
+def test_a_shipped_graph_of_other_tool_versions_is_rebuilt_outside_the_model_folder(tiny_bert, tmp_path,
+                                                                                   monkeypatch):
+    """Served where onnxruntime/torch differ from training, the shipped graph's key does not match: the graph is
+    built in the temp folder, and the model's folder (read-only where served) is left as it was."""
+    import anipop.predict as predict
+    from anipop.artifacts import MinMaxScaler, ModelBundle
+    from anipop.config import TextEncoderParams
+    from anipop.models import RidgeRegressor
+    from anipop.pitch import Pitch
+    from anipop.predict import SHIPPED_GRAPHS, PitchPredictor
+
+    project_graphs = tmp_path / "project-onnx"
+    encoder = load_text_encoder(str(tiny_bert), CPU, cpu_runtime="onnx-int8", onnx_dir=project_graphs)
+    x = np.random.default_rng(0).normal(size=(20, encoder.dim)).astype(np.float32)
+    bundle = ModelBundle(name="ridge", model=RidgeRegressor(1.0, 0).fit(x, np.linspace(0, 1, 20)),
+                         inputs=["synopsis"], input_set="synopsis", input_type="embeddings", train_mean=0.5,
+                         aggregation="mean", image_size=8, feature_dim=encoder.dim)
+    PitchPredictor(bundle=bundle, text=TextEncoderParams(model=str(tiny_bert), cpu_runtime="onnx-int8"),
+                   image=ImageEncoderParams(model=DESCRIPTOR), scaler=MinMaxScaler(1.0, 10.0), half_width=0.5,
+                   coverage=0.9, device="cpu", onnx_dir=str(project_graphs)).save(tmp_path / "saved",
+                                                                                 ship_text_graph=True)
+    (key_dir,) = (tmp_path / "saved" / SHIPPED_GRAPHS).iterdir()
+    key_dir.rename(key_dir.with_name("built-by-other-versions"))
+    before = sorted(str(p) for p in (tmp_path / "saved").rglob("*"))
+    monkeypatch.setattr(predict, "graph_cache", lambda: tmp_path / "temp-graphs")
+
+    loaded = PitchPredictor.from_dir(tmp_path / "saved")
+    texts = [sentence(1, 5), sentence(2, 40)]
+    np.testing.assert_array_equal(loaded._encoders[0].encode(texts), encoder.encode(texts))
+    assert loaded._encoders[0].graph.is_relative_to(tmp_path / "temp-graphs")
+    assert loaded.predict([Pitch(texts[0], [])])["score"].notna().all()
+    assert sorted(str(p) for p in (tmp_path / "saved").rglob("*")) == before  # nothing written into the model
+
+
 def test_an_int8_vector_does_not_depend_on_its_batchmates(tmp_path):
     """Dynamic int8 quantises activations with one scale per input tensor: batched, a text's vector moved with its
     batchmates (0.06 on MiniLM), so a pitch served alone was not embedded as its training rows were. Each text

@@ -184,11 +184,14 @@ def _cpu_runtime(requested: str, device: torch.device, dtype: torch.dtype) -> st
 
 def load_text_encoder(name: str, device: torch.device, dtype: torch.dtype = torch.float32,
                       pooling: str = "mean", max_length: int = 256, cpu_runtime: str = "torch",
-                      onnx_dir: str | Path = ".cache/onnx", threads: int = 0) -> TextEncoder:
+                      onnx_dir: str | Path = ".cache/onnx", threads: int = 0,
+                      shipped_onnx_dir: str | Path | None = None) -> TextEncoder:
     """Load the tokenizer and the forward pass: transformers' from_pretrained for every source, and on CPU
     optionally the ONNX Runtime graph built once from those same weights (onnx_text.build_onnx).
 
     threads: CPU threads of the forward pass (0: the runtime's default, one per physical core).
+    shipped_onnx_dir: ready graphs to use first, never written (a registered model's folder); a graph it lacks
+    is built under onnx_dir.
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -232,7 +235,7 @@ def load_text_encoder(name: str, device: torch.device, dtype: torch.dtype = torc
             torch.set_num_threads(threads)
         forward = _torch_forward(model)
     else:
-        graph = build_onnx(location, revision or name, runtime, onnx_dir, config)
+        graph = build_onnx(location, revision or name, runtime, onnx_dir, config, shipped_onnx_dir)
         if runtime == "onnx-int8":  # texts one by one (OnnxHiddenStates), side by side on the cores
             forward = OnnxHiddenStates(open_session(graph, 1), row_workers=threads or os.cpu_count() or 1)
         else:

@@ -96,13 +96,18 @@ def _quantize(source: Path, target: Path) -> None:
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def build_onnx(location: str, fingerprint: str, runtime: str, root: str | Path, config) -> Path:
+def build_onnx(location: str, fingerprint: str, runtime: str, root: str | Path, config,
+               shipped: str | Path | None = None) -> Path:
     """The cached graph for these weights and runtime, built (export, fuse, quantise) when absent.
 
-    Built in a temp folder beside the target and renamed into place, so a killed build leaves no half file
+    shipped: a folder of ready graphs that is only read (a registered model's: it may be read-only where the model
+    is served); its graph is used when it was built for these weights and tool versions, else one is built under
+    root. Built in a temp folder beside the target and renamed into place, so a killed build leaves no half file
     and two runs building at once both end with a whole one.
     """
     key = namespace_of(weights=fingerprint, runtime=runtime_tag(runtime))
+    if shipped is not None and (Path(shipped) / key / "model.onnx").is_file():
+        return Path(shipped) / key / "model.onnx"
     target = Path(root) / key / "model.onnx"
     if target.exists():
         return target
