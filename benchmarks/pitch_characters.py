@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(name)s: %(message)s")
+    logging.getLogger("anipop.pitch_models").setLevel(logging.INFO)  # each fit's character weight, on stderr
     base = load_params(REPO / "params.yaml")
     paths = ArtifactPaths.of(base)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)

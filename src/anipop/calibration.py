@@ -79,8 +79,10 @@ def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, co
     model reads no character kind or validation has fewer than MIN_INTERVAL_ROWS such anime (the overall
     width is used then).
     """
-    if bundle.input_type not in CALIBRATED_INPUTS or not set(bundle.inputs) & set(CHARACTER_KINDS):
-        return None  # a model that reads no characters (synopsis, metadata): one interval for all
+    if bundle.input_type not in CALIBRATED_INPUTS or not set(bundle.inputs) & set(CHARACTER_KINDS) \
+            or not getattr(bundle.model, "reads_characters", True):
+        return None  # a model that reads no characters (synopsis, metadata; a pitch model whose character
+        # correction has weight 0): one interval for all
     paths = ArtifactPaths.of(params)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)

@@ -182,11 +182,17 @@ class PitchRegressor:
         matrix = np.hstack(blocks)
         return matrix, with_characters(matrix, self.character_kinds, dims), dims
 
+    @property
+    def reads_characters(self) -> bool:
+        """Whether a pitch's characters can move its score (a correction was fitted with a weight above 0); the
+        predictor tells a producer when they cannot, and sizes no separate interval for them."""
+        return getattr(self, "character_model", None) is not None and self.character_weight > 0
+
     def character_correction(self, inputs: PitchInputs) -> np.ndarray:
         """What each row's characters add to its score: weight x centred ridge prediction; exactly 0 for a row
         without characters (and for every row when the model has no character correction)."""
         correction = np.zeros(len(inputs))
-        if getattr(self, "character_model", None) is not None and self.character_weight > 0:
+        if self.reads_characters:
             matrix, has, _ = self._characters(inputs)
             if has.any():
                 correction[has] = self.character_weight * self.character_model.predict(matrix[has])

@@ -148,7 +148,7 @@ class PitchPredictor:
         A synopsis-only champion scores a pitch with characters exactly as without them; the producer who drew
         the portraits should be told so rather than believe they counted.
         """
-        reads = set(self.bundle.inputs)
+        reads = set(self.bundle.inputs) if self.reads_characters() else set(self.bundle.inputs) - set(CHARACTER_KINDS)
         given = sum(len(p.characters) for p in pitches)
         notes = []
         if given and not reads & set(CHARACTER_KINDS):
@@ -162,10 +162,15 @@ class PitchPredictor:
         return (f"this model ({self.bundle.name or 'unnamed'}) reads only {', '.join(sorted(reads))}: "
                 f"{' and '.join(notes)} did not change the score")
 
+    def reads_characters(self) -> bool:
+        """Whether a pitch's characters can move its score: the model reads a character kind and, for a pitch
+        model, fitted a character correction that is not switched off (pitch_models.PitchRegressor)."""
+        return bool(set(self.bundle.inputs) & set(CHARACTER_KINDS)) \
+            and getattr(self.bundle.model, "reads_characters", True)
+
     def interval_half_width(self, pitch: Pitch) -> float:
         """The conformal half-width for the modalities this pitch brings (characters or synopsis only)."""
-        reads_characters = bool(set(self.bundle.inputs) & set(CHARACTER_KINDS))
-        if pitch.characters and reads_characters and self.half_width_with_characters is not None:
+        if pitch.characters and self.reads_characters() and self.half_width_with_characters is not None:
             return self.half_width_with_characters
         return self.half_width
 

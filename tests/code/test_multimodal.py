@@ -215,3 +215,8 @@ def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_pat
     alone = predictor.scaler.inverse(bundle.model.predict(PitchInputs(synopsis=[served[1].synopsis])))
     assert scored["score"].iloc[1] == pytest.approx(float(alone[0]), abs=1e-4)  # no characters: no correction
     assert predictor.ignored_inputs(served) is None  # the characters given were read
+    predictor.half_width_with_characters = 0.3
+    assert predictor.interval_half_width(served[0]) == 0.3 and predictor.interval_half_width(served[1]) == 0.1
+    bundle.model.character_weight = 0.0  # characters that predicted nothing out of fold: the producer is told
+    assert "the 2 character(s) given did not change the score" in predictor.ignored_inputs(served)
+    assert predictor.interval_half_width(served[0]) == 0.1
