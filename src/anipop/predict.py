@@ -134,7 +134,9 @@ class PitchPredictor:
             text, _ = self._encoders
             embedding = text.encode([p.synopsis for p in pitches])
         fields = [k for k in self.bundle.inputs if k in METADATA_FIELDS]
-        character_kinds = [k for k in self.bundle.inputs if k in PITCH_CHARACTER_KINDS]
+        # no embedding of characters that cannot move the score (a character correction of weight 0)
+        character_kinds = [k for k in self.bundle.inputs if k in PITCH_CHARACTER_KINDS] \
+            if getattr(model, "reads_characters", True) else []
         characters = {kind: np.vstack([features_from_vectors(self._vectors(p, [kind]), [kind], self.bundle.aggregation)
                                        for p in pitches]) for kind in character_kinds}
         return PitchInputs(synopsis=[p.synopsis for p in pitches], embedding=embedding,

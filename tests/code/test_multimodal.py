@@ -219,4 +219,5 @@ def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_pat
     assert predictor.interval_half_width(served[0]) == 0.3 and predictor.interval_half_width(served[1]) == 0.1
     bundle.model.character_weight = 0.0  # characters that predicted nothing out of fold: the producer is told
     assert "the 2 character(s) given did not change the score" in predictor.ignored_inputs(served)
+    assert not predictor._pitch_inputs(served).characters  # nor are they embedded for nothing
     assert predictor.interval_half_width(served[0]) == 0.1
