@@ -60,13 +60,11 @@ def fold_of(group_id: int, seed: int, repeat: int, folds: int) -> int:
     return min(int(hash_position(f"cv{repeat}:{group_id}", seed) * folds), folds - 1)
 
 
-def run_crossval(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) -> dict:
-    """Franchise-grouped K-fold CV (times repeats) over train+val; per-fold metrics of every model."""
+def crossval_jobs(params: Params, anime: pd.DataFrame) -> list[tuple[int, int, dict[str, pd.DataFrame], pd.DataFrame]]:
+    """(repeat, fold, fit rows {train, val}, test rows) of every franchise-grouped CV fold over train+val."""
     cfg = params.evaluate
     pool = anime[anime["split"].isin(["train", "val"])]
-    per_fold: dict[str, list[dict[str, float]]] = {}
-    folds_info = []
-    jobs = []  # (repeat, k, rows, test) of every fold, fitted side by side (evaluate.workers), reported in order
+    jobs = []
     for repeat in range(cfg.cv_repeats):
         fold = pool["group_id"].map(lambda g, r=repeat: fold_of(int(g), params.seed, r, cfg.cv_folds))
         for k in range(cfg.cv_folds):
@@ -75,6 +73,15 @@ def run_crossval(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) 
                 continue
             jobs.append((repeat, k, {"train": rest[rest["split"] == "train"], "val": rest[rest["split"] == "val"]},
                          test))
+    return jobs
+
+
+def run_crossval(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) -> dict:
+    """Franchise-grouped K-fold CV (times repeats) over train+val; per-fold metrics of every model."""
+    cfg = params.evaluate
+    per_fold: dict[str, list[dict[str, float]]] = {}
+    folds_info = []
+    jobs = crossval_jobs(params, anime)  # fitted side by side (evaluate.workers), reported in order
     fitted = map_in_processes(fit_and_predict, [(params, anime, characters, rows, test) for *_, rows, test in jobs],
                               worker_count(cfg.workers, len(jobs)))
     for (repeat, k, rows, test), (y_true, predictions, score_range) in zip(jobs, fitted, strict=True):

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from anipop.artifacts import ArtifactPaths, ModelBundle
 from anipop.config import Params
@@ -56,15 +57,18 @@ def conformal_half_width(params: Params, bundle: ModelBundle, coverage: float) -
     val = anime[anime["split"] == "val"]
     if val.empty:
         raise ValueError("the validation split is empty: no residuals to size the prediction interval")
-    if bundle.input_type == EMBEDDINGS_INPUT:
-        features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs, bundle.aggregation)
-    else:  # a pitch model (synopsis + metadata): the same inputs the train step fed it
-        from anipop.features import model_inputs
+    return _quantile(np.abs(val["score_norm"].to_numpy() - bundle.model.predict(_inputs(params, bundle, anime, val))),
+                     coverage)
 
-        features = model_inputs(bundle.input_type, bundle.inputs, val["anime_id"], anime, None,
-                                params.paths.embeddings_dir, params.paths.raw_dir, bundle.aggregation,
-                                bundle.image_size)
-    return _quantile(np.abs(val["score_norm"].to_numpy() - bundle.model.predict(features)), coverage)
+
+def _inputs(params: Params, bundle: ModelBundle, anime: pd.DataFrame, val: pd.DataFrame):
+    """The validation rows as the model reads them: embedding rows, or a pitch model's inputs (as train fed it)."""
+    if bundle.input_type == EMBEDDINGS_INPUT:
+        return build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs, bundle.aggregation)
+    from anipop.features import model_inputs
+
+    return model_inputs(bundle.input_type, bundle.inputs, val["anime_id"], anime, None, params.paths.embeddings_dir,
+                        params.paths.raw_dir, bundle.aggregation, bundle.image_size)
 
 
 def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, coverage: float) -> float | None:
@@ -75,8 +79,10 @@ def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, co
     model reads no character kind or validation has fewer than MIN_INTERVAL_ROWS such anime (the overall
     width is used then).
     """
-    if bundle.input_type != EMBEDDINGS_INPUT or not set(bundle.inputs) & set(CHARACTER_KINDS):
-        return None  # a pitch model (synopsis + metadata) or a synopsis-only model: one interval for all
+    if bundle.input_type not in CALIBRATED_INPUTS or not set(bundle.inputs) & set(CHARACTER_KINDS) \
+            or not getattr(bundle.model, "reads_characters", True):
+        return None  # a model that reads no characters (synopsis, metadata; a pitch model whose character
+        # correction has weight 0): one interval for all
     paths = ArtifactPaths.of(params)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
@@ -85,8 +91,8 @@ def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, co
         log.info("calibration: %d validation anime with characters (< %d); pitches with characters get the "
                  "overall interval", len(val), MIN_INTERVAL_ROWS)
         return None
-    features = build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs, bundle.aggregation)
-    return _quantile(np.abs(val["score_norm"].to_numpy() - bundle.model.predict(features)), coverage)
+    return _quantile(np.abs(val["score_norm"].to_numpy() - bundle.model.predict(_inputs(params, bundle, anime, val))),
+                     coverage)
 
 
 def calibrate(params: Params, bundle: ModelBundle) -> IntervalCalibration:

@@ -229,6 +229,8 @@ class PitchModelParams(_Strict):
     gbm_l2: float = Field(default=1.0, ge=0)
     gbm_colsample: float = Field(default=0.5, gt=0, le=1)
     blend_linear: float = Field(default=0.3, ge=0, le=1)  # pitch_stack: weight of meta_ridge beside the GBM
+    character_feature: bool = True   # pitch_gbm and pitch_stack add a character correction (pitch_models)
+    character_alpha: float = Field(default=100.0, gt=0)  # its ridge on the aggregated character blocks
 
 
 class PaperHeadParams(_Strict):

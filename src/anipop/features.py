@@ -183,21 +183,28 @@ def model_inputs(input_type: str, kinds: list[str], anime_ids, anime: pd.DataFra
     """
     if input_type == RAW_INPUT:
         return raw_inputs(anime_ids, anime, characters, raw_dir, kinds, image_size, aggregation)
-    if input_type == PITCH_INPUT:  # synopsis + metadata models (anipop.pitch_models)
-        return pitch_inputs(anime_ids, anime, embeddings_dir, kinds)
+    if input_type == PITCH_INPUT:  # synopsis + metadata (+ characters when present) models (anipop.pitch_models)
+        return pitch_inputs(anime_ids, anime, embeddings_dir, kinds, aggregation)
     return build_features(embeddings_dir, anime_ids, kinds, aggregation)
 
 
 # The pitch models' inputs (anipop.pitch_models): built here for the dataset, by the predictor for a pitch.
+# The character kinds a pitch model reads when train.pitch.character_feature is on: each main character's
+# description embedding and portrait descriptor (names are left out: a name says who, not what the show is).
+PITCH_CHARACTER_KINDS = ("character_description", IMAGE_KIND)
+
+
 @dataclass
 class PitchInputs:
-    """What a pitch model reads for n anime: texts, optional (n, d) embeddings, per-field value lists."""
+    """What a pitch model reads for n anime: texts, optional (n, d) embeddings, per-field value lists, and
+    per character kind the anime's aggregated block with its presence column (features.assemble's layout)."""
 
     synopsis: list[str]
     embedding: np.ndarray | None = None
     metadata: dict[str, list[list[str]]] = field(default_factory=dict)
     groups: np.ndarray | None = None  # franchise ids (training rows only): the inner folds keep them whole
     year: np.ndarray | None = None    # planned first-air year per row, NaN where not given
+    characters: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (n, d + 1); absent: no characters
 
     def __len__(self) -> int:
         return len(self.synopsis)
@@ -207,7 +214,8 @@ class PitchInputs:
                            embedding=None if self.embedding is None else self.embedding[rows],
                            metadata={f: [v[i] for i in rows] for f, v in self.metadata.items()},
                            groups=None if self.groups is None else self.groups[rows],
-                           year=None if self.year is None else self.year[rows])
+                           year=None if self.year is None else self.year[rows],
+                           characters={kind: block[rows] for kind, block in self.characters.items()})
 
     def values(self, field_name: str) -> list[list[str]]:
         """A field's values; a field the pitch does not give is missing for every row."""
@@ -217,21 +225,31 @@ class PitchInputs:
         return np.full(len(self), np.nan) if self.year is None else np.asarray(self.year, dtype=float)
 
 
-def pitch_kinds_available(anime: pd.DataFrame, wanted, enabled_fields) -> list[str]:
-    """The wanted kinds a pitch model can read: the synopsis, and switched-on metadata fields the data has."""
+def pitch_kinds_available(anime: pd.DataFrame, wanted, enabled_fields, embeddings_dir: str | Path | None = None,
+                          character_feature: bool = False) -> list[str]:
+    """The wanted kinds a pitch model can read: the synopsis, and switched-on metadata fields the data has; with
+    character_feature, also the wanted PITCH_CHARACTER_KINDS embedded in `embeddings_dir` (never alone: a pitch
+    model needs the synopsis or a metadata field to score the pitches that have no characters)."""
     kinds = [TEXT_KIND] if TEXT_KIND in wanted else []
-    return kinds + fields_with_values(anime, [k for k in wanted if k in enabled_fields])
+    kinds += fields_with_values(anime, [k for k in wanted if k in enabled_fields])
+    if kinds and character_feature and embeddings_dir is not None:
+        kinds += available_kinds(embeddings_dir, tuple(k for k in PITCH_CHARACTER_KINDS if k in wanted))
+    return kinds
 
 
-def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kinds: list[str]) -> PitchInputs:
-    """PitchInputs of `anime_ids` from the prepared table (and the synopsis embeddings, when on disk)."""
+def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kinds: list[str],
+                 aggregation: str = "mean") -> PitchInputs:
+    """PitchInputs of `anime_ids` from the prepared table (and the synopsis embeddings, when on disk); the
+    character kinds among `kinds` are aggregated per anime by build_features, as the embedding models get them."""
     ids = np.asarray(anime_ids, dtype=np.int64)
     table = anime.set_index("anime_id").reindex(ids)
     embedding = None
     if TEXT_KIND in kinds and (Path(embeddings_dir) / f"{TEXT_KIND}.npy").exists():
         embedding = build_features(embeddings_dir, ids, [TEXT_KIND])
     synopsis = table["synopsis"].fillna("").astype(str).tolist() if TEXT_KIND in kinds else [""] * len(ids)
+    characters = {kind: build_features(embeddings_dir, ids, [kind], aggregation)
+                  for kind in kinds if kind in PITCH_CHARACTER_KINDS}
     return PitchInputs(synopsis=synopsis, embedding=embedding,
                        metadata={f: table_values(table, f) for f in kinds if f in METADATA_FIELDS},
                        groups=table["group_id"].to_numpy() if "group_id" in table else None,
-                       year=table_years(table) if YEAR_FIELD in kinds else None)
+                       year=table_years(table) if YEAR_FIELD in kinds else None, characters=characters)

@@ -8,6 +8,15 @@ Three models, all fitted by the train step and refitted per fold by the backtest
   plus the synopsis length: trees find the interactions a linear model cannot (studio x format);
 - pitch_stack: a blend of the two (weight train.pitch.blend_linear, chosen on grouped CV by `anipop tune`).
 
+With character kinds (train.pitch.character_feature, issue 13), pitch_gbm and pitch_stack add a character
+correction to their score: a ridge on the main characters' aggregated description embeddings and portrait
+descriptors, fitted on the training anime that have characters to what the synopsis does not explain, centred
+on those anime, times a weight fitted on its out-of-fold predictions. A pitch without characters gets exactly 0
+(the score it had without the feature); a pitch with characters moves only by how its characters compare with
+the training anime's. Why not a tree feature with NaN for "no characters": NaN-or-not is itself the presence of
+characters, and in the MAL sample only popular shows have them (+1.4 points), an artefact a pitch must not get
+(params.yaml train.character_presence); outside the trees, no split can isolate the rows that have characters.
+
 Inputs are a PitchInputs (synopsis texts, their embeddings when the model reads them, parsed metadata), built
 by `features.pitch_inputs` for the dataset and by the predictor for a served pitch, so both go through one encoder.
 A kind the model was trained on that a pitch lacks is encoded as missing: a synopsis-only pitch is scored.
@@ -15,16 +24,22 @@ A kind the model was trained on that a pitch lacks is encoded as missing: a syno
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from anipop.features import (  # noqa: F401 - what these models read (built in features, the lower module)
+    PITCH_CHARACTER_KINDS,
     PitchInputs,
     pitch_inputs,
     pitch_kinds_available,
 )
 from anipop.input_kinds import PITCH_INPUT, TEXT_KIND  # noqa: F401 - these models' input type and text
 from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, MetadataEncoder
+from anipop.modality import PresenceNeutral, kind_slices, with_characters
 from anipop.model_catalog import PITCH_MODELS
+
+log = logging.getLogger(__name__)
 
 STACK = "pitch_stack"
 STACK_PARTS = ("meta_ridge", "pitch_gbm")  # pitch_stack blends these two fits (PitchRegressor.blend_of)
@@ -75,6 +90,34 @@ class _EmbeddingRidge:
         return self.ridge.predict(np.asarray(x, dtype=np.float32))
 
 
+class _CharacterRidge:
+    """Ridge from the characters' blocks (features.assemble's layout) to a score offset, centred: its mean
+    prediction over the anime it was fitted on is 0, so having characters alone moves no score.
+
+    Fitted on anime that have characters only. The blocks are centred on those anime and their presence
+    columns zeroed (modality.PresenceNeutral), then z-scored: a modality a pitch lacks (a description without a
+    portrait) sits at the mean, not at a zero vector the ridge never met. The target is centred too.
+    """
+
+    def __init__(self, slices: list[slice], alpha: float) -> None:
+        self.slices, self.alpha = slices, alpha
+
+    def fit(self, x: np.ndarray, target: np.ndarray) -> "_CharacterRidge":
+        from sklearn.linear_model import Ridge
+
+        self.neutral = PresenceNeutral(self.slices).fit(x)
+        centred = self.neutral.transform(x)
+        scale = centred.std(axis=0)
+        self.scale = np.where(scale < 1e-6, 1.0, scale)
+        self.ridge = Ridge(alpha=self.alpha).fit(centred / self.scale, target - target.mean())
+        self.centre = 0.0
+        self.centre = float(self.predict(x).mean())
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.ridge.predict(self.neutral.transform(x) / self.scale) - self.centre
+
+
 class PitchRegressor:
     """One of PITCH_MODELS on the kinds it was given; .predict(PitchInputs) -> normalised scores in [0, 1]."""
 
@@ -86,6 +129,9 @@ class PitchRegressor:
         self.uses_text = TEXT_KIND in self.kinds
         self.uses_year = YEAR_FIELD in self.kinds
         self.uses_embedding = False
+        self.character_kinds = [k for k in self.kinds if k in PITCH_CHARACTER_KINDS]  # pitch_gbm/stack read them
+        self.character_model: _CharacterRidge | None = None  # None: no character correction (off, too few rows)
+        self.character_weight = 0.0
 
     # --- feature blocks -----------------------------------------------------------------------------------
     def _metadata(self, inputs: PitchInputs):
@@ -124,6 +170,33 @@ class PitchRegressor:
         if emb_model is not None:
             columns.append(emb_model.predict(self._embedding(inputs)))
         return columns
+
+    def _characters(self, inputs: PitchInputs) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """The character kinds' blocks side by side, which rows have any character, and each kind's width.
+
+        Inputs that carry no character blocks (a caller that builds none) are rows without characters."""
+        if not all(kind in inputs.characters for kind in self.character_kinds):
+            return np.zeros((len(inputs), 0), np.float32), np.zeros(len(inputs), dtype=bool), {}
+        blocks = [np.asarray(inputs.characters[kind], dtype=np.float32) for kind in self.character_kinds]
+        dims = {kind: block.shape[1] - 1 for kind, block in zip(self.character_kinds, blocks, strict=True)}
+        matrix = np.hstack(blocks)
+        return matrix, with_characters(matrix, self.character_kinds, dims), dims
+
+    @property
+    def reads_characters(self) -> bool:
+        """Whether a pitch's characters can move its score (a correction was fitted with a weight above 0); the
+        predictor tells a producer when they cannot, and sizes no separate interval for them."""
+        return getattr(self, "character_model", None) is not None and self.character_weight > 0
+
+    def character_correction(self, inputs: PitchInputs) -> np.ndarray:
+        """What each row's characters add to its score: weight x centred ridge prediction; exactly 0 for a row
+        without characters (and for every row when the model has no character correction)."""
+        correction = np.zeros(len(inputs))
+        if self.reads_characters:
+            matrix, has, _ = self._characters(inputs)
+            if has.any():
+                correction[has] = self.character_weight * self.character_model.predict(matrix[has])
+        return correction
 
     def _tree_matrix(self, inputs: PitchInputs, text_columns: list[np.ndarray] | None):
         from scipy import sparse
@@ -180,8 +253,8 @@ class PitchRegressor:
 
         cfg = self.cfg
         oof = None
+        folds = _inner_folds(inputs.groups, len(inputs), cfg.stack_folds, self.seed)
         if self.uses_text:  # out-of-fold text predictions for the trees, full-data text models for prediction
-            folds = _inner_folds(inputs.groups, len(inputs), cfg.stack_folds, self.seed)
             oof = [np.zeros(len(inputs)) for _ in range(1 + int(self.uses_embedding))]
             for k in range(cfg.stack_folds):
                 fit_rows, held = np.where(folds != k)[0], np.where(folds == k)[0]
@@ -191,6 +264,8 @@ class PitchRegressor:
                 for column, values in zip(oof, self._text_predictions(inputs.take(held), models), strict=True):
                     column[held] = values
             self.text_models = self._fit_text_models(inputs, y)
+        if self.character_kinds:  # the synopsis's out-of-fold prediction: what the characters need not explain
+            self._fit_character_correction(inputs, y - (np.mean(oof, axis=0) if oof else 0.0), folds)
         # LightGBM: bundles the sparse one-hot columns (exclusive feature bundling), 10x faster than dense
         # histogram boosting here; one thread, so a fit is repeatable bit for bit
         self.trees = LGBMRegressor(
@@ -198,6 +273,35 @@ class PitchRegressor:
             min_child_samples=cfg.gbm_min_child_samples, reg_lambda=cfg.gbm_l2, colsample_bytree=cfg.gbm_colsample,
             subsample=0.8, subsample_freq=1, random_state=self.seed, n_jobs=1, verbose=-1)
         self.trees.fit(self._tree_matrix(inputs, oof), y)
+
+    def _fit_character_correction(self, inputs: PitchInputs, residual: np.ndarray, folds: np.ndarray) -> None:
+        """The character ridge (on every training row with characters) and its weight: the least-squares slope,
+        in [0, 1], of the rows' residual on the ridge's out-of-fold predictions (the text columns' inner folds),
+        both centred per fold over the rows with characters. 0 (no correction) when the characters do not predict
+        the residual out of fold, or fewer than 2 x stack_folds training rows have characters.
+        """
+        self.character_model, self.character_weight = None, 0.0
+        matrix, has, dims = self._characters(inputs)
+        minimum = 2 * self.cfg.stack_folds
+        if has.sum() < minimum:
+            log.info("%s: %d training rows have characters (< 2 x stack_folds = %d): no character correction",
+                     self.name, int(has.sum()), minimum)
+            return
+        slices = list(kind_slices(self.character_kinds, dims).values())
+        predicted, target = [], []
+        for k in range(self.cfg.stack_folds):
+            fit_rows, held = np.where(has & (folds != k))[0], np.where(has & (folds == k))[0]
+            if len(held) == 0 or len(fit_rows) < 2:
+                continue
+            ridge = _CharacterRidge(slices, self.cfg.character_alpha).fit(matrix[fit_rows], residual[fit_rows])
+            predicted.append(ridge.predict(matrix[held]))
+            target.append(residual[held] - residual[fit_rows].mean())  # centred as the ridge's fit rows were
+        predicted, target = np.concatenate(predicted), np.concatenate(target)
+        power = float(predicted @ predicted)
+        self.character_weight = float(np.clip(predicted @ target / power, 0.0, 1.0)) if power > 0 else 0.0
+        self.character_model = _CharacterRidge(slices, self.cfg.character_alpha).fit(matrix[has], residual[has])
+        log.info("%s: character correction fitted on %d training rows with characters, weight %.3f (out-of-fold "
+                 "slope)", self.name, int(has.sum()), self.character_weight)
 
     @classmethod
     def blend_of(cls, linear: "PitchRegressor", trees: "PitchRegressor") -> "PitchRegressor":
@@ -229,4 +333,6 @@ class PitchRegressor:
             scores = w * parts[0] + (1 - w) * parts[1]
         else:
             scores = parts[0]
+        if self.name in ("pitch_gbm", "pitch_stack"):
+            scores = scores + self.character_correction(inputs)
         return np.clip(scores, 0.0, 1.0)

@@ -21,7 +21,13 @@ import pandas as pd
 from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle, save_bundle
 from anipop.calibration import IntervalCalibration
 from anipop.config import ImageEncoderParams, Params, TextEncoderParams
-from anipop.features import ANIME_KINDS, CHARACTER_KINDS, PitchInputs, features_from_vectors
+from anipop.features import (
+    ANIME_KINDS,
+    CHARACTER_KINDS,
+    PITCH_CHARACTER_KINDS,
+    PitchInputs,
+    features_from_vectors,
+)
 from anipop.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.metadata import METADATA_FIELDS
 from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
@@ -105,9 +111,10 @@ class PitchPredictor:
             image = load_image_encoder(self.image, device) if IMAGE_KIND in kinds else None
         return text, image
 
-    def _vectors(self, pitch: Pitch) -> dict[str, np.ndarray]:
+    def _vectors(self, pitch: Pitch, kinds: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The pitch's vectors of `kinds` (default: every kind the model reads), embedded as the embed step did."""
         text, image = self._encoders
-        kinds, vectors = self.bundle.inputs, {}
+        kinds, vectors = self.bundle.inputs if kinds is None else kinds, {}
         chars = pitch.characters
         for kind in kinds:  # the embedded kinds of anipop.input_kinds, as the embed step made them
             spec = KINDS[kind]
@@ -122,16 +129,24 @@ class PitchPredictor:
         return vectors
 
     def _pitch_inputs(self, pitches: list[Pitch]):
-        """A pitch model's inputs: texts, their embedding when it reads one, metadata (absent = missing)."""
+        """A pitch model's inputs: texts, their embedding when it reads one, metadata (absent = missing), and
+        the characters' blocks aggregated by the code the dataset's rows went through (features.assemble): a
+        pitch without characters gets the all-zero block and presence 0, as a training anime without them."""
         model = self.bundle.model
         embedding = None
         if getattr(model, "uses_embedding", False):
             text, _ = self._encoders
             embedding = text.encode([p.synopsis for p in pitches])
         fields = [k for k in self.bundle.inputs if k in METADATA_FIELDS]
+        # no embedding of characters that cannot move the score (a character correction of weight 0)
+        character_kinds = [k for k in self.bundle.inputs if k in PITCH_CHARACTER_KINDS] \
+            if getattr(model, "reads_characters", True) else []
+        characters = {kind: np.vstack([features_from_vectors(self._vectors(p, [kind]), [kind], self.bundle.aggregation)
+                                       for p in pitches]) for kind in character_kinds}
         return PitchInputs(synopsis=[p.synopsis for p in pitches], embedding=embedding,
                            metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields},
-                           year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float))
+                           year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float),
+                           characters=characters)
 
     def ignored_inputs(self, pitches: list[Pitch]) -> str | None:
         """One line saying which given inputs this model does not read (None: it reads all it was given).
@@ -139,7 +154,7 @@ class PitchPredictor:
         A synopsis-only champion scores a pitch with characters exactly as without them; the producer who drew
         the portraits should be told so rather than believe they counted.
         """
-        reads = set(self.bundle.inputs)
+        reads = set(self.bundle.inputs) if self.reads_characters() else set(self.bundle.inputs) - set(CHARACTER_KINDS)
         given = sum(len(p.characters) for p in pitches)
         notes = []
         if given and not reads & set(CHARACTER_KINDS):
@@ -153,10 +168,15 @@ class PitchPredictor:
         return (f"this model ({self.bundle.name or 'unnamed'}) reads only {', '.join(sorted(reads))}: "
                 f"{' and '.join(notes)} did not change the score")
 
+    def reads_characters(self) -> bool:
+        """Whether a pitch's characters can move its score: the model reads a character kind and, for a pitch
+        model, fitted a character correction that is not switched off (pitch_models.PitchRegressor)."""
+        return bool(set(self.bundle.inputs) & set(CHARACTER_KINDS)) \
+            and getattr(self.bundle.model, "reads_characters", True)
+
     def interval_half_width(self, pitch: Pitch) -> float:
         """The conformal half-width for the modalities this pitch brings (characters or synopsis only)."""
-        reads_characters = bool(set(self.bundle.inputs) & set(CHARACTER_KINDS))
-        if pitch.characters and reads_characters and self.half_width_with_characters is not None:
+        if pitch.characters and self.reads_characters() and self.half_width_with_characters is not None:
             return self.half_width_with_characters
         return self.half_width
 

@@ -284,7 +284,9 @@ def resolve_kinds(input_set: str, data: TrainingData) -> dict[str, list[str]]:
     embedded = [k for k in wanted if k not in PITCH_METADATA_KINDS]  # metadata is never embedded
     return {EMBEDDINGS_INPUT: available_kinds(data.params.paths.embeddings_dir, embedded),
             RAW_INPUT: raw_kinds_available(data.characters, embedded),
-            PITCH_INPUT: pitch_kinds_available(data.anime, wanted, data.params.train.pitch.metadata_fields)}
+            PITCH_INPUT: pitch_kinds_available(data.anime, wanted, data.params.train.pitch.metadata_fields,
+                                               data.params.paths.embeddings_dir,
+                                               data.params.train.pitch.character_feature)}
 
 
 def reads_input_set(name: str, input_set: str) -> bool:

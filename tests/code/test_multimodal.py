@@ -167,3 +167,57 @@ def test_presence_neutral_characters_cannot_move_a_score_by_being_there():
     learned_bonus = np.diff(learned.predict(pitch))[0]
     neutral_bonus = np.diff(centred.predict(pitch))[0]
     assert abs(learned_bonus) > 0.2 and abs(neutral_bonus) < 1e-6
+
+
+def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_path):
+    """The primary pitch model reads characters when a pitch has them (issue 13): the predictor embeds their
+    descriptions and portraits with the model's encoders and aggregates them as the dataset's rows were; a
+    pitch without characters gets no character correction, as inputs with none at all."""
+    from conftest import params_in
+    from fixtures_models import build_tiny_bert, sentence
+    from PIL import Image
+
+    from anipop.artifacts import MinMaxScaler, ModelBundle
+    from anipop.config import ImageEncoderParams, TextEncoderParams
+    from anipop.embedding.image_encoders import DESCRIPTOR
+    from anipop.pitch import Character, Pitch
+    from anipop.pitch_models import PitchInputs, PitchRegressor
+    from anipop.predict import PitchPredictor
+
+    kinds = ["synopsis", "character_description", "portrait"]
+    rng = np.random.default_rng(0)
+    quality = rng.random(40)
+
+    def pitch(i: int, characters: bool) -> Pitch:
+        words = "great " * int(quality[i] * 5) + "dull " * int((1 - quality[i]) * 5) + sentence(i, 6)
+        shade = int(30 + 200 * quality[i])
+        cast = [Character(f"C{i}{k}", sentence(100 * i + k, 6), Image.new("RGB", (12, 16), (shade, shade, 40)))
+                for k in range(2)] if characters else []
+        return Pitch(words, cast)
+
+    pitches = [pitch(i, characters=i % 2 == 0) for i in range(40)]  # 20 with characters: over 2 x stack_folds
+    cfg = params_in(tmp_path).train.pitch.model_copy(update={
+        "gbm_n_estimators": 30, "stack_folds": 3, "gbm_min_child_samples": 3, "min_count": 1})
+    bundle = ModelBundle(name="pitch_stack", model=None, inputs=kinds, input_set="all_inputs", input_type="pitch",
+                         train_mean=0.5, aggregation="mean", image_size=8)
+    predictor = PitchPredictor(bundle=bundle, text=TextEncoderParams(model=str(build_tiny_bert(tmp_path / "bert"))),
+                               image=ImageEncoderParams(model=DESCRIPTOR), scaler=MinMaxScaler(1.0, 10.0),
+                               half_width=0.1, coverage=0.9, device="cpu")
+    training = predictor._pitch_inputs(pitches)  # the served path builds the training rows too: one encoder
+    assert training.characters["portrait"][1].sum() == 0 and training.characters["portrait"][0, -1] == 1
+    bundle.model = PitchRegressor("pitch_stack", kinds, cfg, seed=0).fit(training, 0.2 + 0.6 * quality)
+    served = [pitch(0, characters=True), pitch(0, characters=False)]
+    assert bundle.model.character_model is not None
+    correction = bundle.model.character_correction(predictor._pitch_inputs(served))
+    assert np.isfinite(correction[0]) and correction[1] == 0
+    scored = predictor.predict(served)
+    assert scored["score"].between(1, 10).all()
+    alone = predictor.scaler.inverse(bundle.model.predict(PitchInputs(synopsis=[served[1].synopsis])))
+    assert scored["score"].iloc[1] == pytest.approx(float(alone[0]), abs=1e-4)  # no characters: no correction
+    assert predictor.ignored_inputs(served) is None  # the characters given were read
+    predictor.half_width_with_characters = 0.3
+    assert predictor.interval_half_width(served[0]) == 0.3 and predictor.interval_half_width(served[1]) == 0.1
+    bundle.model.character_weight = 0.0  # characters that predicted nothing out of fold: the producer is told
+    assert "the 2 character(s) given did not change the score" in predictor.ignored_inputs(served)
+    assert not predictor._pitch_inputs(served).characters  # nor are they embedded for nothing
+    assert predictor.interval_half_width(served[0]) == 0.1
