@@ -11,7 +11,9 @@ benchmarks/results.json changes only when someone means to publish new figures.
   cosine), and a 1 %-changed rerun of the stage (benchmarks/embed.py);
 - dvc_noop: wall time of `dvc repro` when nothing changed (needs a completed `make run` first);
 - train_epoch: seconds per epoch of the paper's full and reduced networks at the default data's size;
-- embed_memory: peak RSS of embedding 1k and 10k texts in a fresh process: bounded by the batch, not the data.
+- embed_memory: peak RSS of embedding 1k and 10k texts in a fresh process: bounded by the batch, not the data;
+- bootstrap: the evaluate step's intervals (54 models x 1,000 resamples of the 718 test rows), all resamples of a
+  model at once against scoring each resample with scipy (the code's path beyond DENSE_BOOTSTRAP_MAX_ROWS).
 """
 
 from __future__ import annotations
@@ -109,8 +111,33 @@ def bench_embed_memory(sizes: tuple[int, ...] = (1000, 10000)) -> dict:
             "note": "growth beyond the output matrix and the in-memory cache of vectors would mean per-dataset buffering"}
 
 
+def bench_bootstrap(rows: int = 718, models: int = 54, samples: int = 1000, looped_models: int = 4) -> dict:
+    """Seconds for every model's intervals; the one-resample-at-a-time path is timed on a few models and scaled."""
+    from anipop import metrics
+
+    rng = np.random.default_rng(0)
+    y = rng.random(rows)
+    columns = {str(i): np.round(y + rng.normal(0, 0.3, rows), 3) for i in range(models)}
+    started = time.perf_counter()
+    dense = metrics.metrics_with_intervals_many(y, columns, 9.0, samples, 0.95, 7)
+    dense_s = time.perf_counter() - started
+    few = dict(list(columns.items())[:looped_models])
+    limit = metrics.DENSE_BOOTSTRAP_MAX_ROWS
+    metrics.DENSE_BOOTSTRAP_MAX_ROWS = 0
+    try:
+        started = time.perf_counter()
+        looped = metrics.metrics_with_intervals_many(y, few, 9.0, samples, 0.95, 7)
+        looped_s = (time.perf_counter() - started) * models / looped_models
+    finally:
+        metrics.DENSE_BOOTSTRAP_MAX_ROWS = limit
+    differs = max(abs(dense[k][m][b] - looped[k][m][b]) for k in few for m in looped[k] for b in looped[k][m])
+    return {"rows": rows, "models": models, "samples": samples, "all_at_once_s": round(dense_s, 2),
+            "one_by_one_s_scaled": round(looped_s, 1), "ratio": round(looped_s / dense_s, 1),
+            "max_interval_difference": differs}
+
+
 BENCHMARKS = {"embed": bench_embed, "dvc_noop": bench_dvc_noop, "train_epoch": bench_train_epoch,
-              "embed_memory": bench_embed_memory}
+              "embed_memory": bench_embed_memory, "bootstrap": bench_bootstrap}
 
 
 def machine() -> dict:

@@ -40,9 +40,14 @@ def pip_settings() -> dict[str, str]:
 
 
 def uv_command(settings: dict[str, str], args: list[str]) -> list[str]:
-    """`uv pip install` into this venv with pip's sources; pip looks at every index for the best match, so uv does."""
+    """`uv pip install` into this venv with pip's sources; pip looks at every index for the best match, so uv does.
+
+    --compile-bytecode: pip writes every module's .pyc at install, uv does not by default. Where
+    PYTHONDONTWRITEBYTECODE is set (it is on the CI machines) nothing writes them later either, so every process
+    (each DVC stage, each test's subprocess) compiled torch, mlflow and the rest from source at every import.
+    """
     command = [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python", sys.executable,
-               "--index-strategy", "unsafe-best-match"]
+               "--index-strategy", "unsafe-best-match", "--compile-bytecode"]
     for name, flag in FLAGS.items():
         for value in settings.get(name, "").split():
             command += [flag, value]

@@ -47,7 +47,7 @@ def test_uv_gets_the_indexes_find_links_and_constraints_pip_would_use(venv_insta
     monkeypatch.setattr(subprocess, "call", lambda command: pytest.fail(f"pip fallback ran: {command}"))
     assert venv_install.main(["-c", "requirements.lock", "-e", ".[dev]"]) == 0
     uv = calls[-1]
-    assert uv[:4] == [sys.executable, "-m", "uv", "pip"]
+    assert uv[:4] == [sys.executable, "-m", "uv", "pip"] and "--compile-bytecode" in uv  # as pip does
     flags = list(zip(uv, uv[1:]))
     assert ("--index-url", "https://mirror.example/simple") in flags
     assert ("--extra-index-url", "file:///opt/a/simple") in flags and ("--extra-index-url", "file:///opt/b/simple") in flags
