@@ -20,7 +20,7 @@ import pandas as pd
 
 from anipop.artifacts import ArtifactPaths, MinMaxScaler
 from anipop.config import Params
-from anipop.franchise import hash_position
+from anipop.franchise import first_year, hash_position
 from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals_many, point_metrics
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import TrainingData, backtest_models, fit_model, input_type_of, model_kinds, resolve_kinds
@@ -112,11 +112,6 @@ def paired_differences(per_fold: dict[str, list[dict[str, float]]]) -> list[dict
                              "sd": float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0,
                              "a_wins": int((diffs > 0).sum()), "folds": len(diffs)})
     return rows
-
-
-def first_year(premiered: pd.Series) -> pd.Series:
-    """The year of an ISO date, year-month or year string; NA where the date is unknown."""
-    return pd.to_numeric(premiered.astype("string").str[:4], errors="coerce").astype("Int64")
 
 
 def temporal_rows(anime: pd.DataFrame, cut_year: int, seed: int) -> tuple[dict[str, pd.DataFrame], dict]:

@@ -172,9 +172,9 @@ def evaluate(params: Path = ParamsOption) -> None:
 @app.command()
 def register(params: Path = ParamsOption) -> None:
     """Log the trained model as a pitch-taking MLflow pyfunc; `champion` moves only on improvement."""
-    from anipop.registry import run_register
+    from anipop.registry import JudgingFailed, run_register
 
-    _run(run_register, _params(params))
+    _run(run_register, _params(params), expected=(JudgingFailed,))
 
 
 @app.command()

@@ -84,6 +84,9 @@ class IngestParams(_Strict):
     local_path: Path
     characters_dir: Path | None = None  # local source: characters.csv.gz + portraits/; None = anime only
     limit: int | None = Field(default=None, ge=1)
+    # the data as it stood on a date (anipop.sources.as_of): only anime first aired score_lag_days before it
+    as_of: date | None = None
+    score_lag_days: int = Field(default=90, ge=0)
     jikan: JikanParams = JikanParams()
 
 
@@ -362,11 +365,16 @@ class MlflowParams(_Strict):
     log_models: Literal["main", "all"] = "main"
 
 
+PromotionPolicy = Literal["test_split", "newest_franchises", "always"]  # anipop.promotion implements each
+
+
 class RegistryParams(_Strict):
     """Registration and champion promotion (anipop register)."""
 
     model_name: str = "anipop"
     promotion_metric: str = "spearman"          # one of anipop.metrics.METRICS (its direction decides "better")
+    policy: PromotionPolicy = "test_split"      # on which anime a candidate is judged against the champion
+    newest_years: int = Field(default=3, ge=1)  # newest_franchises: test anime of franchises begun in these years
     interval_coverage: float = Field(default=0.9, gt=0, lt=1)  # split-conformal, from validation residuals
     lock_timeout_s: float = Field(default=900.0, gt=0)   # wait for another registration of the same model
     lock_stale_s: float = Field(default=3600.0, gt=0)    # a lock older than this (holder on another host) is broken

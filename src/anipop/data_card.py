@@ -99,6 +99,17 @@ def _metadata_coverage(anime: pd.DataFrame) -> list[str]:
     return [f"- Pitch metadata given (share of kept anime): {', '.join(shares)}."] if shares else []
 
 
+def _as_of_section(view: dict | None) -> list[str]:
+    """The as-of view's counts (ingest.as_of), and the warning that the scores are not of that date."""
+    if not view:
+        return []
+    return [f"- As of {view['as_of']} (ingest.as_of): only anime first aired on or before "
+            f"{view['first_aired_on_or_before']} ({view['score_lag_days']} days for a score to settle); "
+            f"{view['left_out_aired_later']} aired later and {view['left_out_undated']} without a first-air date "
+            f"were left out at ingest. The scores are still the source's (the 2023 scrape's), not the ones these "
+            f"anime had on {view['as_of']}: a replay over history sees each show's later reputation."]
+
+
 def render_data_card(params: Params, report: dict, anime: pd.DataFrame) -> str:
     """Markdown from prepare's report and the kept anime table."""
     scores = anime["score"].astype(float)
@@ -115,6 +126,7 @@ def render_data_card(params: Params, report: dict, anime: pd.DataFrame) -> str:
         f"- Score of the kept anime: mean {scores.mean():.2f}, sd {scores.std():.2f}, "
         f"5/25/50/75/95 % quantiles {quantiles}.",
         *_metadata_coverage(anime),
+        *_as_of_section(report.get("as_of")),
         "", "## Franchise groups", "",
         f"{franchises['groups']} groups; {franchises['anime_in_multi_anime_groups']} anime share theirs with another. "
         f"Test anime with a franchise sibling in train: {_share(report['test_with_train_sibling'])} "

@@ -43,6 +43,11 @@ _NAME_BIGRAM = re.compile(r"\b([A-Z][a-z]{2,}(?:-[a-z]+)?)\s([A-Z][a-z]{2,}(?:-[
 _LOWER_WORD = re.compile(r"(?<![A-Za-z])[a-z]+(?:-[a-z]+)?")
 
 
+def first_year(premiered: pd.Series) -> pd.Series:
+    """The year of an ISO date, year-month or year string; NA where the date is unknown."""
+    return pd.to_numeric(premiered.astype("string").str[:4], errors="coerce").astype("Int64")
+
+
 def _normalise(text: str) -> str:
     return _SPACES.sub(" ", _NON_WORD.sub(" ", text.lower())).strip()
 

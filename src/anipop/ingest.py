@@ -11,6 +11,7 @@ from anipop.artifacts import ArtifactPaths
 from anipop.config import Params
 from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS, write_table
 from anipop.sources import Source
+from anipop.sources.as_of import as_of_view
 from anipop.sources.registry import make_source
 from anipop.utils import write_json
 
@@ -39,6 +40,14 @@ def run_ingest(params: Params, source: Source | None = None) -> dict:
         log.error("ingest (%s) failed: %s at %s", params.ingest.source, kept, raw_dir)
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    as_of = None
+    if params.ingest.as_of is not None:
+        anime, characters, view = as_of_view(result.anime, result.characters, params.ingest.as_of,
+                                             params.ingest.score_lag_days)
+        result = replace(result, anime=anime, characters=characters)
+        as_of = view.to_dict()
+        log.info("ingest: as of %s, %d anime first aired by %s; %d aired later and %d undated left out",
+                 view.as_of, view.kept, view.cutoff, view.later, view.undated)
     staged = replace(ArtifactPaths.of(params), raw_dir=staging)  # the raw files, written beside raw_dir first
     write_table(RAW_ANIME, result.anime, staged.raw_anime)
     write_table(RAW_CHARACTERS, result.characters, staged.raw_characters)
@@ -50,6 +59,7 @@ def run_ingest(params: Params, source: Source | None = None) -> dict:
         "quarantined": len(result.quarantine),
         "quarantined_by_rule": result.quarantine["rule"].value_counts().to_dict(),
         "notes": result.notes,
+        "as_of": as_of,
     }
     write_json(staged.ingest_report, report)
     _swap_in(staging, raw_dir)

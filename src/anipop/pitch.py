@@ -200,6 +200,42 @@ def _request_bytes(frame: pd.DataFrame) -> int:
     return total
 
 
+def request_chunks(frame: pd.DataFrame, limits: PitchLimits) -> list[pd.DataFrame]:
+    """Consecutive slices of `frame` that each fit one request under `limits` (pitches, bytes, portrait pixels).
+
+    Why: the project scores whole tables through a served model's own interface (a champion re-scored on a new
+    test split, the replay's live metrics), and that interface rightly refuses a request of 700 pitches. A row
+    too large on its own gets a slice of its own, where the model's check names the limit it exceeds.
+    """
+    chunks: list[pd.DataFrame] = []
+    start, count, size, pixels = 0, 0, 0, 0
+    for row in range(len(frame)):
+        one = frame.iloc[row:row + 1]
+        row_size = _request_bytes(one)
+        row_pixels = sum(image_pixels(item["image"]) for item in _character_items(one)
+                         if isinstance(item, dict) and isinstance(item.get("image"), str))
+        if count and (count + 1 > limits.max_pitches_per_request or size + row_size > limits.max_request_bytes
+                      or pixels + row_pixels > limits.max_request_pixels):
+            chunks.append(frame.iloc[start:row])
+            start, count, size, pixels = row, 0, 0, 0
+        count, size, pixels = count + 1, size + row_size, pixels + row_pixels
+    if count:
+        chunks.append(frame.iloc[start:])
+    return chunks
+
+
+def _character_items(one_row: pd.DataFrame) -> list:
+    """The character objects of a one-row frame, [] when absent or not a JSON list (the model reports those)."""
+    if "characters" not in one_row.columns:
+        return []
+    value = one_row["characters"].iloc[0]
+    try:
+        items = json.loads(value) if isinstance(value, str) and value.strip() else value
+    except (json.JSONDecodeError, RecursionError):
+        return []
+    return items if isinstance(items, list) else []
+
+
 def parse_pitches(frame: pd.DataFrame, limits: PitchLimits | None = None) -> list[Pitch]:
     """Validate a frame of pitches (columns synopsis, characters); the first bad field raises PitchError."""
     limits = limits or PitchLimits()

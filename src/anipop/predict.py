@@ -30,7 +30,7 @@ from anipop.features import (
 )
 from anipop.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.metadata import METADATA_FIELDS
-from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri
+from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri, request_chunks
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.utils import read_json, write_json
 
@@ -338,25 +338,48 @@ def load_model(model_uri: str):
 
 def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The test split as raw pitches (synopsis + characters JSON with portraits inlined) and its true scores."""
+    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
+    test = anime[anime["split"] == "test"].reset_index(drop=True)
+    return anime_pitches(params, test), test
+
+
+def anime_pitches(params: Params, anime: pd.DataFrame) -> pd.DataFrame:
+    """Prepared anime rows as the raw pitches a producer would have sent: synopsis, main characters with their
+    portraits inlined (the served model takes image bytes only, like a client), the pitch metadata and the
+    first-air year; nothing known only after release."""
     from anipop.schema import PREPARED_CHARACTERS
 
     paths = ArtifactPaths.of(params)
-    raw_dir = paths.raw_dir
-    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
-    test = anime[anime["split"] == "test"].reset_index(drop=True)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
+    wanted = set(anime["anime_id"].astype(int))
     by_anime: dict[int, list[dict]] = {}
-    for row in characters.itertuples():
-        # the served model takes image bytes only, so the portraits travel as data URIs like a client's
-        image = None if pd.isna(row.portrait_path) else portrait_data_uri(raw_dir / row.portrait_path)
+    for row in characters[characters["anime_id"].isin(wanted)].itertuples():
+        image = None if pd.isna(row.portrait_path) else portrait_data_uri(paths.raw_dir / row.portrait_path)
         by_anime.setdefault(int(row.anime_id), []).append(
             {"name": row.name, "description": row.description, **({"image": image} if image else {})})
-    pitches = pd.DataFrame({"synopsis": test["synopsis"].astype(str),
-                            "characters": [json.dumps(by_anime.get(int(a), [])) for a in test["anime_id"]],
-                            # the pitch metadata a producer would give (absent in old tables: left out)
-                            **{f: test[f].fillna("").astype(str) for f in METADATA_FIELDS if f in test},
-                            "year": test["premiered"].astype("string").str[:4].fillna("").astype(str)})
-    return pitches, test
+    anime = anime.reset_index(drop=True)
+    return pd.DataFrame({"synopsis": anime["synopsis"].astype(str),
+                         "characters": [json.dumps(by_anime.get(int(a), [])) for a in anime["anime_id"]],
+                         # the pitch metadata a producer would give (absent in old tables: left out)
+                         **{f: anime[f].fillna("").astype(str) for f in METADATA_FIELDS if f in anime},
+                         "year": anime["premiered"].astype("string").str[:4].fillna("").astype(str)})
+
+
+def served_limits(model) -> PitchLimits:
+    """The request limits a loaded anipop pyfunc enforces (the defaults for any other pyfunc)."""
+    try:
+        predictor = model.unwrap_python_model().predictor
+    except Exception:  # noqa: BLE001 - another flavour or an older model: its limits are unknown
+        return PitchLimits()
+    return predictor.limits if isinstance(getattr(predictor, "limits", None), PitchLimits) else PitchLimits()
+
+
+def score_pitches(model, pitches: pd.DataFrame) -> pd.DataFrame:
+    """A loaded model's answers for a table of any length, sent through its own interface in requests its
+    limits admit (pitch.request_chunks): what a client scoring a whole table would do."""
+    limits = served_limits(model)
+    answers = [model.predict(chunk.reset_index(drop=True)) for chunk in request_chunks(pitches, limits)]
+    return pd.concat(answers, ignore_index=True) if answers else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
 
 
 def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float]:
@@ -365,6 +388,6 @@ def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float
 
     pitches, test = test_pitches(params)
     scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
-    predicted = load_model(model_uri).predict(pitches)
+    predicted = score_pitches(load_model(model_uri), pitches)
     return point_metrics(test["score_norm"].to_numpy(), scaler.transform(predicted["score"].to_numpy()),
                          scaler.high - scaler.low)

@@ -32,7 +32,7 @@ from anipop.schema import (
     write_table,
 )
 from anipop.text import credits_in, strip_credits
-from anipop.utils import write_json, write_text
+from anipop.utils import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,7 @@ def run_prepare(params: Params) -> dict:
         "franchises": group_summary(anime),
         "source_credits": credits,
         "notes": notes,
+        "as_of": read_json(paths.ingest_report).get("as_of") if paths.ingest_report.exists() else None,
         "characters": characters_summary(raw_characters, characters, anime, all_quarantine),
     }
     write_json(paths.prepare_report, report)

@@ -24,17 +24,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from anipop.artifacts import ArtifactPaths, PrimaryModel
+from anipop.champion_history import record_change
 from anipop.config import Params
-from anipop.metrics import LOWER_IS_BETTER
 from anipop.mlflow_runs import evaluation_runs
 from anipop.model_card import render_model_card
 from anipop.model_catalog import BASELINE, LENGTH_BASELINE
+from anipop.promotion import TAG_DIGITS, Decision, decide, judging_rows, score_on_rows
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.tracking import TrackingUnavailable, data_hash, shown_tracking_uri, tracking_uri, use_experiment
 from anipop.utils import git_commit, read_json, redact, update_digest, write_json, write_text
@@ -44,12 +44,6 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 # what the registry answers when there is simply no champion yet (no such model, or no such alias)
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reason: str
 
 
 def split_fingerprint(paths: ArtifactPaths) -> str:
@@ -80,50 +74,81 @@ def registration_key(params: Params, fingerprint: str) -> str:
     return digest.hexdigest()[:24]
 
 
-TAG_DIGITS = 6  # metric values in version tags (test.*, cv.*, baseline.*) keep this many decimals
-
-
 def _tag(value: float) -> str:
     return f"{value:.{TAG_DIGITS}f}"
 
 
-def decide(metric: str, candidate: float, champion: float | None, champion_version: str | None) -> Decision:
-    """Promote when there is no champion, or the candidate is strictly better on `metric`."""
-    if champion is None:
-        return Decision(True, f"no current champion; {metric}={candidate:.4f}")
-    # compared at the precision of the version tags the champion's value is read from: otherwise a model
-    # identical to the champion (0.76802911 vs its tag "0.768029") would "beat" it by a rounding error
-    candidate, champion = round(candidate, TAG_DIGITS), round(champion, TAG_DIGITS)
-    better = candidate < champion if metric in LOWER_IS_BETTER else candidate > champion
-    relation = "beats" if better else "does not beat"
-    return Decision(better, f"{metric}={candidate:.4f} {relation} champion v{champion_version} ({metric}={champion:.4f})")
-
-
-def _champion_metric(client, name: str, metric: str, fingerprint: str, params: Params) -> tuple[float | None, str | None]:
-    """The current champion's metric on this split: its tag when the split matches, else re-scored here."""
+def _current_champion(client, name: str, params: Params):
+    """The version holding `champion`, or None when there is none yet."""
     from mlflow.exceptions import MlflowException
 
     try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as err:
         if err.error_code in _NOT_FOUND:
-            return None, None
+            return None
         # anything else (a server that is down or failing) must not read as "no champion": that would promote
         raise TrackingUnavailable(f"MLflow tracking store {shown_tracking_uri(params)}: cannot read the "
                                   f"{CHAMPION} of {name}: {redact(str(err).splitlines()[0][:300])}") from err
-    tags = champion.tags
-    if tags.get("test_split") == fingerprint and f"test.{metric}" in tags:
-        return float(tags[f"test.{metric}"]), str(champion.version)
-    from anipop.predict import score_model_on_test_split
 
-    log.info("registry: champion v%s was tested on another split; re-scoring it on this one", champion.version)
-    rescored = score_model_on_test_split(f"models:/{name}@{CHAMPION}", params)
-    return rescored[metric], str(champion.version)
+
+REFERENCE_ARTIFACT = "reference/anime_ids.json"  # the prepared anime ids of a version's data, by split
+
+
+def reference_ids(client, run_id: str) -> dict[str, list[int]]:
+    """The anime ids a registered version was trained (train, val) and tested on; {} for a version registered
+    before they were recorded. Plain JSON from the run's artifacts: nothing is unpickled."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(run_id, REFERENCE_ARTIFACT, folder)
+        except (MlflowException, OSError):
+            return {}
+        payload = read_json(Path(path))
+    return {split: [int(i) for i in ids] for split, ids in payload.items() if isinstance(ids, list)}
+
+
+class JudgingFailed(RuntimeError):
+    """The champion or the candidate could not be scored on the judging anime: nothing was registered."""
+
+
+def _judge(params: Params, client, champion, candidate: dict[str, float], candidate_uri: str,
+           fingerprint: str) -> Decision:
+    """The promotion decision under `registry.policy` (anipop.promotion)."""
+    from mlflow.exceptions import MlflowException
+
+    cfg = params.registry
+    metric = cfg.promotion_metric
+    if champion is None:
+        return decide(metric, candidate[metric], None, None)
+    if cfg.policy == "always":
+        return Decision(True, f"policy always: the newest retrained model serves ({metric}={candidate[metric]:.4f} "
+                              f"on its test split; champion was v{champion.version})")
+    tags = champion.tags
+    if cfg.policy == "test_split" and tags.get("test_split") == fingerprint and f"test.{metric}" in tags:
+        return decide(metric, candidate[metric], float(tags[f"test.{metric}"]), str(champion.version))
+    seen = reference_ids(client, champion.run_id)
+    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
+    rows, where = judging_rows(anime, cfg.policy, set(seen.get("train", [])) | set(seen.get("val", [])),
+                               cfg.newest_years)
+    log.info("registry: judging v%s (champion) against the candidate%s", champion.version, where)
+    whole_test = cfg.policy == "test_split" and len(rows) == int((anime["split"] == "test").sum())
+    try:
+        champion_value = score_on_rows(f"models:/{cfg.model_name}/{champion.version}", params, rows)[metric]
+        candidate_value = candidate[metric] if whole_test else score_on_rows(candidate_uri, params, rows)[metric]
+    except MlflowException as err:  # the models' own answer (a bad pitch, a limit): not the tracking store's fault
+        raise JudgingFailed(f"scoring champion v{champion.version} and the candidate{where} through their served "
+                            f"interface failed: {redact(str(err).splitlines()[0][:300])}") from err
+    return decide(metric, candidate_value, champion_value, str(champion.version), f"{where} (policy {cfg.policy})")
 
 
 LOCK_SUFFIX = ".lock"
 _STATUS = "anipop.registration"      # version tag: pending until every step of the registration is done
 _KEY = "anipop.key"
+_PREVIOUS = "anipop.previous_champion"  # version tag: the champion this version displaced (restored on a rollback)
 
 
 def _owner() -> str:
@@ -217,11 +242,40 @@ def _versions(client, name: str) -> list:
         raise
 
 
+def _restore_champion(client, name: str, version) -> str | None:
+    """If the unfinished `version` already holds `champion`, give the alias back to the version it took it
+    from (or remove it when there was none) and record that; say what was done."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        holder = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    if str(holder.version) != str(version.version):
+        return None
+    previous = version.tags.get(_PREVIOUS) or None
+    reason = f"v{version.version}'s registration did not complete"
+    if previous:
+        client.set_registered_model_alias(name, CHAMPION, previous)
+        restored = client.get_model_version(name, previous)
+        record_change(client, name, previous, str(version.version), restored.tags.get("as_of") or None,
+                      restored.tags.get("data_newest") or None, restored.tags.get("data_hash", "unknown"),
+                      f"restored: {reason}")
+        log.warning("registry: %s restored to v%s (%s)", CHAMPION, previous, reason)
+        return f"{CHAMPION} restored to v{previous}"
+    client.delete_registered_model_alias(name, CHAMPION)
+    return f"{CHAMPION} removed (there was none before v{version.version})"
+
+
 def roll_back_interrupted(client, name: str, experiment_id: str) -> list[str]:
-    """Under the lock, every version still pending was left by a registration that died: withdraw it, and end
-    FAILED any registration run still RUNNING (one killed before it registered anything)."""
-    outcomes = [_withdraw(client, name, str(v.version), v.run_id) for v in _versions(client, name)
-                if v.tags.get(_STATUS) == "pending"]
+    """Under the lock, every version still pending was left by a registration that died: give `champion` back
+    to the version it held before, withdraw the pending version, and end FAILED any registration run still
+    RUNNING (one killed before it registered anything)."""
+    outcomes = []
+    for version in _versions(client, name):
+        if version.tags.get(_STATUS) == "pending":
+            restored = _restore_champion(client, name, version)
+            outcomes += [*([restored] if restored else []), _withdraw(client, name, str(version.version), version.run_id)]
     for run in client.search_runs([experiment_id], f"tags.`anipop.registers` = '{name}' and attributes.status = 'RUNNING'"):
         client.set_terminated(run.info.run_id, "FAILED")
         outcomes.append(f"run {run.info.run_id} ended FAILED")
@@ -331,8 +385,10 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
     bundle_name = primary_model.model
     metrics = {name: entry["value"] for name, entry in intervals["models"][bundle_name].items()}
     baseline = {name: entry["value"] for name, entry in intervals["models"][BASELINE].items()}
-    champion_value, champion_version = _champion_metric(client, cfg.model_name, cfg.promotion_metric, fingerprint, params)
-    decision = decide(cfg.promotion_metric, metrics[cfg.promotion_metric], champion_value, champion_version)
+    champion = _current_champion(client, cfg.model_name, params)
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    data_newest = anime["premiered"].dropna().astype(str).max() if anime["premiered"].notna().any() else None
+    as_of = params.ingest.as_of.isoformat() if params.ingest.as_of else None
 
     version = None
     # the evaluation's child run of the primary model already logged it: register from that run, so the version
@@ -346,6 +402,9 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
         model_uri = primary.get("model_uri") or log_pitch_model(
             params, read_calibration(paths, primary_model.label),  # the evaluate step sized its interval
             ship_text_graph=True).model_uri
+        mlflow.log_dict({split: anime.loc[anime["split"] == split, "anime_id"].astype(int).tolist()
+                         for split in ("train", "val", "test")}, REFERENCE_ARTIFACT)
+        decision = _judge(params, client, champion, metrics, model_uri, fingerprint)
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,
@@ -356,6 +415,8 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
                for k, entry in intervals["models"].get(LENGTH_BASELINE, {}).items()},
             **_cv_tags(reports, bundle_name),
             **({} if decision.promote else {"challenger": decision.reason}),
+            "as_of": as_of or "", "data_newest": data_newest or "", "policy": cfg.policy,
+            _PREVIOUS: str(champion.version) if champion is not None and decision.promote else "",
             _STATUS: "pending", _KEY: key,
         }
         version = str(mlflow.register_model(model_uri, cfg.model_name,
@@ -366,11 +427,20 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
         mlflow.set_tags({"registered_version": version, "promoted": str(decision.promote)})
         if decision.promote:
             client.set_registered_model_alias(cfg.model_name, CHAMPION, version)
+            record_change(client, cfg.model_name, version, None if champion is None else str(champion.version),
+                          as_of, data_newest, tags["data_hash"], decision.reason)
         for tag, value in (("promoted", str(decision.promote)), ("reason", decision.reason[:5000]),
                            (_STATUS, "complete")):  # the status goes last: only now is the version whole
             client.set_model_version_tag(cfg.model_name, version, tag, value)
     except BaseException as err:
-        outcome = _withdraw(client, cfg.model_name, version, run.info.run_id) if version else "nothing registered"
+        outcome = "nothing registered"
+        if version:
+            try:
+                restored = _restore_champion(client, cfg.model_name, client.get_model_version(cfg.model_name, version))
+            except Exception as cleanup:  # noqa: BLE001 - clean-up must not hide the original error
+                restored = None
+                log.error("registry: could not check %s of %s (%s)", CHAMPION, cfg.model_name, redact(cleanup))
+            outcome = "; ".join(filter(None, [restored, _withdraw(client, cfg.model_name, version, run.info.run_id)]))
         mlflow.end_run("FAILED")
         if isinstance(err, MlflowException):
             raise TrackingUnavailable(f"MLflow tracking store {shown_tracking_uri(params)} failed while registering "

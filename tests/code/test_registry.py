@@ -19,7 +19,8 @@ from mlflow.exceptions import MlflowException
 from anipop.artifacts import ArtifactPaths
 from anipop.evaluate import run_evaluate
 from anipop.predict import load_model
-from anipop.registry import decide, run_register, split_fingerprint
+from anipop.promotion import decide
+from anipop.registry import run_register, split_fingerprint
 from anipop.schema import PREPARED_ANIME, read_table, write_table
 from anipop.train import run_train
 
@@ -171,5 +172,5 @@ def test_a_scale_change_never_lets_a_worse_model_win_on_mse(registered, caplog):
     with caplog.at_level(logging.INFO, logger="anipop.registry"):
         result = run_register(params)
     assert not result["promoted"], result["reason"]
-    assert "re-scoring it on this one" in caplog.text
+    assert "judging v1 (champion) against the candidate on the" in caplog.text
     assert str(client.get_model_version_by_alias("anipop", "champion").version) == str(champion_before.version)
