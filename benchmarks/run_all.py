@@ -12,6 +12,8 @@ benchmarks/results.json changes only when someone means to publish new figures.
 - dvc_noop: wall time of `dvc repro` when nothing changed (needs a completed `make run` first);
 - train_epoch: seconds per epoch of the paper's full and reduced networks at the default data's size;
 - embed_memory: peak RSS of embedding 1k and 10k texts in a fresh process: bounded by the batch, not the data;
+- replay (only with --only replay, tens of minutes): `anipop replay` on the default data in a scratch copy, and
+  where its time went by stage (also printed for the tracked reports/replay.json by `--replay-report`);
 - bootstrap: the evaluate step's intervals (54 models x 1,000 resamples of the 718 test rows), all resamples of a
   model at once against scoring each resample with scipy (the code's path beyond DENSE_BOOTSTRAP_MAX_ROWS).
 """
@@ -136,8 +138,50 @@ def bench_bootstrap(rows: int = 718, models: int = 54, samples: int = 1000, loop
             "max_interval_difference": differs}
 
 
+def replay_time(report: dict) -> dict:
+    """Where a replay's time went: each stage's seconds summed over its steps, in pipeline order."""
+    totals: dict[str, float] = {}
+    for step in report["steps"]:
+        for stage, seconds in step.get("stage_seconds", []):
+            totals[stage] = totals.get(stage, 0.0) + seconds
+        totals["other policies"] = totals.get("other policies", 0.0) + sum(step.get("policy_seconds", {}).values())
+    steps = sum(step.get("wall_seconds", 0) for step in report["steps"])
+    return {"steps": len(report["steps"]), "wall_min": round(report["wall_seconds"] / 60, 1),
+            "step_wall_s": sorted(round(step.get("wall_seconds", 0)) for step in report["steps"]),
+            "stages_s": {stage: round(seconds) for stage, seconds in totals.items()},
+            "outside_stages_s": round(steps - sum(totals.values())), "judge_and_report_s": round(report["judge_seconds"])}
+
+
+def bench_replay() -> dict:
+    """`anipop replay` on the default data in a scratch copy of the project (the tracked reports stay as they are;
+    the embedding cache is the project's, as in a real replay). Tens of minutes: only with --only replay."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    scratch = Path(tempfile.mkdtemp(prefix="anipop-replay-bench-"))
+    for item in ("src", "flows"):
+        shutil.copytree(REPO / item, scratch / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "dvc.yaml", scratch)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key in ("embedding_cache_dir", "onnx_dir", "http_cache_dir", "served_scores_dir"):
+        params["paths"][key] = str((REPO / params["paths"][key]).resolve())
+    for key in ("local_path", "characters_dir"):
+        params["ingest"][key] = str((REPO / params["ingest"][key]).resolve())
+    (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "anipop", "replay"], cwd=scratch, env=env, check=True, capture_output=True)
+    report = json.loads((scratch / "reports" / "replay.json").read_text())
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {**replay_time(report), "process_wall_min": round((time.perf_counter() - started) / 60, 1)}
+
+
 BENCHMARKS = {"embed": bench_embed, "dvc_noop": bench_dvc_noop, "train_epoch": bench_train_epoch,
-              "embed_memory": bench_embed_memory, "bootstrap": bench_bootstrap}
+              "embed_memory": bench_embed_memory, "bootstrap": bench_bootstrap, "replay": bench_replay}
+DEFAULT = ("embed", "dvc_noop", "train_epoch", "embed_memory", "bootstrap")  # replay: tens of minutes, on request
 
 
 def machine() -> dict:
@@ -152,13 +196,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="run just these")
     parser.add_argument("--embed-rows", type=int, default=EMBED_ROWS, help="embed benchmark rows; 0 = all")
     parser.add_argument("--write", action="store_true", help="record in the tracked benchmarks/results.json")
+    parser.add_argument("--replay-report", action="store_true",
+                        help="print where the time of the tracked reports/replay.json went, and stop")
     args = parser.parse_args(argv)
+    if args.replay_report:
+        print(json.dumps(replay_time(json.loads((REPO / "reports" / "replay.json").read_text())), indent=2))
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     target = RESULTS if args.write else SCRATCH
     results = json.loads(target.read_text()) if target.exists() else {}
     results["machine"] = machine()
-    for name in args.only or BENCHMARKS:
+    for name in args.only or DEFAULT:
         started = time.perf_counter()
         figures = bench_embed(args.embed_rows) if name == "embed" else BENCHMARKS[name]()
         results[name] = {**figures, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

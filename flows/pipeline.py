@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -28,8 +29,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @task(name="stage")
 def stage(project: str, name: str, force: bool = False) -> dict:
     """One DVC stage; returns whether DVC ran it or found it up to date."""
+    started = time.monotonic()
     run = orch.run_stage(Path(project), name, force=force, logger=get_run_logger())
-    return {"stage": run.stage, "ran": run.ran}
+    return {"stage": run.stage, "ran": run.ran, "seconds": round(time.monotonic() - started, 1)}
 
 
 @flow(name="anipop-embed-shards")
@@ -45,27 +47,44 @@ def embed_shards(project: str) -> None:
     remove_shards(params)
 
 
-@flow(name="anipop-pipeline")
-def pipeline(project_dir: str = ".", refresh_ingest: bool = False) -> dict:
-    """One pass of the DVC pipeline of `project_dir`; `refresh_ingest` re-reads the source even when its
-    inputs look unchanged (the retraining schedule sets it: an online source changes without a local trace)."""
-    project = str(Path(project_dir).resolve())
+def run_stages(project: str, names: list[str], force: tuple[str, ...] = (),
+               seconds: dict[str, float] | None = None) -> dict[str, bool]:
+    """Run `names` (dvc.yaml stages, in that order) as tasks of the calling flow; stage -> whether DVC ran it.
+    `seconds`, when given, receives each stage's wall time.
+
+    A failed validation raises orch.StageFailed with the checks' message, after publishing them as an artifact.
+    """
     params = orch.project_params(Path(project))
     retrying = stage.with_options(**orch.retry_options(params.orchestration))
     ran: dict[str, bool] = {}
     with orch.step_logs_to_prefect():
-        for name in orch.pipeline_stages(Path(project)):
-            options = {"task_run_name": name}
+        for name in names:
             if name == "embed" and params.orchestration.embed_shards > 1 and orch.stage_is_stale(Path(project), name):
                 embed_shards.with_options(task_runner=orch.task_runner(params.orchestration))(project)
             try:
-                result = retrying.with_options(**options)(project, name, force=(name == "ingest" and refresh_ingest))
+                result = retrying.with_options(task_run_name=name)(project, name, force=name in force)
             except orch.StageFailed as error:
                 if name == "validate":
-                    return Failed(message=orch.publish_validation_failure(error))
+                    orch.publish_validation_failure(error)
                 raise
             ran[name] = result["ran"]
-        run_id = orch.publish_artifacts(params, Path(project))
+            if seconds is not None:
+                seconds[name] = result["seconds"]
+    return ran
+
+
+@flow(name="anipop-pipeline")
+def pipeline(project_dir: str = ".", refresh_ingest: bool = False) -> dict:
+    """One pass of the DVC pipeline of `project_dir`; `refresh_ingest` re-reads the source even when its
+    inputs look unchanged (an online source changes without a local trace)."""
+    project = str(Path(project_dir).resolve())
+    try:
+        ran = run_stages(project, orch.pipeline_stages(Path(project)), force=("ingest",) if refresh_ingest else ())
+    except orch.StageFailed as error:
+        if error.stage == "validate":
+            return Failed(message=error.message)
+        raise
+    run_id = orch.publish_artifacts(orch.project_params(Path(project)), Path(project))
     return {"ran": ran, "mlflow_run_id": run_id}
 
 

@@ -63,6 +63,12 @@ RUN: dict[str, Expect] = {
     # started in the background on a free port (5001 may be taken on a shared machine), then answered by curl
     SERVE: Expect(0, ""),
     CURL: Expect(0, '"score_low"'),
+    # the scratch champion's own data is all there is: nothing is new to it
+    "anipop drift": Expect(0, "drift: False: no anime new to champion v1"),
+    "anipop registry history": Expect(0, "anipop: 1 champion change(s)"),
+    'anipop registry history --at "$(date -u +%F)"': Expect(0, "anipop v1 was champion on"),
+    # redrawn from a copy of the repository's reports/replay.json
+    "anipop replay --report-only": Expect(0, "reports/replay.md"),
 }
 
 HELP_ONLY: dict[str, str] = {
@@ -80,6 +86,9 @@ HELP_ONLY: dict[str, str] = {
     "prefect worker start --pool anipop": "a long-running worker that needs a Prefect server",
     "mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000":
         "a long-running server; tests/test_mlflow_ui.py starts one",
+    "anipop replay": "10 retrainings on the full default data; tests/test_replay.py replays 3 steps of a real slice",
+    "anipop registry history --model anipop-replay-test_split --as-of 2019-06-01":
+        "needs a replay's registry; tests/code/test_champion_history.py and tests/test_replay.py read histories",
 }
 
 NOT_RUN: dict[str, str] = {
@@ -158,6 +167,8 @@ def project(tmp_path_factory) -> Path:
     (folder / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False),
                                         encoding="utf-8")
     shutil.copytree(REPO_ROOT / "examples", folder / "examples")
+    (folder / "reports").mkdir(exist_ok=True)
+    shutil.copy(REPO_ROOT / "reports" / "replay.json", folder / "reports" / "replay.json")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         for name in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
@@ -208,7 +219,10 @@ for argv in json.loads(sys.argv[1]):
     print("=====", json.dumps(argv), flush=True)
     sys.argv = list(argv)
     try:
-        if argv[0] == "prefect":
+        if argv[0] == "anipop":
+            from anipop.cli import app
+            app(args=argv[1:], prog_name="anipop")
+        elif argv[0] == "prefect":
             from prefect.cli import app
             app()
         elif argv[0] == "mlflow":

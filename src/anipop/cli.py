@@ -178,6 +178,85 @@ def register(params: Path = ParamsOption) -> None:
 
 
 @app.command()
+def drift(params: Path = ParamsOption) -> None:
+    """The champion's training anime against the anime new to it (Evidently): reports/drift.json and
+    reports/drift/index.html; the retraining flow runs it before deciding to retrain."""
+    from anipop.monitoring.check import run_drift
+
+    loaded = _params(params)
+    logging.getLogger("anipop.monitoring").setLevel(logging.WARNING)  # the summary below says it once
+    result = _run(run_drift, loaded)
+    typer.echo(f"drift: {result['drift']}: {'; '.join(result['reasons'])}")
+
+
+registry_app = typer.Typer(add_completion=False, help="The model registry: champion history.")
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("history")
+def registry_history(
+    params: Path = ParamsOption,
+    at: str = typer.Option(None, "--at", help="YYYY-MM-DD[THH:MM]: which version was champion then (UTC)"),
+    as_of: str = typer.Option(None, "--as-of", help="YYYY-MM-DD: which version served data as of that date "
+                              "(a replay's steps)"),
+    model: str = typer.Option(None, "--model", help="registered model name (default: registry.model_name)"),
+) -> None:
+    """Every change of the champion (version, previous, time, data as-of and hash, reason), or the one in force."""
+    from datetime import date, datetime
+
+    from mlflow import MlflowClient
+
+    from anipop.champion_history import champion_on, read_history, render_history
+    from anipop.tracking import tracking_uri, use_tracking_store
+
+    loaded = _params(params)
+    name = model or loaded.registry.model_name
+    use_tracking_store(loaded)
+    client = MlflowClient(tracking_uri=tracking_uri(loaded), registry_uri=tracking_uri(loaded))
+    history = _run(lambda _: read_history(client, name), loaded)
+    if at is None and as_of is None:
+        typer.echo(render_history(name, history))
+        return
+    try:  # a day means the whole day (its end): what was champion that day
+        text = at or as_of
+        when = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+    except ValueError as err:
+        typer.echo(f"error: {at or as_of!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from err
+    change = champion_on(history, when, by="time" if at else "as_of")
+    if change is None:
+        typer.echo(f"{name}: no champion on {at or as_of}")
+        raise typer.Exit(1)
+    typer.echo(f"{name} v{change.version} was champion on {at or as_of} (since {change.time}, data as of "
+               f"{change.as_of or 'all'}: {change.reason})")
+
+
+@app.command()
+def replay(params: Path = ParamsOption,
+           report_only: bool = typer.Option(False, "--report-only", help="rewrite reports/replay.md, the plot and "
+                                            "the README block from reports/replay.json (nothing retrained)")) -> None:
+    """Replay the scheduled retraining over history (replay.start..end by replay.every) in a workspace and registry
+    of its own; writes reports/replay.{json,md} and reports/plots/replay.png."""
+    from anipop.orchestration import load_flow, quiet_local_prefect
+
+    loaded = _params(params)
+    quiet_local_prefect()
+    if report_only:
+        from anipop.monitoring.replay_report import replay_paths, run_replay_report
+
+        _run(run_replay_report, loaded)
+        typer.echo(f"written: {', '.join(str(p) for p in replay_paths(loaded)[1:])} (and the README block, when the "
+                   f"README has its markers)")
+        return
+    project = params.resolve().parent
+    flow = _run(lambda _: load_flow(project, "replay.py", "replay"), loaded)
+    state = flow(project_dir=str(project), return_state=True)
+    if not state.is_completed():
+        typer.echo(f"error: replay {state.name.lower()}: {state.message}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
 def predict(
     synopsis: str = typer.Option(None, "--synopsis", help="the pitch's synopsis"),
     character: list[str] = typer.Option(None, "--character", help="NAME::DESCRIPTION[::IMAGE_FILE], repeatable"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,6 +35,7 @@ class Paths(_Strict):
     embeddings_dir: Path
     embedding_cache_dir: Path
     onnx_dir: Path = Path(".cache/onnx")  # text encoder graphs built from the local weights (cpu_runtime onnx*)
+    served_scores_dir: Path = Path(".cache/served_scores")  # a registered model's scores on a table of pitches
     http_cache_dir: Path
     models_dir: Path
     reports_dir: Path
@@ -362,10 +363,10 @@ class MlflowParams(_Strict):
     request_max_retries: int = Field(default=2, ge=0)      # MLflow's retries of a failed request
     # which evaluation children log a servable model: main = the main input set's models and the baselines (the
     # candidates to register), all = every ablation child too (~45 more model copies in the artifact store)
-    log_models: Literal["main", "all"] = "main"
+    log_models: Literal["main", "all", "primary"] = "main"
 
 
-PromotionPolicy = Literal["test_split", "newest_franchises", "always"]  # anipop.promotion implements each
+PromotionPolicy = Literal["test_split", "newer_unless_worse", "newest_franchises", "always"]  # anipop.promotion
 
 
 class RegistryParams(_Strict):
@@ -373,7 +374,7 @@ class RegistryParams(_Strict):
 
     model_name: str = "anipop"
     promotion_metric: str = "spearman"          # one of anipop.metrics.METRICS (its direction decides "better")
-    policy: PromotionPolicy = "test_split"      # on which anime a candidate is judged against the champion
+    policy: PromotionPolicy = "newer_unless_worse"  # how a candidate is judged against the champion (promotion.py)
     newest_years: int = Field(default=3, ge=1)  # newest_franchises: test anime of franchises begun in these years
     interval_coverage: float = Field(default=0.9, gt=0, lt=1)  # split-conformal, from validation residuals
     lock_timeout_s: float = Field(default=900.0, gt=0)   # wait for another registration of the same model
@@ -388,6 +389,49 @@ class RegistryParams(_Strict):
         if value not in METRIC_NAMES:
             raise ValueError(f"{value!r} is not a metric anipop reports; one of {list(METRIC_NAMES)}")
         return value
+
+class DriftParams(_Strict):
+    """The drift check of every retraining (anipop.monitoring): Evidently's distances, and what counts as drift."""
+
+    method: str | None = None            # Evidently's stattest for every column; None: its choice by sample size
+    threshold: float | None = Field(default=None, gt=0)  # that method's drift threshold; None: Evidently's default
+    share: float = Field(default=0.5, gt=0, le=1)       # drift: at least this share of the compared columns drifted
+    live_drop: float = Field(default=0.1, gt=0)         # ... or live Spearman this far below the champion's test one
+    min_new_anime: int = Field(default=30, ge=2)        # fewer new scored anime: no live metrics or embedding drift
+    max_reference_rows: int = Field(default=1000, ge=10)  # seeded samples: the champion's training anime, and the
+    max_new_rows: int = Field(default=2000, ge=10)        # new anime (scored by the champion for live metrics)
+    prediction_rows: int = Field(default=300, ge=10)    # training anime scored for the predicted-score distribution
+    min_value_count: int = Field(default=5, ge=1)       # rarer studios, producers, ... are pooled as "(rare)"
+
+
+class RetrainParams(_Strict):
+    """The scheduled retraining (flows/retrain.py)."""
+
+    trigger: Literal["new_data", "drift"] = "new_data"  # new_data: any new or changed data retrains; drift: only
+                                                        # when the drift check says drift
+
+
+class ReplayParams(_Strict):
+    """`anipop replay` (anipop.monitoring.replay, flows/replay.py): the scheduled retraining replayed over history."""
+
+    start: date = date(2014, 1, 1)
+    end: date = date(2023, 1, 1)
+    every_months: int = Field(default=12, ge=1)
+    workspace: Path = Path(".replay")   # its own DVC workspace and step snapshots (ignored by git and DVC)
+    model_name: str = "anipop-replay"   # its registered models: <model_name>-<policy>, one per policy
+    experiment: str = "anipop-replay"   # its MLflow experiment (the steps' pipeline runs: <experiment>-steps)
+    policies: tuple[PromotionPolicy, ...] = ("test_split", "newer_unless_worse", "newest_franchises", "always")
+    bootstrap_samples: int = Field(default=1000, ge=0)
+    overrides: dict[str, Any] = Field(default_factory=dict)  # dotted params keys of the workspace, e.g. train.ablations
+
+    @model_validator(mode="after")
+    def _span(self) -> "ReplayParams":
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        if not self.policies or len(set(self.policies)) != len(self.policies):
+            raise ValueError(f"policies must list each policy once, got {list(self.policies)}")
+        return self
+
 
 class ServingParams(_Strict):
     """Bounds on one request to the served model (stored inside it); the synopsis bound is prepare's."""
@@ -459,6 +503,17 @@ class Params(_Strict):
     mlflow: MlflowParams
     registry: RegistryParams = RegistryParams()
     serving: ServingParams = ServingParams()
+    drift: DriftParams = DriftParams()
+    retrain: RetrainParams = RetrainParams()
+    replay: ReplayParams = ReplayParams()
+
+    @model_validator(mode="after")
+    def _replay_apart(self) -> "Params":
+        """The replay registers and logs under names of its own: the user's champion is never touched."""
+        if self.replay.model_name == self.registry.model_name or self.replay.experiment == self.mlflow.experiment:
+            raise ValueError(f"replay.model_name and replay.experiment must differ from registry.model_name "
+                             f"({self.registry.model_name}) and mlflow.experiment ({self.mlflow.experiment})")
+        return self
     orchestration: OrchestrationParams = OrchestrationParams()
     paper_mode: PaperModeParams = PaperModeParams()
     field_ablation: FieldAblationParams = FieldAblationParams()

@@ -212,13 +212,16 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
     return info.model_uri
 
 
-def logs_model(params: Params, input_set: str, main_set: str) -> bool:
+def logs_model(params: Params, input_set: str, main_set: str, primary: bool = False) -> bool:
     """Whether the child of `input_set` logs a servable model: always on the main input set and for the baselines
-    (the models a user compares to register one), on the ablation sets only with mlflow.log_models: all.
+    (the models a user compares to register one), on the ablation sets only with mlflow.log_models: all; with
+    `primary` only the primary model (the one registered: the retraining replay's steps need no other).
 
     Why not every child: the ablation table's ~45 children are for comparing, not serving; each logged model is
     a copy of its bundle in mlruns (MBs), and a pitch model's logging also loads it to score the input example.
     """
+    if params.mlflow.log_models == "primary":
+        return primary
     return params.mlflow.log_models == "all" or input_set in (main_set, NO_INPUT_SET)
 
 
@@ -289,13 +292,13 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
 
                     plt.close(figure)
                 model_uri = None
-                if logs_model(params, input_set, main_set):
+                if logs_model(params, input_set, main_set, primary=label == primary):
                     bundle_path = Path(params.paths.models_dir) / run["path"] if "path" in run else None
                     bundle = load_bundle(bundle_path) if bundle_path else _baseline_bundle(params, model, report)
                     model_uri = log_child_model(params, bundle, bundle_path, label,
                                                 primary=label == primary)
                 else:  # an ablation: its metrics, params and plot compare; its bundle stays in models_dir
-                    mlflow.set_tag("model_not_logged", "ablation input set (mlflow.log_models: main)")
+                    mlflow.set_tag("model_not_logged", f"mlflow.log_models: {params.mlflow.log_models}")
                 mlflow.set_tag("model_logged", str(model_uri is not None).lower())
                 children[label] = {"run_id": child.info.run_id, "model": model, "input_set": input_set,
                                    "model_uri": model_uri}

@@ -69,8 +69,9 @@ def project_problem(project: Path) -> str | None:
 
 
 def project_params(project: Path) -> Params:
-    """The project's params.yaml (the one its DVC stages read), with its folders anchored at the project, so
-    in-process work of the flow (the embedding shards) writes where the stages read whatever the cwd is."""
+    """The project's params.yaml (the one its DVC stages read), with its folders and a relative sqlite MLflow
+    store anchored at the project, so in-process work of the flow (the embedding shards, the drift report's
+    logging, the replay's registrations) reads and writes where the stages do, whatever the cwd is."""
     from anipop.config import load_params
 
     params = load_params(Path(project) / "params.yaml")
@@ -78,9 +79,15 @@ def project_params(project: Path) -> Params:
     def anchored(path: Path | str) -> Path:
         return Path(path) if Path(path).is_absolute() else Path(project) / path
 
+    from anipop.tracking import anchored_store
+
     paths = params.paths.model_copy(update={k: anchored(v) for k, v in params.paths.model_dump().items()})
     orchestration = params.orchestration.model_copy(update={"prefect_dir": anchored(params.orchestration.prefect_dir)})
-    return params.model_copy(update={"paths": paths, "orchestration": orchestration})
+    location = params.mlflow.artifact_location
+    mlflow = params.mlflow.model_copy(update={
+        "tracking_uri": anchored_store(params.mlflow.tracking_uri, Path(project)),
+        "artifact_location": location if "://" in location else str(anchored(location))})
+    return params.model_copy(update={"paths": paths, "orchestration": orchestration, "mlflow": mlflow})
 
 
 def pipeline_stages(project: Path) -> list[str]:
@@ -141,6 +148,82 @@ def _failure(stage: str, lines: list[str]) -> StageFailed:
     errors = [line for line in lines if line.startswith("ERROR")]
     message = "\n".join(messages) or (errors[-1] if errors else (lines[-1] if lines else "no output"))
     return StageFailed(stage, message, codes[-1] if codes else None)
+
+
+def stale_stages(project: Path) -> list[str]:
+    """The stages `dvc status` reports with a changed dep, param or out (in dvc.yaml's order)."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        stale = {key.split(":")[-1] for key in repo.status()}
+    return [name for name in pipeline_stages(project) if name in stale]
+
+
+def raw_data_version(project: Path, params: Params) -> str | None:
+    """The md5 dvc.lock records for the ingest stage's output (the raw data), None before the first ingest.
+
+    Why dvc.lock: DVC already hashes the raw folder after each ingest, so "did the source change?" is one
+    comparison of what it recorded before and after the scheduled re-read.
+    """
+    import yaml
+
+    lock = Path(project) / "dvc.lock"
+    if not lock.exists():
+        return None
+    raw = str(Path(params.paths.raw_dir).relative_to(project) if Path(params.paths.raw_dir).is_absolute()
+              else params.paths.raw_dir).rstrip("/")
+    for out in ((yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+                .get("ingest", {}).get("outs", [])):
+        if str(out.get("path", "")).rstrip("/") == raw:
+            return out.get("md5")
+    return None
+
+
+def run_step(project: Path, step: str, logger: logging.Logger | None = None) -> None:
+    """`anipop <step>` in `project` (a step that is not a DVC stage, such as the drift check), its output
+    streamed to `logger`; StageFailed with the step's own message when it fails."""
+    logger = logger or log
+    process = subprocess.Popen([sys.executable, "-m", "anipop", step], cwd=project, env=_environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = redact(line.rstrip())
+        lines.append(line)
+        if line:
+            logger.info("%s", line)
+    code = process.wait()
+    if code != 0:
+        failure = _failure(step, [*lines, f"exited with {code}"])
+        raise StageFailed(step, failure.message, code)
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    retrain: bool
+    reason: str
+
+
+def retrain_decision(trigger: str, data_changed: bool, stale: list[str], drift: dict) -> RetrainDecision:
+    """Whether the scheduled run retrains, and why, from what changed and what the drift check found.
+
+    new_data: new or changed data retrains; drift: only drift does. Either way a stale pipeline (changed code or
+    params) is run, and a project without a champion trains its first one.
+    """
+    reasons = "; ".join(drift.get("reasons", []))
+    if drift.get("status") == "no_champion":
+        return RetrainDecision(True, reasons)
+    later = [name for name in stale if name not in ("ingest", "prepare", "validate", "embed")]
+    if not data_changed and not drift.get("new_anime"):
+        if later:
+            return RetrainDecision(True, f"no new data; stages {', '.join(later)} are stale (code or params changed)")
+        return RetrainDecision(False, "no new data, no drift: nothing to retrain")
+    if trigger == "drift" and not drift.get("drift"):
+        if later and not data_changed:
+            return RetrainDecision(True, f"stages {', '.join(later)} are stale (code or params changed); {reasons}")
+        return RetrainDecision(False, f"new data, but no drift (retrain.trigger: drift): not retrained; {reasons}")
+    why = "drift" if drift.get("drift") else "new data"
+    return RetrainDecision(True, f"{why}: {reasons}" if reasons else why)
 
 
 def retry_if_transient(task, task_run, state) -> bool:
@@ -218,6 +301,44 @@ def mlflow_run_link(params: Params, run_id: str) -> str:
     return redact(f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
 
 
+def publish_retrain_summary(params: Params, project: Path, decision: RetrainDecision, drift: dict | None,
+                            ran: dict[str, bool]) -> None:
+    """One markdown artifact on the retraining run: the decision and why, drift, live metrics, registration."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from anipop.artifacts import ArtifactPaths
+    from anipop.utils import read_json
+
+    paths = ArtifactPaths.of(params, project)
+    lines = [f"## Retraining: {'retrained' if decision.retrain else 'not retrained'}", "", decision.reason, ""]
+    if drift and drift.get("status") == "compared":
+        share = drift["drifted_columns"]
+        lines += [f"**Drift** ({drift['new_anime']} anime new to champion v{drift['champion_version']}, against its "
+                  f"{drift['reference_anime']} training anime): {share['count']} of the counted columns drifted "
+                  f"({share['share']:.0%}); drift: {drift['drift']}.", "",
+                  "| column | method | score | drifted |", "|---|---|---|---|",
+                  *[f"| {name} | {c['method']} | {c['score']:.3f} | {c['drifted']} |"
+                    for name, c in drift["columns"].items()]]
+        if drift.get("synopsis_embedding"):
+            e = drift["synopsis_embedding"]
+            lines.append(f"| synopsis_embedding | {e['method']} | {e['score']:.3f} | {e['drifted']} |")
+        if drift.get("live"):
+            live = drift["live"]
+            lines += ["", f"**Live metrics** of champion v{drift['champion_version']} on {live['anime']} newly scored "
+                          f"anime (test split in brackets): Spearman {live['spearman']['value']:.3f} "
+                          f"[{drift['champion_test'].get('spearman', float('nan')):.3f}], R² {live['r2']['value']:.3f} "
+                          f"[{drift['champion_test'].get('r2', float('nan')):.3f}], MAE {live['mae']['value']:.3f} points."]
+        lines += ["", f"HTML report: `{(paths.reports_dir / 'drift' / 'index.html')}`"]
+    if decision.retrain and paths.registration.exists():
+        registration = read_json(paths.registration)
+        status = "promoted to champion" if registration.get("promoted") else "kept as challenger"
+        lines += ["", f"**Registration**: {registration.get('model_name')} v{registration.get('version')} "
+                      f"{status}: {registration.get('reason')}"]
+    lines += ["", "Stages: " + ", ".join(f"{name} ({'ran' if did else 'up to date'})" for name, did in ran.items())]
+    create_markdown_artifact(markdown="\n".join(lines), key="anipop-retrain",
+                             description="What this scheduled retraining decided, and why")
+
+
 def publish_artifacts(params: Params, project: Path) -> str | None:
     """Flow-run artifacts for the Prefect UI: the metrics table and a link to the evaluation's parent MLflow
     run (read from the evaluate stage's outputs, which exist whether the stage ran now or earlier)."""
@@ -273,11 +394,25 @@ def serve_retrain(flow, project: Path, params: Params, cron: str | None = None) 
                description="Re-ingest, validate, retrain and evaluate; the registry decides promotion.")
 
 
-def load_retrain_flow(project_root: Path = Path(".")):
-    """flows/retrain.py's flow, for `anipop schedule` (the flows live beside the package, not inside it)."""
+def quiet_local_prefect() -> None:
+    """Settings for a flow run on this machine's temporary Prefect server, unless the user set them: a longer
+    start-up wait (20 s is not enough on a loaded 2-core machine), no telemetry (offline it logs an ERROR), and
+    no INFO line per HTTP request to the server."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def load_flow(project_root: Path, script: str, name: str):
+    """A flow of flows/ (`anipop schedule`, `anipop replay`): the flows live beside the package, not inside it."""
     from prefect.flows import load_flow_from_entrypoint
 
-    entrypoint = project_root / "flows" / "retrain.py"
+    entrypoint = Path(project_root) / "flows" / script
     if not entrypoint.exists():
-        raise FileNotFoundError(f"{entrypoint}: not found (run `anipop schedule` from the project root)")
-    return load_flow_from_entrypoint(f"{entrypoint}:retrain")
+        raise FileNotFoundError(f"{entrypoint}: not found (run anipop from the project root)")
+    return load_flow_from_entrypoint(f"{entrypoint}:{name}")
+
+
+def load_retrain_flow(project_root: Path = Path(".")):
+    """flows/retrain.py's flow, for `anipop schedule`."""
+    return load_flow(project_root, "retrain.py", "retrain")

@@ -29,6 +29,7 @@ from anipop.metrics import LOWER_IS_BETTER, point_metrics
 log = logging.getLogger(__name__)
 
 POLICIES = get_args(PromotionPolicy)  # registry.policy
+JUDGED_ON_TEST_ANIME = ("test_split", "newer_unless_worse")  # policies that judge on the whole (unseen) test split
 TAG_DIGITS = 6  # metric values in version tags (test.*, cv.*, baseline.*) keep this many decimals
 MIN_JUDGE_ROWS = 20  # fewer judging anime than this: the whole test split judges (said in the reason)
 
@@ -76,15 +77,40 @@ def judging_rows(anime: pd.DataFrame, policy: str, champion_seen: set[int], newe
                     "test split", len(recent), newest_years)
         return unseen, (f" on the {len(unseen)} test anime (too few of the newest {newest_years} years' "
                         f"franchises: {len(recent)}){seen_note}")
-    return unseen, f" on the {len(unseen)} test anime{seen_note}"
+    return unseen, f" on the {len(unseen)} test anime{seen_note}"  # test_split, newer_unless_worse
 
 
-def score_on_rows(model_uri: str, params: Params, rows: pd.DataFrame) -> dict[str, float]:
-    """A registered or logged model's metrics on prepared `rows`, scored from their pitch fields through the
-    model's served interface, on this data's score scale."""
-    from anipop.predict import anime_pitches, load_model, score_pitches
+def served_scores_on(model_uri: str, params: Params, rows: pd.DataFrame) -> np.ndarray:
+    """A registered or logged model's scores (1-10) for prepared `rows`, from their pitch fields, through the
+    model's served interface."""
+    from anipop.monitoring.live import served_scores
+    from anipop.predict import anime_pitches
 
+    return served_scores(model_uri, anime_pitches(params, rows), params.paths.served_scores_dir)
+
+
+def metrics_on_rows(params: Params, rows: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
+    """Metrics of served scores (1-10) for `rows`, on this data's score scale (as the test metrics are)."""
     scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
-    predicted = score_pitches(load_model(model_uri), anime_pitches(params, rows))
-    return point_metrics(scaler.transform(rows["score"].to_numpy(dtype=np.float64)),
-                         scaler.transform(predicted["score"].to_numpy(dtype=np.float64)), scaler.high - scaler.low)
+    return point_metrics(scaler.transform(rows["score"].to_numpy(dtype=np.float64)), scaler.transform(scores),
+                         scaler.high - scaler.low)
+
+
+def newer_unless_worse(metric: str, truth: np.ndarray, candidate: np.ndarray, champion: np.ndarray,
+                       champion_version: str, where: str, samples: int, confidence: float, seed: int) -> Decision:
+    """Promote a model trained on newer data unless it is shown worse than the champion: the paired bootstrap
+    interval of (candidate - champion) on `metric` lies wholly on the worse side.
+
+    Why: replayed over history, serving the model retrained on the newest data gave better live metrics than
+    keeping a champion that edged it on a test split; a strict "beats" on a few hundred anime mostly decides on
+    noise. The promise that a worse model never becomes champion is kept in the only form the data can back:
+    never one shown worse.
+    """
+    from anipop.monitoring.live import paired_difference
+
+    difference = paired_difference(truth, candidate, champion, metric, samples, confidence, seed)
+    low, high = difference.get("low", difference["value"]), difference.get("high", difference["value"])
+    worse = low > 0 if metric in LOWER_IS_BETTER else high < 0
+    verdict = "shown worse than" if worse else "trained on newer data and not shown worse than"
+    return Decision(not worse, f"{metric} difference {difference['value']:+.4f} [{low:+.4f}, {high:+.4f}]: "
+                               f"{verdict} champion v{champion_version}{where} (policy newer_unless_worse)")

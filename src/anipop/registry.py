@@ -34,7 +34,16 @@ from anipop.config import Params
 from anipop.mlflow_runs import evaluation_runs
 from anipop.model_card import render_model_card
 from anipop.model_catalog import BASELINE, LENGTH_BASELINE
-from anipop.promotion import TAG_DIGITS, Decision, decide, judging_rows, score_on_rows
+from anipop.promotion import (
+    JUDGED_ON_TEST_ANIME,
+    TAG_DIGITS,
+    Decision,
+    decide,
+    judging_rows,
+    metrics_on_rows,
+    newer_unless_worse,
+    served_scores_on,
+)
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.tracking import TrackingUnavailable, data_hash, shown_tracking_uri, tracking_uri, use_experiment
 from anipop.utils import git_commit, read_json, redact, update_digest, write_json, write_text
@@ -78,7 +87,7 @@ def _tag(value: float) -> str:
     return f"{value:.{TAG_DIGITS}f}"
 
 
-def _current_champion(client, name: str, params: Params):
+def current_champion(client, name: str, params: Params):
     """The version holding `champion`, or None when there is none yet."""
     from mlflow.exceptions import MlflowException
 
@@ -116,7 +125,7 @@ class JudgingFailed(RuntimeError):
 
 
 def _judge(params: Params, client, champion, candidate: dict[str, float], candidate_uri: str,
-           fingerprint: str) -> Decision:
+           fingerprint: str, data_newest: str | None) -> Decision:
     """The promotion decision under `registry.policy` (anipop.promotion)."""
     from mlflow.exceptions import MlflowException
 
@@ -128,21 +137,35 @@ def _judge(params: Params, client, champion, candidate: dict[str, float], candid
         return Decision(True, f"policy always: the newest retrained model serves ({metric}={candidate[metric]:.4f} "
                               f"on its test split; champion was v{champion.version})")
     tags = champion.tags
-    if cfg.policy == "test_split" and tags.get("test_split") == fingerprint and f"test.{metric}" in tags:
+    # newer only when both dates are known: a champion registered before they were recorded is judged strictly
+    newer = cfg.policy == "newer_unless_worse" and bool(data_newest) and bool(tags.get("data_newest")) \
+        and data_newest > tags["data_newest"]
+    if cfg.policy != "newest_franchises" and not newer and tags.get("test_split") == fingerprint \
+            and f"test.{metric}" in tags:
         return decide(metric, candidate[metric], float(tags[f"test.{metric}"]), str(champion.version))
     seen = reference_ids(client, champion.run_id)
     anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
     rows, where = judging_rows(anime, cfg.policy, set(seen.get("train", [])) | set(seen.get("val", [])),
                                cfg.newest_years)
     log.info("registry: judging v%s (champion) against the candidate%s", champion.version, where)
-    whole_test = cfg.policy == "test_split" and len(rows) == int((anime["split"] == "test").sum())
+    whole_test = cfg.policy in JUDGED_ON_TEST_ANIME and len(rows) == int((anime["split"] == "test").sum())
     try:
-        champion_value = score_on_rows(f"models:/{cfg.model_name}/{champion.version}", params, rows)[metric]
-        candidate_value = candidate[metric] if whole_test else score_on_rows(candidate_uri, params, rows)[metric]
+        champion_scores = served_scores_on(f"models:/{cfg.model_name}/{champion.version}", params, rows)
+        candidate_scores = served_scores_on(candidate_uri, params, rows) if newer or not whole_test else None
     except MlflowException as err:  # the models' own answer (a bad pitch, a limit): not the tracking store's fault
         raise JudgingFailed(f"scoring champion v{champion.version} and the candidate{where} through their served "
                             f"interface failed: {redact(str(err).splitlines()[0][:300])}") from err
-    return decide(metric, candidate_value, champion_value, str(champion.version), f"{where} (policy {cfg.policy})")
+    if newer:
+        evaluate = params.evaluate
+        return newer_unless_worse(metric, rows["score"].to_numpy(dtype=float), candidate_scores, champion_scores,
+                                  str(champion.version), where, evaluate.bootstrap_samples, evaluate.confidence,
+                                  params.seed)
+    champion_value = metrics_on_rows(params, rows, champion_scores)[metric]
+    candidate_value = candidate[metric] if candidate_scores is None else metrics_on_rows(params, rows,
+                                                                                         candidate_scores)[metric]
+    strict = " (not trained on newer data: judged strictly)" if cfg.policy == "newer_unless_worse" else ""
+    return decide(metric, candidate_value, champion_value, str(champion.version),
+                  f"{where} (policy {cfg.policy}){strict}")
 
 
 LOCK_SUFFIX = ".lock"
@@ -321,8 +344,10 @@ def _result(name: str, version, metric: str, promoted: bool, reason: str, run_id
             "metric": metric, "run_id": run_id}
 
 
-def run_register(params: Params) -> dict:
-    """Log + register the primary model; move `champion` only on improvement. Writes registration.json."""
+def run_register(params: Params, write_reports: bool = True) -> dict:
+    """Log + register the primary model; move `champion` only on improvement. Writes registration.json and the
+    model card (the register stage's outputs) unless `write_reports` is False (the replay registering the same
+    evaluated model under another policy's registered model)."""
     from mlflow import MlflowClient
 
     cfg = params.registry
@@ -344,9 +369,10 @@ def run_register(params: Params) -> dict:
             else:
                 log.info("registry: registering %s (key %s) in %s", cfg.model_name, key, shown_tracking_uri(params))
                 result, card = _register_locked(params, client, fingerprint, key)
-    paths = ArtifactPaths.of(params)
-    write_json(paths.registration, result)
-    write_text(paths.model_card, card)
+    if write_reports:
+        paths = ArtifactPaths.of(params)
+        write_json(paths.registration, result)
+        write_text(paths.model_card, card)
     return result
 
 
@@ -385,7 +411,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
     bundle_name = primary_model.model
     metrics = {name: entry["value"] for name, entry in intervals["models"][bundle_name].items()}
     baseline = {name: entry["value"] for name, entry in intervals["models"][BASELINE].items()}
-    champion = _current_champion(client, cfg.model_name, params)
+    champion = current_champion(client, cfg.model_name, params)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     data_newest = anime["premiered"].dropna().astype(str).max() if anime["premiered"].notna().any() else None
     as_of = params.ingest.as_of.isoformat() if params.ingest.as_of else None
@@ -404,7 +430,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
             ship_text_graph=True).model_uri
         mlflow.log_dict({split: anime.loc[anime["split"] == split, "anime_id"].astype(int).tolist()
                          for split in ("train", "val", "test")}, REFERENCE_ARTIFACT)
-        decision = _judge(params, client, champion, metrics, model_uri, fingerprint)
+        decision = _judge(params, client, champion, metrics, model_uri, fingerprint, data_newest)
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,

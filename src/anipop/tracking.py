@@ -39,6 +39,13 @@ def tracking_uri(params: Params) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
 
 
+def anchored_store(uri: str, root: Path) -> str:
+    """A sqlite store given relative to a project, made absolute, so it means the same from any folder."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{(Path(root) / uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
 def shown_tracking_uri(params: Params) -> str:
     """The tracking URI as it may be printed, logged, stored or linked: credentials redacted."""
     return redact(tracking_uri(params))
@@ -52,6 +59,7 @@ def bound_requests(params: Params) -> None:
     """
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(params.mlflow.request_timeout_s))))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(params.mlflow.request_max_retries))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per artifact read in step logs
 
 
 def use_tracking_store(params: Params) -> None:
@@ -147,13 +155,21 @@ def flatten(payload: dict, prefix: str = "") -> dict[str, object]:
 
 
 def data_hash(params: Params) -> str:
-    """DVC's md5 of the prepared data (from dvc.lock) when DVC ran the pipeline, else a content hash."""
-    lock = Path("dvc.lock")
-    prepared = str(params.paths.prepared_dir).rstrip("/")
-    if lock.exists():
+    """DVC's md5 of the prepared data (from the dvc.lock of the project holding it) when DVC ran the pipeline,
+    else a content hash. The project is found from the prepared folder itself (its dvc.lock in a parent), so the
+    hash is right from any working folder (the replay registers in-process for its workspace)."""
+    prepared = Path(params.paths.prepared_dir)
+    candidates = [(Path("dvc.lock"), prepared)] if not prepared.is_absolute() else []
+    for root in prepared.parents if prepared.is_absolute() else ():
+        if (root / "dvc.lock").exists():
+            candidates.append((root / "dvc.lock", prepared.relative_to(root)))
+            break
+    for lock, relative in candidates:
+        if not lock.exists():
+            continue
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
         for out in stages.get("prepare", {}).get("outs", []):
-            if out.get("path", "").rstrip("/") == prepared and "md5" in out:
+            if out.get("path", "").rstrip("/") == str(relative).rstrip("/") and "md5" in out:
                 return f"dvc:{out['md5']}"
-    files = sorted(p for p in Path(prepared).glob("*") if p.is_file())
+    files = sorted(p for p in prepared.glob("*") if p.is_file())
     return f"md5:{hash_files(files)}" if files else "unknown"

@@ -37,6 +37,7 @@ from anipop.embedding.shards import split_ids
 
 sys.path.insert(0, str(REPO_ROOT / "flows"))  # flows/ is not a package: the scripts import each other by name
 import pipeline as pipeline_flow  # noqa: E402
+import retrain as retrain_flow  # noqa: E402
 
 FAST_TRAIN = {"model": "ridge", "models": ("ridge",), "ablations": ()}
 
@@ -167,6 +168,23 @@ def test_pipeline_runs_dvc_stages_then_dvc_finds_nothing_to_do(harness, tmp_path
     assert not any(ran[s] for s in ("ingest", "prepare", "validate", "embed", "train"))
     assert all(ran[s] for s in ("backtest", "evaluate", "register"))  # backtest reads the evaluate section too
     assert dvc_status(project) == "Data and pipelines are up to date."
+
+    # the scheduled retraining on unchanged data: it re-reads the source, finds nothing new and nothing stale,
+    # says so on its own run, and registers nothing
+    from mlflow import MlflowClient
+
+    store = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    versions = len(store.search_model_versions("name='anipop'"))
+    quiet = retrain_flow.retrain(project_dir=str(project), return_state=True)
+    assert quiet.is_completed(), quiet.message
+    outcome = quiet.result()
+    assert not outcome["retrained"] and outcome["reason"] == "no new data, no drift: nothing to retrain"
+    assert list(outcome["ran"]) == ["ingest"]
+    with get_client(sync_client=True) as client:
+        said = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[quiet.state_details.flow_run_id])))}
+    assert "## Retraining: not retrained" in said["anipop-retrain"].data and "no new data, no drift" in said["anipop-retrain"].data
+    assert len(store.search_model_versions("name='anipop'")) == versions
 
 
 def test_failed_validation_fails_the_flow_with_data_docs_and_registers_nothing(harness, tmp_path):
