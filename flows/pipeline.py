@@ -18,10 +18,14 @@ import os
 import time
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
-from prefect.states import Failed
+from anipop.prefect_settings import quiet_local_prefect, startup_failure_line
 
-from anipop import orchestration as orch
+quiet_local_prefect()  # before Prefect is imported: it reads its settings once, at import
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.states import Failed  # noqa: E402
+
+from anipop import orchestration as orch  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -96,7 +100,13 @@ def main() -> None:
     problem = orch.project_problem(Path(args.project))
     if problem:
         raise SystemExit(f"error: {problem}")
-    state = pipeline(project_dir=args.project, refresh_ingest=args.refresh_ingest, return_state=True)
+    try:
+        state = pipeline(project_dir=args.project, refresh_ingest=args.refresh_ingest, return_state=True)
+    except RuntimeError as err:
+        line = startup_failure_line(err)
+        if line is None:
+            raise
+        raise SystemExit(line) from None
     if not state.is_completed():
         raise SystemExit(f"pipeline {state.name.lower()}: {state.message}")
 

@@ -17,12 +17,16 @@ import argparse
 import time
 from pathlib import Path
 
-from pipeline import run_stages  # flows/ is on sys.path both as a script and under Prefect's entrypoint loader
-from prefect import flow, get_run_logger, task
-from retrain import retrain
+from anipop.prefect_settings import quiet_local_prefect, startup_failure_line
 
-from anipop import orchestration as orch
-from anipop.monitoring import replay as rp
+quiet_local_prefect()  # before Prefect is imported: it reads its settings once, at import
+
+from pipeline import run_stages  # noqa: E402 - flows/ is on sys.path as a script and under Prefect's loader
+from prefect import flow, get_run_logger, task  # noqa: E402
+from retrain import retrain  # noqa: E402
+
+from anipop import orchestration as orch  # noqa: E402
+from anipop.monitoring import replay as rp  # noqa: E402
 
 
 @task(name="register-policy")
@@ -96,7 +100,13 @@ def main() -> None:
     problem = orch.project_problem(Path(args.project))
     if problem:
         raise SystemExit(f"error: {problem}")
-    state = replay(project_dir=args.project, return_state=True)
+    try:
+        state = replay(project_dir=args.project, return_state=True)
+    except RuntimeError as err:
+        line = startup_failure_line(err)
+        if line is None:
+            raise
+        raise SystemExit(line) from None
     if not state.is_completed():
         raise SystemExit(f"replay {state.name.lower()}: {state.message}")
 

@@ -75,6 +75,9 @@ class AnimeSpec:
     aired: tuple[int, int, int] = (2013, 4, 7)
     airing: bool = False  # airing shows have no end date; finished ones ended 90 days after they started
     adult: bool = False   # left out when the query has sfw
+    staff: list[tuple[str, list[str]]] = field(default_factory=lambda: [  # GET /anime/{id}/staff: name, positions
+        ("Maseba, Yutaka", ["Producer"]), ("Watanabe, Shinichiro", ["Director", "Script", "Storyboard"]),
+        ("Kanno, Yoko", ["Music"]), ("Kobayashi, Katsuyoshi", ["Sound Director"])])
 
     @property
     def started(self) -> date:
@@ -188,6 +191,16 @@ def anime_characters(spec: AnimeSpec) -> dict:
     ]}
 
 
+def anime_staff(spec: AnimeSpec) -> dict:
+    """GET /anime/{id}/staff as the OpenAPI description's `anime_staff` schema gives it: person (mal_id, url, images,
+    name "Family, Given") and positions."""
+    return {"data": [
+        {"person": {"mal_id": 7000 + i, "url": f"https://myanimelist.net/people/{7000 + i}",
+                    "images": {"jpg": {"image_url": f"{CDN}/voiceactors/1/{7000 + i}.jpg"}}, "name": name},
+         "positions": positions}
+        for i, (name, positions) in enumerate(spec.staff)]}
+
+
 def character_resource(spec: CharacterSpec) -> dict:
     """GET /characters/{id}: the character resource; `about` is null when MAL has no description.
 
@@ -226,7 +239,8 @@ class JikanMock:
 
 
 def mock_jikan(router: respx.MockRouter, specs: Sequence[AnimeSpec], base_url: str = BASE_URL) -> JikanMock:
-    """Register GET /anime (paged, `type` filtered), each anime's characters, each main character and portrait.
+    """Register GET /anime (paged, `type` filtered), each anime's characters and staff, each main character and
+    portrait.
 
     With a `limit` below len(specs) some routes stay uncalled: use respx.mock(assert_all_called=False) then.
     """
@@ -246,6 +260,9 @@ def mock_jikan(router: respx.MockRouter, specs: Sequence[AnimeSpec], base_url: s
         body = anime_characters(anime)
         mock.routes[key] = router.get(f"{base_url}/anime/{anime.mal_id}/characters").mock(
             side_effect=mock._serve(key, lambda request, body=body: httpx.Response(200, json=body)))
+        staff_key, staff_body = f"staff:{anime.mal_id}", anime_staff(anime)
+        mock.routes[staff_key] = router.get(f"{base_url}/anime/{anime.mal_id}/staff").mock(
+            side_effect=mock._serve(staff_key, lambda request, body=staff_body: httpx.Response(200, json=body)))
         for character in anime.characters:
             if character.role == "Main":  # nothing else may be fetched: respx rejects unmocked URLs
                 _mock_character(router, mock, character, base_url)

@@ -139,6 +139,18 @@ class ArtifactPaths:
         return self.reports_dir / "temporal_details.json"
 
     @property
+    def rolling_metrics(self) -> Path:
+        return self.reports_dir / "rolling.json"
+
+    @property
+    def rolling_details(self) -> Path:
+        return self.reports_dir / "rolling_details.json"
+
+    @property
+    def rolling_table(self) -> Path:
+        return self.reports_dir / "rolling.md"
+
+    @property
     def backtest_table(self) -> Path:
         return self.reports_dir / "backtest.md"
 
@@ -333,11 +345,30 @@ class ModelBundle:
     version: int = BUNDLE_VERSION
 
 
+def records_path(bundle_path: str | Path) -> Path:
+    """Where a bundle's track-record table lives: beside it, as data (anipop.track_records)."""
+    path = Path(bundle_path)
+    return path.with_name(f"{path.stem}.records.parquet")
+
+
 def save_bundle(bundle: ModelBundle, path: Path) -> None:
+    """The bundle (joblib) and, for a model with track records, their table beside it as a parquet file: data the
+    model reads (rows of scored anime), not state frozen inside the pickle, so it is inspectable and refreshed
+    with every retraining."""
     import joblib
 
-    with atomic_path(path) as tmp:
-        joblib.dump(bundle, tmp)
+    records = getattr(bundle.model, "records", None)
+    history = getattr(records, "history", None)
+    if history is not None:
+        with atomic_path(records_path(path)) as tmp:
+            history.to_parquet(tmp, index=False)
+        records.history = None
+    try:
+        with atomic_path(path) as tmp:
+            joblib.dump(bundle, tmp)
+    finally:
+        if history is not None:
+            records.history = history
 
 
 LEGACY_BUNDLE_KEYS = ("name", "model", "inputs", "input_type", "train_mean")
@@ -373,4 +404,10 @@ def load_bundle(path: str | Path) -> ModelBundle:
         found = getattr(bundle, "version", type(bundle).__name__)
         raise ValueError(f"{path}: not an anipop model bundle of version {BUNDLE_VERSION} (found {found}); "
                          f"retrain with `dvc repro train`")
+    records = getattr(bundle.model, "records", None)
+    if records is not None and records.history is None:
+        table = records_path(path)
+        if not table.exists():
+            raise ValueError(f"{path}: its track-record table {table} is missing; retrain with `dvc repro train`")
+        records.attach(pd.read_parquet(table))
     return bundle

@@ -21,7 +21,15 @@ import pandas as pd
 from anipop.artifacts import ArtifactPaths, MinMaxScaler
 from anipop.config import Params
 from anipop.franchise import first_year, hash_position
-from anipop.metrics import METRIC_NAMES, markdown_table, metrics_with_intervals_many, point_metrics
+from anipop.metrics import (
+    COMPARED_METRICS,
+    METRIC_NAMES,
+    comparison_lines,
+    markdown_table,
+    metrics_with_intervals_many,
+    paired_difference,
+    point_metrics,
+)
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.train import TrainingData, backtest_models, fit_model, input_type_of, model_kinds, resolve_kinds
 from anipop.utils import map_in_processes, worker_count, write_json, write_text
@@ -51,8 +59,35 @@ def fit_and_predict(params: Params, anime: pd.DataFrame, characters: pd.DataFram
         model, _ = fit_model(name, kinds, data)
         inputs = data.inputs_for(test["anime_id"], input_type_of(name), kinds)
         predictions[name] = np.clip(model.predict(inputs), 0.0, 1.0)
+    previous = params.evaluate.previous_recipe
+    if previous.enabled and params.train.model in predictions:
+        predictions[previous.name] = _previous_recipe_predictions(params, anime, characters, rows, targets, test)
     y_true = scaler.transform(test["score"].to_numpy(dtype=np.float64))
     return y_true, predictions, scaler.high - scaler.low
+
+
+def _previous_recipe_predictions(params: Params, anime: pd.DataFrame, characters: pd.DataFrame,
+                                 rows: dict[str, pd.DataFrame], targets: dict[str, np.ndarray],
+                                 test: pd.DataFrame) -> np.ndarray:
+    """The primary model refitted under evaluate.previous_recipe on the same rows: the recipe it replaces."""
+    before = params.previous_recipe_params()
+    data = TrainingData(before, anime, characters, rows, targets)
+    name = params.train.model
+    kinds = model_kinds(name, resolve_kinds(before.train.inputs, data))
+    model, _ = fit_model(name, kinds, data)
+    return np.clip(model.predict(data.inputs_for(test["anime_id"], input_type_of(name), kinds)), 0.0, 1.0)
+
+
+def previous_recipe_comparison(params: Params, y_true: np.ndarray, predictions: dict[str, np.ndarray],
+                               score_range: float) -> dict | None:
+    """Primary model minus its previous recipe on the same anime: paired bootstrap differences (same resamples)."""
+    cfg, previous = params.evaluate, params.evaluate.previous_recipe
+    if not previous.enabled or previous.name not in predictions or params.train.model not in predictions:
+        return None
+    now, before = predictions[params.train.model], predictions[previous.name]
+    return {"a": params.train.model, "b": previous.name,
+            **{metric: paired_difference(y_true, now, before, metric, cfg.bootstrap_samples, cfg.confidence,
+                                         params.seed, score_range) for metric in COMPARED_METRICS}}
 
 
 def fold_of(group_id: int, seed: int, repeat: int, folds: int) -> int:
@@ -151,7 +186,107 @@ def run_temporal(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) 
         result[part].update(metrics_with_intervals_many(  # every model on the same resamples
             y_true[mask], {name: predicted[mask] for name, predicted in predictions.items()}, score_range,
             cfg.bootstrap_samples, cfg.confidence, params.seed))
+    comparison = previous_recipe_comparison(params, y_true[new], {k: v[new] for k, v in predictions.items()},
+                                            score_range)
+    if comparison:
+        result["previous_recipe"] = comparison
     return result
+
+
+def rolling_jobs(anime: pd.DataFrame, first: int, last: int, seed: int) -> list[tuple[int, dict, pd.DataFrame, dict]]:
+    """(year, fit rows {train, val}, test rows, counts) of each rolling-origin year: fit on the franchises begun
+    before the year (anime aired before it), test on the anime that aired in the year of franchises begun in it."""
+    jobs = []
+    for year in range(first, last + 1):
+        rows, counts = temporal_rows(anime, year, seed)
+        test = rows["test"][rows["test"]["year"] == year]
+        if rows["train"].empty or len(test) < 3:
+            continue
+        jobs.append((year, {"train": rows["train"], "val": rows["val"]}, test,
+                     {"train": len(rows["train"]), "val": len(rows["val"]), "test": len(test),
+                      "test_franchises": int(test["group_id"].nunique())}))
+    return jobs
+
+
+def run_rolling(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) -> dict:
+    """Rolling origin: for each year from evaluate.rolling.first_year to last_year, every model and baseline
+    refitted on what came before and scored on that year's new franchises; per year and mean ± sd over years.
+
+    Why beside the single cut: one cut year is one draw; the years give a spread and show whether the gap to
+    cross-validation closes or widens, one year ahead, which is how a yearly retraining serves."""
+    cfg = params.evaluate.rolling
+    jobs = rolling_jobs(anime, cfg.first_year, cfg.last_year, params.seed)
+    fitted = map_in_processes(fit_and_predict, [(params, anime, characters, rows, test) for _, rows, test, _ in jobs],
+                              worker_count(params.evaluate.workers, len(jobs)))
+    years: dict[str, dict] = {}
+    per_model: dict[str, list[dict[str, float]]] = {}
+    for (year, _, _, counts), (y_true, predictions, score_range) in zip(jobs, fitted, strict=True):
+        scored = {name: point_metrics(y_true, predicted, score_range) for name, predicted in predictions.items()}
+        years[str(year)] = {"counts": counts, "models": scored}
+        for name, values in scored.items():
+            per_model.setdefault(name, []).append(values)
+        log.info("backtest: rolling origin %d: %d new-franchise anime, trained on %d", year, counts["test"],
+                 counts["train"])
+    summary = {name: {metric: {"mean": float(np.mean([v[metric] for v in values])),
+                               "sd": float(np.std([v[metric] for v in values], ddof=1)) if len(values) > 1 else 0.0}
+                      for metric in METRIC_NAMES}
+               for name, values in per_model.items()}
+    result = {"first_year": cfg.first_year, "last_year": cfg.last_year, "years": years, "models": summary}
+    previous = params.evaluate.previous_recipe
+    if previous.enabled and previous.name in summary and params.train.model in summary:
+        result["previous_recipe"] = _years_compared(years, params.train.model, previous.name)
+    return result
+
+
+def _years_compared(years: dict[str, dict], now: str, before: str) -> dict:
+    """now - before per metric over the rolling years: mean ± sd of the yearly differences and years better
+    (lower is better for the errors)."""
+    compared: dict = {"a": now, "b": before}
+    for metric in COMPARED_METRICS:
+        diffs = np.array([y["models"][now][metric] - y["models"][before][metric] for y in years.values()])
+        better = (diffs < 0) if metric.startswith("mae") else (diffs > 0)
+        compared[metric] = {"mean": float(diffs.mean()), "sd": float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0,
+                            "years_better": int(better.sum()), "years": len(diffs)}
+    return compared
+
+
+def rolling_table(rolling: dict) -> str:
+    """Per model: Spearman per year, then mean ± sd of Spearman, R² and MAE (1-10) over the years."""
+    years = list(rolling["years"])
+    lines = ["| model | " + " | ".join(years) + " | Spearman mean ± sd | R² mean ± sd | MAE (1-10) mean ± sd |",
+             "|---|" + "---|" * (len(years) + 3)]
+    for name, summary in rolling["models"].items():
+        per_year = [f"{rolling['years'][y]['models'][name]['spearman']:.3f}" if name in rolling["years"][y]["models"]
+                    else "—" for y in years]
+        lines.append(f"| {name} | " + " | ".join(per_year) + " | " + " | ".join(
+            f"{summary[m]['mean']:.3f} ± {summary[m]['sd']:.3f}" for m in ("spearman", "r2", "mae_1_10")) + " |")
+    counts = ", ".join(f"{y}: {rolling['years'][y]['counts']['test']}" for y in years)
+    return "\n".join(lines) + f"\n\nAnime scored per year (new franchises): {counts}.\n"
+
+
+def write_rolling(params: Params) -> dict:
+    """The rolling-origin stage: reports/rolling.json (metrics), rolling_details.json and rolling.md."""
+    paths = ArtifactPaths.of(params)
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
+    cfg = params.evaluate.rolling
+    if not cfg.enabled:
+        write_json(paths.rolling_metrics, {"enabled": False})
+        write_json(paths.rolling_details, {"skipped": "evaluate.rolling.enabled is false"})
+        write_text(paths.rolling_table, "The rolling-origin backtest is off (evaluate.rolling.enabled: false).\n")
+        return {"enabled": False}
+    rolling = run_rolling(params, anime, characters)
+    write_json(paths.rolling_metrics, {"years": len(rolling["years"]), **_points(rolling["models"])})
+    write_json(paths.rolling_details, rolling)
+    text = (f"# Rolling origin: each year from {cfg.first_year} to {cfg.last_year}, trained on what came before\n\n"
+            f"Every model and both baselines refitted per year on the anime of franchises begun before it (aired "
+            f"before it), scored on the anime aired in that year of franchises begun in it. Spearman per year; mean "
+            f"± sd over the years.\n\n{rolling_table(rolling)}"
+            + (f"\n## Against the previous recipe\n\n{comparison_lines(None, rolling)}"
+               if rolling.get("previous_recipe") else ""))
+    write_text(paths.rolling_table, text)
+    print(text)
+    return rolling
 
 
 def _cv_table(summary: dict) -> str:
@@ -215,6 +350,8 @@ def run_backtest(params: Params) -> dict:
                         f"anime of franchises that began in {temporal['cut_year']} or later. {c['sequels']} later "
                         f"sequels of older franchises are scored apart; {c['undated']} undated anime left out.\n\n"
                         f"### New franchises\n\n{markdown_table(temporal['models'])}"
+                        + (f"\n### Against the previous recipe (paired bootstrap, same anime)\n\n"
+                           f"{comparison_lines(temporal, None)}" if temporal.get("previous_recipe") else "")
                         + (f"\n### Sequels of pre-{temporal['cut_year']} franchises (not a pitch for a new show)\n\n"
                            f"{markdown_table(temporal['sequels'])}" if temporal["sequels"] else ""))
     else:

@@ -119,6 +119,14 @@ def backtest(params: Path = ParamsOption) -> None:
     _run(run_backtest, _params(params))
 
 
+@app.command()
+def rolling(params: Path = ParamsOption) -> None:
+    """Rolling-origin backtest: each year's new franchises, every model refitted on what came before."""
+    from anipop.backtest import write_rolling
+
+    _run(write_rolling, _params(params))
+
+
 @app.command("paper-mode")
 def paper_mode(params: Path = ParamsOption) -> None:
     """The paper's setup on our data with each of its flaws switched on and off (reports/paper_mode.md)."""
@@ -237,10 +245,12 @@ def replay(params: Path = ParamsOption,
                                             "the README block from reports/replay.json (nothing retrained)")) -> None:
     """Replay the scheduled retraining over history (replay.start..end by replay.every) in a workspace and registry
     of its own; writes reports/replay.{json,md} and reports/plots/replay.png."""
-    from anipop.orchestration import load_flow, quiet_local_prefect
+    from anipop.prefect_settings import quiet_local_prefect
+
+    quiet_local_prefect()  # before Prefect is imported (by anipop.orchestration): it reads its settings once
+    from anipop.orchestration import load_flow
 
     loaded = _params(params)
-    quiet_local_prefect()
     if report_only:
         from anipop.monitoring.replay_report import replay_paths, run_replay_report
 
@@ -270,7 +280,10 @@ def predict(
     studios: str = typer.Option(None, "--studios", help="comma-separated; an unknown studio is fine"),
     producers: str = typer.Option(None, "--producers", help="comma-separated"),
     rating: str = typer.Option(None, "--rating", help="age rating, e.g. 'PG-13 - Teens 13 or older'"),
+    staff: str = typer.Option(None, "--staff", help="key staff, comma-separated names, e.g. 'Shinichiro Watanabe'"),
+    cast: str = typer.Option(None, "--cast", help="voice cast, comma-separated names"),
     year: str = typer.Option(None, "--year", help="planned first-air year, e.g. 2027"),
+    duration: str = typer.Option(None, "--duration", help="planned minutes an episode (or the film) runs, e.g. 24"),
     model_uri: str = typer.Option(None, "--model-uri", help="default: models:/<registry.model_name>@champion"),
     params: Path = ParamsOption,
 ) -> None:
@@ -302,7 +315,7 @@ def predict(
             metadata = {name: [value] for name, value in (
                 ("genres", genres), ("themes", themes), ("type", anime_type), ("source", source),
                 ("demographic", demographic), ("studios", studios), ("producers", producers), ("rating", rating),
-                ("year", year)) if value is not None}
+                ("staff", staff), ("cast", cast), ("year", year), ("duration", duration)) if value is not None}
             pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)],
                                                        **metadata}), base=Path.cwd())
         parsed = parse_pitches(pitches, PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars))  # fail early

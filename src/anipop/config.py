@@ -27,6 +27,17 @@ class _Strict(BaseModel):
     # extra="forbid": an unknown key is an error, never silently ignored.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickled byte for byte alike in every process: pydantic keeps the names of the fields set as a `set`,
+        whose order follows the per-process string hash seed, so a saved model (which holds its settings) got
+        other bytes at each run and the registry saw a new model. Sorted here, a set again on loading."""
+        state = super().__getstate__()
+        state["__pydantic_fields_set__"] = sorted(state["__pydantic_fields_set__"])
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__({**state, "__pydantic_fields_set__": set(state["__pydantic_fields_set__"])})
+
 
 class Paths(_Strict):
     raw_dir: Path
@@ -85,6 +96,9 @@ class IngestParams(_Strict):
     local_path: Path
     characters_dir: Path | None = None  # local source: characters.csv.gz + portraits/; None = anime only
     limit: int | None = Field(default=None, ge=1)
+    # key staff kept as the pitch field `staff` (MAL's role names); the cast (voice actors) is kept whole
+    staff_roles: tuple[str, ...] = ("Director", "Series Composition", "Script", "Character Design", "Music",
+                                    "Original Creator")
     # the data as it stood on a date (anipop.sources.as_of): only anime first aired score_lag_days before it
     as_of: date | None = None
     score_lag_days: int = Field(default=90, ge=0)
@@ -215,6 +229,18 @@ class BenchmarkParams(_Strict):
     alpha: float = Field(default=1.0, gt=0)          # ridge penalty of the benchmark's linear regressor
 
 
+class TrackRecordParams(_Strict):
+    """Track records as pitch-model features (anipop.track_records): each value's record before the row's year."""
+
+    enabled: bool = True
+    fields: tuple[MetadataField, ...] = ("studios", "producers", "source", "genres", "themes", "demographic", "type",
+                                         "rating", "staff")
+    shrink: float = Field(default=10.0, ge=0)      # a value's mean is shrunk towards the history's, as if it had this
+                                                   # many more anime at that mean
+    recent_years: int = Field(default=5, ge=1)     # the recent record: the anime of these last years only
+    relative: bool = False                         # records of scores minus their year's mean
+
+
 class PitchModelParams(_Strict):
     """Models over the synopsis and the pitch metadata (anipop.pitch_models); see params.yaml for each knob."""
 
@@ -224,6 +250,7 @@ class PitchModelParams(_Strict):
     tfidf_max_features: int = Field(default=30000, ge=1)
     text_alpha: float = Field(default=3.0, gt=0)       # ridge on the synopsis TF-IDF
     embedding_alpha: float = Field(default=10.0, gt=0)  # ridge on the synopsis embedding
+    text_neighbours: int = Field(default=0, ge=0)  # k nearest training synopses' score (embedding); 0 = off
     linear_alpha: float = Field(default=3.0, gt=0)     # meta_ridge: one ridge over TF-IDF + multi-hot
     stack_folds: int = Field(default=5, ge=2)          # grouped inner folds of the out-of-fold text predictions
     gbm_learning_rate: float = Field(default=0.05, gt=0, le=1)  # LightGBM
@@ -232,6 +259,10 @@ class PitchModelParams(_Strict):
     gbm_min_child_samples: int = Field(default=20, ge=1)
     gbm_l2: float = Field(default=1.0, ge=0)
     gbm_colsample: float = Field(default=0.5, gt=0, le=1)
+    gbm_subsample: float = Field(default=0.8, gt=0, le=1)   # rows each tree sees
+    gbm_seeds: int = Field(default=3, ge=1)                  # fits averaged, each with its own seed
+    track_records: TrackRecordParams = TrackRecordParams()
+    fit_rows: Literal["train", "train_val"] = "train"  # the pitch models need no early stopping: val rows can train
     blend_linear: float = Field(default=0.3, ge=0, le=1)  # pitch_stack: weight of meta_ridge beside the GBM
     character_feature: bool = True   # pitch_gbm and pitch_stack add a character correction (pitch_models)
     character_alpha: float = Field(default=100.0, gt=0)  # its ridge on the aggregated character blocks
@@ -307,12 +338,40 @@ class TemporalParams(_Strict):
     cut_year: int = Field(default=2018, ge=1900, le=2100)
 
 
+class RollingParams(_Strict):
+    """The rolling-origin backtest (anipop.backtest.run_rolling): one fit per year, scored on its new franchises."""
+
+    enabled: bool = True
+    first_year: int = Field(default=2012, ge=1900, le=2100)
+    last_year: int = Field(default=2022, ge=1900, le=2100)
+
+    @model_validator(mode="after")
+    def _order(self) -> "RollingParams":
+        if self.last_year < self.first_year:
+            raise ValueError(f"last_year {self.last_year} is before first_year {self.first_year}")
+        return self
+
+
+class PreviousRecipeParams(_Strict):
+    """The champion's previous recipe, refitted beside it on every backtest split (CV folds, the temporal cut, each
+    rolling-origin year) so a recipe change is judged on the same anime: what the new one gains, with intervals.
+
+    overrides: dotted params keys (as `dvc exp run -S` takes them) that turn today's recipe into the previous one.
+    """
+
+    enabled: bool = True
+    name: str = "pitch_stack_before"   # how the refitted previous recipe is shown beside the models
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
 class EvaluateParams(_Strict):
     bootstrap_samples: int = Field(default=1000, ge=0)
     confidence: float = Field(default=0.95, gt=0, lt=1)
     cv_folds: int = Field(default=5, ge=0)   # franchise-grouped K-fold CV over train+val; 0 = off
     cv_repeats: int = Field(default=1, ge=1)  # reshuffled group-to-fold assignments (K x repeats fits per model)
     temporal: TemporalParams = TemporalParams()
+    rolling: RollingParams = RollingParams()
+    previous_recipe: PreviousRecipeParams = PreviousRecipeParams()
     workers: int = Field(default=0, ge=0)  # processes for CV folds (0: one per CPU); no figure changes
 
     @model_validator(mode="after")
@@ -517,6 +576,38 @@ class Params(_Strict):
     orchestration: OrchestrationParams = OrchestrationParams()
     paper_mode: PaperModeParams = PaperModeParams()
     field_ablation: FieldAblationParams = FieldAblationParams()
+
+    @model_validator(mode="after")
+    def _previous_recipe(self) -> "Params":
+        """A previous recipe whose overrides name no key, or give a bad value, fails when params.yaml is read."""
+        if self.evaluate.previous_recipe.enabled:
+            self.previous_recipe_params()
+        return self
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Params":
+        """These params with dotted keys replaced, validated again (a typo'd key raises ValueError)."""
+        raw = self.model_dump(mode="json")
+        for dotted, value in overrides.items():
+            set_dotted(raw, dotted, value)
+        return Params.model_validate(raw)
+
+    def previous_recipe_params(self) -> "Params":
+        """The params of evaluate.previous_recipe: today's with its overrides (and no previous recipe of its own)."""
+        return self.with_overrides({**self.evaluate.previous_recipe.overrides,
+                                    "evaluate.previous_recipe.enabled": False})
+
+
+def set_dotted(tree: dict, dotted: str, value: object) -> None:
+    """tree['a']['b'] = value for 'a.b' (keys as `dvc exp run -S` takes them); the key must already exist."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for key in parents:
+        if not isinstance(node.get(key), dict):
+            raise ValueError(f"{dotted!r} names no section of params.yaml")
+        node = node[key]
+    if leaf not in node:
+        raise ValueError(f"{dotted!r} is not a key of params.yaml")
+    node[leaf] = value
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:

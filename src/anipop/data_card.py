@@ -20,7 +20,9 @@ _SOURCES = """\
 _PITCH_TIME = """\
 Inputs are limited to what a pitch has before production: synopsis, main characters, portraits, and the pitch
 metadata decided before the big money is spent: genres, themes, format (`type`: TV, Movie, OVA, ONA...), source
-material, target demographic, studios, producers, age rating and the planned first-air year. Never members,
+material, target demographic, studios, producers, age rating, key staff (director, series composition, script,
+character design, music, original creator), the voice cast and the planned first-air year. MAL's "Award Winning"
+genre is given after a show wins an award: it is dropped. Never members,
 favorites, rank, popularity (counted after release), episode counts (a long-running show gets more episodes
 *because* it is popular) or licensors (foreign distributors license shows that already did well), and never
 scraping artefacts: source credits such as "(Source: ANN)" are stripped from every text, at training and at
@@ -99,6 +101,13 @@ def _metadata_coverage(anime: pd.DataFrame) -> list[str]:
     return [f"- Pitch metadata given (share of kept anime): {', '.join(shares)}."] if shares else []
 
 
+def _post_release_line(dropped: dict | None) -> list[str]:
+    if not dropped:
+        return []
+    return ["- Dropped as known only after release (no pitch has them): "
+            + ", ".join(f"{value} ({count} anime)" for value, count in dropped.items()) + "."]
+
+
 def _as_of_section(view: dict | None) -> list[str]:
     """The as-of view's counts (ingest.as_of), and the warning that the scores are not of that date."""
     if not view:
@@ -126,6 +135,7 @@ def render_data_card(params: Params, report: dict, anime: pd.DataFrame) -> str:
         f"- Score of the kept anime: mean {scores.mean():.2f}, sd {scores.std():.2f}, "
         f"5/25/50/75/95 % quantiles {quantiles}.",
         *_metadata_coverage(anime),
+        *_post_release_line(report.get("post_release_values_dropped")),
         *_as_of_section(report.get("as_of")),
         "", "## Franchise groups", "",
         f"{franchises['groups']} groups; {franchises['anime_in_multi_anime_groups']} anime share theirs with another. "

@@ -70,6 +70,11 @@ def _cv_summary(paths: ArtifactPaths) -> dict | None:
     return read_json(paths.cv_details).get("models") if paths.cv_details.exists() else None
 
 
+def _rolling_summary(paths: ArtifactPaths) -> dict | None:
+    """The rolling stage's mean and sd over years per model (reports/rolling_details.json), when it ran."""
+    return read_json(paths.rolling_details).get("models") if paths.rolling_details.exists() else None
+
+
 def _points(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
     return {name: round(entry["value"], 6) for name, entry in metrics.items()}
 
@@ -130,10 +135,12 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
 
         extras = [paths.metrics, paths.ablation, paths.intervals, paths.calibration, paths.metrics_table, *plots,
                   paths.embeddings_manifest, paths.train_report]
-        backtests = [path for path in (paths.backtest_table, paths.cv_metrics, paths.temporal_metrics) if path.exists()]
+        backtests = [path for path in (paths.backtest_table, paths.cv_metrics, paths.temporal_metrics,
+                                       paths.rolling_table, paths.rolling_metrics) if path.exists()]
         named = {label: mlflow_label(label) for label in scored}  # a baseline's child is named by it alone
         summary["mlflow_run_id"] = log_evaluation_runs(  # the parent run; one child per input set and model
             params, {named[label]: values for label, values in scored.items()}, cv=_cv_summary(paths),
+            rolling=_rolling_summary(paths),
             predictions=predictions.rename(columns=named), artifacts=[*extras, *backtests],
             test_rows=len(predictions))["parent_run_id"]
     return summary

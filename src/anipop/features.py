@@ -21,6 +21,7 @@ from anipop.input_kinds import (  # noqa: F401 - the kinds and input sets, read 
     ALL_INPUTS,
     ANIME_KINDS,
     CHARACTER_KINDS,
+    DURATION_FIELD,
     IMAGE_KIND,
     INPUT_SETS,
     KINDS,
@@ -28,7 +29,7 @@ from anipop.input_kinds import (  # noqa: F401 - the kinds and input sets, read 
     RAW_INPUT,
     TEXT_KIND,
 )
-from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, fields_with_values, table_values, table_years
+from anipop.metadata import METADATA_FIELDS, fields_with_values, table_durations, table_values, table_years
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ class PitchInputs:
     metadata: dict[str, list[list[str]]] = field(default_factory=dict)
     groups: np.ndarray | None = None  # franchise ids (training rows only): the inner folds keep them whole
     year: np.ndarray | None = None    # planned first-air year per row, NaN where not given
+    duration: np.ndarray | None = None  # planned minutes an episode (or the film) runs, NaN where not given
     characters: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (n, d + 1); absent: no characters
 
     def __len__(self) -> int:
@@ -215,6 +217,7 @@ class PitchInputs:
                            metadata={f: [v[i] for i in rows] for f, v in self.metadata.items()},
                            groups=None if self.groups is None else self.groups[rows],
                            year=None if self.year is None else self.year[rows],
+                           duration=None if self.duration is None else self.duration[rows],
                            characters={kind: block[rows] for kind, block in self.characters.items()})
 
     def values(self, field_name: str) -> list[list[str]]:
@@ -223,6 +226,9 @@ class PitchInputs:
 
     def years(self) -> np.ndarray:
         return np.full(len(self), np.nan) if self.year is None else np.asarray(self.year, dtype=float)
+
+    def durations(self) -> np.ndarray:
+        return np.full(len(self), np.nan) if self.duration is None else np.asarray(self.duration, dtype=float)
 
 
 def pitch_kinds_available(anime: pd.DataFrame, wanted, enabled_fields, embeddings_dir: str | Path | None = None,
@@ -252,4 +258,6 @@ def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kin
     return PitchInputs(synopsis=synopsis, embedding=embedding,
                        metadata={f: table_values(table, f) for f in kinds if f in METADATA_FIELDS},
                        groups=table["group_id"].to_numpy() if "group_id" in table else None,
-                       year=table_years(table) if YEAR_FIELD in kinds else None, characters=characters)
+                       # the year is also what track records are cut at, so it is given whether or not it is a feature
+                       year=table_years(table), characters=characters,
+                       duration=table_durations(table) if DURATION_FIELD in kinds else None)

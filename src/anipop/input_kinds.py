@@ -30,10 +30,13 @@ class InputKind:
 
 
 # pitch metadata (anipop.metadata parses and encodes it): several values per anime, or one
-LIST_FIELDS = ("genres", "themes", "demographic", "studios", "producers")
+LIST_FIELDS = ("genres", "themes", "demographic", "studios", "producers", "staff", "cast")
 SINGLE_FIELDS = ("type", "source", "rating")
-METADATA_FIELDS = ("genres", "themes", "type", "source", "demographic", "studios", "producers", "rating")
+METADATA_FIELDS = ("genres", "themes", "type", "source", "demographic", "studios", "producers", "rating", "staff",
+                   "cast")
 YEAR_FIELD = "year"  # numeric: the planned first-air year (data: `premiered`)
+DURATION_FIELD = "duration"  # numeric: the planned minutes an episode (or the film) runs: the format's budget line
+NUMERIC_FIELDS = (YEAR_FIELD, DURATION_FIELD)
 
 KINDS: dict[str, InputKind] = {kind.name: kind for kind in (
     InputKind("synopsis", "anime", "text", "synopsis"),
@@ -42,6 +45,7 @@ KINDS: dict[str, InputKind] = {kind.name: kind for kind in (
     InputKind("portrait", "character", "image", "portrait_path"),
     *(InputKind(field, "anime", "metadata", field) for field in METADATA_FIELDS),
     InputKind(YEAR_FIELD, "anime", "metadata", "premiered"),
+    InputKind(DURATION_FIELD, "anime", "metadata", "duration"),
 )}
 
 EMBEDDED_KINDS = tuple(name for name, kind in KINDS.items() if kind.embedded)  # the embed step's outputs

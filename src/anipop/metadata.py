@@ -15,10 +15,8 @@ column, an absent field as its `<missing>` column, so a synopsis-only pitch is s
 
 from __future__ import annotations
 
-import ast
 import difflib
 import html
-import json
 from collections import Counter
 from collections.abc import Iterable
 
@@ -26,12 +24,14 @@ import numpy as np
 import pandas as pd
 
 from anipop.input_kinds import (  # noqa: F401 - the field names are input kinds: named in that registry
+    DURATION_FIELD,
     LIST_FIELDS,
     METADATA_FIELDS,
     PITCH_METADATA_KINDS,
     SINGLE_FIELDS,
     YEAR_FIELD,
 )
+from anipop.literal_lists import ListSyntaxError, parse_text_list
 
 YEAR_RANGE = (1900, 2100)
 SEPARATOR = ", "  # how list fields are stored in the raw and prepared tables (ingest's parse_name_list)
@@ -39,8 +39,15 @@ SEPARATOR = ", "  # how list fields are stored in the raw and prepared tables (i
 MISSING_VALUES = frozenset({"", "n/a", "na", "nan", "none", "null", "unknown", "not_exist", "?", "-",
                             "none found, add some", "none found", "add some"})
 UNKNOWN, MISSING = "<unknown>", "<missing>"
+# Values MAL gives only after release: the "Award Winning" genre is added once a show wins an award (mean score
+# 7.40 against 6.60), so no pitch can know it. Dropped from the training data and from every pitch (with a note).
+POST_RELEASE_VALUES: dict[str, frozenset[str]] = {"genres": frozenset({"Award Winning"})}
 MAX_VALUES_PER_FIELD = 50     # a pitch naming more genres or studios than this is not a pitch
 MAX_VALUE_CHARS = 200
+# the longest text a valid field can be (its values, their separators, quotes and brackets, some spacing) and the
+# most raw items before deduplication: checked before any parsing, so a field's cost is bounded whatever is sent
+MAX_FIELD_CHARS = MAX_VALUES_PER_FIELD * (MAX_VALUE_CHARS + 8) + 64
+MAX_RAW_ITEMS = 4 * MAX_VALUES_PER_FIELD
 
 
 class MetadataError(ValueError):
@@ -66,18 +73,16 @@ def parse_values(field: str, value: object) -> list[str]:
     if _is_missing(value):
         return []
     if isinstance(value, str):
+        # every bound before any parsing: the work below is then linear in a few kilobytes at most
+        if len(value) > MAX_FIELD_CHARS:
+            raise MetadataError(f"field {field!r}: {len(value):,} characters (limit {MAX_FIELD_CHARS:,}: "
+                                f"{MAX_VALUES_PER_FIELD} values of {MAX_VALUE_CHARS} characters)")
         text = value.strip()
         if text.startswith("["):
             try:
-                parsed = json.loads(text)
-            except (json.JSONDecodeError, RecursionError):
-                try:
-                    parsed = ast.literal_eval(text)
-                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
-                    raise MetadataError(f"field {field!r}: malformed list {text[:40]!r}") from err
-            if not isinstance(parsed, list):
-                raise MetadataError(f"field {field!r}: not a list: {text[:40]!r}")
-            items = parsed
+                items = parse_text_list(text)
+            except ListSyntaxError as err:
+                raise MetadataError(f"field {field!r}: malformed list {text[:40]!r} ({err})") from None
         elif field in SINGLE_FIELDS:
             items = [text]
         else:
@@ -86,17 +91,25 @@ def parse_values(field: str, value: object) -> list[str]:
         items = list(value)
     else:
         raise MetadataError(f"field {field!r}: expected text or a list of texts, got {type(value).__name__}")
-    cleaned: list[str] = []
+    if len(items) > MAX_RAW_ITEMS:
+        raise MetadataError(f"field {field!r}: {len(items):,} items (limit {MAX_VALUES_PER_FIELD} values)")
+    seen: dict[str, None] = {}  # insertion-ordered set: deduplication in linear time
     for item in items:
         if _is_missing(item):
             continue
         if not isinstance(item, str):
             raise MetadataError(f"field {field!r}: expected text items, got {type(item).__name__}")
+        if len(item) > MAX_FIELD_CHARS:
+            raise MetadataError(f"field {field!r}: a value of {len(item):,} characters (limit {MAX_VALUE_CHARS})")
         text = " ".join(html.unescape(item).split())
         if len(text) > MAX_VALUE_CHARS:
             raise MetadataError(f"field {field!r}: a value of {len(text)} characters (limit {MAX_VALUE_CHARS})")
-        if text and text not in cleaned:
-            cleaned.append(text)
+        if text:
+            seen[text] = None
+            if len(seen) > MAX_VALUES_PER_FIELD:
+                raise MetadataError(f"field {field!r}: more than {MAX_VALUES_PER_FIELD} values "
+                                    f"(limit {MAX_VALUES_PER_FIELD})")
+    cleaned = list(seen)
     if len(cleaned) > MAX_VALUES_PER_FIELD:
         raise MetadataError(f"field {field!r}: {len(cleaned)} values (limit {MAX_VALUES_PER_FIELD})")
     if field in SINGLE_FIELDS and len(cleaned) > 1:
@@ -119,6 +132,32 @@ def parse_year(value: object) -> float | None:
     return year
 
 
+DURATION_RANGE = (0.1, 600.0)  # minutes: a 6-second spot to a 10-hour film
+
+
+def parse_duration_minutes(value: object) -> float | None:
+    """A pitch's planned runtime of an episode (or of the film), in minutes; missing -> None."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, bool):
+        raise MetadataError(f"field {DURATION_FIELD!r}: expected minutes, got {type(value).__name__}")
+    try:
+        minutes = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise MetadataError(f"field {DURATION_FIELD!r}: expected minutes such as 24, got {str(value)[:40]!r}") from None
+    if not DURATION_RANGE[0] <= minutes <= DURATION_RANGE[1]:
+        raise MetadataError(f"field {DURATION_FIELD!r}: {str(value)[:40]!r} is not minutes in "
+                            f"{DURATION_RANGE[0]}-{DURATION_RANGE[1]:.0f}")
+    return minutes
+
+
+def table_durations(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's runtime in minutes (NaN where unknown)."""
+    if DURATION_FIELD not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[DURATION_FIELD], errors="coerce").astype(float).to_numpy()
+
+
 def table_years(frame: pd.DataFrame) -> np.ndarray:
     """The first-air year of each row of a prepared table (from `premiered`), NaN where unknown."""
     if "premiered" not in frame.columns:
@@ -126,19 +165,28 @@ def table_years(frame: pd.DataFrame) -> np.ndarray:
     return pd.to_numeric(frame["premiered"].astype("string").str[:4], errors="coerce").astype(float).to_numpy()
 
 
+def pitch_time_values(field: str, values: list[str]) -> tuple[list[str], list[str]]:
+    """(the values a pitch can know, the post-release ones dropped from them)."""
+    late = POST_RELEASE_VALUES.get(field, frozenset())
+    return [v for v in values if v not in late], [v for v in values if v in late]
+
+
 def stored(values: list[str]) -> str | None:
     """The table form of a parsed field: values joined by SEPARATOR, None when empty."""
     return SEPARATOR.join(values) or None
 
 
-def parse_table(anime: pd.DataFrame, fields: Iterable[str] = METADATA_FIELDS) -> tuple[pd.DataFrame, list[dict]]:
+def parse_table(anime: pd.DataFrame, fields: Iterable[str] = METADATA_FIELDS,
+                dropped: dict[str, int] | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """Normalise the metadata columns of an anime table; return (table, problems).
 
     A value that cannot be parsed becomes missing for that anime (the anime keeps its synopsis and score) and is
-    reported as a problem {anime_id, field, value, reason}, which prepare quarantines with the reason.
+    reported as a problem {anime_id, field, value, reason}, which prepare quarantines with the reason. Post-release
+    values (POST_RELEASE_VALUES) are dropped; `dropped` counts the anime that lost one, per "field: value".
     """
     out = anime.copy()
     problems: list[dict] = []
+    dropped = {} if dropped is None else dropped
     for field in fields:
         if field not in out.columns:
             out[field] = None
@@ -146,7 +194,10 @@ def parse_table(anime: pd.DataFrame, fields: Iterable[str] = METADATA_FIELDS) ->
         column = []
         for anime_id, value in zip(out["anime_id"], out[field], strict=True):
             try:
-                column.append(stored(parse_values(field, None if pd.isna(value) else value)))
+                kept, late = pitch_time_values(field, parse_values(field, None if pd.isna(value) else value))
+                for item in late:
+                    dropped[f"{field}: {item}"] = dropped.get(f"{field}: {item}", 0) + 1
+                column.append(stored(kept))
             except MetadataError as err:
                 problems.append({"anime_id": int(anime_id), "field": field, "value": str(value)[:200],
                                  "reason": str(err)})
@@ -169,6 +220,8 @@ def fields_with_values(frame: pd.DataFrame, wanted: Iterable[str]) -> list[str]:
     present = [f for f in wanted if f in METADATA_FIELDS and f in frame.columns and frame[f].notna().any()]
     if YEAR_FIELD in wanted and not np.isnan(table_years(frame)).all():
         present.append(YEAR_FIELD)
+    if DURATION_FIELD in wanted and not np.isnan(table_durations(frame)).all():
+        present.append(DURATION_FIELD)
     return present
 
 

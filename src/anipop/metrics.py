@@ -6,7 +6,7 @@ import numpy as np
 
 # Every metric a run reports, in table order, with its direction: the registry promotes on one of them, the
 # config accepts only these names, and the tables print them in this order.
-METRICS: dict[str, str] = {"mse": "lower", "mae": "lower", "rmse_1_10": "lower", "r2": "higher",
+METRICS: dict[str, str] = {"mse": "lower", "mae": "lower", "mae_1_10": "lower", "rmse_1_10": "lower", "r2": "higher",
                            "pearson": "higher", "spearman": "higher", "kendall": "higher"}
 METRIC_NAMES = tuple(METRICS)
 LOWER_IS_BETTER = frozenset(name for name, direction in METRICS.items() if direction == "lower")
@@ -27,6 +27,7 @@ def point_metrics(y_true: np.ndarray, y_pred: np.ndarray, score_range: float) ->
     return {
         "mse": mse,
         "mae": float(np.mean(np.abs(error))),
+        "mae_1_10": float(np.mean(np.abs(error)) * score_range),  # points on MAL's scale, as public figures are
         "rmse_1_10": float(np.sqrt(mse) * score_range),
         "r2": float(1 - np.sum(error**2) / total) if total > 0 and np.ptp(y_true) > 0 else 0.0,
         "pearson": 0.0 if constant else float(stats.pearsonr(y_true, y_pred)[0]),
@@ -124,6 +125,7 @@ def bootstrap_draws(y_true: np.ndarray, y_pred: np.ndarray, score_range: float, 
     return {
         "mse": mse,
         "mae": counts @ np.abs(error) / n,
+        "mae_1_10": counts @ np.abs(error) / n * score_range,
         "rmse_1_10": np.sqrt(mse) * score_range,
         "r2": r2,
         "pearson": np.where(constant, 0.0, _weighted_pearson(y_true, y_pred, counts)),
@@ -158,6 +160,24 @@ def metrics_with_intervals_many(y_true: np.ndarray, predictions: dict[str, np.nd
     return results
 
 
+def paired_difference(y_true: np.ndarray, first: np.ndarray, second: np.ndarray, metric: str, samples: int,
+                      confidence: float, seed: int, score_range: float = 1.0) -> dict[str, float]:
+    """first - second on `metric`, with a percentile interval over resamples shared by both (paired): far
+    narrower than comparing two separate intervals, since both models meet the same hard and easy rows."""
+    y = np.asarray(y_true, float)
+    first, second = np.asarray(first, float), np.asarray(second, float)
+    value = point_metrics(y, first, score_range)[metric] - point_metrics(y, second, score_range)[metric]
+    if samples <= 0 or len(y) < 2:
+        return {"value": float(value)}
+    picks = bootstrap_picks(len(y), samples, seed)
+    counts = copy_counts(picks, len(y)) if len(y) <= DENSE_BOOTSTRAP_MAX_ROWS else None
+    draws = (bootstrap_draws(y, first, score_range, picks, counts)[metric]
+             - bootstrap_draws(y, second, score_range, picks, counts)[metric])
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return {"value": float(value), "low": float(low), "high": float(high)}
+
+
 def markdown_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     """One row per model: each metric as 'value [low, high]' (the evaluation report and the model card)."""
     header = "| model | " + " | ".join(METRIC_NAMES) + " |"
@@ -170,3 +190,23 @@ def markdown_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
             cells.append(f"{entry['value']:.4f}{interval}")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+COMPARED_METRICS = ("spearman", "r2", "mae_1_10")  # a model against its previous recipe, paired
+
+
+def comparison_lines(temporal: dict | None, rolling: dict | None) -> str:
+    """Markdown: the primary model against its previous recipe on the temporal cut (paired bootstrap interval)
+    and over the rolling years (mean ± sd of the yearly differences, years better)."""
+    lines = []
+    if temporal and temporal.get("previous_recipe"):
+        c = temporal["previous_recipe"]
+        cells = ", ".join(f"{m} {c[m]['value']:+.3f}" + (f" [{c[m]['low']:+.3f}, {c[m]['high']:+.3f}]" if "low" in c[m]
+                                                          else "") for m in COMPARED_METRICS)
+        lines.append(f"- temporal cut {temporal['cut_year']}, {c['a']} - {c['b']} on the same anime: {cells}")
+    if rolling and rolling.get("previous_recipe"):
+        c = rolling["previous_recipe"]
+        cells = ", ".join(f"{m} {c[m]['mean']:+.3f} ± {c[m]['sd']:.3f} (better in {c[m]['years_better']}/"
+                          f"{c[m]['years']} years)" for m in COMPARED_METRICS)
+        lines.append(f"- rolling origin, {c['a']} - {c['b']} per year: {cells}")
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -56,8 +56,10 @@ def model_requirements() -> list[str]:
     return pinned
 
 
-def child_metrics(metrics: Mapping[str, Mapping[str, float]], cv: Mapping | None = None) -> dict[str, float]:
-    """{'spearman': {'value', 'low', 'high'}} -> spearman, spearman_ci_low, spearman_ci_high; CV as cv_<...>.
+def child_metrics(metrics: Mapping[str, Mapping[str, float]], cv: Mapping | None = None,
+                  rolling: Mapping | None = None) -> dict[str, float]:
+    """{'spearman': {'value', 'low', 'high'}} -> spearman, spearman_ci_low, spearman_ci_high; CV as cv_<...>,
+    the rolling origin's mean and sd over years as rolling_<...>.
 
     CV results are flattened whatever their nesting ({'spearman': {'mean': .., 'sd': ..}} -> cv_spearman_mean),
     so a new statistic is a new key, not a code change. Non-numbers (fold lists, notes) are not metrics.
@@ -69,9 +71,10 @@ def child_metrics(metrics: Mapping[str, Mapping[str, float]], cv: Mapping | None
                 flat[f"{name}{INTERVAL_SUFFIXES.get(part, f'_{part}')}"] = float(number)
         elif isinstance(entry, (int, float)):
             flat[name] = float(entry)
-    for key, value in flatten(dict(cv or {}), "cv.").items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[key.replace(".", "_")] = float(value)
+    for prefix, found in (("cv.", cv), ("rolling.", rolling)):
+        for key, value in flatten(dict(found or {}), prefix).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                flat[key.replace(".", "_")] = float(value)
     return flat
 
 
@@ -236,11 +239,14 @@ def _train_runs(params: Params) -> tuple[dict, dict[str, dict]]:
 
 def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mapping[str, float]]], *,
                         cv: Mapping[str, Mapping] | None = None, predictions: pd.DataFrame | None = None,
-                        artifacts: Iterable[Path] = (), test_rows: int | None = None) -> dict:
+                        artifacts: Iterable[Path] = (), test_rows: int | None = None,
+                        rolling: Mapping[str, Mapping] | None = None) -> dict:
     """One parent run, one nested child per label of `results`; write reports/mlflow_runs.json; return it.
 
     results: label ('input_set/model', or a bare baseline name such as 'train_mean') -> metric -> {value,
-    low, high}. cv: label (or model name) -> any nesting of CV statistics. predictions: column 'true' and
+    low, high}. cv, rolling: model name -> any nesting of the backtests' statistics, which were measured on the main
+    input set: only the main set's children and the baselines carry them (an ablation child never shows another
+    input set's figures). predictions: column 'true' and
     one column per label, normalised scores of the test split (for each child's plot). artifacts: report
     files logged on the parent.
     """
@@ -274,7 +280,9 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
                                    "inputs": "+".join(run.get("kinds", [])) or "none", "seed": params.seed,
                                    **{f"hp.{k}": str(v)[:500]
                                       for k, v in flatten(model_hyperparameters(params, model)).items()}})
-                values = child_metrics(metrics, (cv or {}).get(label) or (cv or {}).get(model))
+                on_main = input_set in (main_set, NO_INPUT_SET)
+                values = child_metrics(metrics, (cv or {}).get(model) if on_main else None,
+                                       (rolling or {}).get(model) if on_main else None)
                 if test_rows is not None:
                     values["test_rows"] = float(test_rows)
                 mlflow.log_metrics(values)

@@ -394,15 +394,6 @@ def serve_retrain(flow, project: Path, params: Params, cron: str | None = None) 
                description="Re-ingest, validate, retrain and evaluate; the registry decides promotion.")
 
 
-def quiet_local_prefect() -> None:
-    """Settings for a flow run on this machine's temporary Prefect server, unless the user set them: a longer
-    start-up wait (20 s is not enough on a loaded 2-core machine), no telemetry (offline it logs an ERROR), and
-    no INFO line per HTTP request to the server."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 def load_flow(project_root: Path, script: str, name: str):
     """A flow of flows/ (`anipop schedule`, `anipop replay`): the flows live beside the package, not inside it."""
     from prefect.flows import load_flow_from_entrypoint

@@ -18,19 +18,23 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from anipop.images import decode_problem, image_problem, open_rgb
+from anipop.images import IMAGE_FORMATS, decode_problem, image_problem, open_rgb
 from anipop.metadata import (
+    DURATION_FIELD,
     METADATA_FIELDS,
+    MISSING_VALUES,
     YEAR_FIELD,
     MetadataError,
+    parse_duration_minutes,
     parse_values,
     parse_year,
+    pitch_time_values,
     unknown_field_message,
 )
 from anipop.text import strip_credits
 
 PITCH_COLUMNS = ("synopsis", "characters")
-PITCH_FIELDS = (*PITCH_COLUMNS, *METADATA_FIELDS, YEAR_FIELD)  # metadata fields are optional: absent = unknown
+PITCH_FIELDS = (*PITCH_COLUMNS, *METADATA_FIELDS, YEAR_FIELD, DURATION_FIELD)  # metadata fields are optional: absent = unknown
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,15 @@ class Pitch:
     characters: list[Character] = field(default_factory=list)
     metadata: dict[str, list[str]] = field(default_factory=dict)  # field -> values (anipop.metadata)
     year: float | None = None  # the planned first-air year
+    duration: float | None = None  # the planned minutes an episode (or the film) runs
+    post_release: list[str] = field(default_factory=list)  # "field: value" given but only known after release
 
 
 def decode_portrait(value: str, where: str, max_pixels: int | None = None) -> Image.Image:
     """Base64 bytes or a data URI, decoded fully as RGB within `max_pixels`; PitchError naming `where`."""
     text = value.strip()
     try:
-        data = base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
+        data = base64.b64decode(_base64_payload(text), validate=True)
     except (binascii.Error, ValueError) as err:
         raise PitchError(f"{where}: not base64 image data or a data: URI (file paths are not accepted; "
                          f"send the image's bytes)") from err
@@ -85,12 +91,18 @@ def decode_portrait(value: str, where: str, max_pixels: int | None = None) -> Im
     return open_rgb(io.BytesIO(data))
 
 
+def _base64_payload(text: str) -> str:
+    """The base64 part of a data URI or plain base64, without the line breaks `base64 FILE` wraps it at 76
+    columns with (any whitespace: base64's alphabet has none)."""
+    return "".join((text.split(",", 1)[-1] if text.startswith("data:") else text).split())
+
+
 def image_pixels(value: str) -> int:
     """The pixel count an image declares in its header (0 when it is not readable: decoding reports that)."""
     text = value.strip()
     try:
-        data = base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
-        with Image.open(io.BytesIO(data)) as image:
+        data = base64.b64decode(_base64_payload(text), validate=True)
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             width, height = image.size
     except Exception:  # noqa: BLE001 - any unreadable header is reported by decode_portrait with its reason
         return 0
@@ -118,6 +130,17 @@ def _text(value: object, where: str, required: bool, prose: bool = False) -> str
     if required and not cleaned:
         raise PitchError(f"{where}: empty")
     return cleaned
+
+
+def _synopsis(value: object, where: str) -> str:
+    """The required synopsis: text with letters or digits in it, and not a missing-value marker ("NA", "N/A")
+    that would be scored as a two-letter story."""
+    synopsis = _text(value, where, required=True, prose=True)
+    if not any(char.isalnum() for char in synopsis):
+        raise PitchError(f"{where}: no letters or digits (only punctuation, control or invisible characters)")
+    if synopsis.lower() in MISSING_VALUES:
+        raise PitchError(f"{where}: {synopsis[:10]!r} marks a missing value; send the synopsis itself")
+    return synopsis
 
 
 def _characters(value: object, row: int, limits: PitchLimits, budget: list[int]) -> list[Character]:
@@ -167,21 +190,30 @@ def _characters(value: object, row: int, limits: PitchLimits, budget: list[int])
     return characters
 
 
-def _metadata(record: dict, row: int) -> dict[str, list[str]]:
-    """The pitch's metadata fields, parsed like the training data's; a value never seen is fine (unknown)."""
-    values = {}
+def _metadata(record: dict, row: int) -> tuple[dict[str, list[str]], list[str]]:
+    """The pitch's metadata fields, parsed like the training data's (a value never seen is fine: unknown), and the
+    post-release values it gave, which are dropped as the training data's were."""
+    values, late = {}, []
     for name in METADATA_FIELDS:
         if name in record:
             try:
-                values[name] = parse_values(name, record[name])
+                values[name], dropped = pitch_time_values(name, parse_values(name, record[name]))
             except MetadataError as err:
                 raise PitchError(f"row {row}, {err}") from None
-    return values
+            late += [f"{name}: {value}" for value in dropped]
+    return values, late
 
 
 def _year(record: dict, row: int) -> float | None:
     try:
         return parse_year(record.get(YEAR_FIELD))
+    except MetadataError as err:
+        raise PitchError(f"row {row}, {err}") from None
+
+
+def _duration(record: dict, row: int) -> float | None:
+    try:
+        return parse_duration_minutes(record.get(DURATION_FIELD))
     except MetadataError as err:
         raise PitchError(f"row {row}, {err}") from None
 
@@ -258,12 +290,14 @@ def parse_pitches(frame: pd.DataFrame, limits: PitchLimits | None = None) -> lis
     budget = [limits.max_request_pixels]
     pitches = []
     for row, record in enumerate(frame.to_dict("records")):
-        synopsis = _text(record.get("synopsis"), f"row {row}, field 'synopsis'", required=True, prose=True)
+        synopsis = _synopsis(record.get("synopsis"), f"row {row}, field 'synopsis'")
         if len(synopsis) > limits.max_synopsis_chars:
             raise PitchError(f"row {row}, field 'synopsis': {len(synopsis)} characters exceed the limit "
                              f"prepare.max_synopsis_chars = {limits.max_synopsis_chars}")
+        metadata, late = _metadata(record, row)
         pitches.append(Pitch(synopsis=synopsis, characters=_characters(record.get("characters"), row, limits, budget),
-                             metadata=_metadata(record, row), year=_year(record, row)))
+                             metadata=metadata, year=_year(record, row), duration=_duration(record, row),
+                             post_release=late))
     return pitches
 
 

@@ -35,13 +35,16 @@ from anipop.features import (  # noqa: F401 - what these models read (built in f
     pitch_kinds_available,
 )
 from anipop.input_kinds import PITCH_INPUT, TEXT_KIND  # noqa: F401 - these models' input type and text
-from anipop.metadata import METADATA_FIELDS, YEAR_FIELD, MetadataEncoder
+from anipop.metadata import DURATION_FIELD, METADATA_FIELDS, YEAR_FIELD, MetadataEncoder
 from anipop.modality import PresenceNeutral, kind_slices, with_characters
 from anipop.model_catalog import PITCH_MODELS
+from anipop.track_records import TrackRecords
 
 log = logging.getLogger(__name__)
 
 STACK = "pitch_stack"
+# runtime classes for the linear model (minutes): spots and shorts, half-length, a TV episode, double, a feature
+DURATION_BINS = ((0, 8), (8, 16), (16, 35), (35, 70), (70, 100000))
 STACK_PARTS = ("meta_ridge", "pitch_gbm")  # pitch_stack blends these two fits (PitchRegressor.blend_of)
 
 
@@ -90,6 +93,36 @@ class _EmbeddingRidge:
         return self.ridge.predict(np.asarray(x, dtype=np.float32))
 
 
+class _EmbeddingNeighbours:
+    """The mean score of the k training synopses nearest in the embedding (cosine), closer ones weighing more:
+    what shows told like this one scored. A new franchise has no name a TF-IDF model memorised, but it has
+    neighbours."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "_EmbeddingNeighbours":
+        self.x = self._unit(x)
+        self.y = np.asarray(y, dtype=np.float64)
+        return self
+
+    @staticmethod
+    def _unit(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        k = min(self.k, len(self.y))
+        out = np.empty(len(x))
+        query = self._unit(x)
+        for start in range(0, len(query), 512):  # a block at a time: bounded memory whatever the row count
+            similarity = query[start:start + 512] @ self.x.T
+            nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+            weights = np.clip(np.take_along_axis(similarity, nearest, axis=1), 1e-6, None)
+            out[start:start + 512] = (weights * self.y[nearest]).sum(axis=1) / weights.sum(axis=1)
+        return out
+
+
 class _CharacterRidge:
     """Ridge from the characters' blocks (features.assemble's layout) to a score offset, centred: its mean
     prediction over the anime it was fitted on is 0, so having characters alone moves no score.
@@ -128,6 +161,7 @@ class PitchRegressor:
         self.fields = [k for k in self.kinds if k in METADATA_FIELDS]
         self.uses_text = TEXT_KIND in self.kinds
         self.uses_year = YEAR_FIELD in self.kinds
+        self.uses_duration = DURATION_FIELD in self.kinds
         self.uses_embedding = False
         self.character_kinds = [k for k in self.kinds if k in PITCH_CHARACTER_KINDS]  # pitch_gbm/stack read them
         self.character_model: _CharacterRidge | None = None  # None: no character correction (off, too few rows)
@@ -150,12 +184,22 @@ class PitchRegressor:
         bins = np.stack([known & (years >= low) & (years < low + 5) for low in self.year_bins], axis=1)
         return np.column_stack([slope, bins, ~known]).astype(np.float32)
 
+    def _duration_linear(self, inputs: PitchInputs) -> np.ndarray:
+        """The runtime for a linear model: log minutes (centred), its bins on the log scale, a missing flag."""
+        minutes = inputs.durations()
+        known = ~np.isnan(minutes)
+        logged = np.where(known, np.log(np.where(known, minutes, 1.0)) - self.duration_centre, 0.0)
+        bins = np.stack([known & (minutes >= low) & (minutes < high) for low, high in DURATION_BINS], axis=1)
+        return np.column_stack([logged, bins, ~known]).astype(np.float32)
+
     def _linear_matrix(self, inputs: PitchInputs):
         from scipy import sparse
 
         blocks = []
         if self.uses_year:
             blocks.append(sparse.csr_matrix(self._year_linear(inputs)))
+        if self.uses_duration:
+            blocks.append(sparse.csr_matrix(self._duration_linear(inputs)))
         if self.fields:
             blocks.append(self._metadata(inputs))
         if self.uses_text:
@@ -165,10 +209,12 @@ class PitchRegressor:
         return sparse.hstack(blocks).tocsr()
 
     def _text_predictions(self, inputs: PitchInputs, models: tuple) -> list[np.ndarray]:
-        text_model, emb_model = models
+        text_model, emb_model, *neighbours = models
         columns = [text_model.predict(inputs.synopsis)]
         if emb_model is not None:
             columns.append(emb_model.predict(self._embedding(inputs)))
+        if neighbours and neighbours[0] is not None:
+            columns.append(neighbours[0].predict(inputs.embedding))
         return columns
 
     def _characters(self, inputs: PitchInputs) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -202,10 +248,15 @@ class PitchRegressor:
         from scipy import sparse
 
         blocks = []
+        if getattr(self, "records", None) is not None:  # NaN (no value, no history) is LightGBM's missing
+            blocks.append(sparse.csr_matrix(self.records.features(
+                {f: inputs.values(f) for f in self.records.fields}, inputs.years(), inputs.groups)))
         if self.fields:
             blocks.append(self._metadata(inputs))
         if self.uses_year:  # NaN (not given) is LightGBM's missing value
             blocks.append(sparse.csr_matrix(inputs.years().reshape(-1, 1)))
+        if self.uses_duration:
+            blocks.append(sparse.csr_matrix(inputs.durations().reshape(-1, 1)))
         if self.uses_text:
             blocks += [sparse.csr_matrix(c.reshape(-1, 1)) for c in text_columns]
             blocks.append(sparse.csr_matrix(_log_words(inputs.synopsis)))
@@ -223,6 +274,10 @@ class PitchRegressor:
             known = years[~np.isnan(years)]
             self.year_centre = float(np.median(known)) if len(known) else 2000.0
             self.year_bins = list(range(int(known.min()) // 5 * 5, int(known.max()) + 1, 5)) if len(known) else []
+        if self.uses_duration:
+            minutes = inputs.durations()
+            known = minutes[~np.isnan(minutes)]
+            self.duration_centre = float(np.median(np.log(known))) if len(known) else 0.0
         if self.uses_embedding:
             emb = np.asarray(inputs.embedding, dtype=np.float32)
             self.emb_mean, self.emb_scale = emb.mean(axis=0), np.where(emb.std(axis=0) < 1e-6, 1.0, emb.std(axis=0))
@@ -246,7 +301,9 @@ class PitchRegressor:
         text = _TextRidge(self.cfg.tfidf_max_features, self.cfg.text_alpha).fit(inputs.synopsis, y)
         emb = _EmbeddingRidge(self.cfg.embedding_alpha).fit(self._embedding(inputs), y) \
             if self.uses_embedding else None
-        return text, emb
+        near = _EmbeddingNeighbours(self.cfg.text_neighbours).fit(inputs.embedding, y) \
+            if self.uses_embedding and self.cfg.text_neighbours else None
+        return text, emb, near
 
     def _fit_trees(self, inputs: PitchInputs, y: np.ndarray) -> None:
         from lightgbm import LGBMRegressor
@@ -255,7 +312,8 @@ class PitchRegressor:
         oof = None
         folds = _inner_folds(inputs.groups, len(inputs), cfg.stack_folds, self.seed)
         if self.uses_text:  # out-of-fold text predictions for the trees, full-data text models for prediction
-            oof = [np.zeros(len(inputs)) for _ in range(1 + int(self.uses_embedding))]
+            columns = 1 + int(self.uses_embedding) + int(self.uses_embedding and bool(cfg.text_neighbours))
+            oof = [np.zeros(len(inputs)) for _ in range(columns)]
             for k in range(cfg.stack_folds):
                 fit_rows, held = np.where(folds != k)[0], np.where(folds == k)[0]
                 if len(held) == 0 or len(fit_rows) == 0:
@@ -266,13 +324,21 @@ class PitchRegressor:
             self.text_models = self._fit_text_models(inputs, y)
         if self.character_kinds:  # the synopsis's out-of-fold prediction: what the characters need not explain
             self._fit_character_correction(inputs, y - (np.mean(oof, axis=0) if oof else 0.0), folds)
+        self.records = None
+        record_fields = [f for f in cfg.track_records.fields if f in self.fields] if cfg.track_records.enabled else []
+        if record_fields:
+            self.records = TrackRecords(record_fields, cfg.track_records.shrink, cfg.track_records.recent_years,
+                                        cfg.track_records.relative).fit(
+                {f: inputs.values(f) for f in record_fields}, inputs.years(), inputs.groups, y)
+        matrix = self._tree_matrix(inputs, oof)
         # LightGBM: bundles the sparse one-hot columns (exclusive feature bundling), 10x faster than dense
-        # histogram boosting here; one thread, so a fit is repeatable bit for bit
-        self.trees = LGBMRegressor(
+        # histogram boosting here; one thread, so a fit is repeatable bit for bit. Averaged over gbm_seeds fits
+        # (their row and column samples differ): one seed's draw moves CV Spearman by about a hundredth
+        self.forest = [LGBMRegressor(
             learning_rate=cfg.gbm_learning_rate, n_estimators=cfg.gbm_n_estimators, num_leaves=cfg.gbm_num_leaves,
             min_child_samples=cfg.gbm_min_child_samples, reg_lambda=cfg.gbm_l2, colsample_bytree=cfg.gbm_colsample,
-            subsample=0.8, subsample_freq=1, random_state=self.seed, n_jobs=1, verbose=-1)
-        self.trees.fit(self._tree_matrix(inputs, oof), y)
+            subsample=cfg.gbm_subsample, subsample_freq=1, random_state=self.seed + k, n_jobs=1,
+            verbose=-1).fit(matrix, y) for k in range(cfg.gbm_seeds)]
 
     def _fit_character_correction(self, inputs: PitchInputs, residual: np.ndarray, folds: np.ndarray) -> None:
         """The character ridge (on every training row with characters) and its weight: the least-squares slope,
@@ -327,7 +393,8 @@ class PitchRegressor:
             parts.append(self.linear.predict(self._linear_matrix(inputs)))
         if self.name in ("pitch_gbm", "pitch_stack"):
             text = self._text_predictions(inputs, self.text_models) if self.uses_text else None
-            parts.append(self.trees.predict(self._tree_matrix(inputs, text)))
+            matrix = self._tree_matrix(inputs, text)
+            parts.append(np.mean([trees.predict(matrix) for trees in self.forest], axis=0))
         if self.name == "pitch_stack":
             w = self.cfg.blend_linear
             scores = w * parts[0] + (1 - w) * parts[1]

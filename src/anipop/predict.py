@@ -32,7 +32,7 @@ from anipop.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.metadata import METADATA_FIELDS
 from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri, request_chunks
 from anipop.schema import PREPARED_ANIME, read_table
-from anipop.utils import read_json, write_json
+from anipop.utils import read_json, redact_log_records, write_json
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,8 @@ class PitchPredictor:
         return PitchInputs(synopsis=[p.synopsis for p in pitches], embedding=embedding,
                            metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields},
                            year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float),
+                           duration=np.array([np.nan if p.duration is None else p.duration for p in pitches],
+                                             dtype=float),
                            characters=characters)
 
     def ignored_inputs(self, pitches: list[Pitch]) -> str | None:
@@ -160,13 +162,19 @@ class PitchPredictor:
         if given and not reads & set(CHARACTER_KINDS):
             notes.append(f"the {given} character(s) given")
         unread = sorted({f for p in pitches for f in p.metadata if f not in reads}
-                        | ({"year"} if any(p.year is not None for p in pitches) and "year" not in reads else set()))
+                        | ({"year"} if any(p.year is not None for p in pitches) and "year" not in reads else set())
+                        | ({"duration"} if any(p.duration is not None for p in pitches) and "duration" not in reads
+                           else set()))
         if unread:
             notes.append(f"the field(s) {', '.join(unread)}")
-        if not notes:
-            return None
-        return (f"this model ({self.bundle.name or 'unnamed'}) reads only {', '.join(sorted(reads))}: "
-                f"{' and '.join(notes)} did not change the score")
+        late = sorted({value for p in pitches for value in p.post_release})
+        said = (f"this model ({self.bundle.name or 'unnamed'}) reads only {', '.join(sorted(reads))}: "
+                f"{' and '.join(notes)} did not change the score") if notes else None
+        if late:
+            dropped = (f"{', '.join(late)}: known only after release (MAL adds it once a show has won), so it was "
+                       f"left out, as in training")
+            said = f"{said}; {dropped}" if said else dropped
+        return said
 
     def reads_characters(self) -> bool:
         """Whether a pitch's characters can move its score: the model reads a character kind and, for a pitch
@@ -251,6 +259,7 @@ def _pyfunc_class():
         def load_context(self, context):
             self.predictor = PitchPredictor.from_dir(context.artifacts["predictor"])
             _no_tracebacks_to_clients()
+            redact_log_records()  # the serving process logs too: no token from a URI in its log
 
         def predict(self, context, model_input, params=None):
             if params:
@@ -290,6 +299,34 @@ def _no_tracebacks_to_clients() -> None:
 
     without_traceback._anipop_guarded = True
     scoring_server._handle_serving_error = without_traceback
+    scoring_server.invocations = _bounded_invocations(scoring_server.invocations)
+
+
+MAX_ERROR_CHARS = 1000  # MLflow quotes a malformed body whole in its error ("Input: ..."): megabytes echoed back
+
+
+def _bounded_invocations(invocations):
+    """The scoring server's request handler, answering what it cannot parse with a short 400.
+
+    A body nested 100,000 deep makes Python's json raise RecursionError, which MLflow does not catch (a bare 500);
+    a malformed body is quoted back whole in MLflow's message. The `/invocations` route looks the handler up in
+    its module at each request, so wrapping it here covers every request of the served model."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST, ErrorCode
+
+    def bounded(data, content_type, model, input_schema):
+        try:
+            return invocations(data, content_type, model, input_schema)
+        except RecursionError:
+            raise MlflowException("the request body is nested too deeply: a pitch request is a JSON object "
+                                  "with flat records", error_code=BAD_REQUEST) from None
+        except MlflowException as err:
+            if len(err.message) <= MAX_ERROR_CHARS:
+                raise
+            raise MlflowException(err.message[:MAX_ERROR_CHARS] + " ... (truncated)",
+                                  error_code=ErrorCode.Value(err.error_code)) from None
+
+    return bounded
 
 
 def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_path: str | Path | None = None,
@@ -362,7 +399,9 @@ def anime_pitches(params: Params, anime: pd.DataFrame) -> pd.DataFrame:
                          "characters": [json.dumps(by_anime.get(int(a), [])) for a in anime["anime_id"]],
                          # the pitch metadata a producer would give (absent in old tables: left out)
                          **{f: anime[f].fillna("").astype(str) for f in METADATA_FIELDS if f in anime},
-                         "year": anime["premiered"].astype("string").str[:4].fillna("").astype(str)})
+                         "year": anime["premiered"].astype("string").str[:4].fillna("").astype(str),
+                         **({"duration": anime["duration"].astype("Float64").astype(str).replace("<NA>", "")}
+                            if "duration" in anime else {})})
 
 
 def served_limits(model) -> PitchLimits:

@@ -141,7 +141,8 @@ def run_prepare(params: Params) -> dict:
         characters = characters.assign(description=characters["description"].map(
             lambda text: strip_credits(text) if isinstance(text, str) else text))
     anime = clean_anime(anime, rules, quarantine)
-    anime, metadata_problems = parse_metadata(anime)  # an unparseable field is missing; the anime stays
+    post_release: dict[str, int] = {}  # values only known after release (the "Award Winning" genre), dropped
+    anime, metadata_problems = parse_metadata(anime, dropped=post_release)  # unparseable: that field missing
     quarantine.extend(quarantine_record("prepare", "anime", p["anime_id"], "unparseable_metadata", p["reason"],
                                         p["field"], p["value"]) for p in metadata_problems)
     characters = clean_characters(characters, set(anime["anime_id"]), raw_dir, rules, quarantine)
@@ -183,6 +184,7 @@ def run_prepare(params: Params) -> dict:
         "franchises": group_summary(anime),
         "source_credits": credits,
         "notes": notes,
+        "post_release_values_dropped": post_release,
         "as_of": read_json(paths.ingest_report).get("as_of") if paths.ingest_report.exists() else None,
         "characters": characters_summary(raw_characters, characters, anime, all_quarantine),
     }

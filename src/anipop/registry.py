@@ -71,9 +71,10 @@ def split_fingerprint(paths: ArtifactPaths) -> str:
     return digest.hexdigest()[:16]
 
 
-def registration_key(params: Params, fingerprint: str) -> str:
-    """Identifies one registration's content (model file, its evaluation, the data): a rerun of the same
-    stage, or the orphan of a killed one, finds its version by this key instead of registering a duplicate."""
+def model_key(params: Params, fingerprint: str) -> str:
+    """Identifies the model itself (model file, its evaluation, the data, the encoders): equal for two
+    registrations of the same fit that differ only in their serving limits. The bundle pickles to the same
+    bytes in every process (config._Strict), so an unchanged rerun gives the same key."""
     digest = hashlib.sha256(fingerprint.encode())
     paths = ArtifactPaths.of(params)
     for path in (paths.primary_bundle, paths.intervals):
@@ -81,6 +82,18 @@ def registration_key(params: Params, fingerprint: str) -> str:
     digest.update(f"|{params.registry.interval_coverage}|{params.embed.text.model_dump_json()}|"
                   f"{params.embed.image.model_dump_json()}".encode())  # the encoders, not how fast they ran
     return digest.hexdigest()[:24]
+
+
+def registration_key(params: Params, fingerprint: str) -> str:
+    """Identifies one registration's content: the model (model_key) and the serving limits it is logged with. A
+    rerun of the same stage, or the orphan of a killed one, finds its version by this key instead of registering
+    a duplicate; tightened limits are a new registration of the same model."""
+    return hashlib.sha256(f"{model_key(params, fingerprint)}|{served_limits(params)}".encode()).hexdigest()[:24]
+
+
+def served_limits(params: Params) -> str:
+    """The request limits a served model enforces, as one canonical text (they travel inside the logged model)."""
+    return f"{params.serving.model_dump_json()}|max_synopsis_chars={params.prepare.max_synopsis_chars}"
 
 
 def _tag(value: float) -> str:
@@ -133,6 +146,10 @@ def _judge(params: Params, client, champion, candidate: dict[str, float], candid
     metric = cfg.promotion_metric
     if champion is None:
         return decide(metric, candidate[metric], None, None)
+    if champion.tags.get(_MODEL_KEY) == model_key(params, fingerprint) \
+            and champion.tags.get(_LIMITS) != served_limits(params):
+        return Decision(True, f"the champion's model (v{champion.version}) with new serving limits: an operator's "
+                              f"change, promoted whatever the policy ({metric}={candidate[metric]:.4f} unchanged)")
     if cfg.policy == "always":
         return Decision(True, f"policy always: the newest retrained model serves ({metric}={candidate[metric]:.4f} "
                               f"on its test split; champion was v{champion.version})")
@@ -171,6 +188,8 @@ def _judge(params: Params, client, champion, candidate: dict[str, float], candid
 LOCK_SUFFIX = ".lock"
 _STATUS = "anipop.registration"      # version tag: pending until every step of the registration is done
 _KEY = "anipop.key"
+_MODEL_KEY = "anipop.model_key"  # version tag: model_key (the fit and its evaluation, without the serving limits)
+_LIMITS = "anipop.serving_limits"  # version tag: served_limits, the request bounds logged into the model
 _PREVIOUS = "anipop.previous_champion"  # version tag: the champion this version displaced (restored on a rollback)
 
 
@@ -443,7 +462,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
             **({} if decision.promote else {"challenger": decision.reason}),
             "as_of": as_of or "", "data_newest": data_newest or "", "policy": cfg.policy,
             _PREVIOUS: str(champion.version) if champion is not None and decision.promote else "",
-            _STATUS: "pending", _KEY: key,
+            _STATUS: "pending", _KEY: key, _MODEL_KEY: model_key(params, fingerprint), _LIMITS: served_limits(params),
         }
         version = str(mlflow.register_model(model_uri, cfg.model_name,
                                             tags={k: str(v) for k, v in tags.items()}).version)

@@ -15,25 +15,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anipop import readme_blocks
 from anipop.artifacts import ArtifactPaths
 from anipop.config import Params
 from anipop.input_kinds import PITCH_METADATA_KINDS
+from anipop.metrics import comparison_lines
 from anipop.model_catalog import BASELINE, BASELINES, PAPER_HEAD
 from anipop.utils import read_json, write_text
 
-SHOWN = ("spearman", "r2")            # per part; every metric is in the JSON reports
-PARTS = ("cv", "temporal", "test")
-PART_TITLES = {"cv": "CV", "temporal": "temporal", "test": "test"}
-METRIC_TITLES = {"spearman": "Spearman", "r2": "R²"}
+SHOWN = ("spearman", "r2", "mae_1_10")  # per part; every metric is in the JSON reports
+PARTS = ("cv", "temporal", "rolling", "test")
+SPREAD_PARTS = ("cv", "rolling")      # mean ± sd (over folds, over years); the others one value
+PART_TITLES = {"cv": "CV", "temporal": "temporal", "rolling": "rolling origin", "test": "test"}
+METRIC_TITLES = {"spearman": "Spearman", "r2": "R²", "mae_1_10": "MAE"}
 MISSING = "—"
 TOLERANCE = 1e-6  # the same fit on the same rows gives the same float; metrics.json rounds to 6 decimals
+
+README_BEGIN, README_END = readme_blocks.markers("results", "anipop report")
+HEADLINE = (("test", "spearman"), ("test", "r2"), ("test", "mae_1_10"), ("cv", "spearman"), ("temporal", "spearman"),
+            ("temporal", "r2"), ("temporal", "mae_1_10"), ("rolling", "spearman"))  # the README's columns
+PAPER_ROW = ("| *paper: GPT-2 + ResNet-50 + deep net, all inputs (their data, a random split)* | *0.362* | *0.142* |"
+             + " |" * (len(HEADLINE) - 2))  # Armenta-Segura & Sidorov 2025, Table 5 (../shared/PAPER.md)
 
 GROUP_OF_SET = {"metadata": "all metadata", "synopsis": "text only", "all_inputs": "all pitch-time inputs"}
 NOTES = {"pitch_stack": "blend of meta_ridge and pitch_gbm (train.pitch.blend_linear)", "pitch_gbm": "trees over metadata + out-of-fold text",
          "meta_ridge": "ridge on one-hot metadata (+ TF-IDF, embedding when the set has the synopsis)",
          "ridge": "ridge on embeddings", "tfidf_benchmark": "the paper's TF-IDF benchmark",
          PAPER_HEAD: "the paper's head, frozen encoder", "length_only": "synopsis length",
-         BASELINE: "the train mean"}
+         BASELINE: "the train mean",
+         "pitch_stack_before": "pitch_stack's previous recipe (evaluate.previous_recipe), refitted on the same rows"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,7 @@ def cell(entry: dict, part: str, metric: str) -> str:
     found = (entry.get(part) or {}).get(metric)
     if found is None:
         return MISSING
-    if part == "cv":
+    if part in SPREAD_PARTS:
         return f"{found['mean']:.3f} ± {found['sd']:.3f}"
     return f"{value_of(found):.3f}"
 
@@ -85,6 +95,10 @@ def row_counts_line(rows: dict) -> str:
                      f"early stopping) of franchises begun before it, tested on {t['test']:,} anime of franchises "
                      f"begun in {t['cut_year']} or later ({t['sequels']:,} later sequels and {t['undated']:,} "
                      f"undated anime left out)")
+    if rows.get("rolling"):
+        years = rows["rolling"]
+        parts.append(f"rolling origin: each year {min(years)}-{max(years)} refitted on what came before, scored on its "
+                     f"new franchises ({sum(years.values()):,} anime, {min(years.values())}-{max(years.values())} a year)")
     if rows.get("test"):
         parts.append(f"test split: {rows['test']:,} anime")
     return "Rows: " + ("; ".join(parts) if parts else "none scored") + "."
@@ -104,17 +118,20 @@ def _read(path: Path, required: bool = True) -> dict | None:
     return found
 
 
-def main_entries(cv: dict, temporal: dict, metrics: dict) -> tuple[dict[str, dict], dict]:
-    """model -> {cv, temporal, test} of the main input set, and the rows behind them."""
+def main_entries(cv: dict, temporal: dict, metrics: dict, rolling: dict | None = None) -> tuple[dict[str, dict], dict]:
+    """model -> {cv, temporal, rolling, test} of the main input set, and the rows behind them."""
     cv_models, temporal_models = cv.get("models", {}), temporal.get("models", {})
+    rolling_models = (rolling or {}).get("models", {})
     test_models = {k: v for k, v in metrics.items() if isinstance(v, dict)}
-    names = list(dict.fromkeys([*cv_models, *temporal_models, *test_models]))
+    names = list(dict.fromkeys([*cv_models, *temporal_models, *rolling_models, *test_models]))
     entries = {name: {part: found for part, found in (("cv", cv_models.get(name)), ("temporal", temporal_models.get(name)),
+                                                      ("rolling", rolling_models.get(name)),
                                                       ("test", test_models.get(name))) if found}
                for name in names}
     rows = {"cv_folds": [f["test"] for f in cv.get("folds", [])],
             "temporal": {"cut_year": temporal.get("cut_year"), **temporal.get("counts", {})},
-            "test": metrics.get("test_rows")}
+            "test": metrics.get("test_rows"),
+            "rolling": {year: found["counts"]["test"] for year, found in (rolling or {}).get("years", {}).items()}}
     return entries, rows
 
 
@@ -169,7 +186,7 @@ def baselines_agree(main: dict[str, dict], ablation: dict) -> str:
                 b = (main.get(name, {}).get(part) or {}).get(metric)
                 if a is None or b is None:
                     continue
-                a, b = (x["mean"] if part == "cv" else value_of(x) for x in (a, b))
+                a, b = (x["mean"] if part in SPREAD_PARTS else value_of(x) for x in (a, b))
                 if abs(a - b) > TOLERANCE:
                     differing.append(f"{name} {part} {metric}")
     if differing:
@@ -194,8 +211,8 @@ def paper_mode_section(report: dict) -> str:
 
 
 def results_markdown(params: Params, cv: dict, temporal: dict, metrics: dict, ablation: dict, paper_mode: dict,
-                     finetune: dict | None, finetune_path: Path) -> str:
-    main, main_rows = main_entries(cv, temporal, metrics)
+                     finetune: dict | None, finetune_path: Path, rolling: dict | None = None) -> str:
+    main, main_rows = main_entries(cv, temporal, metrics, rolling)
     rows = [ScoreRow("baseline", NOTES[name], name, main[name]) for name in reversed(BASELINES) if name in main]
     ablation_sets = ablation.get("input_sets", {})
     for input_set in ablation.get("order", list(ablation_sets)):  # the configured order (JSON keys are sorted)
@@ -231,7 +248,9 @@ def results_markdown(params: Params, cv: dict, temporal: dict, metrics: dict, ab
         "Assembled by `anipop report` (DVC stage `report`) from reports/cv_details.json, temporal_details.json, "
         "metrics.json (main input set: `backtest`, `evaluate`), field_ablation.json (each input set alone: "
         "`field-ablation`), paper_mode.json and finetune.json when present; nothing here is recomputed. CV: mean ± sd "
-        "over folds; temporal: new franchises after the cut year; test: the held-out split. Every row of a column "
+        "over folds; temporal: new franchises after the cut year; rolling origin: mean ± sd over the years, each "
+        "year's new franchises scored by models refitted on what came before (main input set only); test: the held-out "
+        "split; MAE in points on MAL's 1-10 scale. Every row of a column "
         "is scored on the same anime. Per-set and per-model details: field_ablation.md, backtest.md, metrics.md; "
         "characters and portraits: multimodal.md.\n\n"
         f"{row_counts_line(main_rows)}\n\n{markdown_rows(rows)}\nModels: {legend}.\n\n"
@@ -241,12 +260,42 @@ def results_markdown(params: Params, cv: dict, temporal: dict, metrics: dict, ab
     )
 
 
+def readme_block(params: Params, cv: dict, temporal: dict, metrics: dict, rolling: dict | None) -> str:
+    """The README's results table: the main input set's models (best CV first), both baselines and the paper,
+    then the primary model against its previous recipe. Rendered from the same reports as results.md."""
+    main, main_rows = main_entries(cv, temporal, metrics, rolling)
+    titles = [f"{PART_TITLES[p]} {METRIC_TITLES[m]}" for p, m in HEADLINE]
+    ranked = sorted((n for n in main if n not in BASELINES),
+                    key=lambda n: -main[n].get("cv", {}).get("spearman", {}).get("mean", float("-inf")))
+    lines = [README_BEGIN, f"Main input set `{params.train.inputs}`. {row_counts_line(main_rows)} MAE in points on "
+             "the 1-10 scale; CV and rolling origin: mean ± sd over folds and years.", "",
+             "| model | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
+    for name in [*ranked, *reversed(BASELINES)]:
+        if name not in main:
+            continue
+        label = (f"**`{name}`** (train.model)" if name == params.train.model
+                 else f"**`{name}`** (baseline: {NOTES[name]})" if name in BASELINES else f"`{name}`")
+        lines.append(f"| {label} | " + " | ".join(cell(main[name], p, m) for p, m in HEADLINE) + " |")
+    lines.append(PAPER_ROW)
+    comparison = comparison_lines(temporal, rolling)
+    if comparison:
+        lines += ["", "The primary model against its previous recipe (evaluate.previous_recipe in params.yaml):",
+                  comparison.rstrip("\n")]
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
 def run_report(params: Params) -> str:
-    """Write reports/results.md from the reports the pipeline wrote (finetune.json only when present)."""
+    """Write reports/results.md from the reports the pipeline wrote (finetune.json only when present), and the
+    README's results block when the project has one (the README sits beside reports_dir)."""
     paths = ArtifactPaths.of(params)
-    text = results_markdown(params, _read(paths.cv_details), _read(paths.temporal_details), _read(paths.metrics),
-                            _read(paths.field_ablation_metrics), _read(paths.paper_mode_metrics),
-                            _read(paths.finetune_metrics, required=False), paths.finetune_metrics)
+    cv, temporal, metrics = _read(paths.cv_details), _read(paths.temporal_details), _read(paths.metrics)
+    rolling = _read(paths.rolling_details, required=False)
+    text = results_markdown(params, cv, temporal, metrics, _read(paths.field_ablation_metrics),
+                            _read(paths.paper_mode_metrics), _read(paths.finetune_metrics, required=False),
+                            paths.finetune_metrics, rolling)
     write_text(paths.results_table, text)
+    readme_blocks.update_readme(Path(params.paths.reports_dir).parent / "README.md",
+                                readme_block(params, cv, temporal, metrics, rolling), README_BEGIN, README_END)
     print(text)
     return text

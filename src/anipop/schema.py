@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from anipop.input_kinds import METADATA_FIELDS
+
 
 class SchemaError(ValueError):
     """A table does not match its schema; the message names the table, file and column."""
@@ -113,6 +115,9 @@ RAW_ANIME = TableSchema(
         # pitch metadata added by issue 18: the raw strings, parsed by prepare (anipop.metadata)
         Column("demographic", "string", doc="raw, e.g. 'Shounen' or NOT_EXIST", optional=True),
         Column("producers", "string", doc="raw, e.g. \"['Aniplex', 'Dentsu']\"", optional=True),
+        Column("staff", "string", doc="key staff (ingest.staff_roles), 'Given Family', comma-separated", optional=True),
+        Column("cast", "string", doc="voice actors, 'Given Family', comma-separated", optional=True),
+        Column("duration", "Float64", doc="minutes an episode (or the film) runs", optional=True),
     ),
 )
 
@@ -156,8 +161,8 @@ PREPARED_ANIME = TableSchema(
         Column("group_id", "int64", nullable=False, doc="franchise: the smallest anime_id of its group"),
         Column("premiered", "string", doc="ISO date (or year-month, or year) of the first broadcast"),
         # pitch metadata (anipop.metadata): list fields joined by ', ', missing when not given or unparseable
-        *(Column(field, "string", doc="pitch metadata", optional=True)
-          for field in ("genres", "themes", "type", "source", "demographic", "studios", "producers", "rating")),
+        *(Column(field, "string", doc="pitch metadata", optional=True) for field in METADATA_FIELDS),
+        Column("duration", "Float64", doc="minutes an episode (or the film) runs", optional=True),
     ),
 )
 

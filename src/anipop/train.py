@@ -10,7 +10,6 @@ kinds as an earlier set reuses that fit instead of training the same model twice
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator
 
@@ -41,7 +40,6 @@ from anipop.models import RidgeRegressor, TfidfPixelBenchmark, baseline_model
 from anipop.paper_head import fit_paper_head
 from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.utils import (
-    atomic_path,
     configure_torch,
     map_in_processes,
     read_json,
@@ -178,6 +176,16 @@ class TrainingData:
         return model_inputs(input_type, kinds, anime_ids, self.anime, self.characters, paths.embeddings_dir,
                             paths.raw_dir, cfg.aggregation, cfg.benchmark.image_size)
 
+    def pooled_inputs(self, splits: tuple[str, ...], input_type: str, kinds: list[str]):
+        """The inputs of several splits' rows together, in split order (one split: `inputs`)."""
+        if len(splits) == 1:
+            return self.inputs(splits[0], input_type, kinds)
+        key = (splits, input_type, tuple(kinds))
+        if key not in self._inputs:
+            ids = pd.concat([self.rows[s]["anime_id"] for s in splits])
+            self._inputs[key] = self.inputs_for(ids, input_type, kinds)
+        return self._inputs[key]
+
     def inputs(self, split: str, input_type: str, kinds: list[str]):
         key = (split, input_type, tuple(kinds))
         if key not in self._inputs:
@@ -206,11 +214,14 @@ def _fit_pitch(name: str, kinds: list[str], data: TrainingData) -> tuple[object,
     (fitted here if not yet), so train, each CV fold and the temporal backtest fit each part once."""
     from anipop.pitch_models import STACK, STACK_PARTS, PitchRegressor
 
+    splits = ("train", "val") if data.params.train.pitch.fit_rows == "train_val" and not data.rows["val"].empty \
+        else ("train",)
+
     def fitted(part: str):
         key = (part, tuple(kinds))
         if key not in data.pitch_fits:
             data.pitch_fits[key] = PitchRegressor(part, kinds, data.params.train.pitch, data.params.seed).fit(
-                data.inputs("train", PITCH_INPUT, kinds), data.target["train"])
+                data.pooled_inputs(splits, PITCH_INPUT, kinds), np.concatenate([data.target[s] for s in splits]))
         return data.pitch_fits[key]
 
     model = PitchRegressor.blend_of(*(fitted(part) for part in STACK_PARTS)) if name == STACK else fitted(name)
@@ -416,9 +427,8 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
                              image_size=cfg.benchmark.image_size, feature_dim=details.get("feature_dim"),
                              encoders=encoders)
         save_bundle(bundle, models_dir / run["path"])
-        if name == cfg.model and input_set == cfg.inputs:  # the primary: also the file predict loads
-            with atomic_path(paths.primary_bundle) as tmp:
-                shutil.copyfile(models_dir / run["path"], tmp)
+        if name == cfg.model and input_set == cfg.inputs:  # the primary: also the file predict loads (with its
+            save_bundle(bundle, paths.primary_bundle)          # track-record table beside it)
         runs.append(run)
     primary = next((r for r in runs if r["model"] == cfg.model and r["input_set"] == cfg.inputs), None)
     if primary is None:

@@ -76,6 +76,32 @@ _TRANSIENT_TEXTS = ("Max retries exceeded", "Connection refused", "timed out", "
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_log_records()
+
+
+def redact_log_records() -> None:
+    """Every log record of this process, from any library, with credentials redacted before any handler sees it.
+
+    Why a record factory, not a filter: urllib3 logs its retries ("Retrying ... /api/2.0/...?token=...") on its
+    own loggers, whose records a filter on our loggers never meets, and handlers added later (Prefect's, MLflow's)
+    would lack a handler filter."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "_anipop_redacting", False):
+        return
+
+    def redacting(*args, **kwargs) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record stays as it is; logging reports it itself
+            return record
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return record
+
+    redacting._anipop_redacting = True
+    logging.setLogRecordFactory(redacting)
 
 
 @contextlib.contextmanager

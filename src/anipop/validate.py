@@ -138,6 +138,8 @@ def metadata_expectations() -> list[gxe.Expectation]:
             column=field, regex=r"(?i)(?:^|, )(?:unknown|n/a|not_exist|none found|add some)(?:,|$)"))
     for field in SINGLE_FIELDS:
         checks.append(gxe.ExpectColumnValuesToNotMatchRegex(column=field, regex=r"^\s|\s$"))
+    # minutes an episode (or the film) runs: parsed at ingest; a parser slip (hours read as minutes) lands outside
+    checks.append(gxe.ExpectColumnValuesToBeBetween(column="duration", min_value=0.01, max_value=600))
     return checks
 
 

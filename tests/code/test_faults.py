@@ -403,6 +403,61 @@ def test_register_killed_right_after_creating_its_version_is_rolled_back_by_the_
     assert not [m for m in client.search_registered_models() if m.name == f"{name}.lock"]  # lock released
 
 
+def test_tightened_serving_limits_reach_the_champion_with_evaluate_and_register(trained, tmp_path,
+                                                                                restore_mlflow_uri):
+    """An operator tightens a limit during an incident: `dvc repro register` reruns evaluate (the limits travel
+    inside the logged model) and register, which promotes the same model with the new limits whatever the
+    policy; a rerun with nothing changed registers nothing."""
+    from anipop.predict import load_model
+
+    uri = trained.mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = trained.registry.model_name
+    run_register(trained)
+    before = client.get_model_version_by_alias(name, "champion")
+    tight = trained.model_copy(update={"serving": trained.serving.model_copy(update={"max_characters_per_pitch": 1}),
+                                       "registry": trained.registry.model_copy(update={"policy": "test_split"})})
+    run_evaluate(tight)
+    result = run_register(tight)
+    now = client.get_model_version_by_alias(name, "champion")
+    assert result["promoted"] and str(now.version) != str(before.version), result
+    assert "new serving limits" in now.tags["reason"]
+    served = load_model(f"models:/{name}@champion").unwrap_python_model().predictor
+    assert served.limits.max_characters_per_pitch == 1
+    assert run_register(tight)["version"] == str(now.version)  # unchanged: the same registration, found by key
+    run_evaluate(trained)  # the fixture's state back for the tests after this one
+    run_register(trained)
+
+
+def test_register_killed_between_moving_champion_and_completing_gives_champion_back(trained, tmp_path):
+    """The alias already points at the new, pending version when the process dies (SIGKILL: no handler runs).
+    The next registration must give `champion` back to the version that held it, so the served alias never
+    disappears: `models:/<name>@champion` resolves throughout."""
+    uri = trained.mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = trained.registry.model_name
+    subprocess.run(_cli(_params_file(trained, tmp_path), "register"), env=_env(), check=True, capture_output=True,
+                   timeout=300)
+    holder = str(client.get_model_version_by_alias(name, "champion").version)
+    params_file = _params_file(_new_registration(trained, 0.83), tmp_path)
+    die_after_moving_champion = (  # champion history is written right after the alias moves
+        "import os, signal, sys\nimport anipop.registry as registry\n"
+        "def die(*args, **kwargs):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "registry.record_change = die\nfrom anipop.cli import app\nsys.argv = ['anipop', 'register', '--params', "
+        f"{str(params_file)!r}]\napp()\n")
+    killed = subprocess.run([sys.executable, "-c", die_after_moving_champion], env=_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    pending = str(client.get_model_version_by_alias(name, "champion").version)
+    assert pending != holder and client.get_model_version(name, pending).tags["anipop.registration"] == "pending"
+
+    rerun = subprocess.run(_cli(params_file, "register"), env=_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"champion restored to v{holder}" in rerun.stdout and f"v{pending} withdrawn" in rerun.stdout
+    now = str(client.get_model_version_by_alias(name, "champion").version)  # resolves: never left without one
+    assert now != pending and client.get_model_version(name, now).tags["anipop.registration"] == "complete"
+
+
 def test_a_register_whose_parent_is_killed_stops_and_is_never_registered_twice(trained, tmp_path):
     """As when only `dvc` is killed: its `anipop register` child must not finish unseen and be repeated."""
     params_file = _params_file(_new_registration(trained, 0.87), tmp_path)

@@ -56,16 +56,17 @@ def _table(text: str) -> dict[tuple[str, str], list[str]]:
     rows = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 9 and cells[0] not in ("group", "---"):
+        if len(cells) == 3 + 4 * 3 and cells[0] not in ("group", "---"):  # cv, temporal, rolling, test x 3 metrics
             rows[(cells[1], cells[2].split(" (")[0])] = cells[3:]
     return rows
 
 
 def _expected(entry: dict) -> list[str]:
+    """Spearman, R2, MAE (1-10) of CV (mean ± sd), temporal, rolling (not run by the field ablation) and test."""
     cv, temporal, test = entry["cv"], entry["temporal"], entry["test"]
-    return [f"{cv['spearman']['mean']:.3f} ± {cv['spearman']['sd']:.3f}", f"{cv['r2']['mean']:.3f} ± {cv['r2']['sd']:.3f}",
-            f"{temporal['spearman']['value']:.3f}", f"{temporal['r2']['value']:.3f}",
-            f"{test['spearman']:.3f}", f"{test['r2']:.3f}"]
+    metrics = ("spearman", "r2", "mae_1_10")
+    return ([f"{cv[m]['mean']:.3f} ± {cv[m]['sd']:.3f}" for m in metrics]
+            + [f"{temporal[m]['value']:.3f}" for m in metrics] + ["—"] * 3 + [f"{test[m]:.3f}" for m in metrics])
 
 
 def test_every_configured_set_gets_its_readers_on_cv_temporal_and_test(project):
@@ -99,7 +100,7 @@ def test_results_table_has_a_row_per_configured_set_with_the_jsons_figures(proje
     cv, temporal = read_json(paths.cv_details)["models"], read_json(paths.temporal_details)["models"]
     ridge = table[("all_inputs", "ridge")]  # the main input set: backtest's CV and temporal, evaluate's test
     assert ridge[0] == f"{cv['ridge']['spearman']['mean']:.3f} ± {cv['ridge']['spearman']['sd']:.3f}"
-    assert ridge[3] == f"{temporal['ridge']['r2']['value']:.3f}" and ridge[4:] == ["0.654", "0.432"]
+    assert ridge[4] == f"{temporal['ridge']['r2']['value']:.3f}" and ridge[9:] == ["0.654", "0.432", "—"]
     assert ("synopsis length", "length_only") in table and ("the train mean", "train_mean") in table
     assert "they equal the main run's" in text
     n_cv, n_test = sum(stored["rows"]["cv_folds"]), stored["rows"]["test"]
@@ -116,7 +117,7 @@ def test_a_missing_finetune_json_is_named_as_not_scored_and_a_present_one_adds_i
                                                   "note": "12 s per epoch"}]})
     try:
         text = run_report(params)
-        assert table_row(text, "finetune gpt2 ") == ["—", "—", "—", "—", "0.512", "0.200"]
+        assert table_row(text, "finetune gpt2 ") == ["—"] * 9 + ["0.512", "0.200", "—"]
         assert "12 s per epoch" in text and "not scored in this run" not in text
         write_json(paths.finetune_metrics, {"rows": []})
         with pytest.raises(ValueError, match="finetune.json: field 'runs'"):

@@ -75,3 +75,18 @@ def test_another_seed_gives_another_network(runs):
     assert any(not np.array_equal(weights_a[key], weights_b[key]) for key in weights_a)
     assert (first.paths.reports_dir / "metrics.json").read_bytes() != \
         (reseeded.paths.reports_dir / "metrics.json").read_bytes()
+
+
+def test_a_saved_model_pickles_to_the_same_bytes_in_every_process(tmp_path):
+    """A bundle holds its settings (pydantic models): their pickle must not follow the per-process hash seed,
+    or every run saves other bytes and the registry sees a new model (the same model registered twice)."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, pickle\nfrom anipop.config import load_params\n"
+            "params = load_params('params.yaml')\n"
+            "print(hashlib.sha256(pickle.dumps((params, params.train.pitch))).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout
+               for seed in (1, 2, 3, 4)}
+    assert len(digests) == 1, digests

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.metrics import bootstrap_draws, bootstrap_picks, copy_counts, metrics_with_intervals_many
+from anipop.metrics import metrics_with_intervals_many
 from anipop.utils import atomic_path
 
 LIVE_METRICS = ("spearman", "r2", "mae")  # on the 1-10 scale: MAE in points
@@ -27,24 +27,6 @@ def live_metrics(true_scores: np.ndarray, predicted: dict[str, np.ndarray], samp
     """Each prediction column's LIVE_METRICS as {value, low, high}, all on the same resamples."""
     results = metrics_with_intervals_many(np.asarray(true_scores, float), predicted, 1.0, samples, confidence, seed)
     return {label: {name: values[name] for name in LIVE_METRICS} for label, values in results.items()}
-
-
-def paired_difference(true_scores: np.ndarray, first: np.ndarray, second: np.ndarray, metric: str, samples: int,
-                      confidence: float, seed: int) -> dict[str, float]:
-    """first - second on `metric`, with a percentile interval over resamples shared by both (paired)."""
-    from anipop.metrics import point_metrics
-
-    y = np.asarray(true_scores, float)
-    value = point_metrics(y, np.asarray(first, float), 1.0)[metric] - point_metrics(y, np.asarray(second, float), 1.0)[metric]
-    if samples <= 0 or len(y) < 2:
-        return {"value": float(value)}
-    picks = bootstrap_picks(len(y), samples, seed)
-    counts = copy_counts(picks, len(y))
-    draws = (bootstrap_draws(y, np.asarray(first, float), 1.0, picks, counts)[metric]
-             - bootstrap_draws(y, np.asarray(second, float), 1.0, picks, counts)[metric])
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(draws, [tail, 100 - tail])
-    return {"value": float(value), "low": float(low), "high": float(high)}
 
 
 def model_identity(model_uri: str) -> str:

@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from anipop.artifacts import ArtifactPaths
-from anipop.config import Params, load_params
+from anipop.config import Params, load_params, set_dotted
 from anipop.schema import PREPARED_ANIME, read_table
 from anipop.tracking import anchored_store
 from anipop.utils import read_json, write_json
@@ -89,16 +89,10 @@ def replay_plan(params: Params, project: Path) -> ReplayPlan:
 
 
 def _set(tree: dict, dotted: str, value: object) -> None:
-    """tree['a']['b'] = value for 'a.b' (the overrides' keys, as `dvc exp run -S` takes them)."""
-    *parents, leaf = dotted.split(".")
-    node = tree
-    for key in parents:
-        if not isinstance(node.get(key), dict):
-            raise ValueError(f"replay.overrides: {dotted!r} names no section of params.yaml")
-        node = node[key]
-    if leaf not in node:
-        raise ValueError(f"replay.overrides: {dotted!r} is not a key of params.yaml")
-    node[leaf] = value
+    try:
+        set_dotted(tree, dotted, value)
+    except ValueError as error:
+        raise ValueError(f"replay.overrides: {error}") from None
 
 
 def _absolute(project: Path, value: str | None) -> str | None:

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from anipop.artifacts import MinMaxScaler
+from anipop.metrics import paired_difference
 from anipop.model_catalog import BASELINE, LENGTH_BASELINE
-from anipop.monitoring.live import live_metrics, paired_difference, served_scores
+from anipop.monitoring.live import live_metrics, served_scores
 from anipop.monitoring.replay import LIVE_ANIME, LIVE_PITCHES, SNAPSHOT_ANIME, ReplayPlan, read_step
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from anipop import readme_blocks
 from anipop.artifacts import ArtifactPaths
 from anipop.config import Params
 from anipop.model_catalog import BASELINE, LENGTH_BASELINE
@@ -18,7 +19,7 @@ from anipop.utils import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-README_BEGIN, README_END = "<!-- replay:begin (written by `anipop replay`) -->", "<!-- replay:end -->"
+README_BEGIN, README_END = readme_blocks.markers("replay", "anipop replay")
 REPORT, PLOT = "replay.md", "plots/replay.png"
 
 
@@ -167,16 +168,8 @@ def render_readme_block(result: dict) -> str:
 
 
 def update_readme(readme: Path, block: str) -> bool:
-    """Replace the marked block in README.md; False when the markers are absent (nothing written)."""
-    if not readme.exists():
-        return False
-    text = readme.read_text(encoding="utf-8")
-    if README_BEGIN not in text or README_END not in text:
-        return False
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    readme.write_text(head + block + tail, encoding="utf-8")
-    return True
+    """Replace the replay's marked block in README.md; False when the markers are absent (nothing written)."""
+    return readme_blocks.update_readme(readme, block, README_BEGIN, README_END)
 
 
 def plot(result: dict, path: Path) -> None:

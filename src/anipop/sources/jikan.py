@@ -46,7 +46,9 @@ from anipop.sources.parsing import (
     ParseError,
     clean_synopsis,
     clean_text,
+    given_family,
     parse_count,
+    parse_duration,
     parse_fields,
     parse_first_air_date,
     parse_id,
@@ -77,14 +79,6 @@ def jikan_score(value: object) -> float | None:
     return parse_score(value)
 
 
-def given_family(name: str | None) -> str | None:
-    """'Family, Given' (Jikan's character lists) -> 'Given Family' (its /characters/{id} and MAL's pages)."""
-    if name is None or ", " not in name:
-        return name
-    family, given = name.split(", ", 1)
-    return f"{given} {family}".strip()
-
-
 # raw schema column -> (Jikan anime field, parser). A parser raising ParseError quarantines the anime.
 _ANIME_FIELDS: dict[str, tuple[str, Callable[[object], object]]] = {
     "title": ("title", clean_text),
@@ -97,6 +91,7 @@ _ANIME_FIELDS: dict[str, tuple[str, Callable[[object], object]]] = {
     "source": ("source", clean_text),
     "episodes": ("episodes", parse_count),
     "rating": ("rating", clean_text),
+    "duration": ("duration", parse_duration),
 }
 
 
@@ -134,6 +129,8 @@ class JikanSource:
     wall_clock: Callable[[], float] = time.time
     progress: bool | None = None  # None: a bar only on a terminal
     cache_dir: Path | None = None  # JSON responses and images; default raw_dir/.http_cache
+    staff_roles: Sequence[str] = ()  # key staff kept (ingest.staff_roles): one GET /anime/{id}/staff more an anime
+    cast_size: int = 10  # voice actors kept: Japanese, of the main characters first (as MAL's page lists them)
     name: str = "jikan"
 
     def __post_init__(self) -> None:
@@ -334,6 +331,8 @@ class _Run:
         except FetchError as err:  # without its characters the row would claim the anime has none
             self.record_failure("anime", anime_id, err)
             return
+        row["cast"] = cast_names(roles.get("data") or [], self.source.cast_size)
+        row["staff"] = self.staff(anime_id, max_age_s) if self.source.staff_roles else None
         self.anime.append(row)
         main_ids: set[int] = set()
         for entry in roles.get("data") or []:
@@ -342,6 +341,17 @@ class _Run:
                 continue
             main_ids.add(character.get("mal_id"))
             self.add_character(anime_id, character)
+
+    def staff(self, anime_id: int, max_age_s: float | None) -> str | None:
+        """The anime's key staff ('Given Family', comma-separated); None when the request fails (the anime keeps
+        everything else: the field is missing, as for a pitch that names no staff)."""
+        try:
+            payload = self.http.get_json(f"{self.source.base_url}/anime/{anime_id}/staff", max_age_s=max_age_s)
+        except FetchError as err:
+            log.warning("jikan: anime %s: staff unavailable (%s); the field is left missing", anime_id, err)
+            self.skipped["anime whose staff could not be fetched (field missing)"] += 1
+            return None
+        return staff_names(payload.get("data") or [], self.source.staff_roles)
 
     def add_character(self, anime_id: int, listed: dict) -> None:
         """One main character: details from /characters/{id} (listing data when it is gone: 404), then the portrait."""
@@ -493,6 +503,37 @@ def anime_row(item: dict) -> tuple[dict | None, dict | None]:
         row[column] = ", ".join(n for n in (clean_text(e.get("name")) for e in item.get(key) or []) if n) or None
     row["image_url"] = image_url(item)
     return row, None
+
+
+def staff_names(entries: list, roles: Sequence[str]) -> str | None:
+    """GET /anime/{id}/staff's `data` (OpenAPI `anime_staff`: person.name, positions[]) -> the people holding one of
+    `roles`, 'Given Family', comma-separated, each once."""
+    wanted = {role.lower() for role in roles}
+    names: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        positions = {str(p).strip().lower() for p in entry.get("positions") or []}
+        name = given_family(clean_text((entry.get("person") or {}).get("name")))
+        if name and positions & wanted and name.replace(",", " ") not in names:
+            names.append(" ".join(name.replace(",", " ").split()))
+    return ", ".join(names) or None
+
+
+def cast_names(entries: list, size: int) -> str | None:
+    """GET /anime/{id}/characters' `data` (OpenAPI `anime_characters`: role, voice_actors[].person.name, language)
+    -> up to `size` Japanese voice actors, main characters' first, 'Given Family', comma-separated, each once."""
+    ordered = sorted((e for e in entries if isinstance(e, dict)), key=lambda e: e.get("role") != "Main")
+    names: list[str] = []
+    for entry in ordered:
+        for actor in entry.get("voice_actors") or []:
+            if not isinstance(actor, dict) or actor.get("language") != "Japanese":
+                continue
+            name = given_family(clean_text((actor.get("person") or {}).get("name")))
+            name = " ".join(name.replace(",", " ").split()) if name else None
+            if name and name not in names and len(names) < size:
+                names.append(name)
+    return ", ".join(names) or None
 
 
 def premiered(aired: dict) -> str | None:

@@ -18,11 +18,13 @@ from anipop.sources.parsing import (
     clean_synopsis,
     clean_text,
     parse_count,
+    parse_duration,
     parse_fields,
     parse_first_air_date,
     parse_id,
     parse_name_list,
     parse_score,
+    people_names,
     read_csv_records,
 )
 
@@ -47,9 +49,13 @@ _FIELD_PARSERS = {
     "image_url": ("image_link", clean_text),
     "demographic": ("demographic", clean_text),  # raw strings: prepare parses them (anipop.metadata), so a
     "producers": ("producers", clean_text),      # malformed list loses that field, not the anime
+    "cast": ("voice_actors", people_names),      # the listed voice actors, 'Given Family', comma-separated
+    "duration": ("duration", parse_duration),    # minutes an episode (or the film) runs
 }
+# the staff column: key roles only (ingest.staff_roles); parsed apart, since the parser needs the roles
+_STAFF_COLUMN = "staffs"
 # the CSV columns read: the id, then each parser's source column once
-_CSV_COLUMNS = ["mal_id", *dict.fromkeys(csv_column for csv_column, _ in _FIELD_PARSERS.values())]
+_CSV_COLUMNS = ["mal_id", *dict.fromkeys(csv_column for csv_column, _ in _FIELD_PARSERS.values()), _STAFF_COLUMN]
 # surrogateescape decodes each byte that is not valid UTF-8 to one of these code points
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
@@ -62,6 +68,7 @@ class LocalSource:
     limit: int | None = None
     name: str = "local"
     characters_dir: Path | None = None  # characters.csv.gz + portraits/; None: anime only
+    staff_roles: tuple[str, ...] = ()  # the staff roles kept (ingest.staff_roles); () keeps no staff
 
     def ingest(self, raw_dir: Path) -> IngestResult:
         """Parse the CSV into the raw anime table; rows that cannot be parsed go to quarantine with line and field."""
@@ -70,7 +77,7 @@ class LocalSource:
         if missing:
             raise ValueError(f"{self.path}: CSV lacks column(s) {sorted(missing)}")
         frame = pd.DataFrame(records, columns=header, dtype=object)
-        rows, rejected = parse_rows(frame, origin=str(self.path), lines=lines)
+        rows, rejected = parse_rows(frame, origin=str(self.path), lines=lines, staff_roles=self.staff_roles)
         rejected = [*(quarantine_record("ingest", "anime", f"{self.path}:{line}", "malformed_row",
                                         f"{self.path}:{line}: {reason}", None, None)
                       for line, reason in malformed), *rejected]
@@ -88,7 +95,8 @@ class LocalSource:
                             notes=local.notes(Path(self.characters_dir)))
 
 
-def parse_rows(frame: pd.DataFrame, origin: str, lines: list[int] | None = None) -> tuple[list[dict], list[dict]]:
+def parse_rows(frame: pd.DataFrame, origin: str, lines: list[int] | None = None,
+               staff_roles: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
     """Parse CSV rows into raw-schema dicts; rows with bytes that are not UTF-8, an unparseable id or field
     are rejected, each reason naming the CSV line it starts on (`lines`, else counted from the record texts).
 
@@ -119,6 +127,7 @@ def parse_rows(frame: pd.DataFrame, origin: str, lines: list[int] | None = None)
             field, reason = problem
             rejected.append(quarantine_record("ingest", "anime", anime_id, "parse", f"{where}: field '{field}': {reason}", field, record.get(field)))
             continue
+        row["staff"] = people_names(record.get(_STAFF_COLUMN), staff_roles) if staff_roles else None
         parsed.append((where, row))
     return _resolve_duplicates(parsed, rejected)
 

@@ -15,7 +15,7 @@ import io
 import math
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -68,7 +68,11 @@ def parse_count(value: object) -> int | None:
 
 
 def parse_id(value: object) -> int:
-    """A MAL id: parse_count's whole number, and an empty id is a ParseError (a row needs its key)."""
+    """A MAL id: plain decimal digits (or an integer), and an empty id is a ParseError (a row needs its key).
+
+    Stricter than parse_count: "1e3" or "1,000" as an id is a typo or a corrupt row, not anime 1000."""
+    if isinstance(value, str) and not is_missing(value) and not re.fullmatch(r"[0-9]+", value.strip()):
+        raise ParseError(f"mal_id is not a plain whole number: {value[:40]!r}")
     number = parse_count(value)
     if number is None:
         raise ParseError("mal_id is empty")
@@ -150,6 +154,60 @@ def parse_name_list(value: object) -> str | None:
         items = [item.strip() for item in text.split(",")]
     kept = [html.unescape(item) for item in items if not is_missing(item)]
     return ", ".join(kept) or None
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(hr|min|sec)", re.IGNORECASE)
+
+
+def parse_duration(value: object) -> float | None:
+    """MAL's runtime of an episode (or of the film): '24 min. per ep.', '1 hr. 55 min.', '45 sec.', Jikan's
+    '24 min per ep' -> minutes; 'Unknown' or text with no time -> None (missing, not an error)."""
+    if is_missing(value):
+        return None
+    parts = _DURATION_PART.findall(str(value))
+    if not parts:
+        return None
+    minutes = sum(float(n) * {"hr": 60.0, "min": 1.0, "sec": 1 / 60}[unit.lower()] for n, unit in parts)
+    return round(minutes, 2) if minutes > 0 else None
+
+
+def given_family(name: str | None) -> str | None:
+    """'Family, Given' (MAL's staff and cast lists, Jikan's) -> 'Given Family': a person's name without the comma
+    that separates a list field's values (anipop.metadata.SEPARATOR)."""
+    if name is None or ", " not in name:
+        return name
+    family, given = name.split(", ", 1)
+    return f"{given} {family}".strip()
+
+
+def people_names(value: object, roles: Iterable[str] | None = None) -> str | None:
+    """MAL's staff list "[{'name': 'Watanabe, Shinichiro', 'role': 'Director, Script'}, ...]" (people whose roles
+    include one of `roles`) or cast list "['Yamadera, Kouichi', ...]" -> 'Shinichiro Watanabe, ...' (each person
+    once, in order). A value that is not such a list is returned as it is: prepare's metadata parser reports it
+    (unparseable_metadata) and the anime keeps everything else."""
+    if is_missing(value):
+        return None
+    text = str(value).strip()
+    try:
+        parsed = ast.literal_eval(text) if text.startswith("[") else None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, list):
+        return text
+    wanted = {role.lower() for role in roles} if roles is not None else None
+    names: list[str] = []
+    for item in parsed:
+        if isinstance(item, dict):
+            person_roles = {r.strip().lower() for r in str(item.get("role", "")).split(",")}
+            if wanted is not None and not person_roles & wanted:
+                continue
+            item = item.get("name")
+        if not isinstance(item, str) or is_missing(item):
+            continue
+        name = " ".join(html.unescape(given_family(item.strip()) or "").replace(",", " ").split())
+        if name and name not in names:
+            names.append(name)
+    return ", ".join(names) or None
 
 
 def parse_first_air_date(aired: object) -> str | None:

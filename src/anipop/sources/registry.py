@@ -19,14 +19,14 @@ def _local(params: Params) -> Source:
     from anipop.sources.local import LocalSource
 
     return LocalSource(path=params.ingest.local_path, limit=params.ingest.limit,
-                       characters_dir=params.ingest.characters_dir)
+                       characters_dir=params.ingest.characters_dir, staff_roles=params.ingest.staff_roles)
 
 
 def _jikan(params: Params) -> Source:
     from anipop.sources.jikan import JikanSource
 
     return JikanSource(limit=params.ingest.limit, cache_dir=params.paths.http_cache_dir,
-                       **params.ingest.jikan.model_dump())
+                       staff_roles=params.ingest.staff_roles, **params.ingest.jikan.model_dump())
 
 
 # ingest.source -> the factory of that source; each imports its module lazily, so `local` never loads the HTTP
