@@ -74,15 +74,17 @@ def reads_lines(bundle) -> list[str]:
     return lines
 
 
-def why_lines(reports: Path, model_name: str) -> list[str]:
-    """Why this model is the one registered, from the backtest's CV means of every trained model."""
+def why_lines(reports: Path, model_name: str, previous_recipe: str | None = None) -> list[str]:
+    """Why this model is the one registered, from the backtest's CV means of every trained model (its previous
+    recipe, refitted by the backtest only, named as such)."""
     path = reports / "cv.json"
     table = read_json(path) if path.exists() else {}
     ranked = sorted(((n, v["spearman"]) for n, v in table.items() if isinstance(v, dict) and "spearman" in v
                      and n not in BASELINES), key=lambda item: -item[1])
     if not ranked or model_name not in dict(ranked):
         return [f"- `{model_name}` is train.model in params.yaml (no cross-validation ran to compare models)."]
-    others = ", ".join(f"`{n}` {v:.4f}" for n, v in ranked if n != model_name)
+    others = ", ".join(f"`{n}` {v:.4f}" + (" (its previous recipe)" if n == previous_recipe else "")
+                       for n, v in ranked if n != model_name)
     best = ranked[0][0] == model_name
     return [f"- `{model_name}` is train.model in params.yaml; on franchise-grouped CV Spearman it scores "
             f"{dict(ranked)[model_name]:.4f}, " + ("the best of the trained models" if best else "NOT the best")
@@ -103,7 +105,7 @@ def render_model_card(params: Params, version: str, intervals: dict, model_name:
         "",
         "## What it reads",
         *reads_lines(bundle),
-        *why_lines(Path(params.paths.reports_dir), model_name),
+        *why_lines(Path(params.paths.reports_dir), model_name, params.evaluate.previous_recipe.name),
         "",
         "## Data",
         f"- Source: `{params.ingest.source}`; {report['anime_kept']} anime after cleaning, "

@@ -106,7 +106,7 @@ def newer_unless_worse(metric: str, truth: np.ndarray, candidate: np.ndarray, ch
     noise. The promise that a worse model never becomes champion is kept in the only form the data can back:
     never one shown worse.
     """
-    from anipop.monitoring.live import paired_difference
+    from anipop.metrics import paired_difference
 
     difference = paired_difference(truth, candidate, champion, metric, samples, confidence, seed)
     low, high = difference.get("low", difference["value"]), difference.get("high", difference["value"])

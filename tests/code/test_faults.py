@@ -439,7 +439,9 @@ def test_register_killed_between_moving_champion_and_completing_gives_champion_b
     subprocess.run(_cli(_params_file(trained, tmp_path), "register"), env=_env(), check=True, capture_output=True,
                    timeout=300)
     holder = str(client.get_model_version_by_alias(name, "champion").version)
-    params_file = _params_file(_new_registration(trained, 0.83), tmp_path)
+    always = _new_registration(trained, 0.83)  # promoted whatever it scores: the alias moves
+    always = always.model_copy(update={"registry": always.registry.model_copy(update={"policy": "always"})})
+    params_file = _params_file(always, tmp_path)
     die_after_moving_champion = (  # champion history is written right after the alias moves
         "import os, signal, sys\nimport anipop.registry as registry\n"
         "def die(*args, **kwargs):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
