@@ -328,10 +328,18 @@ def predict(
     model = _run(lambda _: load_model(uri), loaded)
     scores = _run(lambda _: model.predict(pitches), loaded)
     typer.echo(f"model: {uri}")
-    predictor = getattr(_python_model(model), "predictor", None)  # an anipop pitch model (any pyfunc may be named)
-    ignored = predictor.ignored_inputs(parsed) if hasattr(predictor, "ignored_inputs") else None
-    if ignored:
-        typer.echo(f"note: {ignored}")
+    notes = scores.pop("notes").fillna("") if "notes" in scores else None
+    if notes is None:  # a model logged before the notes column: one line for all pitches
+        predictor = getattr(_python_model(model), "predictor", None)
+        ignored = predictor.ignored_inputs(parsed) if hasattr(predictor, "ignored_inputs") else None
+        notes = pd.Series([ignored or ""] * len(scores))
+    if notes.nunique() == 1 and notes.iloc[0]:
+        typer.echo(f"note: {notes.iloc[0]}")
+    else:
+        for row, note in enumerate(notes):
+            if note:
+                typer.echo(f"note (row {row}): {note}")
+    scores.insert(0, "row", range(len(scores)))  # the row numbers errors name: the file's data rows from 0
     typer.echo(scores.to_string(index=False))
 
 

@@ -37,6 +37,7 @@ from anipop.utils import read_json, redact_log_records, write_json
 log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("score", "score_low", "score_high", "baseline_score", "coverage")
+NOTES_COLUMN = "notes"  # per pitch: what the model did not read, and values new to it (empty when none)
 SHIPPED_GRAPHS = "onnx"  # the predictor folder's copy of the text encoder graph (PitchPredictor.save)
 
 
@@ -161,7 +162,7 @@ class PitchPredictor:
         notes = []
         if given and not reads & set(CHARACTER_KINDS):
             notes.append(f"the {given} character(s) given")
-        unread = sorted({f for p in pitches for f in p.metadata if f not in reads}
+        unread = sorted({f for p in pitches for f, values in p.metadata.items() if values and f not in reads}
                         | ({"year"} if any(p.year is not None for p in pitches) and "year" not in reads else set())
                         | ({"duration"} if any(p.duration is not None for p in pitches) and "duration" not in reads
                            else set()))
@@ -175,6 +176,24 @@ class PitchPredictor:
                        f"left out, as in training")
             said = f"{said}; {dropped}" if said else dropped
         return said
+
+    def unknown_values(self, pitch: Pitch) -> dict[str, list[str]]:
+        """The pitch's metadata values outside the model's vocabulary (seen fewer than train.pitch.min_count times
+        in training): encoded as the field's unknown, which a producer naming a new studio should be told."""
+        encoder = getattr(self.bundle.model, "encoder", None)
+        vocabulary = getattr(encoder, "vocabulary", None) or {}
+        return {field: new for field, values in pitch.metadata.items() if field in vocabulary
+                and (new := [v for v in values if v not in set(vocabulary[field])])}
+
+    def pitch_notes(self, pitch: Pitch) -> str:
+        """One line per pitch for the REST answer's `notes` column (empty when there is nothing to say)."""
+        parts = [self.ignored_inputs([pitch]) or ""]
+        unknown = self.unknown_values(pitch)
+        if unknown:
+            parts.append("new to this model, encoded as unknown: " + "; ".join(
+                f"{field} {', '.join(values[:5])}" + (f" (+{len(values) - 5} more)" if len(values) > 5 else "")
+                for field, values in unknown.items()))
+        return "; ".join(part for part in parts if part)
 
     def reads_characters(self) -> bool:
         """Whether a pitch's characters can move its score: the model reads a character kind and, for a pitch
@@ -204,7 +223,7 @@ class PitchPredictor:
             "score_high": self.scaler.inverse(high),
             "baseline_score": self.scaler.inverse(float(self.bundle.train_mean)),
             "coverage": self.coverage,
-        }).round(4)
+        }).round(4).assign(**{NOTES_COLUMN: [self.pitch_notes(p) for p in pitches]})
 
 
 @contextmanager
@@ -351,7 +370,8 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
         half_width_with_characters=calibration.half_width_with_characters, onnx_dir=str(params.paths.onnx_dir))
     # no input schema on purpose: MLflow's enforcement silently drops columns it does not know (a client's
     # misspelt `charaters` would vanish); parse_pitches checks every field itself and rejects unknown ones
-    signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]))
+    signature = ModelSignature(inputs=None, outputs=Schema([*(ColSpec("double", name) for name in OUTPUT_COLUMNS),
+                                                            ColSpec("string", NOTES_COLUMN)]))
     example = pd.DataFrame({"synopsis": ["A retired bounty hunter takes one last job aboard a failing starship, "
                                          "where an old rival waits with a debt she never meant to repay."],
                             "characters": [json.dumps([{"name": "Kaede", "description": "a tired bounty hunter"}])],

@@ -60,6 +60,9 @@ def test_champion_takes_metadata_and_scores_a_synopsis_only_pitch(champion):
     assert scored["score"].iloc[0] > scored["score"].iloc[1]  # the studio moves the score
     only_synopsis = model.predict(pd.DataFrame({"synopsis": [PITCH]}))
     assert only_synopsis["score"].between(1, 10).all()
+    # a studio the model never saw is encoded as unknown, and the answer says so for that row only
+    assert scored["notes"].iloc[2] == "new to this model, encoded as unknown: studios A Studio Founded Yesterday"
+    assert scored["notes"].iloc[0] == "" and only_synopsis["notes"].iloc[0] == ""
 
 
 def test_misspelt_metadata_field_is_a_400_naming_it(champion):

@@ -50,10 +50,21 @@ def test_champion_scores_a_raw_pitch_with_an_interval(registered):
     model = load_model("models:/anipop@champion")
     scores = model.predict(pd.DataFrame({"synopsis": [PITCH, "A boring generic forgettable school story."],
                                          "characters": ["[]", None]}))
-    assert list(scores.columns) == ["score", "score_low", "score_high", "baseline_score", "coverage"]
+    assert list(scores.columns) == ["score", "score_low", "score_high", "baseline_score", "coverage", "notes"]
     assert ((scores["score_low"] <= scores["score"]) & (scores["score"] <= scores["score_high"])).all()
     assert scores["score"].between(1, 10).all()
     assert scores["score"].iloc[0] > scores["score"].iloc[1]  # the learnable words drive the score
+
+
+def test_the_served_answer_says_per_pitch_what_the_model_did_not_read(registered):
+    """REST clients get the note the CLI prints: a champion that ignores the characters sent says so, per row."""
+    model = load_model("models:/anipop@champion")
+    character = '[{"name": "Kaede", "description": "a tired bounty hunter"}]'
+    scores = model.predict(pd.DataFrame({"synopsis": [PITCH, PITCH], "characters": [character, "[]"],
+                                         "studios": ["A Studio Nobody Knows", None]}))
+    assert scores["notes"].iloc[0] == ("this model (ridge) reads only synopsis: the 1 character(s) given and the "
+                                       "field(s) studios did not change the score")
+    assert scores["notes"].iloc[1] == ""
 
 
 def test_the_served_interval_is_the_one_evaluate_sized(registered):
