@@ -374,10 +374,26 @@ def prefect_server_problem() -> str | None:
     """Why a deployment cannot be served here (Prefect refuses on its temporary server), or None."""
     from prefect.settings import PREFECT_API_URL
 
-    if PREFECT_API_URL.value():
-        return None
+    url = PREFECT_API_URL.value()
+    if url:
+        return _unreachable(url)
     return ("serving the retraining deployment needs a Prefect server: start one with `prefect server start` "
             "and `export PREFECT_API_URL=http://127.0.0.1:4200/api` in this shell (see the README)")
+
+
+def _unreachable(api_url: str, timeout_s: float = 10.0) -> str | None:
+    """Why the Prefect server at `api_url` cannot be used (it does not answer its health check), or None."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout_s)
+        if response.status_code == 200:
+            return None
+        reason = f"HTTP {response.status_code}"
+    except httpx.HTTPError as err:
+        reason = type(err).__name__
+    return (f"the Prefect server at PREFECT_API_URL={redact(api_url)} does not answer ({reason}): start it with "
+            f"`prefect server start`, or fix PREFECT_API_URL")
 
 
 def serve_retrain(flow, project: Path, params: Params, cron: str | None = None) -> None:

@@ -39,3 +39,17 @@ def test_a_start_up_time_out_becomes_one_line_naming_the_fix():
     line = startup_failure_line(RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server."))
     assert line is not None and "\n" not in line and SETTING in line and "PREFECT_API_URL" in line
     assert startup_failure_line(RuntimeError("something else")) is None
+
+
+def test_schedule_against_a_dead_server_names_its_url():
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_API_URL": url}
+    out = subprocess.run([sys.executable, "-m", "anipop", "schedule"], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"PREFECT_API_URL={url} does not answer" in out.stderr and "Traceback" not in out.stderr
