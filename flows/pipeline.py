@@ -23,7 +23,7 @@ from anipop.prefect_settings import quiet_local_prefect, startup_failure_line
 quiet_local_prefect()  # before Prefect is imported: it reads its settings once, at import
 
 from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.states import Failed  # noqa: E402
+from prefect.states import Completed, Failed, State  # noqa: E402
 
 from anipop import orchestration as orch  # noqa: E402
 
@@ -31,11 +31,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @task(name="stage")
-def stage(project: str, name: str, force: bool = False) -> dict:
-    """One DVC stage; returns whether DVC ran it or found it up to date."""
+def stage(project: str, name: str, force: bool = False) -> dict | State:
+    """One DVC stage; returns whether DVC ran it or found it up to date. A stage DVC found up to date ends in a
+    Completed state named "Skipped", so the UI tells it from a stage that ran (both "Completed" before)."""
     started = time.monotonic()
     run = orch.run_stage(Path(project), name, force=force, logger=get_run_logger())
-    return {"stage": run.stage, "ran": run.ran, "seconds": round(time.monotonic() - started, 1)}
+    result = {"stage": run.stage, "ran": run.ran, "seconds": round(time.monotonic() - started, 1)}
+    if run.ran:
+        return result
+    return Completed(name="Skipped", message=f"{name}: up to date, DVC did not run it", data=result)
+
+
+def _value(outcome: dict | State) -> dict:
+    """A stage task's result, whether it returned its dict or a Skipped state holding it."""
+    return outcome.result() if isinstance(outcome, State) else outcome
 
 
 @flow(name="anipop-embed-shards")
@@ -66,7 +75,7 @@ def run_stages(project: str, names: list[str], force: tuple[str, ...] = (),
             if name == "embed" and params.orchestration.embed_shards > 1 and orch.stage_is_stale(Path(project), name):
                 embed_shards.with_options(task_runner=orch.task_runner(params.orchestration))(project)
             try:
-                result = retrying.with_options(task_run_name=name)(project, name, force=name in force)
+                result = _value(retrying.with_options(task_run_name=name)(project, name, force=name in force))
             except orch.StageFailed as error:
                 if name == "validate":
                     orch.publish_validation_failure(error)

@@ -186,6 +186,10 @@ class ArtifactPaths:
     def model_card(self) -> Path:
         return self.reports_dir / "model_card.md"
 
+    @property
+    def registration_key(self) -> Path:
+        return self.reports_dir / "registration_key.json"
+
     # the side studies: paper mode, the multimodal ablation, tuning
     @property
     def paper_mode_metrics(self) -> Path:

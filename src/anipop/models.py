@@ -126,7 +126,8 @@ class TfidfPixelBenchmark:
 
     def _matrix(self, inputs: dict[str, object], fit: bool):
         from scipy import sparse
-        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        from anipop.text_vectorizer import TfidfVectorizer
 
         blocks = []
         for kind in self.kinds:

@@ -68,8 +68,9 @@ class _TextRidge:
         self.max_features, self.alpha = max_features, alpha
 
     def fit(self, texts: list[str], y: np.ndarray) -> "_TextRidge":
-        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import Ridge
+
+        from anipop.text_vectorizer import TfidfVectorizer
 
         self.vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=self.max_features)
         self.ridge = Ridge(alpha=self.alpha).fit(self.vectorizer.fit_transform(texts), y)
@@ -289,8 +290,9 @@ class PitchRegressor:
         return self
 
     def _fit_linear(self, inputs: PitchInputs, y: np.ndarray) -> None:
-        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import Ridge
+
+        from anipop.text_vectorizer import TfidfVectorizer
 
         if self.uses_text:
             self.text_vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=self.cfg.tfidf_max_features)

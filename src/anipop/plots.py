@@ -101,13 +101,14 @@ def ablation_plots(ablation: dict[str, dict[str, dict[str, float]]], plots_dir: 
 
     input_sets = list(ablation)
     models = list(dict.fromkeys(model for values in ablation.values() for model in values))
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    figure, axes = plt.subplots(1, 2, figsize=(max(11, 0.9 * len(input_sets) * 2), 4.8))
     width = 0.8 / max(len(models), 1)
     for axis, metric in zip(axes, ("mse", "r2")):
         for index, model in enumerate(models):
             heights = [ablation[s].get(model, {}).get(metric, np.nan) for s in input_sets]
             axis.bar(np.arange(len(input_sets)) + index * width, heights, width, label=model)
-        axis.set_xticks(np.arange(len(input_sets)) + width * (len(models) - 1) / 2, input_sets)
+        axis.set_xticks(np.arange(len(input_sets)) + width * (len(models) - 1) / 2, input_sets, rotation=45,
+                        ha="right")  # 16 input sets side by side overprinted when level
         axis.set(ylabel=metric, title=f"ablation: {metric} (test split)")
         axis.axhline(0.0, color="grey", linewidth=0.5)
     axes[0].legend(fontsize=7)

@@ -392,6 +392,10 @@ def run_register(params: Params, write_reports: bool = True) -> dict:
         paths = ArtifactPaths.of(params)
         write_json(paths.registration, result)
         write_text(paths.model_card, card)
+        # the register stage's DVC output: what was registered, the same bytes on any machine that registers this
+        # model (no version number, no run id: those are the local registry's, in registration.json)
+        write_json(paths.registration_key, {"model_name": cfg.model_name, "registration_key": key,
+                                            "model_key": model_key(params, fingerprint)})
     return result
 
 

@@ -158,6 +158,9 @@ def test_pipeline_runs_dvc_stages_then_dvc_finds_nothing_to_do(harness, tmp_path
     second = pipeline_flow.pipeline(project_dir=str(project), return_state=True)
     assert second.is_completed(), second.message
     assert not any(second.result()["ran"].values()) and second.result()["mlflow_run_id"] == summary["mlflow_run_id"]
+    # in the UI a stage DVC found up to date is "Skipped", not "Completed" like one that ran
+    assert {state for _, state in task_states(second.state_details.flow_run_id)} == {"Skipped"}
+    assert {state for _, state in task_states(first.state_details.flow_run_id)} == {"Completed"}
 
     # a changed evaluate param reruns only the stages that read it, then register: no retraining
     dvc_project_params = yaml.safe_load((project / "params.yaml").read_text())
