@@ -117,16 +117,23 @@ def parse_values(field: str, value: object) -> list[str]:
     return cleaned
 
 
-def parse_year(value: object) -> float | None:
-    """A pitch's planned first-air year: an integer in YEAR_RANGE (text or number); missing -> None."""
+def _number(value: object, field: str, what: str, example: str) -> float | None:
+    """A numeric pitch field as a float (text or number); missing -> None; MetadataError naming the field."""
     if _is_missing(value):
         return None
     if isinstance(value, bool):
-        raise MetadataError(f"field {YEAR_FIELD!r}: expected a year, got {type(value).__name__}")
+        raise MetadataError(f"field {field!r}: expected {what}, got {type(value).__name__}")
     try:
-        year = float(str(value).strip()) if isinstance(value, str) else float(value)
+        return float(str(value).strip()) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
-        raise MetadataError(f"field {YEAR_FIELD!r}: expected a year such as 2026, got {str(value)[:40]!r}") from None
+        raise MetadataError(f"field {field!r}: expected {what} such as {example}, got {str(value)[:40]!r}") from None
+
+
+def parse_year(value: object) -> float | None:
+    """A pitch's planned first-air year: an integer in YEAR_RANGE (text or number); missing -> None."""
+    year = _number(value, YEAR_FIELD, "a year", "2026")
+    if year is None:
+        return None
     if not year.is_integer() or not YEAR_RANGE[0] <= year <= YEAR_RANGE[1]:
         raise MetadataError(f"field {YEAR_FIELD!r}: {str(value)[:40]!r} is not a year in {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
     return year
@@ -137,14 +144,9 @@ DURATION_RANGE = (0.1, 600.0)  # minutes: a 6-second spot to a 10-hour film
 
 def parse_duration_minutes(value: object) -> float | None:
     """A pitch's planned runtime of an episode (or of the film), in minutes; missing -> None."""
-    if _is_missing(value):
+    minutes = _number(value, DURATION_FIELD, "minutes", "24")
+    if minutes is None:
         return None
-    if isinstance(value, bool):
-        raise MetadataError(f"field {DURATION_FIELD!r}: expected minutes, got {type(value).__name__}")
-    try:
-        minutes = float(str(value).strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise MetadataError(f"field {DURATION_FIELD!r}: expected minutes such as 24, got {str(value)[:40]!r}") from None
     if not DURATION_RANGE[0] <= minutes <= DURATION_RANGE[1]:
         raise MetadataError(f"field {DURATION_FIELD!r}: {str(value)[:40]!r} is not minutes in "
                             f"{DURATION_RANGE[0]}-{DURATION_RANGE[1]:.0f}")
