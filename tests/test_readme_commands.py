@@ -206,9 +206,33 @@ def test_readme_commands_run_as_written(project):
         bad = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": [{"synopsis": " "}]},
                          timeout=60)
         assert bad.status_code == 400 and bad.json()["message"] == "row 0, field 'synopsis': empty", bad.text
+        _red_team_shapes_are_400s(f"http://127.0.0.1:{port}/invocations")
     finally:
         stop(server)
     assert "Traceback" not in tail(log, 100_000), tail(log)
+
+
+def _red_team_shapes_are_400s(url: str) -> None:
+    """The red team's requests against the real scoring server: each a 400 naming what is wrong, and the server
+    still answers a valid pitch afterwards (the unit tests bound their CPU cost: tests/code/test_request_bounds.py)."""
+    import base64
+
+    studios = ", ".join(f"Studio {i}" for i in range(110_000))  # 768 KB: a worker busy for minutes before
+    eps = base64.b64encode(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n").decode("ascii")
+    shapes = {
+        "field 'studios'": json.dumps({"dataframe_records": [{"synopsis": "a pitch", "studios": studios}]}),
+        "nested too deeply": '{"dataframe_records": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "accepted formats": json.dumps({"dataframe_records": [{"synopsis": "a pitch", "characters": json.dumps(
+            [{"name": "Kaede", "description": "a hunter", "image": eps}])}]}),
+        "marks a missing value": json.dumps({"dataframe_records": [{"synopsis": "NA"}]}),
+    }
+    for expected, body in shapes.items():
+        answer = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=60)
+        assert answer.status_code == 400 and expected in answer.json()["message"], (expected, answer.text[:300])
+        assert "Traceback" not in answer.text and len(answer.text) < 2_000
+    fine = httpx.post(url, json={"dataframe_records": [{"synopsis": "A retired bounty hunter takes one last job."}]},
+                      timeout=60)
+    assert fine.status_code == 200 and "notes" in fine.json()["predictions"][0], fine.text
 
 
 # One process prints every --help (each program's own entry point, called as its console script does): a
