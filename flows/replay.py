@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-from anipop.prefect_settings import quiet_local_prefect, startup_failure_line
+from anipop.prefect_settings import quiet_local_prefect, run_flow_or_exit
 
 quiet_local_prefect()  # before Prefect is imported: it reads its settings once, at import
 
@@ -100,15 +100,7 @@ def main() -> None:
     problem = orch.project_problem(Path(args.project))
     if problem:
         raise SystemExit(f"error: {problem}")
-    try:
-        state = replay(project_dir=args.project, return_state=True)
-    except RuntimeError as err:
-        line = startup_failure_line(err)
-        if line is None:
-            raise
-        raise SystemExit(line) from None
-    if not state.is_completed():
-        raise SystemExit(f"replay {state.name.lower()}: {state.message}")
+    run_flow_or_exit("replay", lambda: replay(project_dir=args.project, return_state=True))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from anipop.config import Params
 from anipop.franchise import first_year, hash_position
 from anipop.metrics import (
     COMPARED_METRICS,
+    LOWER_IS_BETTER,
     METRIC_NAMES,
     comparison_lines,
     markdown_table,
@@ -240,11 +241,11 @@ def run_rolling(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) -
 
 def _years_compared(years: dict[str, dict], now: str, before: str) -> dict:
     """now - before per metric over the rolling years: mean ± sd of the yearly differences and years better
-    (lower is better for the errors)."""
+    (metrics.LOWER_IS_BETTER for the errors)."""
     compared: dict = {"a": now, "b": before}
     for metric in COMPARED_METRICS:
         diffs = np.array([y["models"][now][metric] - y["models"][before][metric] for y in years.values()])
-        better = (diffs < 0) if metric.startswith("mae") else (diffs > 0)
+        better = (diffs < 0) if metric in LOWER_IS_BETTER else (diffs > 0)
         compared[metric] = {"mean": float(diffs.mean()), "sd": float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0,
                             "years_better": int(better.sum()), "years": len(diffs)}
     return compared

@@ -114,10 +114,8 @@ def _environment() -> dict[str, str]:
             "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "false")}
 
 
-def run_stage(project: Path, stage: str, force: bool = False, logger: logging.Logger | None = None) -> StageRun:
-    """`dvc repro --single-item [--force] <stage>` in `project`, its output streamed to `logger` line by line."""
-    logger = logger or log
-    command = [sys.executable, "-m", "dvc", "repro", "--single-item", *(["--force"] if force else []), stage]
+def _streamed(command: list[str], project: Path, logger: logging.Logger) -> tuple[list[str], int]:
+    """Run `command` in `project`, each output line redacted and sent to `logger` as it comes; (lines, exit code)."""
     process = subprocess.Popen(command, cwd=project, env=_environment(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines: list[str] = []
@@ -127,7 +125,15 @@ def run_stage(project: Path, stage: str, force: bool = False, logger: logging.Lo
         lines.append(line)
         if line:
             logger.info("%s", line)
-    if process.wait() != 0:
+    return lines, process.wait()
+
+
+def run_stage(project: Path, stage: str, force: bool = False, logger: logging.Logger | None = None) -> StageRun:
+    """`dvc repro --single-item [--force] <stage>` in `project`, its output streamed to `logger` line by line."""
+    logger = logger or log
+    command = [sys.executable, "-m", "dvc", "repro", "--single-item", *(["--force"] if force else []), stage]
+    lines, code = _streamed(command, project, logger)
+    if code != 0:
         raise _failure(stage, lines)
     return StageRun(stage=stage, ran=any(f"Running stage '{stage}'" in line for line in lines))
 
@@ -183,16 +189,7 @@ def run_step(project: Path, step: str, logger: logging.Logger | None = None) -> 
     """`anipop <step>` in `project` (a step that is not a DVC stage, such as the drift check), its output
     streamed to `logger`; StageFailed with the step's own message when it fails."""
     logger = logger or log
-    process = subprocess.Popen([sys.executable, "-m", "anipop", step], cwd=project, env=_environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    lines: list[str] = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        line = redact(line.rstrip())
-        lines.append(line)
-        if line:
-            logger.info("%s", line)
-    code = process.wait()
+    lines, code = _streamed([sys.executable, "-m", "anipop", step], project, logger)
     if code != 0:
         failure = _failure(step, [*lines, f"exited with {code}"])
         raise StageFailed(step, failure.message, code)

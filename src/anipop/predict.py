@@ -182,8 +182,9 @@ class PitchPredictor:
         in training): encoded as the field's unknown, which a producer naming a new studio should be told."""
         encoder = getattr(self.bundle.model, "encoder", None)
         vocabulary = getattr(encoder, "vocabulary", None) or {}
-        return {field: new for field, values in pitch.metadata.items() if field in vocabulary
-                and (new := [v for v in values if v not in set(vocabulary[field])])}
+        known = {field: set(vocabulary[field]) for field in pitch.metadata if field in vocabulary}
+        return {field: new for field, values in pitch.metadata.items() if field in known
+                and (new := [v for v in values if v not in known[field]])}
 
     def pitch_notes(self, pitch: Pitch) -> str:
         """One line per pitch for the REST answer's `notes` column (empty when there is nothing to say)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 EPHEMERAL_STARTUP_TIMEOUT_S = 120
 _TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
@@ -31,3 +32,17 @@ def startup_failure_line(error: BaseException) -> str | None:
     return (f"error: Prefect's temporary server did not answer within {os.environ.get(_TIMEOUT_SETTING, '20')} s "
             f"(a loaded machine): run again, raise {_TIMEOUT_SETTING}, or point PREFECT_API_URL at a running "
             f"server (`prefect server start`)")
+
+
+def run_flow_or_exit(label: str, start: Callable[[], object]) -> None:
+    """A flow script's run (`start()` returns its final state): SystemExit with one line when the temporary
+    server did not start or the run did not complete, so neither ends in a traceback."""
+    try:
+        state = start()
+    except RuntimeError as err:
+        line = startup_failure_line(err)
+        if line is None:
+            raise
+        raise SystemExit(line) from None
+    if not state.is_completed():
+        raise SystemExit(f"{label} {state.name.lower()}: {state.message}")

@@ -84,11 +84,11 @@ def model_key(params: Params, fingerprint: str) -> str:
     return digest.hexdigest()[:24]
 
 
-def registration_key(params: Params, fingerprint: str) -> str:
-    """Identifies one registration's content: the model (model_key) and the serving limits it is logged with. A
-    rerun of the same stage, or the orphan of a killed one, finds its version by this key instead of registering
+def registration_key(params: Params, model: str) -> str:
+    """Identifies one registration's content: the model (its model_key) and the serving limits it is logged with.
+    A rerun of the same stage, or the orphan of a killed one, finds its version by this key instead of registering
     a duplicate; tightened limits are a new registration of the same model."""
-    return hashlib.sha256(f"{model_key(params, fingerprint)}|{served_limits(params)}".encode()).hexdigest()[:24]
+    return hashlib.sha256(f"{model}|{served_limits(params)}".encode()).hexdigest()[:24]
 
 
 def served_limits(params: Params) -> str:
@@ -138,7 +138,7 @@ class JudgingFailed(RuntimeError):
 
 
 def _judge(params: Params, client, champion, candidate: dict[str, float], candidate_uri: str,
-           fingerprint: str, data_newest: str | None) -> Decision:
+           fingerprint: str, model: str, data_newest: str | None) -> Decision:
     """The promotion decision under `registry.policy` (anipop.promotion)."""
     from mlflow.exceptions import MlflowException
 
@@ -146,7 +146,7 @@ def _judge(params: Params, client, champion, candidate: dict[str, float], candid
     metric = cfg.promotion_metric
     if champion is None:
         return decide(metric, candidate[metric], None, None)
-    if champion.tags.get(_MODEL_KEY) == model_key(params, fingerprint) \
+    if champion.tags.get(_MODEL_KEY) == model \
             and champion.tags.get(_LIMITS) != served_limits(params):
         return Decision(True, f"the champion's model (v{champion.version}) with new serving limits: an operator's "
                               f"change, promoted whatever the policy ({metric}={candidate[metric]:.4f} unchanged)")
@@ -373,7 +373,8 @@ def run_register(params: Params, write_reports: bool = True) -> dict:
     experiment_id = use_experiment(params)
     client = MlflowClient(tracking_uri=tracking_uri(params), registry_uri=tracking_uri(params))
     fingerprint = split_fingerprint(ArtifactPaths.of(params))
-    key = registration_key(params, fingerprint)
+    model = model_key(params, fingerprint)  # hashes the saved model once: the key, the tags, the judging read it
+    key = registration_key(params, model)
     with _interruptible(), _tracking_errors(params, f"registering {cfg.model_name}"):
         with promotion_lock(client, cfg.model_name, cfg.lock_timeout_s, cfg.lock_stale_s):
             for outcome in roll_back_interrupted(client, cfg.model_name, experiment_id):
@@ -387,7 +388,7 @@ def run_register(params: Params, write_reports: bool = True) -> dict:
                 print(f"{cfg.model_name} v{done.version} already holds this model and data; nothing registered")
             else:
                 log.info("registry: registering %s (key %s) in %s", cfg.model_name, key, shown_tracking_uri(params))
-                result, card = _register_locked(params, client, fingerprint, key)
+                result, card = _register_locked(params, client, fingerprint, key, model)
     if write_reports:
         paths = ArtifactPaths.of(params)
         write_json(paths.registration, result)
@@ -395,7 +396,7 @@ def run_register(params: Params, write_reports: bool = True) -> dict:
         # the register stage's DVC output: what was registered, the same bytes on any machine that registers this
         # model (no version number, no run id: those are the local registry's, in registration.json)
         write_json(paths.registration_key, {"model_name": cfg.model_name, "registration_key": key,
-                                            "model_key": model_key(params, fingerprint)})
+                                            "model_key": model})
     return result
 
 
@@ -418,7 +419,7 @@ def _cv_tags(reports: Path, model_name: str) -> dict[str, str]:
     return {f"cv.{k}": _tag(v) for k, v in values.items()} if isinstance(values, dict) else {}
 
 
-def _register_locked(params: Params, client, fingerprint: str, key: str) -> tuple[dict, str]:
+def _register_locked(params: Params, client, fingerprint: str, key: str, model: str) -> tuple[dict, str]:
     """The registration proper, under the lock: decide against the champion as it is now, register, promote."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -453,7 +454,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
             ship_text_graph=True).model_uri
         mlflow.log_dict({split: anime.loc[anime["split"] == split, "anime_id"].astype(int).tolist()
                          for split in ("train", "val", "test")}, REFERENCE_ARTIFACT)
-        decision = _judge(params, client, champion, metrics, model_uri, fingerprint, data_newest)
+        decision = _judge(params, client, champion, metrics, model_uri, fingerprint, model, data_newest)
         tags = {
             "git_commit": git_commit(), "data_hash": data_hash(params), "test_split": fingerprint,
             "model": bundle_name, "text_encoder": params.embed.text.model,
@@ -466,7 +467,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str) -> tupl
             **({} if decision.promote else {"challenger": decision.reason}),
             "as_of": as_of or "", "data_newest": data_newest or "", "policy": cfg.policy,
             _PREVIOUS: str(champion.version) if champion is not None and decision.promote else "",
-            _STATUS: "pending", _KEY: key, _MODEL_KEY: model_key(params, fingerprint), _LIMITS: served_limits(params),
+            _STATUS: "pending", _KEY: key, _MODEL_KEY: model, _LIMITS: served_limits(params),
         }
         version = str(mlflow.register_model(model_uri, cfg.model_name,
                                             tags={k: str(v) for k, v in tags.items()}).version)

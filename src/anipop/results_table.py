@@ -210,6 +210,12 @@ def paper_mode_section(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ranked_models(main: dict[str, dict]) -> list[str]:
+    """The main input set's models, best first on CV Spearman (never on the test split); baselines apart."""
+    return sorted((n for n in main if n not in BASELINES),
+                  key=lambda n: -main[n].get("cv", {}).get("spearman", {}).get("mean", float("-inf")))
+
+
 def results_markdown(params: Params, cv: dict, temporal: dict, metrics: dict, ablation: dict, paper_mode: dict,
                      finetune: dict | None, finetune_path: Path, rolling: dict | None = None) -> str:
     main, main_rows = main_entries(cv, temporal, metrics, rolling)
@@ -226,9 +232,7 @@ def results_markdown(params: Params, cv: dict, temporal: dict, metrics: dict, ab
         rows[best] = ScoreRow(rows[best].group, "synopsis", rows[best].model, rows[best].entry,
                               ("best text-only on CV",))
     group = GROUP_OF_SET.get(params.train.inputs, f"main input set ({params.train.inputs})")
-    ranked = sorted((n for n in main if n not in BASELINES),  # best first on CV (never on the test split)
-                    key=lambda n: -main[n].get("cv", {}).get("spearman", {}).get("mean", float("-inf")))
-    for name in ranked:
+    for name in ranked_models(main):
         entry = main[name]
         tags = tuple(t for t, on in (("stacked", name == "pitch_stack"), ("primary: train.model", name == params.train.model),
                                      ("frozen", name == PAPER_HEAD)) if on)
@@ -265,12 +269,10 @@ def readme_block(params: Params, cv: dict, temporal: dict, metrics: dict, rollin
     then the primary model against its previous recipe. Rendered from the same reports as results.md."""
     main, main_rows = main_entries(cv, temporal, metrics, rolling)
     titles = [f"{PART_TITLES[p]} {METRIC_TITLES[m]}" for p, m in HEADLINE]
-    ranked = sorted((n for n in main if n not in BASELINES),
-                    key=lambda n: -main[n].get("cv", {}).get("spearman", {}).get("mean", float("-inf")))
     lines = [README_BEGIN, f"Main input set `{params.train.inputs}`. {row_counts_line(main_rows)} MAE in points on "
              "the 1-10 scale; CV and rolling origin: mean ± sd over folds and years.", "",
              "| model | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
-    for name in [*ranked, *reversed(BASELINES)]:
+    for name in [*ranked_models(main), *reversed(BASELINES)]:
         if name not in main:
             continue
         label = (f"**`{name}`** (train.model)" if name == params.train.model
