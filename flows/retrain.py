@@ -11,7 +11,7 @@ report is logged to the evaluation's MLflow run. With the jikan source the re-re
 Serve it (blocks; runs execute in subprocesses of this process) from the project root:
     python flows/retrain.py [--project .] [--cron "0 3 * * 1"]
 or `anipop schedule --cron "0 3 * * 1"`. It needs a Prefect server: start one with `prefect server start` and
-set PREFECT_API_URL (see the README); the deployment and its runs then show in the UI.
+set PREFECT_API_URL (see docs/retraining.md); the deployment and its runs then show in the UI.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Every command block of the README, run as written on a scratch project, or listed here with the reason.
+"""Every command block of the README and of docs/*.md, run as written on a scratch project, or listed here with
+the reason.
 
-The README's ```bash blocks are parsed (a line ending in `\\` continues on the next). Each command must have a
+The ```bash blocks of README.md and every page under docs/ are parsed (a line ending in `\\` continues on the next). Each command must have a
 decision below, and every decision must still name a README command, so a new, changed or removed command
 fails this test until someone decides how it is checked:
 
@@ -33,6 +34,7 @@ from fixtures_pipeline import run_pipeline
 from fixtures_servers import free_port, start, stop, tail, wait_until_up
 
 README = REPO_ROOT / "README.md"
+PAGES = (README, *sorted((REPO_ROOT / "docs").glob("*.md")))  # the front page and the manual it links to
 BIN = Path(sys.executable).parent
 PREDICT_SYNOPSIS = ('anipop predict --synopsis "A retired bounty hunter takes one last job on a dying moon colony, '
                     'where every debt is paid in memories." --character "Kaede::a tired bounty hunter who never '
@@ -135,7 +137,7 @@ def _without_comment(line: str) -> str:
 
 
 def test_every_readme_command_has_a_decision_and_every_decision_a_command():
-    commands = readme_commands(README.read_text(encoding="utf-8"))
+    commands = [c for page in PAGES for c in readme_commands(page.read_text(encoding="utf-8"))]
     decided = {**RUN, **HELP_ONLY, **NOT_RUN}
     assert len(decided) == len(RUN) + len(HELP_ONLY) + len(NOT_RUN), "a command is in two lists"
     assert not [c for c in commands if c not in decided], "README commands this test does not know (add them)"

@@ -232,6 +232,11 @@ class ArtifactPaths:
     def results_table(self) -> Path:
         return self.reports_dir / "results.md"
 
+    @property
+    def summary_metrics(self) -> Path:
+        """The few headline figures `dvc metrics show` and `dvc exp show` print (the full tables are files)."""
+        return self.reports_dir / "summary.json"
+
 
 @dataclass(frozen=True)
 class PrimaryModel:

@@ -242,7 +242,7 @@ def registry_history(
 @app.command()
 def replay(params: Path = ParamsOption,
            report_only: bool = typer.Option(False, "--report-only", help="rewrite reports/replay.md, the plot and "
-                                            "the README block from reports/replay.json (nothing retrained)")) -> None:
+                                            "the block of docs/retraining.md from reports/replay.json (nothing retrained)")) -> None:
     """Replay the scheduled retraining over history (replay.start..end by replay.every) in a workspace and registry
     of its own; writes reports/replay.{json,md} and reports/plots/replay.png."""
     from anipop.prefect_settings import quiet_local_prefect
@@ -255,8 +255,8 @@ def replay(params: Path = ParamsOption,
         from anipop.monitoring.replay_report import replay_paths, run_replay_report
 
         _run(run_replay_report, loaded)
-        typer.echo(f"written: {', '.join(str(p) for p in replay_paths(loaded)[1:])} (and the README block, when the "
-                   f"README has its markers)")
+        typer.echo(f"written: {', '.join(str(p) for p in replay_paths(loaded)[1:])} (and the block of docs/retraining.md, "
+                   f"when it has its markers)")
         return
     project = params.resolve().parent
     flow = _run(lambda _: load_flow(project, "replay.py", "replay"), loaded)

@@ -26,9 +26,18 @@ from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryMo
 from anipop.calibration import read_calibration
 from anipop.config import Params
 from anipop.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
+from anipop.mlflow_leaderboard import (
+    HEADLINE_TAG,
+    RANK_TAG,
+    child_description,
+    headline_ranks,
+    leaderboard_markdown,
+    logging_order,
+    view_link,
+)
 from anipop.model_catalog import BASELINE, BASELINES, BENCHMARK, MODELS, NETWORK_SHAPES
 from anipop.schema import PREPARED_ANIME, read_table
-from anipop.tracking import data_hash, flatten, shown_tracking_uri, use_experiment
+from anipop.tracking import data_hash, flatten, shown_tracking_uri, ui_base_url, use_experiment
 from anipop.utils import git_commit, read_json, redact, write_json
 
 log = logging.getLogger(__name__)
@@ -248,7 +257,8 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
     input set: only the main set's children and the baselines carry them (an ablation child never shows another
     input set's figures). predictions: column 'true' and
     one column per label, normalised scores of the test split (for each child's plot). artifacts: report
-    files logged on the parent.
+    files logged on the parent. Children are created in mlflow_leaderboard's order (the best model is the
+    newest) and the parent's description is the ranked table.
     """
     import mlflow
 
@@ -262,6 +272,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
     datasets = split_datasets(params, digest)
     encoders = {"text_encoder": params.embed.text.model, "image_encoder": params.embed.image.model}
     children: dict[str, dict] = {}
+    ranks = headline_ranks(list(results), main_set, cv)
 
     with mlflow.start_run(run_name=f"pipeline-{PrimaryModel.of_report(report).model}-{params.embed.text.model}") as parent:
         mlflow.set_tags({**shared_tags, "anipop.role": "pipeline", "primary": primary})
@@ -269,12 +280,16 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
         for path in artifacts:
             if Path(path).exists():
                 mlflow.log_artifact(str(path))
-        for label, metrics in results.items():
+        for label in logging_order(list(results), main_set, cv):
+            metrics = results[label]
             input_set, model = split_label(label)
             run = train_runs.get(label, {})
             with mlflow.start_run(run_name=label, nested=True) as child:
                 mlflow.set_tags({**shared_tags, "anipop.role": "evaluation", "model": model, "input_set": input_set,
-                                 "primary": str(label == primary).lower(), **encoders})
+                                 "primary": str(label == primary).lower(), **encoders,
+                                 HEADLINE_TAG: str(label in ranks).lower(),
+                                 "mlflow.note.content": child_description(label, ranks, cv, metrics),
+                                 **({RANK_TAG: str(ranks[label])} if label in ranks else {})})
                 mlflow.log_params({"model": model, "input_set": input_set,
                                    "encoder": encoder_name(params, run, model), **encoders,
                                    "inputs": "+".join(run.get("kinds", [])) or "none", "seed": params.seed,
@@ -310,6 +325,10 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
                 mlflow.set_tag("model_logged", str(model_uri is not None).lower())
                 children[label] = {"run_id": child.info.run_id, "model": model, "input_set": input_set,
                                    "model_uri": model_uri}
+        board = leaderboard_markdown(results, ranks, cv, primary,
+                                     view_link(ui_base_url(params), experiment_id, parent.info.run_id))
+        mlflow.set_tag("mlflow.note.content", board)  # the run page's description
+        mlflow.log_text(board, "leaderboard.md")
 
     logged = {"experiment_id": experiment_id, "parent_run_id": parent.info.run_id, "primary": primary,
               "primary_run_id": children.get(primary, {}).get("run_id"),

@@ -284,18 +284,15 @@ def step_logs_to_prefect() -> Iterator[None]:
 
 
 def mlflow_run_link(params: Params, run_id: str) -> str:
-    """The MLflow UI page of a run: the tracking server itself when it is http(s), else `mlflow_ui_url`
-    (a local sqlite store has no UI until `mlflow ui` is started on it)."""
+    """The MLflow UI page of a run (tracking.ui_base_url: the server, or `mlflow_ui_url` for a local store)."""
     from mlflow.tracking import MlflowClient
 
-    from anipop.tracking import tracking_uri
+    from anipop.tracking import tracking_uri, ui_base_url
 
-    uri = tracking_uri(params)
-    base = uri if uri.startswith(("http://", "https://")) else params.orchestration.mlflow_ui_url
-    experiment_id = MlflowClient(tracking_uri=uri).get_run(run_id).info.experiment_id
+    experiment_id = MlflowClient(tracking_uri=tracking_uri(params)).get_run(run_id).info.experiment_id
     # MLflow 3.17's UI picks GenAI or model-training pages from this parameter (else the browser's last choice);
     # a link carries no password
-    return redact(f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
+    return f"{ui_base_url(params)}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def publish_retrain_summary(params: Params, project: Path, decision: RetrainDecision, drift: dict | None,
@@ -375,7 +372,7 @@ def prefect_server_problem() -> str | None:
     if url:
         return _unreachable(url)
     return ("serving the retraining deployment needs a Prefect server: start one with `prefect server start` "
-            "and `export PREFECT_API_URL=http://127.0.0.1:4200/api` in this shell (see the README)")
+            "and `export PREFECT_API_URL=http://127.0.0.1:4200/api` in this shell (see docs/retraining.md)")
 
 
 def _unreachable(api_url: str, timeout_s: float = 10.0) -> str | None:

@@ -20,8 +20,8 @@ from anipop.artifacts import ArtifactPaths
 from anipop.config import Params
 from anipop.input_kinds import PITCH_METADATA_KINDS
 from anipop.metrics import comparison_lines
-from anipop.model_catalog import BASELINE, BASELINES, PAPER_HEAD
-from anipop.utils import read_json, write_text
+from anipop.model_catalog import BASELINE, BASELINES, LENGTH_BASELINE, PAPER_HEAD
+from anipop.utils import read_json, write_json, write_text
 
 SHOWN = ("spearman", "r2", "mae_1_10")  # per part; every metric is in the JSON reports
 PARTS = ("cv", "temporal", "rolling", "test")
@@ -287,6 +287,33 @@ def readme_block(params: Params, cv: dict, temporal: dict, metrics: dict, rollin
     return "\n".join(lines)
 
 
+def summary_metrics(params: Params, cv: dict, temporal: dict, metrics: dict, rolling: dict | None) -> dict:
+    """The primary model's headline figures beside both baselines': eight numbers, one line of `dvc metrics show`.
+
+    Why so few: DVC prints one row per metrics file and one column per key, so the full tables (every model and
+    metric) made a 14,000-character line; they stay files (`dvc metrics show reports/cv.json` shows one).
+    """
+    model = params.train.model
+
+    def value(entry: dict | None) -> float | None:
+        if not isinstance(entry, dict):
+            return None
+        number = entry.get("value", entry.get("mean"))
+        return round(float(number), 4) if isinstance(number, (int, float)) else None
+
+    def of(table: dict | None, name: str, metric: str) -> float | None:
+        return value(((table or {}).get("models") or {}).get(name, {}).get(metric))
+
+    figures = {"spearman": {"test": metrics.get(model, {}).get("spearman"), "cv": of(cv, model, "spearman"),
+                            "temporal": of(temporal, model, "spearman"), "rolling": of(rolling, model, "spearman")},
+               "mae_1_10": {"test": metrics.get(model, {}).get("mae_1_10"),
+                            "temporal": of(temporal, model, "mae_1_10")},
+               LENGTH_BASELINE: {"spearman_test": metrics.get(LENGTH_BASELINE, {}).get("spearman")},
+               BASELINE: {"mae_1_10_test": metrics.get(BASELINE, {}).get("mae_1_10")}}
+    return {group: {key: round(float(number), 4) for key, number in entries.items() if number is not None}
+            for group, entries in figures.items()}
+
+
 def run_report(params: Params) -> str:
     """Write reports/results.md from the reports the pipeline wrote (finetune.json only when present), and the
     README's results block when the project has one (the README sits beside reports_dir)."""
@@ -297,6 +324,7 @@ def run_report(params: Params) -> str:
                             _read(paths.paper_mode_metrics), _read(paths.finetune_metrics, required=False),
                             paths.finetune_metrics, rolling)
     write_text(paths.results_table, text)
+    write_json(paths.summary_metrics, summary_metrics(params, cv, temporal, metrics, rolling))
     readme_blocks.update_readme(Path(params.paths.reports_dir).parent / "README.md",
                                 readme_block(params, cv, temporal, metrics, rolling), README_BEGIN, README_END)
     print(text)

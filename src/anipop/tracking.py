@@ -51,6 +51,14 @@ def shown_tracking_uri(params: Params) -> str:
     return redact(tracking_uri(params))
 
 
+def ui_base_url(params: Params) -> str:
+    """Where the MLflow UI of this store answers: the tracking server itself when it is http(s), else
+    `orchestration.mlflow_ui_url` (a local sqlite store has no UI until `mlflow ui` is started on it).
+    Credentials redacted: it goes into links."""
+    uri = tracking_uri(params)
+    return redact(uri if uri.startswith(("http://", "https://")) else params.orchestration.mlflow_ui_url).rstrip("/")
+
+
 def bound_requests(params: Params) -> None:
     """Make an unreachable tracking server fail fast instead of MLflow's default of minutes of retries.
 

@@ -1,4 +1,4 @@
-"""No figure in README.md is typed by hand: its generated blocks must equal what the committed reports render."""
+"""No figure in README.md or docs/ is typed by hand: generated blocks must equal what the committed reports render."""
 
 from __future__ import annotations
 
@@ -29,11 +29,14 @@ def test_the_readme_results_block_is_what_the_committed_reports_render():
     assert "pitch_stack" in found and "length_only" in found and "train_mean" in found
 
 
-def test_the_readme_replay_block_is_what_the_committed_replay_report_renders():
+def test_the_retraining_pages_replay_block_is_what_the_committed_replay_report_renders():
     rendered = replay_report.render_readme_block(_committed("replay.json"))
-    found = readme_blocks.block_of((REPO / "README.md").read_text(encoding="utf-8"), replay_report.README_BEGIN,
+    page = REPO / replay_report.RETRAINING_PAGE
+    found = readme_blocks.block_of(page.read_text(encoding="utf-8"), replay_report.README_BEGIN,
                                    replay_report.README_END)
-    assert found == rendered, "README.md's replay figures differ from reports/replay.json: rerun `anipop replay`"
+    assert found == rendered, f"{page.name}'s replay figures differ from reports/replay.json: `anipop replay --report-only`"
+    target = page.parent / "../reports/replay.md"
+    assert target.exists()  # the block's link resolves from docs/
 
 
 def test_a_changed_figure_is_rewritten_and_nothing_else_moves(tmp_path):

@@ -1,5 +1,5 @@
-"""The replay's figures are generated, never copied: README's block and reports/replay.md are what
-anipop.monitoring.replay_report renders from reports/replay.json, and the replay's plan and workspace are apart
+"""The replay's figures are generated, never copied: reports/replay.md is what anipop.monitoring.replay_report
+renders from reports/replay.json (docs/retraining.md's block: tests/code/test_readme_figures.py), and the replay's plan and workspace are apart
 from the user's."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from conftest import REPO_ROOT, params_in
 
 from anipop.config import ConfigError, load_params
 from anipop.monitoring.replay import add_months, replay_plan, workspace_params
-from anipop.monitoring.replay_report import README_BEGIN, README_END, render_markdown, render_readme_block
+from anipop.monitoring.replay_report import render_markdown
 
 REPLAY = REPO_ROOT / "reports" / "replay.json"
 
@@ -22,14 +22,8 @@ REPLAY = REPO_ROOT / "reports" / "replay.json"
 @pytest.fixture(scope="module")
 def result() -> dict:
     if not REPLAY.exists():
-        pytest.fail("reports/replay.json is missing: run `anipop replay` (the README's figures come from it)")
+        pytest.fail("reports/replay.json is missing: run `anipop replay` (docs/retraining.md's figures come from it)")
     return json.loads(REPLAY.read_text())
-
-
-def test_the_readme_block_is_the_one_rendered_from_reports_replay_json(result):
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    assert readme.count(README_BEGIN) == 1 and readme.count(README_END) == 1
-    assert render_readme_block(result) in readme, "README's replay block is stale: run `anipop replay --report-only`"
 
 
 def test_reports_replay_md_is_the_one_rendered_from_reports_replay_json(result):

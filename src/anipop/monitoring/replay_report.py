@@ -1,7 +1,7 @@
-"""The replay's results a person reads: reports/replay.{json,md}, the plot, the README block, the MLflow runs.
+"""The replay's results a person reads: reports/replay.{json,md}, the plot, the docs/retraining.md block, the MLflow runs.
 
 Everything here is rendered from what the replay measured (reports/replay.json), so `anipop replay --report-only`
-redraws it without retraining, and a test holds the README block equal to what this module renders.
+redraws it without retraining, and a test holds that block equal to what this module renders.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from anipop.utils import read_json, write_json, write_text
 log = logging.getLogger(__name__)
 
 README_BEGIN, README_END = readme_blocks.markers("replay", "anipop replay")
+RETRAINING_PAGE = Path("docs") / "retraining.md"  # holds the marked block, beside the project's reports/
 REPORT, PLOT = "replay.md", "plots/replay.png"
 
 
@@ -140,10 +141,11 @@ def render_markdown(result: dict) -> str:
 
 
 def render_readme_block(result: dict) -> str:
-    """The README's "Does retraining help?" figures: a few lines generated from reports/replay.json."""
+    """docs/retraining.md's "Does retraining help?" figures: a few lines generated from reports/replay.json
+    (links relative to docs/)."""
     pooled, policies = result["pooled"], result["policies"]
     if not pooled:
-        return f"{README_BEGIN}\nThe replay judged no anime (see [reports/replay.md](reports/replay.md)).\n{README_END}"
+        return f"{README_BEGIN}\nThe replay judged no anime (see [reports/replay.md](../reports/replay.md)).\n{README_END}"
     first = policies[0]
     m, d = pooled["metrics"], pooled["vs_frozen"][first]
     best = result["best_policy"]["policy"]
@@ -163,12 +165,12 @@ def render_readme_block(result: dict) -> str:
              f"({_verdict(d['spearman'], 'spearman')}), MAE {_ci(d['mae'], signed=True)} ({_verdict(d['mae'], 'mae')}); "
              f"on the new shows of each year after the first (whose champion is the frozen model itself), ahead on live "
              f"Spearman in {ahead} of {len(judged)}, with an interval wholly above 0 in {surely}. Best policy on pooled live Spearman: `{best}`. Per year, per policy, and where the "
-             f"{result['wall_seconds'] / 60:.0f} minutes went: [reports/replay.md](reports/replay.md).", README_END]
+             f"{result['wall_seconds'] / 60:.0f} minutes went: [reports/replay.md](../reports/replay.md).", README_END]
     return "\n".join(lines)
 
 
 def update_readme(readme: Path, block: str) -> bool:
-    """Replace the replay's marked block in README.md; False when the markers are absent (nothing written)."""
+    """Replace the replay's marked block in `readme` (docs/retraining.md); False when the markers are absent."""
     return readme_blocks.update_readme(readme, block, README_BEGIN, README_END)
 
 
@@ -269,14 +271,14 @@ def write_replay(params: Params, plan: ReplayPlan, steps_seconds: float) -> dict
 
 
 def render(params: Params, result: dict) -> list[Path]:
-    """replay.md, the plot and the README block, from a replay result."""
+    """replay.md, the plot and the block of docs/retraining.md, from a replay result."""
     _, markdown, figure = replay_paths(params)
     write_text(markdown, render_markdown(result))
     if any(s.get("live") for s in result["steps"]):
         plot(result, figure)
-    readme = Path(params.paths.reports_dir).resolve().parent / "README.md"
-    if update_readme(readme, render_readme_block(result)):
-        log.info("replay: README block rewritten in %s", readme)
+    page = Path(params.paths.reports_dir).resolve().parent / RETRAINING_PAGE
+    if update_readme(page, render_readme_block(result)):
+        log.info("replay: the figures' block rewritten in %s", page)
     return [markdown, figure]
 
 
