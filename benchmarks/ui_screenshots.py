@@ -12,7 +12,7 @@ Starts `mlflow ui` on 127.0.0.1 over the store the pipeline wrote (params.yaml's
 With --prefect, also one run of the retraining flow (flows/retrain.py) on this project, against a Prefect server
 of its own on 127.0.0.1 (a throwaway PREFECT_HOME and database), and:
   prefect_retrain_run.png      that flow run as the Prefect UI opens it: its tasks and their states
-  prefect_retrain_artifacts.png  its Artifacts tab: the retraining decision (`anipop-retrain`)
+  prefect_retrain_artifacts.png  its artifact `anipop-retrain`: the retraining decision and why
 Playwright drives the system Chromium (Debian package `chromium`); no browser is downloaded.
 
     python benchmarks/ui_screenshots.py [--params params.yaml] [--store sqlite:///mlflow.db] [--out docs] [--prefect]
@@ -223,8 +223,11 @@ def prefect_pages(url: str, run_id: str, out_dir: Path) -> dict[str, str]:
         page.wait_for_timeout(4000)  # the task graph and logs fill in
         page.screenshot(path=str(out_dir / "prefect_retrain_run.png"))
         texts["prefect_retrain_run.png"] = page.inner_text("body")
-        page.get_by_role("tab", name="Artifacts").first.click()
+        page.get_by_text("Artifacts", exact=True).first.click()  # a tab of the run page (a button, not role=tab)
         page.get_by_text("Retraining").first.wait_for(state="visible")
+        page.wait_for_timeout(2000)
+        page.get_by_text("What this scheduled retraining decided").first.click()  # the card opens the artifact
+        page.get_by_text("Retraining:").first.wait_for(state="visible")
         page.wait_for_timeout(2000)
         page.screenshot(path=str(out_dir / "prefect_retrain_artifacts.png"))
         texts["prefect_retrain_artifacts.png"] = page.inner_text("body")
