@@ -318,7 +318,9 @@ def predict(
                 ("staff", staff), ("cast", cast), ("year", year), ("duration", duration)) if value is not None}
             pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)],
                                                        **metadata}), base=Path.cwd())
-        parsed = parse_pitches(pitches, PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars))  # fail early
+        # fail early, on the limits params.yaml configures (the served model enforces the ones it was logged with)
+        configured = PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars, **loaded.serving.model_dump())
+        parsed = parse_pitches(pitches, configured)
     except (PitchError, OSError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

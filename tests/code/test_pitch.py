@@ -160,3 +160,26 @@ def test_predict_cli_bad_file_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [f"error: {path}: binary data, not a CSV text file (UTF-16 or "
                                                   f"another binary encoding?)"]
+
+
+@pytest.mark.parametrize("limit, refused_early", [(1, True), (30, False)])
+def test_predict_cli_checks_the_configured_character_limit_before_loading_a_model(tmp_path, limit, refused_early):
+    """The early check reads `serving` from params.yaml: a tighter limit refuses at once, naming its value; a
+    looser one lets 25 characters through to the model (it used to refuse them at the default 20)."""
+    import yaml
+    from conftest import params_in
+    from typer.testing import CliRunner
+
+    from anipop.cli import app
+
+    params = params_in(tmp_path, serving={"max_characters_per_pitch": limit},
+                       mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'empty.db'}"})
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    characters = [arg for n in range(25) for arg in ("--character", f"Hero {n}::a brave hero number {n}")]
+    result = CliRunner().invoke(app, ["predict", "--params", str(params_file), "--synopsis", SYNOPSIS, *characters])
+    named = f"serving.max_characters_per_pitch = {limit}"
+    if refused_early:
+        assert result.exit_code == 2 and named in result.output, result.output
+    else:  # past the early check: it fails on the empty store's missing champion, not on the limit
+        assert result.exit_code != 0 and "max_characters_per_pitch" not in result.output, result.output
