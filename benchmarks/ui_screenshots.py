@@ -50,26 +50,35 @@ def chromium_path() -> str:
     raise FileNotFoundError("no Chromium on PATH: apt-get install -y chromium")
 
 
-def start_ui(store: str, port: int, log: Path) -> subprocess.Popen:
-    """`mlflow ui` on 127.0.0.1 over `store`; returns once /health answers (its own process group)."""
-    process = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
-                                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                               stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+def start_server(command: list[str], health_url: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`command` in its own process group, output to `log`; returns once `health_url` answers 200 (else stops it
+    and raises with the log's tail)."""
+    process = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow ui exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
+    while not _answers(health_url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_server(process)
+            raise RuntimeError(f"{' '.join(command[2:4])} did not answer {health_url} within 300 s "
+                               f"(exit {process.returncode}): {log.read_text()[-2000:]}")
         time.sleep(1)
-    stop_ui(process)
-    raise RuntimeError(f"mlflow ui did not answer on port {port} within 300 s: {log.read_text()[-2000:]}")
+    return process
 
 
-def stop_ui(process: subprocess.Popen) -> None:
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_ui(store: str, port: int, log: Path) -> subprocess.Popen:
+    """`mlflow ui` on 127.0.0.1 over `store`, answering."""
+    return start_server([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
+                         "--port", str(port), "--workers", "1"], f"http://127.0.0.1:{port}/health", log)
+
+
+def stop_server(process: subprocess.Popen) -> None:
     import signal
 
     if process.poll() is None:
@@ -178,26 +187,12 @@ def prefect_server(work: Path, port: int) -> Iterator[tuple[str, dict[str, str]]
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect-home"), "PREFECT_API_URL": f"{url}/api",
            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{work / 'prefect.db'}",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
-    log = work / "prefect-server.log"
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = start_server([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
+                           str(port)], f"{url}/api/health", work / "prefect-server.log", env)
     try:
-        deadline = time.monotonic() + 300
-        while not _answers(f"{url}/api/health"):
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"prefect server did not start: {log.read_text()[-2000:]}")
-            time.sleep(1)
         yield url, env
     finally:
-        stop_ui(server)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        stop_server(server)
 
 
 def retrain_once(project: Path, url: str, env: dict[str, str]) -> str:
@@ -258,7 +253,7 @@ def main() -> None:
         pages = screenshot_pages(url, args.out, params.mlflow.experiment, params.registry.model_name)
     finally:
         if process is not None:
-            stop_ui(process)
+            stop_server(process)
             log.unlink(missing_ok=True)
     if args.prefect:
         import tempfile

@@ -11,6 +11,7 @@ import yaml
 from conftest import REPO_ROOT, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
 
+from anipop.backtest import run_backtest
 from anipop.config import Params
 from anipop.embedding.embed import run_embed
 from anipop.evaluate import run_evaluate
@@ -39,8 +40,10 @@ def pipeline_params(tmp_path, tracking_uri: str | None = None, characters_dir=No
     )
 
 
-def run_pipeline(params) -> dict:
-    for step in (run_ingest, run_prepare, run_embed, run_train, run_evaluate):
+def run_pipeline(params, backtest: bool = False) -> dict:
+    """ingest -> register in this process; with `backtest`, the CV/temporal backtest before evaluate (whose
+    MLflow runs then carry the CV figures)."""
+    for step in (run_ingest, run_prepare, run_embed, run_train, *([run_backtest] if backtest else []), run_evaluate):
         step(params)
     return run_register(params)
 

@@ -17,17 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fixtures_pipeline import pipeline_params
+from fixtures_pipeline import pipeline_params, run_pipeline
 from fixtures_servers import free_port, start, stop, wait_until_up
 
 from anipop.artifacts import ArtifactPaths
-from anipop.backtest import run_backtest
-from anipop.embedding.embed import run_embed
-from anipop.evaluate import run_evaluate
-from anipop.ingest import run_ingest
-from anipop.prepare import run_prepare
-from anipop.registry import run_register
-from anipop.train import run_train
 from anipop.utils import read_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +46,7 @@ def logged(tmp_path_factory):
             update={"models": ("ridge", "tfidf_benchmark"), "ablations": ("synopsis",)})})
         params = params.model_copy(update={"evaluate": params.evaluate.model_copy(
             update={"cv_folds": 3, "temporal": params.evaluate.temporal.model_copy(update={"enabled": False})})})
-        for step in (run_ingest, run_prepare, run_embed, run_train, run_backtest, run_evaluate):
-            step(params)
-        registered = run_register(params)
+        registered = run_pipeline(params, backtest=True)
         yield uri, store, params, registered
     finally:
         stop(process)

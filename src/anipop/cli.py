@@ -294,13 +294,12 @@ def predict(
 
     from anipop.pitch import (
         PitchError,
-        PitchLimits,
         character_argument,
         inline_image_files,
         parse_pitches,
         read_pitch_file,
     )
-    from anipop.predict import load_model
+    from anipop.predict import configured_limits, load_model
     from anipop.registry import CHAMPION
     from anipop.tracking import use_tracking_store
 
@@ -319,8 +318,7 @@ def predict(
             pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)],
                                                        **metadata}), base=Path.cwd())
         # fail early, on the limits params.yaml configures (the served model enforces the ones it was logged with)
-        configured = PitchLimits(max_synopsis_chars=loaded.prepare.max_synopsis_chars, **loaded.serving.model_dump())
-        parsed = parse_pitches(pitches, configured)
+        parsed = parse_pitches(pitches, configured_limits(loaded))
     except (PitchError, OSError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

@@ -31,10 +31,15 @@ def cv_spearman(cv: Mapping[str, Mapping] | None, model: str) -> float:
     return float(value) if isinstance(value, (int, float)) else NO_CV
 
 
+def label_cv(cv: Mapping[str, Mapping] | None, label: str) -> float:
+    """cv_spearman of a child's label: 'all_inputs/pitch_stack' or a bare baseline name ('train_mean')."""
+    return cv_spearman(cv, label.rpartition("/")[2])
+
+
 def ranked_main_models(labels: Sequence[str], main_set: str, cv: Mapping[str, Mapping] | None) -> list[str]:
     """The main input set's labels ('all_inputs/pitch_stack'), best first on CV Spearman; ties keep their order."""
     main = [label for label in labels if label.startswith(f"{main_set}/")]
-    return sorted(main, key=lambda label: -cv_spearman(cv, label.rpartition("/")[2]))
+    return sorted(main, key=lambda label: -label_cv(cv, label))
 
 
 def logging_order(labels: Sequence[str], main_set: str, cv: Mapping[str, Mapping] | None) -> list[str]:
@@ -44,7 +49,7 @@ def logging_order(labels: Sequence[str], main_set: str, cv: Mapping[str, Mapping
     from worst to best on CV Spearman.
     """
     main = ranked_main_models(labels, main_set, cv)
-    baselines = sorted((label for label in labels if label in BASELINES), key=lambda label: -cv_spearman(cv, label))
+    baselines = sorted((label for label in labels if label in BASELINES), key=lambda label: -label_cv(cv, label))
     ablations = [label for label in labels if label not in main and label not in baselines]
     return [*ablations, *reversed(baselines), *reversed(main)]
 
@@ -52,7 +57,7 @@ def logging_order(labels: Sequence[str], main_set: str, cv: Mapping[str, Mapping
 def headline_ranks(labels: Sequence[str], main_set: str, cv: Mapping[str, Mapping] | None) -> dict[str, int]:
     """label -> rank on CV Spearman among the main models and the baselines together (1 = best)."""
     headline = [*ranked_main_models(labels, main_set, cv), *(label for label in labels if label in BASELINES)]
-    ordered = sorted(headline, key=lambda label: -cv_spearman(cv, label.rpartition("/")[2]))
+    ordered = sorted(headline, key=lambda label: -label_cv(cv, label))
     return {label: rank for rank, label in enumerate(ordered, start=1)}
 
 
@@ -62,16 +67,15 @@ def _figure(value: float) -> str:
 
 def child_description(label: str, ranks: Mapping[str, int], cv: Mapping[str, Mapping] | None,
                       test: Mapping[str, Mapping[str, float]]) -> str:
-    """One line for the run's Description column: its rank and its lead over the length baseline."""
+    """One line for the run's Description column: its rank, its CV Spearman beside the baselines', its test one."""
     spearman = test.get("spearman", {})
     test_text = (f"test Spearman {spearman['value']:.3f} [{spearman['low']:.3f}, {spearman['high']:.3f}]"
                  if {"value", "low", "high"} <= set(spearman) else "")
     if label not in ranks:
         return f"Ablation: this input set alone, for comparison; not ranked. {test_text}".strip()
-    model = label.rpartition("/")[2]
-    own = cv_spearman(cv, model)
-    bars = [f"{name} {_figure(cv_spearman(cv, name))}" for name in BASELINES if name != model]
-    return (f"Rank {ranks[label]} of {len(ranks)} on CV Spearman ({_figure(own)}; baselines: {', '.join(bars)}); "
+    bars = [f"{name} {_figure(cv_spearman(cv, name))}" for name in BASELINES if name != label]
+    return (f"Rank {ranks[label]} of {len(ranks)} on CV Spearman ({_figure(label_cv(cv, label))}; baselines: "
+            f"{', '.join(bars)}); "
             f"{test_text}").rstrip("; ")
 
 
@@ -84,10 +88,12 @@ def view_link(ui_base: str, experiment_id: str, parent_run_id: str) -> str:
 
 
 def leaderboard_markdown(results: Mapping[str, Mapping[str, Mapping[str, float]]], ranks: Mapping[str, int],
-                         cv: Mapping[str, Mapping] | None, primary: str, link: str | None) -> str:
-    """The parent run's description: the ranked models and baselines with CV and test figures."""
-    lines = ["## Which model is best", "",
-             "Ranked on 5-fold grouped CV Spearman (franchises never split); the test split's figures beside it.", "",
+                         cv: Mapping[str, Mapping] | None, folds: int, primary: str, link: str | None) -> str:
+    """The parent run's description: the ranked models and baselines with CV and test figures. `folds`:
+    evaluate.cv_folds (0 or 1: CV was not run, and the rows are not ranked)."""
+    basis = (f"Ranked on {folds}-fold grouped CV Spearman (franchises never split)" if folds >= 2 else
+             "Not ranked: cross-validation was not run (evaluate.cv_folds < 2), rows in the order trained")
+    lines = ["## Which model is best", "", f"{basis}; the test split's figures beside it.", "",
              "| rank | run | CV Spearman | test Spearman [95 % CI] | test MAE (1-10) | test R² |",
              "|---|---|---|---|---|---|"]
     for label, rank in sorted(ranks.items(), key=lambda item: item[1]):
@@ -97,7 +103,7 @@ def leaderboard_markdown(results: Mapping[str, Mapping[str, Mapping[str, float]]
         cells = [f"{spearman['value']:.3f} [{spearman['low']:.3f}, {spearman['high']:.3f}]"
                  if {"value", "low", "high"} <= set(spearman) else "-",
                  f"{mae['value']:.3f}" if "value" in mae else "-", f"{r2['value']:.3f}" if "value" in r2 else "-"]
-        lines.append(f"| {rank} | {name} | {_figure(cv_spearman(cv, label.rpartition('/')[2]))} | {' | '.join(cells)} |")
+        lines.append(f"| {rank} | {name} | {_figure(label_cv(cv, label))} | {' | '.join(cells)} |")
     if link:
         lines += ["", f"[These runs, sorted by CV Spearman]({link}) (add metric columns with **Columns**: "
                       f"`{SORT_METRIC}`, `spearman`, `mae_1_10`)."]

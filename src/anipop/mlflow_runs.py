@@ -325,7 +325,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
                 mlflow.set_tag("model_logged", str(model_uri is not None).lower())
                 children[label] = {"run_id": child.info.run_id, "model": model, "input_set": input_set,
                                    "model_uri": model_uri}
-        board = leaderboard_markdown(results, ranks, cv, primary,
+        board = leaderboard_markdown(results, ranks, cv, params.evaluate.cv_folds, primary,
                                      view_link(ui_base_url(params), experiment_id, parent.info.run_id))
         mlflow.set_tag("mlflow.note.content", board)  # the run page's description
         mlflow.log_text(board, "leaderboard.md")

@@ -367,7 +367,7 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
         bundle=bundle, text=params.embed.text, image=params.embed.image,
         scaler=MinMaxScaler.read(paths.scaler),
         half_width=calibration.half_width, coverage=calibration.coverage, device=params.embed.device,
-        limits=PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump()),
+        limits=configured_limits(params),
         half_width_with_characters=calibration.half_width_with_characters, onnx_dir=str(params.paths.onnx_dir))
     # no input schema on purpose: MLflow's enforcement silently drops columns it does not know (a client's
     # misspelt `charaters` would vanish); parse_pitches checks every field itself and rejects unknown ones
@@ -423,6 +423,12 @@ def anime_pitches(params: Params, anime: pd.DataFrame) -> pd.DataFrame:
                          "year": anime["premiered"].astype("string").str[:4].fillna("").astype(str),
                          **({"duration": anime["duration"].astype("Float64").astype(str).replace("<NA>", "")}
                             if "duration" in anime else {})})
+
+
+def configured_limits(params: Params) -> PitchLimits:
+    """The request limits params.yaml sets (`serving`, `prepare.max_synopsis_chars`): what a model logged now
+    enforces, and what `anipop predict` checks before loading one."""
+    return PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump())
 
 
 def served_limits(model) -> PitchLimits:

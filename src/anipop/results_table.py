@@ -62,6 +62,14 @@ def value_of(entry) -> float:
     return float(entry["value"] if isinstance(entry, dict) else entry)
 
 
+def point(entry: dict, part: str, metric: str) -> float | None:
+    """One figure's point value (CV and rolling origin: the mean), or None when not scored."""
+    found = (entry.get(part) or {}).get(metric)
+    if found is None:
+        return None
+    return float(found["mean"]) if part in SPREAD_PARTS else value_of(found)
+
+
 def cell(entry: dict, part: str, metric: str) -> str:
     """One figure as the table prints it (CV: mean ± sd; temporal and test: the value); — when not scored."""
     found = (entry.get(part) or {}).get(metric)
@@ -293,24 +301,13 @@ def summary_metrics(params: Params, cv: dict, temporal: dict, metrics: dict, rol
     Why so few: DVC prints one row per metrics file and one column per key, so the full tables (every model and
     metric) made a 14,000-character line; they stay files (`dvc metrics show reports/cv.json` shows one).
     """
-    model = params.train.model
-
-    def value(entry: dict | None) -> float | None:
-        if not isinstance(entry, dict):
-            return None
-        number = entry.get("value", entry.get("mean"))
-        return round(float(number), 4) if isinstance(number, (int, float)) else None
-
-    def of(table: dict | None, name: str, metric: str) -> float | None:
-        return value(((table or {}).get("models") or {}).get(name, {}).get(metric))
-
-    figures = {"spearman": {"test": metrics.get(model, {}).get("spearman"), "cv": of(cv, model, "spearman"),
-                            "temporal": of(temporal, model, "spearman"), "rolling": of(rolling, model, "spearman")},
-               "mae_1_10": {"test": metrics.get(model, {}).get("mae_1_10"),
-                            "temporal": of(temporal, model, "mae_1_10")},
-               LENGTH_BASELINE: {"spearman_test": metrics.get(LENGTH_BASELINE, {}).get("spearman")},
-               BASELINE: {"mae_1_10_test": metrics.get(BASELINE, {}).get("mae_1_10")}}
-    return {group: {key: round(float(number), 4) for key, number in entries.items() if number is not None}
+    main, _ = main_entries(cv, temporal, metrics, rolling)
+    primary, length, mean = (main.get(name, {}) for name in (params.train.model, LENGTH_BASELINE, BASELINE))
+    figures = {"spearman": {part: point(primary, part, "spearman") for part in ("test", "cv", "temporal", "rolling")},
+               "mae_1_10": {part: point(primary, part, "mae_1_10") for part in ("test", "temporal")},
+               LENGTH_BASELINE: {"spearman_test": point(length, "test", "spearman")},
+               BASELINE: {"mae_1_10_test": point(mean, "test", "mae_1_10")}}
+    return {group: {key: round(number, 4) for key, number in entries.items() if number is not None}
             for group, entries in figures.items()}
 
 

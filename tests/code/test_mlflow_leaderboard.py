@@ -33,6 +33,8 @@ def test_without_cv_every_model_ranks_in_its_given_order_and_nothing_fails():
     assert set(ranks) == {"all_inputs/ridge", "all_inputs/pitch_stack", "all_inputs/meta_ridge", "train_mean",
                           "length_only"}
     assert "Rank" in child_description("all_inputs/ridge", ranks, None, {})
+    board = leaderboard_markdown({}, ranks, None, 0, "all_inputs/ridge", None)
+    assert "Not ranked: cross-validation was not run" in board and "-fold" not in board
 
 
 def test_descriptions_name_rank_and_baselines_or_say_ablation():
@@ -56,7 +58,8 @@ def test_the_leaderboard_lists_ranked_rows_with_test_figures_and_the_link():
     ranks = headline_ranks(LABELS, "all_inputs", CV)
     results = {label: {"spearman": {"value": 0.5, "low": 0.4, "high": 0.6}, "mae_1_10": {"value": 0.45},
                        "r2": {"value": 0.3}} for label in LABELS}
-    board = leaderboard_markdown(results, ranks, CV, "all_inputs/pitch_stack", "http://x/#/y")
+    board = leaderboard_markdown(results, ranks, CV, 5, "all_inputs/pitch_stack", "http://x/#/y")
+    assert "Ranked on 5-fold grouped CV Spearman" in board
     rows = [line for line in board.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [row.split(" | ")[1] for row in rows] == ["**all_inputs/pitch_stack** (champion candidate)",
                                                     "all_inputs/meta_ridge", "all_inputs/ridge", "length_only",
