@@ -347,6 +347,12 @@ def test_logged_params_and_the_prefect_link_carry_no_credentials(trained, tmp_pa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://bob:pa55@mlflow.example")
     assert orchestration.mlflow_run_link(trained, "abc") == \
         "https://***@mlflow.example/#/experiments/7/runs/abc?workflowType=machine_learning"
+    # the leaderboard's view link, stored in the parent run's description, is built on the same redacted base
+    from anipop.mlflow_leaderboard import view_link
+    from anipop.tracking import ui_base_url
+
+    link = view_link(ui_base_url(trained), "7", "abc")
+    assert link.startswith("https://***@mlflow.example/#/experiments/7/runs?") and "pa55" not in link
 
 
 def _cli(params_file: Path, *args: str) -> list[str]:
