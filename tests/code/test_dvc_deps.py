@@ -17,6 +17,7 @@ from conftest import REPO_ROOT
 
 SRC = REPO_ROOT / "src"
 PACKAGE = "anipop"
+SCRIPTS_PACKAGE = "anipop.model_code"  # models-from-code scripts: MLflow executes them, nothing imports them
 
 
 def module_file(module: str) -> Path | None:
@@ -57,6 +58,8 @@ def closure(entries: set[str]) -> set[Path]:
             continue
         seen.add(module)
         todo += imported_modules(module_file(module), module)
+        if module == SCRIPTS_PACKAGE:  # MLflow runs these when a model is logged or loaded: imported by its users
+            todo += [f"{module}.{script.stem}" for script in module_file(module).parent.glob("*.py")]
     files = {module_file(m) for m in seen}
     init = SRC / PACKAGE / "__init__.py"
     return {f.relative_to(REPO_ROOT) for f in files if f is not None and f != init}

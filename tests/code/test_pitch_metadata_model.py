@@ -117,3 +117,22 @@ def test_a_pitch_model_has_one_interval_whatever_the_pitch_brings(tmp_path):
     bundle = ModelBundle(name="pitch_stack", model=None, inputs=["synopsis", "genres", "studios"], input_set="all_inputs",
                          input_type="pitch", train_mean=0.5, aggregation="mean", image_size=32)
     assert conformal_half_width_with_characters(None, bundle, 0.9) is None
+
+
+def test_the_registered_champion_loads_and_scores_without_unpickling_anything(champion):
+    """Issue 29: the champion (LightGBM trees, ridges, TF-IDF vocabularies, track records) is data. A fresh process
+    records every class an unpickler resolves (Python's `pickle.find_class` audit event) while it loads and
+    scores the registered model through anipop's loader: none. The same check sees a planted pickle
+    (test_served_bundle.py)."""
+    import os
+
+    from test_served_bundle import load_without_unpickling
+
+    params, _ = champion
+    env = {**os.environ, "MLFLOW_TRACKING_URI": params.mlflow.tracking_uri}
+    env.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", None)
+    seen = load_without_unpickling("models:/anipop@champion", {"synopsis": [PITCH], "studios": ["Gold Studio"]}, env)
+    assert seen["unpickled"] == []
+    in_process = load_model("models:/anipop@champion").predict(pd.DataFrame({"synopsis": [PITCH],
+                                                                            "studios": ["Gold Studio"]}))
+    assert seen["scores"] == in_process["score"].tolist()

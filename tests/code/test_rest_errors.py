@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 
 from anipop.pitch import PitchLimits
-from anipop.predict import _pyfunc_class
+from anipop.served_pyfunc import PitchModel
 
 
 class ServedPitchModel:
@@ -26,7 +26,7 @@ class ServedPitchModel:
     metadata = SimpleNamespace()
 
     def __init__(self):
-        self.python_model = _pyfunc_class()()
+        self.python_model = PitchModel()
         self.python_model.predictor = SimpleNamespace(limits=PitchLimits(), predict=lambda pitches: None)
 
     def predict(self, data, params=None):

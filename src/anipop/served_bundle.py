@@ -1,0 +1,115 @@
+"""A model bundle stored as data for the registry: no pickle, joblib or cloudpickle when it is loaded.
+
+Why: unpickling a file runs whatever code its writer chose (CVE-2024-37056 is that class of hole in MLflow's
+sklearn and LightGBM flavours, unpatched by design), so a served model whose bundle is a pickle asks everyone
+who serves it to trust every writer of the registry. The training bundles under models/ stay joblib: the
+pipeline writes and reads them on one machine. What goes into the registry is written here instead:
+
+- skops.io (the scikit-learn community's secure format): a zip of JSON for the object tree and .npy arrays read
+  with allow_pickle=False. LightGBM's boosters are kept as their text model (Booster.__getstate__), the TF-IDF
+  vocabularies as JSON, the networks as plain float arrays (models.NetworkRegressor.__getstate__);
+- every class the tree may name is checked against SERVED_TYPES before anything is built: a file naming any
+  other type (a function, `os.system`, a class of another package) is refused with its names, not loaded;
+- the track-record table beside it as parquet (artifacts.records_path), like the training bundle's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from anipop.artifacts import BUNDLE_VERSION, ModelBundle, records_path
+from anipop.utils import atomic_path
+
+# every type outside skops' own safe set (builtins, numpy, scipy.sparse, scikit-learn's estimators) that a bundle
+# of any anipop model holds; tests/code/test_served_bundle.py saves one of each model kind through this list
+SERVED_TYPES = (
+    "anipop.artifacts.ModelBundle",
+    "anipop.config.PitchModelParams",
+    "anipop.config.TrackRecordParams",
+    "anipop.finetune.FinetunedRegressor",
+    "anipop.metadata.MetadataEncoder",
+    "anipop.modality.PresenceNeutral",
+    "anipop.modality.PresenceNeutralModel",
+    "anipop.models.LengthBaseline",
+    "anipop.models.MeanBaseline",
+    "anipop.models.NetworkRegressor",
+    "anipop.models.RidgeRegressor",
+    "anipop.models.TfidfPixelBenchmark",
+    "anipop.paper_head.PaperHeadRegressor",
+    "anipop.pitch_models.PitchRegressor",
+    "anipop.pitch_models._CharacterRidge",
+    "anipop.pitch_models._EmbeddingNeighbours",
+    "anipop.pitch_models._EmbeddingRidge",
+    "anipop.pitch_models._TextRidge",
+    "anipop.text_vectorizer.TfidfVectorizer",
+    "anipop.track_records.TrackRecords",
+    "collections.OrderedDict",
+    "collections.defaultdict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMRegressor",
+)
+SERVED_BUNDLE = "model.skops"  # a served predictor folder's bundle (its records: model.records.parquet)
+
+
+class UntrustedBundle(ValueError):
+    """A served bundle naming a type outside SERVED_TYPES: refused before any object is built."""
+
+
+def save_served_bundle(bundle: ModelBundle, path: str | Path) -> None:
+    """Write `bundle` as skops data (and its track-record table as parquet beside it); a bundle holding a type
+    that loading would refuse fails here, when it is logged, not later when a server loads it."""
+    import skops.io as sio
+
+    path = Path(path)
+    records = getattr(bundle.model, "records", None)
+    history = getattr(records, "history", None)
+    if history is not None:
+        with atomic_path(records_path(path)) as tmp:
+            history.to_parquet(tmp, index=False)
+        records.history = None  # the table travels as parquet, not inside the object tree
+    try:
+        data = sio.dumps(bundle)
+    finally:
+        if history is not None:
+            records.history = history
+    _check_types(data, path)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def load_served_bundle(path: str | Path) -> ModelBundle:
+    """The bundle at `path`, built only from SERVED_TYPES and arrays read without pickle; anything else fails with
+    one line naming the file and what it holds."""
+    import skops.io as sio
+
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        _check_types(data, path)
+        bundle = sio.loads(data, trusted=list(SERVED_TYPES))
+    except UntrustedBundle:
+        raise
+    except Exception as err:  # noqa: BLE001 - a corrupt or foreign file: one line, not a traceback
+        raise ValueError(f"{path.name}: not a readable anipop model ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+    if not isinstance(bundle, ModelBundle) or bundle.version != BUNDLE_VERSION:
+        raise ValueError(f"{path.name}: not an anipop model bundle of version {BUNDLE_VERSION}")
+    records = getattr(bundle.model, "records", None)
+    if records is not None and records.history is None:
+        table = records_path(path)
+        if not table.exists():
+            raise ValueError(f"{path.name}: its track-record table {table.name} is missing")
+        records.attach(pd.read_parquet(table))
+    return bundle
+
+
+def _check_types(data: bytes, path: Path) -> None:
+    import skops.io as sio
+
+    untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(SERVED_TYPES))
+    if untrusted:
+        shown = ", ".join(untrusted[:10]) + (f" (+{len(untrusted) - 10} more)" if len(untrusted) > 10 else "")
+        raise UntrustedBundle(f"{path.name} names types an anipop model never holds: {shown}; refused without "
+                              f"loading it")

@@ -1,0 +1,174 @@
+"""The registered model is data: every model kind round-trips through the skops format with the same scores, a
+file naming any other type is refused before it is built, and anipop's loader runs only its own loading script.
+
+tests/code/test_pitch_metadata_model.py and test_registry.py load real registered champions in a subprocess that
+counts every unpickled class (Python's `pickle.find_class` audit event): none.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from fixtures_training import toy_params, write_toy_dataset
+
+from anipop.artifacts import ArtifactPaths, ModelBundle
+from anipop.evaluate import load_runs, predict_test, run_label
+from anipop.model_code import BUNDLE_MODEL_CODE, PITCH_MODEL_CODE
+from anipop.predict import check_model_code, load_model
+from anipop.served_bundle import UntrustedBundle, load_served_bundle, save_served_bundle
+from anipop.train import run_train
+
+EVERY_KIND = ("mlp_wide", "mlp_small", "ridge", "tfidf_benchmark", "paper_head", "meta_ridge", "pitch_gbm",
+              "pitch_stack")
+
+
+def test_every_model_kind_scores_the_same_after_the_round_trip(tmp_path):
+    params = toy_params(tmp_path, models=EVERY_KIND, model="pitch_stack", ablations=())
+    write_toy_dataset(params)
+    run_train(params)
+    _, runs = load_runs(ArtifactPaths.of(params))
+    before = predict_test(params, runs)
+    reloaded = []
+    for run, bundle in runs:
+        path = tmp_path / "served" / run_label(run).replace("/", "__") / "model.skops"
+        path.parent.mkdir(parents=True)
+        save_served_bundle(bundle, path)
+        reloaded.append((run, load_served_bundle(path)))
+    after = predict_test(params, reloaded)
+    assert {run["model"] for run, _ in runs} >= set(EVERY_KIND)
+    pd.testing.assert_frame_equal(after, before)
+
+
+def _bundle(model) -> ModelBundle:
+    return ModelBundle(name="ridge", model=model, inputs=["synopsis"], input_set="synopsis", input_type="embeddings",
+                       train_mean=0.5, aggregation="mean", image_size=4)
+
+
+def test_a_file_naming_a_foreign_type_is_refused_before_anything_is_built(tmp_path):
+    """A registry writer's bundle holding os.system (or any class outside SERVED_TYPES) never gets built."""
+    path = tmp_path / "model.skops"
+    path.write_bytes(sio.dumps(_bundle(os.system)))
+    with pytest.raises(UntrustedBundle, match=r"model.skops names types an anipop model never holds: .*system"):
+        load_served_bundle(path)
+    with pytest.raises(UntrustedBundle, match="never holds"):
+        save_served_bundle(_bundle(os.system), tmp_path / "again.skops")  # refused when logged, too
+    assert not (tmp_path / "again.skops").exists()
+
+
+def test_a_pickle_under_the_served_name_is_refused_in_one_line(tmp_path):
+    import joblib
+
+    path = tmp_path / "model.skops"
+    joblib.dump(_bundle(None), path)
+    with pytest.raises(ValueError, match=r"^model.skops: not a readable anipop model \(") as raised:
+        load_served_bundle(path)
+    assert "\n" not in str(raised.value)
+
+
+class Marker(mlflow.pyfunc.PythonModel):
+    """A pyfunc that leaves a file behind when it is loaded: proof that its code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def load_context(self, context):
+        Path(self.marker).write_text("ran")
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def test_a_pickled_pyfunc_is_refused_unless_the_operator_opts_in(tmp_path, monkeypatch):
+    marker = tmp_path / "ran.txt"
+    folder = tmp_path / "pickled"
+    mlflow.pyfunc.save_model(str(folder), python_model=Marker(str(marker)))
+    assert (folder / "python_model.pkl").exists()
+    marker.unlink(missing_ok=True)  # saving may load it once; loading must not, unless allowed
+    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)
+    with pytest.raises(ValueError, match=r"stored as a pickle \(python_model.pkl\).*MLFLOW_ALLOW_PICKLE_DESERIAL"):
+        load_model(str(folder))
+    assert not marker.exists()
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # an explicit opt-in, MLflow's own switch
+    load_model(str(folder))
+    assert marker.read_text() == "ran"
+
+
+def test_only_anipops_own_loading_scripts_run(tmp_path):
+    script = tmp_path / "pitch_model.py"  # same name as anipop's, other content
+    marker = tmp_path / "ran.txt"
+    script.write_text(textwrap.dedent(f"""
+        import pathlib, mlflow.models, mlflow.pyfunc
+        pathlib.Path({str(marker)!r}).write_text("ran")
+        class M(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):
+                return model_input
+        mlflow.models.set_model(M())
+    """))
+    folder = tmp_path / "planted"
+    mlflow.pyfunc.save_model(str(folder), python_model=str(script))
+    marker.unlink(missing_ok=True)  # saving ran it once (MLflow validates the script); loading must not
+    with pytest.raises(ValueError, match="its loading script pitch_model.py is not one of anipop's own"):
+        load_model(str(folder))
+    assert not marker.exists()
+
+
+def test_a_code_folder_on_the_import_path_is_refused(tmp_path):
+    """MLflow puts a model's `code` folders first on sys.path: a planted `anipop/` there would shadow ours."""
+    folder = tmp_path / "shadow"
+    (tmp_path / "code" / "anipop").mkdir(parents=True)
+    mlflow.pyfunc.save_model(str(folder), python_model=str(BUNDLE_MODEL_CODE), code_paths=[str(tmp_path / "code")],
+                             artifacts={})
+    with pytest.raises(ValueError, match="with a code folder on the import path"):
+        check_model_code(folder, str(folder))
+
+
+def test_the_loading_scripts_only_build_anipops_classes():
+    for script, name in ((PITCH_MODEL_CODE, "PitchModel"), (BUNDLE_MODEL_CODE, "BundleModel")):
+        code = [line for line in script.read_text().splitlines() if line and not line.startswith("#")]
+        assert code == ["import mlflow.models", f"from anipop.served_pyfunc import {name}",
+                        f"mlflow.models.set_model({name}())"]
+
+
+# the libraries are imported before the hook: dask, pulled in by one of them, pickles its own operators once at
+# import; what is counted is what loading and scoring the model's files unpickles
+NO_UNPICKLING = textwrap.dedent("""
+    import json, sys
+    import lightgbm, pandas as pd, skops.io, sklearn.linear_model
+    import anipop.bundle_models, anipop.served_pyfunc
+    from anipop.predict import load_model
+    found = []
+    sys.addaudithook(lambda event, args: found.append(list(map(str, args))) if event == "pickle.find_class" else None)
+    model = load_model(sys.argv[1])
+    scores = model.predict(pd.DataFrame(json.loads(sys.argv[2])))
+    print(json.dumps({"unpickled": found, "scores": scores["score"].tolist()}))
+""")
+
+
+def load_without_unpickling(model_uri: str, pitches: dict, env: dict[str, str]) -> dict:
+    """Load and score a model in a fresh process that records every class any unpickler resolves."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", NO_UNPICKLING, model_uri, json.dumps(pitches)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_loader_in_a_subprocess_sees_a_planted_pickle(tmp_path):
+    """The audit hook the registry tests rely on does fire on a pickled pyfunc (with the operator's opt-in)."""
+    folder = tmp_path / "pickled"
+    mlflow.pyfunc.save_model(str(folder), python_model=Marker(str(tmp_path / "ran.txt")))
+    env = {**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",  # Marker is pickled by reference
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[1])])}
+    seen = load_without_unpickling(str(folder), {"synopsis": ["x"], "score": [1.0]}, env)
+    assert any(name == "Marker" for _, name in seen["unpickled"])
+    assert np.allclose(seen["scores"], [1.0])
