@@ -8,6 +8,8 @@ between writer and reader. dvc.yaml declares the same paths (through params.yaml
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -360,12 +362,11 @@ def records_path(bundle_path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.records.parquet")
 
 
-def save_bundle(bundle: ModelBundle, path: Path) -> None:
-    """The bundle (joblib) and, for a model with track records, their table beside it as a parquet file: data the
-    model reads (rows of scored anime), not state frozen inside the pickle, so it is inspectable and refreshed
-    with every retraining."""
-    import joblib
-
+@contextmanager
+def records_apart(bundle: ModelBundle, path: str | Path) -> Iterator[None]:
+    """For a model with track records: their table written beside `path` as parquet, and taken out of the bundle
+    while the block writes the bundle: data the model reads (rows of scored anime), not state frozen inside the
+    model's file, so it is inspectable and refreshed with every retraining."""
     records = getattr(bundle.model, "records", None)
     history = getattr(records, "history", None)
     if history is not None:
@@ -373,11 +374,33 @@ def save_bundle(bundle: ModelBundle, path: Path) -> None:
             history.to_parquet(tmp, index=False)
         records.history = None
     try:
-        with atomic_path(path) as tmp:
-            joblib.dump(bundle, tmp)
+        yield
     finally:
         if history is not None:
             records.history = history
+
+
+def with_records(bundle: object, path: str | Path, shown: str, hint: str = "") -> ModelBundle:
+    """`bundle`, read from `path`, checked to be a ModelBundle of this version and given back its track-record
+    table from beside `path`; else one line naming `shown` (and `hint`: what to do)."""
+    if not isinstance(bundle, ModelBundle) or bundle.version != BUNDLE_VERSION:
+        found = getattr(bundle, "version", type(bundle).__name__)
+        raise ValueError(f"{shown}: not an anipop model bundle of version {BUNDLE_VERSION} (found {found}){hint}")
+    records = getattr(bundle.model, "records", None)
+    if records is not None and records.history is None:
+        table = records_path(path)
+        if not table.exists():
+            raise ValueError(f"{shown}: its track-record table {table.name} is missing{hint}")
+        records.attach(pd.read_parquet(table))
+    return bundle
+
+
+def save_bundle(bundle: ModelBundle, path: Path) -> None:
+    """The bundle (joblib), its track records apart (records_apart)."""
+    import joblib
+
+    with records_apart(bundle, path), atomic_path(path) as tmp:
+        joblib.dump(bundle, tmp)
 
 
 LEGACY_BUNDLE_KEYS = ("name", "model", "inputs", "input_type", "train_mean")
@@ -409,14 +432,4 @@ def load_bundle(path: str | Path) -> ModelBundle:
     except Exception as err:  # noqa: BLE001 - a foreign or corrupt pickle: one line, not a traceback
         raise ValueError(f"{path}: not a readable anipop model bundle ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:200] if str(err) else ''}); retrain with `dvc repro train`") from None
-    if not isinstance(bundle, ModelBundle) or bundle.version != BUNDLE_VERSION:
-        found = getattr(bundle, "version", type(bundle).__name__)
-        raise ValueError(f"{path}: not an anipop model bundle of version {BUNDLE_VERSION} (found {found}); "
-                         f"retrain with `dvc repro train`")
-    records = getattr(bundle.model, "records", None)
-    if records is not None and records.history is None:
-        table = records_path(path)
-        if not table.exists():
-            raise ValueError(f"{path}: its track-record table {table} is missing; retrain with `dvc repro train`")
-        records.attach(pd.read_parquet(table))
-    return bundle
+    return with_records(bundle, path, str(path), "; retrain with `dvc repro train`")

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from anipop.artifacts import BUNDLE_VERSION, ModelBundle, records_path
+from anipop.artifacts import ModelBundle, records_apart, with_records
 from anipop.utils import atomic_path
 
 # every type outside skops' own safe set (builtins, numpy, scipy.sparse, scikit-learn's estimators) that a bundle
@@ -63,17 +61,8 @@ def save_served_bundle(bundle: ModelBundle, path: str | Path) -> None:
     import skops.io as sio
 
     path = Path(path)
-    records = getattr(bundle.model, "records", None)
-    history = getattr(records, "history", None)
-    if history is not None:
-        with atomic_path(records_path(path)) as tmp:
-            history.to_parquet(tmp, index=False)
-        records.history = None  # the table travels as parquet, not inside the object tree
-    try:
+    with records_apart(bundle, path):  # the track-record table travels as parquet beside the file
         data = sio.dumps(bundle)
-    finally:
-        if history is not None:
-            records.history = history
     _check_types(data, path)
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)
@@ -94,15 +83,7 @@ def load_served_bundle(path: str | Path) -> ModelBundle:
     except Exception as err:  # noqa: BLE001 - a corrupt or foreign file: one line, not a traceback
         raise ValueError(f"{path.name}: not a readable anipop model ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
-    if not isinstance(bundle, ModelBundle) or bundle.version != BUNDLE_VERSION:
-        raise ValueError(f"{path.name}: not an anipop model bundle of version {BUNDLE_VERSION}")
-    records = getattr(bundle.model, "records", None)
-    if records is not None and records.history is None:
-        table = records_path(path)
-        if not table.exists():
-            raise ValueError(f"{path.name}: its track-record table {table.name} is missing")
-        records.attach(pd.read_parquet(table))
-    return bundle
+    return with_records(bundle, path, path.name)
 
 
 def _check_types(data: bytes, path: Path) -> None:
