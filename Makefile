@@ -30,10 +30,10 @@ lint: setup
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-## serve: the registered champion over REST on 127.0.0.1:5001 (MLflow starts uvicorn from PATH: the venv's bin first)
+## serve: the registered champion over REST on 127.0.0.1:5001, from a checked local copy (docs/serving.md)
 serve: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" \
-	  MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false $(BIN)/mlflow models serve -m models:/anipop@champion --env-manager local -h 127.0.0.1 -p 5001
+	  $(BIN)/anipop serve -h 127.0.0.1 -p 5001
 
 benchmark: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/run_all.py

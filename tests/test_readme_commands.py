@@ -39,8 +39,7 @@ BIN = Path(sys.executable).parent
 PREDICT_SYNOPSIS = ('anipop predict --synopsis "A retired bounty hunter takes one last job on a dying moon colony, '
                     'where every debt is paid in memories." --character "Kaede::a tired bounty hunter who never '
                     'misses::examples/portrait.png"')
-SERVE = ("MLFLOW_TRACKING_URI=sqlite:///mlflow.db MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false mlflow models serve -m models:/anipop@champion --env-manager local "
-         "-h 127.0.0.1 -p 5001")
+SERVE = "MLFLOW_TRACKING_URI=sqlite:///mlflow.db anipop serve -h 127.0.0.1 -p 5001"
 TEAM_SERVER = ("mlflow server --app-name basic-auth --host 0.0.0.0 --port 5000 --allowed-hosts "
                '"mlflow-host:5000,mlflow-host.internal:5000" --cors-allowed-origins "http://mlflow-host:5000" '
                "--backend-store-uri postgresql+psycopg2://mlflow:PASSWORD@db-host:5432/mlflow "

@@ -352,6 +352,34 @@ def _python_model(model):
 
 
 @app.command()
+def serve(
+    model_uri: str = typer.Option(None, "--model-uri", help="default: models:/<registry.model_name>@champion"),
+    host: str = typer.Option("127.0.0.1", "-h", "--host", help="the address to listen on; keep 127.0.0.1 behind a proxy"),
+    port: int = typer.Option(5001, "-p", "--port"),
+    workers: int = typer.Option(1, "-w", "--workers", help="scoring processes (each loads the model)"),
+    params: Path = ParamsOption,
+) -> None:
+    """Serve a registered model over REST (`mlflow models serve`) from a local copy checked first: the copy's
+    loading script must be anipop's own (predict.check_model_code), and MLflow's pickle switch is off."""
+    import tempfile
+
+    from anipop.predict import PICKLE_OPT_IN, checked_download
+    from anipop.registry import CHAMPION
+    from anipop.tracking import use_tracking_store
+
+    loaded = _params(params)
+    use_tracking_store(loaded)
+    uri = model_uri or f"models:/{loaded.registry.model_name}@{CHAMPION}"
+    folder = _run(lambda _: checked_download(uri, Path(tempfile.mkdtemp(prefix="anipop-serve-"))), loaded)
+    typer.echo(f"serving {redact(uri)} from the checked copy {folder}", err=True)
+    bin_dir = str(Path(sys.executable).parent)  # mlflow and the uvicorn it starts: this environment's
+    env = {**os.environ, PICKLE_OPT_IN: "false", "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", str(folder), "--env-manager", "local",
+               "-h", host, "-p", str(port), "-w", str(workers)]
+    os.execve(command[0], command, env)  # the server takes this process's place: signals reach it directly
+
+
+@app.command()
 def schedule(
     params: Path = ParamsOption,
     cron: str = typer.Option(None, "--cron", help='e.g. "0 3 * * 1"; default: orchestration.schedule.cron'),

@@ -367,11 +367,19 @@ PICKLE_LOADER = "mlflow.pyfunc.model"  # a pyfunc logged as a cloudpickled objec
 def load_model(model_uri: str):
     """A logged or registered anipop model, loaded without unpickling anything (check_model_code first)."""
     import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(str(checked_download(model_uri)))
+
+
+def checked_download(model_uri: str, destination: Path | None = None) -> Path:
+    """The model's files, copied to a local folder (`destination`, or a temporary one) and checked there
+    (check_model_code): whoever loads or serves that folder runs what was checked, whatever the registry holds
+    by then."""
     from mlflow.artifacts import download_artifacts
 
-    folder = Path(download_artifacts(artifact_uri=model_uri))
+    folder = Path(download_artifacts(artifact_uri=model_uri, dst_path=str(destination) if destination else None))
     check_model_code(folder, model_uri)
-    return mlflow.pyfunc.load_model(str(folder))
+    return folder
 
 
 def check_model_code(folder: Path, model_uri: str) -> None:

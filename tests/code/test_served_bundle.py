@@ -172,3 +172,41 @@ def test_the_loader_in_a_subprocess_sees_a_planted_pickle(tmp_path):
     seen = load_without_unpickling(str(folder), {"synopsis": ["x"], "score": [1.0]}, env)
     assert any(name == "Marker" for _, name in seen["unpickled"])
     assert np.allclose(seen["scores"], [1.0])
+
+
+def _serve(tmp_params, model_uri: str, monkeypatch) -> tuple[object, list]:
+    """`anipop serve` with os.execve recorded instead of run: the command it would become."""
+    from fixtures_pipeline import write_params
+    from typer.testing import CliRunner
+
+    from anipop.cli import app
+
+    started: list = []
+    monkeypatch.setattr(os, "execve", lambda path, args, env: started.append((path, args, env)))
+    params_file = write_params(tmp_params, tmp_params.paths.models_dir.parent / "params.yaml")
+    result = CliRunner().invoke(app, ["serve", "--model-uri", model_uri, "-p", "5099", "--params", params_file])
+    return result, started
+
+
+def test_serve_refuses_a_planted_script_and_never_starts_mlflow(tmp_path, tmp_params, monkeypatch):
+    script = tmp_path / "bundle_model.py"
+    script.write_text("import mlflow.models, mlflow.pyfunc\nclass M(mlflow.pyfunc.PythonModel):\n"
+                      "    def predict(self, context, model_input, params=None):\n        return model_input\n"
+                      "mlflow.models.set_model(M())\n")
+    folder = tmp_path / "planted"
+    mlflow.pyfunc.save_model(str(folder), python_model=str(script))
+    result, started = _serve(tmp_params, str(folder), monkeypatch)
+    assert result.exit_code == 1 and "is not one of anipop's own" in result.output
+    assert started == []
+
+
+def test_serve_runs_mlflow_on_the_checked_copy_with_pickles_off(tmp_path, tmp_params, monkeypatch):
+    folder = tmp_path / "model"
+    mlflow.pyfunc.save_model(str(folder), python_model=str(BUNDLE_MODEL_CODE))  # loads nothing: no artifacts read
+    result, started = _serve(tmp_params, str(folder), monkeypatch)
+    assert result.exit_code == 0, result.output
+    ((path, args, env),) = started
+    served = Path(args[args.index("-m") + 1])
+    assert args[1:4] == ["models", "serve", "-m"] and served != folder and (served / "bundle_model.py").exists()
+    assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false" and args[-6:] == ["-h", "127.0.0.1", "-p", "5099",
+                                                                                   "-w", "1"]
