@@ -70,3 +70,13 @@ def dvc_project(tmp_path: Path, params: Params, prepare_suffix: str = "") -> Pat
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(command, cwd=project, check=True, capture_output=True)
     return project
+
+
+def register_killed_after_moving_champion(params_file: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`anipop register --params params_file` in a process SIGKILLed right after it moves `champion` (the champion
+    history is written right after the alias moves): no handler runs, the new version stays pending."""
+    script = ("import os, signal, sys\nimport anipop.registry as registry\n"
+              "def die(*args, **kwargs):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+              "registry.record_change = die\nfrom anipop.cli import app\n"
+              f"sys.argv = ['anipop', 'register', '--params', {str(params_file)!r}]\napp()\n")
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)

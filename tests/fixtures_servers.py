@@ -6,8 +6,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -60,3 +62,18 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout_s: flo
 
     if not wait_until(answers, timeout_s):
         raise RuntimeError(f"{url} not up after {timeout_s}s:\n{tail(log)}")
+
+
+@contextmanager
+def model_server(model_uri: str, env: dict[str, str], log: Path, timeout_s: float = 120) -> Iterator[str]:
+    """`mlflow models serve` of `model_uri` on a free 127.0.0.1 port, this venv first on PATH (MLflow starts its
+    uvicorn from there); yields the /invocations URL once /ping answers, and stops the server afterwards."""
+    port = free_port()
+    env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.environ['PATH'])}"}
+    process = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+                     "-h", "127.0.0.1", "-p", str(port), "-w", "1"], log, env)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/ping", process, log, timeout_s=timeout_s)
+        yield f"http://127.0.0.1:{port}/invocations"
+    finally:
+        stop(process)

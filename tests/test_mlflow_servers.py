@@ -16,7 +16,7 @@ import httpx
 import pytest
 from conftest import CHARACTERS_SAMPLE
 from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
-from fixtures_servers import free_port, start, stop, wait_until_up
+from fixtures_servers import free_port, model_server, start, stop, wait_until_up
 from mlflow import MlflowClient
 
 MLFLOW = [sys.executable, "-m", "mlflow"]
@@ -70,17 +70,9 @@ def served(registered_on_server, tmp_path_factory):
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
         pytest.skip("the MLflow serving extra (uvicorn, fastapi) is not installed")
     uri, _, _ = registered_on_server
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # uvicorn lives in the venv
-    process = start([*MLFLOW, "models", "serve", "-m", "models:/anipop@champion", "--env-manager", "local",
-                     "-h", "127.0.0.1", "-p", str(port), "-w", "1"], log, env)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/ping", process, log, timeout_s=120)
-        yield f"http://127.0.0.1:{port}/invocations", log
-    finally:
-        stop(process)
+    with model_server("models:/anipop@champion", {**os.environ, "MLFLOW_TRACKING_URI": uri}, log) as url:
+        yield url, log
 
 
 def test_models_serve_answers_a_pitch_and_rejects_bad_input(served):

@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO_ROOT
 from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
 from fixtures_postgres import Postgres, postgres_install
-from fixtures_servers import free_port, start, stop, wait_until_up
+from fixtures_servers import free_port, model_server, start, stop, wait_until_up
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from test_readme_commands import TEAM_SERVER, readme_commands
@@ -167,22 +167,12 @@ def test_the_read_only_user_serves_the_champion_with_pickles_refused(registered,
     if importlib.util.find_spec("uvicorn") is None:
         pytest.skip("the MLflow serving extra (uvicorn) is not installed")
     url, *_ = registered
-    port = free_port()
-    env = as_user(READER, READER_PASSWORD) | {
-        "MLFLOW_TRACKING_URI": url, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    log = tmp_path / "serve.log"
-    process = start([*MLFLOW, "models", "serve", "-m", "models:/anipop@champion", "--env-manager", "local",
-                     "-h", "127.0.0.1", "-p", str(port), "-w", "1"], log, env)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/ping", process, log, timeout_s=180)
-        answer = httpx.post(f"http://127.0.0.1:{port}/invocations", timeout=60,
-                            json={"dataframe_records": [{"synopsis": PITCH}]})
-        assert answer.status_code == 200, answer.text
-        (prediction,) = answer.json()["predictions"]
-        assert 1 <= prediction["score_low"] <= prediction["score"] <= prediction["score_high"] <= 10
-    finally:
-        stop(process)
+    env = as_user(READER, READER_PASSWORD) | {"MLFLOW_TRACKING_URI": url, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    with model_server("models:/anipop@champion", env, tmp_path / "serve.log", timeout_s=180) as invocations:
+        answer = httpx.post(invocations, timeout=60, json={"dataframe_records": [{"synopsis": PITCH}]})
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["predictions"]
+    assert 1 <= prediction["score_low"] <= prediction["score"] <= prediction["score_high"] <= 10
 
 
 def test_a_registration_killed_after_moving_champion_gives_it_back_on_the_team_server(registered, tmp_path):
@@ -192,20 +182,14 @@ def test_a_registration_killed_after_moving_champion_gives_it_back_on_the_team_s
     import signal
     import subprocess
 
-    from fixtures_pipeline import write_params
+    from fixtures_pipeline import register_killed_after_moving_champion, write_params
 
     url, _, _, champion, params = registered
     env = as_user(ADMIN, ADMIN_PASSWORD) | {"MLFLOW_TRACKING_URI": url}
     always = params.model_copy(update={"registry": params.registry.model_copy(
         update={"interval_coverage": 0.83, "policy": "always"})})  # a new registration, promoted whatever it scores
     params_file = write_params(always, tmp_path / "params.yaml")
-    die_after_moving_champion = (  # champion history is written right after the alias moves
-        "import os, signal, sys\nimport anipop.registry as registry\n"
-        "def die(*args, **kwargs):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "registry.record_change = die\nfrom anipop.cli import app\n"
-        f"sys.argv = ['anipop', 'register', '--params', {params_file!r}]\napp()\n")
-    killed = subprocess.run([sys.executable, "-c", die_after_moving_champion], env=env, capture_output=True,
-                            text=True, timeout=300)
+    killed = register_killed_after_moving_champion(params_file, env)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)

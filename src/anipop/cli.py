@@ -300,7 +300,6 @@ def predict(
         read_pitch_file,
     )
     from anipop.predict import configured_limits, load_model
-    from anipop.registry import CHAMPION
     from anipop.tracking import use_tracking_store
 
     loaded = _params(params)
@@ -324,7 +323,7 @@ def predict(
         raise typer.Exit(2) from err
     use_tracking_store(loaded)
     logging.getLogger("anipop.embedding").setLevel(logging.WARNING)  # the encoder's load line: noise beside a score
-    uri = model_uri or f"models:/{loaded.registry.model_name}@{CHAMPION}"
+    uri = _model_uri(loaded, model_uri)
     model = _run(lambda _: load_model(uri), loaded)
     scores = _run(lambda _: model.predict(pitches), loaded)
     typer.echo(f"model: {uri}")
@@ -341,6 +340,13 @@ def predict(
                 typer.echo(f"note (row {row}): {note}")
     scores.insert(0, "row", range(len(scores)))  # the row numbers errors name: the file's data rows from 0
     typer.echo(scores.to_string(index=False))
+
+
+def _model_uri(params: Params, given: str | None) -> str:
+    """The model `--model-uri` names, else the registry's champion."""
+    from anipop.registry import CHAMPION
+
+    return given or f"models:/{params.registry.model_name}@{CHAMPION}"
 
 
 def _python_model(model):
@@ -364,12 +370,11 @@ def serve(
     import tempfile
 
     from anipop.predict import PICKLE_OPT_IN, checked_download
-    from anipop.registry import CHAMPION
     from anipop.tracking import use_tracking_store
 
     loaded = _params(params)
     use_tracking_store(loaded)
-    uri = model_uri or f"models:/{loaded.registry.model_name}@{CHAMPION}"
+    uri = _model_uri(loaded, model_uri)
     folder = _run(lambda _: checked_download(uri, Path(tempfile.mkdtemp(prefix="anipop-serve-"))), loaded)
     typer.echo(f"serving {redact(uri)} from the checked copy {folder}", err=True)
     bin_dir = str(Path(sys.executable).parent)  # mlflow and the uvicorn it starts: this environment's

@@ -235,11 +235,9 @@ LEGACY_BUNDLE = "model.joblib"  # what older anipop logged: a pickle, read only 
 
 def _read_bundle(folder: Path) -> ModelBundle:
     """The predictor folder's bundle: data (model.skops), or an older anipop's pickle when the operator allowed it."""
-    import os
-
     if (folder / SERVED_BUNDLE).exists() or not (folder / LEGACY_BUNDLE).exists():
         return load_served_bundle(folder / SERVED_BUNDLE)
-    if os.environ.get(PICKLE_OPT_IN, "").strip().lower() != "true":
+    if not pickles_allowed():
         raise ValueError(f"{LEGACY_BUNDLE}: a model pickled by an older anipop; set {PICKLE_OPT_IN}=true to load it "
                          f"if you trust every writer of the registry")
     return load_bundle(folder / LEGACY_BUNDLE)
@@ -286,7 +284,6 @@ def no_tracebacks_to_clients() -> None:
     without_traceback._anipop_guarded = True
     scoring_server._handle_serving_error = without_traceback
     scoring_server.invocations = _bounded_invocations(scoring_server.invocations)
-
 
 
 _no_tracebacks_to_clients = no_tracebacks_to_clients  # the name models pickled by older anipop call (opt-in only)
@@ -364,6 +361,14 @@ CODE_LOADER = "mlflow.pyfunc.loaders.code_model"  # a pyfunc logged from code (w
 PICKLE_LOADER = "mlflow.pyfunc.model"  # a pyfunc logged as a cloudpickled object (older anipop)
 
 
+def pickles_allowed() -> bool:
+    """Whether the operator opted in to loading models pickled by an older anipop: MLflow's own switch, set
+    explicitly to true (MLflow's default, unset, counts as no)."""
+    import os
+
+    return os.environ.get(PICKLE_OPT_IN, "").strip().lower() == "true"
+
+
 def load_model(model_uri: str):
     """A logged or registered anipop model, loaded without unpickling anything (check_model_code first)."""
     import mlflow.pyfunc
@@ -391,8 +396,6 @@ def check_model_code(folder: Path, model_uri: str) -> None:
     must name MLflow's code loader, no code folder and a script byte-equal to one of anipop.model_code's. A model
     pickled by an older anipop loads only when the operator sets MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true.
     """
-    import os
-
     import yaml
 
     from anipop.model_code import MODEL_CODES
@@ -409,7 +412,7 @@ def check_model_code(folder: Path, model_uri: str) -> None:
                          f"{' with a code folder on the import path' if flavor.get('code') else ''}; anipop "
                          f"loads only its own pyfuncs, refused without loading it")
     if not script:
-        if os.environ.get(PICKLE_OPT_IN, "").strip().lower() == "true":
+        if pickles_allowed():
             log.warning("model %s is a pickled pyfunc; loading it because %s=true", shown, PICKLE_OPT_IN)
             return
         raise ValueError(f"model {shown} is stored as a pickle (python_model.pkl): loading it would run whatever "

@@ -72,14 +72,15 @@ def load_served_bundle(path: str | Path) -> ModelBundle:
     """The bundle at `path`, built only from SERVED_TYPES and arrays read without pickle; anything else fails with
     one line naming the file and what it holds."""
     import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     path = Path(path)
     data = path.read_bytes()
     try:
-        _check_types(data, path)
-        bundle = sio.loads(data, trusted=list(SERVED_TYPES))
-    except UntrustedBundle:
-        raise
+        bundle = sio.loads(data, trusted=list(SERVED_TYPES))  # skops audits every type before it builds anything
+    except UntrustedTypesFoundException as err:
+        _check_types(data, path)  # raises UntrustedBundle, the names in one line
+        raise ValueError(f"{path.name}: {str(err).splitlines()[0]}") from None
     except Exception as err:  # noqa: BLE001 - a corrupt or foreign file: one line, not a traceback
         raise ValueError(f"{path.name}: not a readable anipop model ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, params_in
-from fixtures_pipeline import pipeline_params
+from fixtures_pipeline import pipeline_params, register_killed_after_moving_champion
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
@@ -448,13 +448,7 @@ def test_register_killed_between_moving_champion_and_completing_gives_champion_b
     always = _new_registration(trained, 0.83)  # promoted whatever it scores: the alias moves
     always = always.model_copy(update={"registry": always.registry.model_copy(update={"policy": "always"})})
     params_file = _params_file(always, tmp_path)
-    die_after_moving_champion = (  # champion history is written right after the alias moves
-        "import os, signal, sys\nimport anipop.registry as registry\n"
-        "def die(*args, **kwargs):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "registry.record_change = die\nfrom anipop.cli import app\nsys.argv = ['anipop', 'register', '--params', "
-        f"{str(params_file)!r}]\napp()\n")
-    killed = subprocess.run([sys.executable, "-c", die_after_moving_champion], env=_env(), capture_output=True,
-                            text=True, timeout=300)
+    killed = register_killed_after_moving_champion(params_file, _env())
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     pending = str(client.get_model_version_by_alias(name, "champion").version)
     assert pending != holder and client.get_model_version(name, pending).tags["anipop.registration"] == "pending"
