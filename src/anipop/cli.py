@@ -367,6 +367,7 @@ def serve(
 ) -> None:
     """Serve a registered model over REST (`mlflow models serve`) from a local copy checked first: the copy's
     loading script must be anipop's own (predict.check_model_code), and MLflow's pickle switch is off."""
+    import shutil
     import tempfile
 
     from anipop.predict import PICKLE_OPT_IN, checked_download
@@ -375,7 +376,12 @@ def serve(
     loaded = _params(params)
     use_tracking_store(loaded)
     uri = _model_uri(loaded, model_uri)
-    folder = _run(lambda _: checked_download(uri, Path(tempfile.mkdtemp(prefix="anipop-serve-"))), loaded)
+    copy = Path(tempfile.mkdtemp(prefix="anipop-serve-"))
+    try:
+        folder = _run(lambda _: checked_download(uri, copy), loaded)
+    except BaseException:  # refused or unreachable: no half-downloaded model left behind
+        shutil.rmtree(copy, ignore_errors=True)
+        raise
     typer.echo(f"serving {redact(uri)} from the checked copy {folder}", err=True)
     bin_dir = str(Path(sys.executable).parent)  # mlflow and the uvicorn it starts: this environment's
     env = {**os.environ, PICKLE_OPT_IN: "false", "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}

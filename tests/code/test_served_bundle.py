@@ -8,8 +8,10 @@ counts every unpickled class (Python's `pickle.find_class` audit event): none.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -198,6 +200,7 @@ def test_serve_refuses_a_planted_script_and_never_starts_mlflow(tmp_path, tmp_pa
     result, started = _serve(tmp_params, str(folder), monkeypatch)
     assert result.exit_code == 1 and "is not one of anipop's own" in result.output
     assert started == []
+    assert not list(Path(tempfile.gettempdir()).glob("anipop-serve-*/pitch_model.py"))  # the refused copy is gone
 
 
 def test_serve_runs_mlflow_on_the_checked_copy_with_pickles_off(tmp_path, tmp_params, monkeypatch):
@@ -208,5 +211,6 @@ def test_serve_runs_mlflow_on_the_checked_copy_with_pickles_off(tmp_path, tmp_pa
     ((path, args, env),) = started
     served = Path(args[args.index("-m") + 1])
     assert args[1:4] == ["models", "serve", "-m"] and served != folder and (served / "bundle_model.py").exists()
+    shutil.rmtree(served)  # the server (not started here) would have served it
     assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false" and args[-6:] == ["-h", "127.0.0.1", "-p", "5099",
                                                                                    "-w", "1"]
