@@ -15,7 +15,8 @@ benchmarks/results.json changes only when someone means to publish new figures.
 - replay (only with --only replay, tens of minutes): `anipop replay` on the default data in a scratch copy, and
   where its time went by stage (also printed for the tracked reports/replay.json by `--replay-report`);
 - bootstrap: the evaluate step's intervals (54 models x 1,000 resamples of the 718 test rows), all resamples of a
-  model at once against scoring each resample with scipy (the code's path beyond DENSE_BOOTSTRAP_MAX_ROWS).
+  model at once against scoring each resample with scipy (the code's path beyond DENSE_BOOTSTRAP_MAX_ROWS);
+- request_bounds: CPU of one metadata field, the red team's oversized shapes against the largest valid field.
 """
 
 from __future__ import annotations
@@ -152,6 +153,32 @@ def replay_time(report: dict) -> dict:
             "outside_stages_s": round(steps - sum(totals.values())), "judge_and_report_s": round(report["judge_seconds"])}
 
 
+def bench_request_bounds(repeats: int = 5) -> dict:
+    """CPU (best of `repeats`) that one metadata field costs: the red team's oversized shapes against the largest
+    valid field. The tests check that oversized fields are refused on their length alone; this prints the cost."""
+    from anipop.metadata import MAX_VALUE_CHARS, MAX_VALUES_PER_FIELD, MetadataError, parse_values
+
+    shapes = {
+        "valid maximal field": ", ".join(f"{i:03d}" + "s" * (MAX_VALUE_CHARS - 3) for i in range(MAX_VALUES_PER_FIELD)),
+        "110k distinct comma values": ", ".join(f"Studio {i}" for i in range(110_000)),
+        "4.9 MB python literal": "[" + ", ".join(repr(f"Genre {i}") for i in range(300_000)) + "]",
+        "100k-item JSON list": [f"s{i}" for i in range(100_000)],
+        "one 5 MB value": "x" * 5_000_000,
+    }
+    cpu_ms = {}
+    for name, value in shapes.items():
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.process_time()
+            try:
+                parse_values("studios", value)
+            except MetadataError:
+                pass
+            best = min(best, time.process_time() - started)
+        cpu_ms[name] = round(best * 1e3, 4)
+    return {"cpu_ms": cpu_ms}
+
+
 def bench_replay() -> dict:
     """`anipop replay` on the default data in a scratch copy of the project (the tracked reports stay as they are;
     the embedding cache is the project's, as in a real replay). Tens of minutes: only with --only replay."""
@@ -180,8 +207,9 @@ def bench_replay() -> dict:
 
 
 BENCHMARKS = {"embed": bench_embed, "dvc_noop": bench_dvc_noop, "train_epoch": bench_train_epoch,
-              "embed_memory": bench_embed_memory, "bootstrap": bench_bootstrap, "replay": bench_replay}
-DEFAULT = ("embed", "dvc_noop", "train_epoch", "embed_memory", "bootstrap")  # replay: tens of minutes, on request
+              "embed_memory": bench_embed_memory, "bootstrap": bench_bootstrap, "replay": bench_replay,
+              "request_bounds": bench_request_bounds}
+DEFAULT = ("embed", "dvc_noop", "train_epoch", "embed_memory", "bootstrap", "request_bounds")  # replay: tens of minutes, on request
 
 
 def machine() -> dict:

@@ -216,11 +216,13 @@ def test_readme_commands_run_as_written(project):
     finally:
         stop(server)
     assert "Traceback" not in tail(log, 100_000), tail(log)
+    served = re.search(r"from the checked copy (\S+)", log.read_text()).group(1)
+    assert not Path(served).exists(), f"anipop serve left its copy of the model: {served}"
 
 
 def _red_team_shapes_are_400s(url: str) -> None:
     """The red team's requests against the real scoring server: each a 400 naming what is wrong, and the server
-    still answers a valid pitch afterwards (the unit tests bound their CPU cost: tests/code/test_request_bounds.py)."""
+    still answers a valid pitch afterwards (tests/code/test_request_bounds.py: refused on their length alone)."""
     import base64
 
     studios = ", ".join(f"Studio {i}" for i in range(110_000))  # 768 KB: a worker busy for minutes before

@@ -366,7 +366,8 @@ def serve(
     params: Path = ParamsOption,
 ) -> None:
     """Serve a registered model over REST (`mlflow models serve`) from a local copy checked first: the copy's
-    loading script must be anipop's own (predict.check_model_code), and MLflow's pickle switch is off."""
+    loading script must be anipop's own (predict.check_model_code), and MLflow's pickle switch is off. The copy
+    is removed when the server stops."""
     import shutil
     import tempfile
 
@@ -387,7 +388,37 @@ def serve(
     env = {**os.environ, PICKLE_OPT_IN: "false", "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = [str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", str(folder), "--env-manager", "local",
                "-h", host, "-p", str(port), "-w", str(workers)]
-    os.execve(command[0], command, env)  # the server takes this process's place: signals reach it directly
+    try:
+        code = _run_until_stopped(command, env)
+    finally:  # however the server ends (Ctrl-C, SIGTERM, a crash), its copy of the model goes with it
+        shutil.rmtree(copy, ignore_errors=True)
+    raise typer.Exit(code)
+
+
+def _run_until_stopped(command: list[str], env: dict[str, str]) -> int:
+    """Run the server as a child and pass it the signals this process gets (SIGTERM, SIGHUP, Ctrl-C), so that
+    the caller outlives it and can clean up; returns the server's exit status (128 + N when signal N ended it,
+    as a shell reports it)."""
+    import signal
+    import subprocess
+
+    server = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        if server.poll() is None:
+            server.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                code = server.wait()
+                return code if code >= 0 else 128 - code
+            except KeyboardInterrupt:  # Ctrl-C reached the whole terminal group; a `kill -INT` only this process
+                forward(signal.SIGINT, None)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @app.command()

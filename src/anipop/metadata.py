@@ -70,13 +70,16 @@ def parse_values(field: str, value: object) -> list[str]:
     """
     if field not in METADATA_FIELDS:
         raise MetadataError(f"unknown metadata field {field!r}; expected one of {list(METADATA_FIELDS)}")
+    # every bound before anything reads the value (even the missing-value check copies a text): an oversized
+    # field costs the same few microseconds at any size, and the work below is linear in a few kilobytes at most
+    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+        raise MetadataError(f"field {field!r}: {len(value):,} characters (limit {MAX_FIELD_CHARS:,}: "
+                            f"{MAX_VALUES_PER_FIELD} values of {MAX_VALUE_CHARS} characters)")
+    if isinstance(value, (list, tuple, np.ndarray)) and len(value) > MAX_RAW_ITEMS:
+        raise MetadataError(f"field {field!r}: {len(value):,} items (limit {MAX_VALUES_PER_FIELD} values)")
     if _is_missing(value):
         return []
     if isinstance(value, str):
-        # every bound before any parsing: the work below is then linear in a few kilobytes at most
-        if len(value) > MAX_FIELD_CHARS:
-            raise MetadataError(f"field {field!r}: {len(value):,} characters (limit {MAX_FIELD_CHARS:,}: "
-                                f"{MAX_VALUES_PER_FIELD} values of {MAX_VALUE_CHARS} characters)")
         text = value.strip()
         if text.startswith("["):
             try:

@@ -2,8 +2,8 @@
 
 The red team's shapes: one `studios` field of 110,000 distinct values (768 KB: 60 s and a busy worker before the
 fix), a 4.9 MB Python-literal list (570 MB RSS through ast.literal_eval), a body nested 100,000 deep (a bare 500),
-an EPS portrait (Pillow would start Ghostscript). CPU time is compared with a valid maximal field's, not with a
-wall-clock threshold.
+an EPS portrait (Pillow would start Ghostscript). Oversized fields are checked to be refused on their length before
+anything reads them (a fixed cost, whatever their size), not against a clock; the CPU figures are a benchmark's.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -33,13 +32,22 @@ ATTACKS = {
 }
 
 
-def _cpu(work, repeats: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.process_time()
-        work()
-        best = min(best, time.process_time() - started)
-    return best
+class _TextNobodyMayRead(str):
+    """A text whose every scan fails the test: refusing it must rest on its length alone."""
+
+    def _read(self, *args, **kwargs):
+        raise AssertionError("the oversized text was read before its length was checked")
+
+    strip = lower = split = startswith = replace = encode = __iter__ = __getitem__ = __contains__ = _read
+
+
+class _ListNobodyMayRead(list):
+    """A list whose items must not be walked (or copied) before its length is checked."""
+
+    def __iter__(self):
+        raise AssertionError("the oversized list was walked before its length was checked")
+
+    __getitem__ = __iter__
 
 
 def _valid_maximal() -> str:
@@ -51,16 +59,21 @@ def test_the_largest_valid_field_is_accepted():
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
-def test_an_oversized_field_is_refused_for_at_most_a_few_times_a_valid_maximal_fields_cpu(name):
-    valid = _cpu(lambda: parse_values("studios", _valid_maximal()))
+def test_every_attack_shape_is_refused_naming_the_field(name):
+    with pytest.raises(MetadataError, match="field 'studios'"):
+        parse_values("studios", ATTACKS[name])
 
-    def attack():
-        with pytest.raises(MetadataError, match="field 'studios'"):
-            parse_values("studios", ATTACKS[name])
 
-    cost = _cpu(attack)
-    print(f"{name}: {cost * 1e3:.3f} ms CPU against {valid * 1e3:.3f} ms for a valid maximal field")
-    assert cost <= 3 * max(valid, 1e-3), f"{name} cost {cost:.4f} s CPU, a valid maximal field {valid:.4f} s"
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_an_oversized_field_is_refused_on_its_length_before_anything_reads_it(name):
+    """Deterministic form of "no attack costs more than a valid field": nothing scans the oversized value.
+
+    (CPU-time figures for the same shapes: `python benchmarks/run_all.py --only request_bounds`.)
+    """
+    attack = ATTACKS[name]
+    unreadable = _TextNobodyMayRead(attack) if isinstance(attack, str) else _ListNobodyMayRead(attack)
+    with pytest.raises(MetadataError, match="field 'studios'"):
+        parse_values("studios", unreadable)
 
 
 def test_python_literal_lists_parse_as_before_without_ast():

@@ -8,7 +8,6 @@ counts every unpickled class (Python's `pickle.find_class` audit event): none.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -176,18 +175,29 @@ def test_the_loader_in_a_subprocess_sees_a_planted_pickle(tmp_path):
     assert np.allclose(seen["scores"], [1.0])
 
 
-def _serve(tmp_params, model_uri: str, monkeypatch) -> tuple[object, list]:
-    """`anipop serve` with os.execve recorded instead of run: the command it would become."""
+def _serve(tmp_path, tmp_params, model_uri: str, monkeypatch) -> tuple[object, list, Path]:
+    """`anipop serve` with the server recorded instead of run (with what its copy held while it ran), in a temp
+    folder of the test's own: returns the result, the recorded starts, and that temp folder."""
     from fixtures_pipeline import write_params
     from typer.testing import CliRunner
 
+    import anipop.cli
     from anipop.cli import app
 
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     started: list = []
-    monkeypatch.setattr(os, "execve", lambda path, args, env: started.append((path, args, env)))
+
+    def server(command: list[str], env: dict[str, str]) -> int:
+        served = Path(command[command.index("-m") + 1])
+        started.append((command, env, served, sorted(path.name for path in served.iterdir())))
+        return 0
+
+    monkeypatch.setattr(anipop.cli, "_run_until_stopped", server)
     params_file = write_params(tmp_params, tmp_params.paths.models_dir.parent / "params.yaml")
     result = CliRunner().invoke(app, ["serve", "--model-uri", model_uri, "-p", "5099", "--params", params_file])
-    return result, started
+    return result, started, temp
 
 
 def test_serve_refuses_a_planted_script_and_never_starts_mlflow(tmp_path, tmp_params, monkeypatch):
@@ -197,20 +207,20 @@ def test_serve_refuses_a_planted_script_and_never_starts_mlflow(tmp_path, tmp_pa
                       "mlflow.models.set_model(M())\n")
     folder = tmp_path / "planted"
     mlflow.pyfunc.save_model(str(folder), python_model=str(script))
-    result, started = _serve(tmp_params, str(folder), monkeypatch)
+    result, started, temp = _serve(tmp_path, tmp_params, str(folder), monkeypatch)
     assert result.exit_code == 1 and "is not one of anipop's own" in result.output
     assert started == []
-    assert not list(Path(tempfile.gettempdir()).glob("anipop-serve-*/pitch_model.py"))  # the refused copy is gone
+    assert list(temp.iterdir()) == []  # the refused copy is gone
 
 
-def test_serve_runs_mlflow_on_the_checked_copy_with_pickles_off(tmp_path, tmp_params, monkeypatch):
+def test_serve_runs_mlflow_on_the_checked_copy_with_pickles_off_and_removes_it_afterwards(tmp_path, tmp_params,
+                                                                                          monkeypatch):
     folder = tmp_path / "model"
     mlflow.pyfunc.save_model(str(folder), python_model=str(BUNDLE_MODEL_CODE))  # loads nothing: no artifacts read
-    result, started = _serve(tmp_params, str(folder), monkeypatch)
+    result, started, temp = _serve(tmp_path, tmp_params, str(folder), monkeypatch)
     assert result.exit_code == 0, result.output
-    ((path, args, env),) = started
-    served = Path(args[args.index("-m") + 1])
-    assert args[1:4] == ["models", "serve", "-m"] and served != folder and (served / "bundle_model.py").exists()
-    shutil.rmtree(served.parent)  # the copy anipop serve made: the server (not started here) would have served it
+    ((args, env, served, held),) = started
+    assert args[1:4] == ["models", "serve", "-m"] and served != folder and "bundle_model.py" in held
+    assert served.is_relative_to(temp) and list(temp.iterdir()) == []  # served from the copy, gone once it stopped
     assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false" and args[-6:] == ["-h", "127.0.0.1", "-p", "5099",
                                                                                    "-w", "1"]
