@@ -37,10 +37,10 @@ import pandas as pd
 import torch
 
 from anipop.config import Params, load_params
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
 from anipop.embedding.cache import EmbeddingCache, item_key
 from anipop.embedding.embed import run_embed
 from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from anipop.artifacts import ArtifactPaths, load_embeddings, save_embeddings
+from anipop.catalog.input_kinds import TEXT_KIND
 from anipop.config import load_params
-from anipop.field_ablation import ablation_params, evaluate_set
-from anipop.input_kinds import TEXT_KIND
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+from anipop.studies.field_ablation import ablation_params, evaluate_set
 
 REPO = Path(__file__).resolve().parents[1]
 BOUND = 0.005

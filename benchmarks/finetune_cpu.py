@@ -25,8 +25,8 @@ def run(rows: int, max_length: int | None, threads: int | None) -> dict:
     import torch
 
     from anipop.config import load_params
-    from anipop.finetune import EncoderRegressor, load_pretrained, train_encoder_regressor
-    from anipop.schema import PREPARED_ANIME, read_table
+    from anipop.data.schema import PREPARED_ANIME, read_table
+    from anipop.modeling.finetune import EncoderRegressor, load_pretrained, train_encoder_regressor
 
     params = load_params(REPO / "params.yaml")
     update = {k: v for k, v in {"max_length": max_length, "threads": threads, "epochs": 1}.items() if v is not None}

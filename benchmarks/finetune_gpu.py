@@ -2,9 +2,9 @@
 
     python benchmarks/finetune_gpu.py --model PATH --out reports/finetune.json [--epochs 5] [--smoke]
 
-Scores: `finetune` (the text encoder trained end to end with the authors' head, anipop.finetune) on the same
+Scores: `finetune` (the text encoder trained end to end with the authors' head, anipop.modeling.finetune) on the same
 franchise-grouped CV folds, temporal backtest and test split as the pipeline's backtest and evaluate, through
-anipop.backtest's own functions (run_crossval, run_temporal, fit_and_predict), next to the baselines (train mean,
+anipop.evaluation.backtest's own functions (run_crossval, run_temporal, fit_and_predict), next to the baselines (train mean,
 synopsis length) fitted on the same rows. It is what `dvc exp run -S train.finetune.backtest=true ...` computes;
 this script exists because the GPU machines here have torch and transformers but not the rest of the stack
 (DVC, MLflow), and a CPU epoch takes about 28 minutes (benchmarks/finetune_cpu.py).
@@ -45,7 +45,7 @@ def _params(model: str | None, epochs: int, device: str, max_length: int):
 
 
 def _tables(params, smoke: bool):
-    from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+    from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 
     prepared = REPO / params.paths.prepared_dir
     anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
@@ -55,8 +55,8 @@ def _tables(params, smoke: bool):
 
 def score(params, smoke: bool, part: str) -> dict:
     """finetune and the baselines on grouped CV (part cv), the temporal backtest (temporal) or the test split."""
-    from anipop.backtest import fit_and_predict, run_crossval, run_temporal
-    from anipop.metrics import point_metrics
+    from anipop.catalog.metrics import point_metrics
+    from anipop.evaluation.backtest import fit_and_predict, run_crossval, run_temporal
 
     anime, characters = _tables(params, smoke)
     if part == "cv":
@@ -79,7 +79,7 @@ def nan_check(params, tokenizer_from: str) -> dict:
     import torch
     from transformers import AutoModel, GPT2Config
 
-    from anipop.finetune import EncoderRegressor, load_pretrained, pick_device, train_encoder_regressor
+    from anipop.modeling.finetune import EncoderRegressor, load_pretrained, pick_device, train_encoder_regressor
 
     anime, _ = _tables(params, False)
     sample = anime[anime["split"] == "train"].sample(n=256, random_state=params.seed)
@@ -102,7 +102,7 @@ def epoch_seconds(params) -> dict:
     """Seconds per epoch of one fit over the train split (what a user waits for), from the fit's history."""
     import numpy as np
 
-    from anipop.finetune import fit_finetune
+    from anipop.modeling.finetune import fit_finetune
 
     anime, _ = _tables(params, False)
     train, val = (anime[anime["split"] == split] for split in ("train", "val"))
@@ -116,12 +116,12 @@ def epoch_seconds(params) -> dict:
 
 
 def causal_throughput(params, tokenizer_from: str, rows: int, max_length: int, batch_size: int) -> dict:
-    """Training rows/s of GPT-2-shaped models (random weights) through anipop.finetune's own training loop."""
+    """Training rows/s of GPT-2-shaped models (random weights) through anipop.modeling.finetune's own training loop."""
     import numpy as np
     import torch
     from transformers import AutoModel, GPT2Config
 
-    from anipop.finetune import EncoderRegressor, load_pretrained, pick_device, train_encoder_regressor
+    from anipop.modeling.finetune import EncoderRegressor, load_pretrained, pick_device, train_encoder_regressor
 
     anime, _ = _tables(params, False)
     sample = anime[anime["split"] == "train"].sample(n=rows, random_state=params.seed)
@@ -152,7 +152,7 @@ def causal_throughput(params, tokenizer_from: str, rows: int, max_length: int, b
 
 
 def as_report(result: dict, label: str, note: str) -> dict:
-    """The shape reports/results.md reads from reports/finetune.json (anipop.results_table): finetune's rows only."""
+    """The shape reports/results.md reads from reports/finetune.json (anipop.studies.results_table): finetune's rows only."""
     run: dict = {"label": label, "inputs": result.get("input_set", "synopsis"), "note": note}
     for part in ("cv", "temporal", "test"):
         if "finetune" in result.get(part, {}):

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from anipop.artifacts import ArtifactPaths, load_embeddings
-from anipop.backtest import crossval_jobs, fit_and_predict
+from anipop.catalog.metrics import point_metrics
 from anipop.config import load_params
-from anipop.features import PITCH_CHARACTER_KINDS
-from anipop.metrics import point_metrics
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+from anipop.evaluation.backtest import crossval_jobs, fit_and_predict
+from anipop.modeling.features import PITCH_CHARACTER_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ("all", "with_characters", "without_characters")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(name)s: %(message)s")
-    logging.getLogger("anipop.pitch_models").setLevel(logging.INFO)  # each fit's character weight, on stderr
+    logging.getLogger("anipop.modeling.pitch_models").setLevel(logging.INFO)  # each fit's character weight, on stderr
     base = load_params(REPO / "params.yaml")
     paths = ArtifactPaths.of(base)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)

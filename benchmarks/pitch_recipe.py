@@ -4,7 +4,7 @@
     python benchmarks/pitch_recipe.py --only old records    # some of them
 
 Each variant is a set of params overrides (dotted keys, like `dvc exp run -S`) on params.yaml; every variant's
-models are refitted by the backtest's code (anipop.backtest.run_crossval / run_temporal) on the prepared data of
+models are refitted by the backtest's code (anipop.evaluation.backtest.run_crossval / run_temporal) on the prepared data of
 the last `dvc repro`, so the figures compare with reports/cv.json and reports/temporal.json. Printed: CV Spearman
 mean and paired difference against the first variant (folds better), temporal Spearman, R2 and MAE (1-10 scale).
 Nothing tracked is written; the raw figures go to .benchmarks/pitch_recipe.json.
@@ -76,8 +76,8 @@ def run(names: list[str]) -> dict:
 
     os.chdir(REPO)
     from anipop.artifacts import ArtifactPaths
-    from anipop.backtest import run_crossval, run_rolling, run_temporal
-    from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+    from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+    from anipop.evaluation.backtest import run_crossval, run_rolling, run_temporal
 
     results = {}
     for name in names:

@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     os.chdir(REPO)
     from anipop.artifacts import ArtifactPaths
-    from anipop.backtest import fit_and_predict
+    from anipop.catalog.metrics import COMPARED_METRICS, metrics_with_intervals_many, paired_difference
     from anipop.config import load_params
-    from anipop.metrics import COMPARED_METRICS, metrics_with_intervals_many, paired_difference
-    from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+    from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+    from anipop.evaluation.backtest import fit_and_predict
 
     params = load_params("params.yaml")
     params = params.with_overrides({"train.models": ["meta_ridge", "pitch_gbm", "pitch_stack"]})

@@ -63,7 +63,7 @@ def bench_dvc_noop(repeats: int = 3) -> dict:
 def bench_train_epoch(rows: int = 5611, dim: int = 384, epochs: int = 3) -> dict:
     """The default data's train split size and MiniLM width, synthetic features, early stopping off."""
     from anipop.config import load_params
-    from anipop.train import fit_network
+    from anipop.modeling.train import fit_network
 
     params = load_params(REPO / "params.yaml")
     network = params.train.network.model_copy(update={"max_epochs": epochs, "patience": epochs + 1})
@@ -116,7 +116,7 @@ def bench_embed_memory(sizes: tuple[int, ...] = (1000, 10000)) -> dict:
 
 def bench_bootstrap(rows: int = 718, models: int = 54, samples: int = 1000, looped_models: int = 4) -> dict:
     """Seconds for every model's intervals; the one-resample-at-a-time path is timed on a few models and scaled."""
-    from anipop import metrics
+    from anipop.catalog import metrics
 
     rng = np.random.default_rng(0)
     y = rng.random(rows)
@@ -156,7 +156,7 @@ def replay_time(report: dict) -> dict:
 def bench_request_bounds(repeats: int = 5) -> dict:
     """CPU (best of `repeats`) that one metadata field costs: the red team's oversized shapes against the largest
     valid field. The tests check that oversized fields are refused on their length alone; this prints the cost."""
-    from anipop.metadata import MAX_VALUE_CHARS, MAX_VALUES_PER_FIELD, MetadataError, parse_values
+    from anipop.data.metadata import MAX_VALUE_CHARS, MAX_VALUES_PER_FIELD, MetadataError, parse_values
 
     shapes = {
         "valid maximal field": ", ".join(f"{i:03d}" + "s" * (MAX_VALUE_CHARS - 3) for i in range(MAX_VALUES_PER_FIELD)),

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from anipop.mlflow_leaderboard import view_link  # noqa: E402  (the link the parent run's description gives)
+from anipop.evaluation.mlflow_leaderboard import view_link  # noqa: E402  (the link the parent run's description gives)
 
 PORT = 5140
 WINDOW = {"width": 1600, "height": 1000}

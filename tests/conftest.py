@@ -30,7 +30,7 @@ def params_in(tmp_path: Path, **sections: dict) -> Params:
     # 1..N are real MAL ids, which would otherwise pull in the real sample's characters
     base = base.model_copy(update={"ingest": base.ingest.model_copy(update={"characters_dir": None})})
     # fits in this process: tiny data, and the suite already runs a test file per core (a test names workers to
-    # check the parallel path: tests/code/test_parallel_fits.py)
+    # check the parallel path: tests/modeling/test_parallel_fits.py)
     base = base.model_copy(update={"train": base.train.model_copy(update={"workers": 1}),
                                    "evaluate": base.evaluate.model_copy(update={"workers": 1})})
     paths = {name: tmp_path / Path(value) for name, value in base.paths.model_dump().items()}

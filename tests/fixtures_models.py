@@ -15,7 +15,7 @@ from conftest import params_in
 from PIL import Image
 
 from anipop.config import EmbedProfile, ImageEncoderParams, Params, TextEncoderParams
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, write_table
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, write_table
 
 WORDS = ("a girl boy hero village sword magic school robot space ship dragon love war friend city night sea "
          "the of and in with who to from becomes fights finds her his new old lost secret power world").split()

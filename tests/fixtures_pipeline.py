@@ -11,14 +11,14 @@ import yaml
 from conftest import REPO_ROOT, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
 
-from anipop.backtest import run_backtest
 from anipop.config import Params
+from anipop.data.prepare import run_prepare
 from anipop.embedding.embed import run_embed
-from anipop.evaluate import run_evaluate
-from anipop.ingest import run_ingest
-from anipop.prepare import run_prepare
-from anipop.registry import run_register
-from anipop.train import run_train
+from anipop.evaluation.backtest import run_backtest
+from anipop.evaluation.evaluate import run_evaluate
+from anipop.modeling.train import run_train
+from anipop.registry.register import run_register
+from anipop.sources.ingest import run_ingest
 
 PITCH = "A beloved acclaimed masterpiece about a school band and a dragon on a summer island."
 
@@ -75,7 +75,7 @@ def dvc_project(tmp_path: Path, params: Params, prepare_suffix: str = "") -> Pat
 def register_killed_after_moving_champion(params_file: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     """`anipop register --params params_file` in a process SIGKILLed right after it moves `champion` (the champion
     history is written right after the alias moves): no handler runs, the new version stays pending."""
-    script = ("import os, signal, sys\nimport anipop.registry as registry\n"
+    script = ("import os, signal, sys\nimport anipop.registry.register as registry\n"
               "def die(*args, **kwargs):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
               "registry.record_change = die\nfrom anipop.cli import app\n"
               f"sys.argv = ['anipop', 'register', '--params', {str(params_file)!r}]\napp()\n")

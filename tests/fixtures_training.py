@@ -16,7 +16,7 @@ from PIL import Image
 
 from anipop.artifacts import MinMaxScaler, save_embeddings
 from anipop.config import Params
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, character_key, write_table
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, character_key, write_table
 from anipop.utils import write_json
 
 FILLER = "story hero school city friend rival journey secret power night".split()

@@ -343,7 +343,7 @@ class ModelBundle:
     """One fitted model and what scoring it needs: the file train writes and evaluate, predict and the
     registry read (pickled with joblib)."""
 
-    name: str                      # the model's registry name (anipop.models)
+    name: str                      # the model's registry name (anipop.modeling.models)
     model: Any                     # .predict(features) -> normalised scores; None for the train-mean baseline
     inputs: list[str]              # the input kinds it was fitted on, in feature order
     input_set: str
@@ -357,7 +357,7 @@ class ModelBundle:
 
 
 def records_path(bundle_path: str | Path) -> Path:
-    """Where a bundle's track-record table lives: beside it, as data (anipop.track_records)."""
+    """Where a bundle's track-record table lives: beside it, as data (anipop.modeling.track_records)."""
     path = Path(bundle_path)
     return path.with_name(f"{path.stem}.records.parquet")
 

@@ -33,7 +33,7 @@ def _run(step, params: Params, expected: tuple[type[Exception], ...] = ()):
     """Run a step; expected failures (bad data, bad config, plus the step's own `expected` errors) print one
     clear line instead of a traceback. A transient one (a lost connection, a timeout) exits with
     TRANSIENT_EXIT, which the Prefect flow retries; any other failure exits with 1."""
-    from anipop.schema import SchemaError
+    from anipop.data.schema import SchemaError
 
     try:
         return step(params)
@@ -64,8 +64,8 @@ def _store(params: Params) -> str:
 @app.command()
 def ingest(params: Path = ParamsOption) -> None:
     """Read the configured source into data/raw (anime, characters, images, quarantine)."""
-    from anipop.ingest import run_ingest
     from anipop.sources import IngestIncomplete
+    from anipop.sources.ingest import run_ingest
 
     _run(run_ingest, _params(params), expected=(IngestIncomplete,))
 
@@ -73,7 +73,7 @@ def ingest(params: Path = ParamsOption) -> None:
 @app.command()
 def prepare(params: Path = ParamsOption) -> None:
     """Apply the cleaning rules, quarantine rejects, normalise the score, split."""
-    from anipop.prepare import run_prepare
+    from anipop.data.prepare import run_prepare
 
     _run(run_prepare, _params(params))
 
@@ -81,7 +81,7 @@ def prepare(params: Path = ParamsOption) -> None:
 @app.command()
 def validate(params: Path = ParamsOption) -> None:
     """Run the Great Expectations suites on raw and prepared tables; fail before any training."""
-    from anipop.validate import ValidationFailed, run_validate
+    from anipop.data.validate import ValidationFailed, run_validate
 
     try:
         _run(run_validate, _params(params))
@@ -106,7 +106,7 @@ def train(
                                  "set (synopsis, characters, images, all_inputs); overrides train.ablations"),
 ) -> None:
     """Fit every configured model (train.models) on the train split, early-stopping on validation."""
-    from anipop.train import run_train
+    from anipop.modeling.train import run_train
 
     _run(lambda loaded: run_train(loaded, ablation=ablation), _params(params))
 
@@ -114,7 +114,7 @@ def train(
 @app.command()
 def backtest(params: Path = ParamsOption) -> None:
     """Franchise-grouped K-fold CV and the temporal backtest: every model and baseline refitted per fold."""
-    from anipop.backtest import run_backtest
+    from anipop.evaluation.backtest import run_backtest
 
     _run(run_backtest, _params(params))
 
@@ -122,7 +122,7 @@ def backtest(params: Path = ParamsOption) -> None:
 @app.command()
 def rolling(params: Path = ParamsOption) -> None:
     """Rolling-origin backtest: each year's new franchises, every model refitted on what came before."""
-    from anipop.backtest import write_rolling
+    from anipop.evaluation.backtest import write_rolling
 
     _run(write_rolling, _params(params))
 
@@ -130,7 +130,7 @@ def rolling(params: Path = ParamsOption) -> None:
 @app.command("paper-mode")
 def paper_mode(params: Path = ParamsOption) -> None:
     """The paper's setup on our data with each of its flaws switched on and off (reports/paper_mode.md)."""
-    from anipop.paper_mode import run_paper_mode
+    from anipop.studies.paper_mode import run_paper_mode
 
     _run(run_paper_mode, _params(params))
 
@@ -138,7 +138,7 @@ def paper_mode(params: Path = ParamsOption) -> None:
 @app.command("field-ablation")
 def field_ablation(params: Path = ParamsOption) -> None:
     """Each input set alone (every metadata field, all metadata, the synopsis) on the CV folds, temporal and test."""
-    from anipop.field_ablation import run_field_ablation
+    from anipop.studies.field_ablation import run_field_ablation
 
     _run(run_field_ablation, _params(params))
 
@@ -146,7 +146,7 @@ def field_ablation(params: Path = ParamsOption) -> None:
 @app.command()
 def report(params: Path = ParamsOption) -> None:
     """reports/results.md: every report's figures in one table next to the baselines (nothing recomputed)."""
-    from anipop.results_table import run_report
+    from anipop.studies.results_table import run_report
 
     _run(run_report, _params(params))
 
@@ -155,7 +155,7 @@ def report(params: Path = ParamsOption) -> None:
 def tune(params: Path = ParamsOption,
          track: bool = typer.Option(True, "--track/--no-track", help="one MLflow child run per trial")) -> None:
     """Grid for pitch_stack's blend weight on the grouped CV folds of train+val (the test split is not read)."""
-    from anipop.tuning import run_tune
+    from anipop.studies.tuning import run_tune
 
     loaded = _params(params)
     _run(lambda p: run_tune(p, track=track), loaded)
@@ -164,7 +164,7 @@ def tune(params: Path = ParamsOption,
 @app.command()
 def multimodal(params: Path = ParamsOption) -> None:
     """The multimodal ablation on the anime with characters: synopsis vs +descriptions/+portraits/all, grouped CV."""
-    from anipop.multimodal_ablation import run_multimodal_ablation
+    from anipop.studies.multimodal_ablation import run_multimodal_ablation
 
     _run(run_multimodal_ablation, _params(params))
 
@@ -172,7 +172,7 @@ def multimodal(params: Path = ParamsOption) -> None:
 @app.command()
 def evaluate(params: Path = ParamsOption) -> None:
     """Test-split metrics next to the train-mean baseline; logs the run to MLflow."""
-    from anipop.evaluate import run_evaluate
+    from anipop.evaluation.evaluate import run_evaluate
 
     _run(run_evaluate, _params(params))
 
@@ -180,7 +180,7 @@ def evaluate(params: Path = ParamsOption) -> None:
 @app.command()
 def register(params: Path = ParamsOption) -> None:
     """Log the trained model as a pitch-taking MLflow pyfunc; `champion` moves only on improvement."""
-    from anipop.registry import JudgingFailed, run_register
+    from anipop.registry.register import JudgingFailed, run_register
 
     _run(run_register, _params(params), expected=(JudgingFailed,))
 
@@ -214,7 +214,7 @@ def registry_history(
 
     from mlflow import MlflowClient
 
-    from anipop.champion_history import champion_on, read_history, render_history
+    from anipop.registry.champion_history import champion_on, read_history, render_history
     from anipop.tracking import tracking_uri, use_tracking_store
 
     loaded = _params(params)
@@ -292,14 +292,14 @@ def predict(
 
     import pandas as pd
 
-    from anipop.pitch import (
+    from anipop.serving.pitch import (
         PitchError,
         character_argument,
         inline_image_files,
         parse_pitches,
         read_pitch_file,
     )
-    from anipop.predict import configured_limits, load_model
+    from anipop.serving.predict import configured_limits, load_model
     from anipop.tracking import use_tracking_store
 
     loaded = _params(params)
@@ -344,7 +344,7 @@ def predict(
 
 def _model_uri(params: Params, given: str | None) -> str:
     """The model `--model-uri` names, else the registry's champion."""
-    from anipop.registry import CHAMPION
+    from anipop.registry.register import CHAMPION
 
     return given or f"models:/{params.registry.model_name}@{CHAMPION}"
 
@@ -371,7 +371,7 @@ def serve(
     import shutil
     import tempfile
 
-    from anipop.predict import PICKLE_OPT_IN, checked_download
+    from anipop.serving.predict import PICKLE_OPT_IN, checked_download
     from anipop.tracking import use_tracking_store
 
     loaded = _params(params)

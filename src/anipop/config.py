@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from anipop.input_kinds import INPUT_SETS, PITCH_METADATA_KINDS
-from anipop.model_catalog import MULTIMODAL, PITCH_MODELS, SERVABLE, TRAINABLE
+from anipop.catalog.input_kinds import INPUT_SETS, PITCH_METADATA_KINDS
+from anipop.catalog.model_catalog import MULTIMODAL, PITCH_MODELS, SERVABLE, TRAINABLE
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -119,7 +119,7 @@ class SplitRatios(_Strict):
 
 
 class FranchiseParams(_Strict):
-    """How anime are grouped into franchises (anipop.franchise documents the rule)."""
+    """How anime are grouped into franchises (anipop.data.franchise documents the rule)."""
 
     min_base_letters: int = Field(default=4, ge=1)  # a shorter title base is too generic: the whole title is used
     name_min_anime: int = Field(default=2, ge=2)     # a proper name links the anime that mention it when it is
@@ -193,9 +193,9 @@ class EmbedParams(_Strict):
 
 
 # allowed names, derived from the registries beside the code that uses them (plain data: no heavy import)
-InputSet = Literal[tuple(INPUT_SETS)]                     # anipop.input_kinds: the paper's ablations + metadata
-MetadataField = Literal[PITCH_METADATA_KINDS]             # anipop.input_kinds: each a switchable input kind
-PitchModel = Literal[PITCH_MODELS]                        # anipop.model_catalog: synopsis + metadata models
+InputSet = Literal[tuple(INPUT_SETS)]                     # anipop.catalog.input_kinds: the paper's ablations + metadata
+MetadataField = Literal[PITCH_METADATA_KINDS]             # anipop.catalog.input_kinds: each a switchable input kind
+PitchModel = Literal[PITCH_MODELS]                        # anipop.catalog.model_catalog: synopsis + metadata models
 
 
 class NetworkShape(_Strict):
@@ -230,7 +230,7 @@ class BenchmarkParams(_Strict):
 
 
 class TrackRecordParams(_Strict):
-    """Track records as pitch-model features (anipop.track_records): each value's record before the row's year."""
+    """Track records as pitch-model features (anipop.modeling.track_records): each value's record before the row's year."""
 
     enabled: bool = True
     fields: tuple[MetadataField, ...] = ("studios", "producers", "source", "genres", "themes", "demographic", "type",
@@ -242,7 +242,7 @@ class TrackRecordParams(_Strict):
 
 
 class PitchModelParams(_Strict):
-    """Models over the synopsis and the pitch metadata (anipop.pitch_models); see params.yaml for each knob."""
+    """Models over the synopsis and the pitch metadata (anipop.modeling.pitch_models); see params.yaml for each knob."""
 
     metadata_fields: tuple[MetadataField, ...] = (
         "genres", "themes", "type", "source", "demographic", "studios", "producers", "rating", "year")  # switched on
@@ -269,7 +269,7 @@ class PitchModelParams(_Strict):
 
 
 class PaperHeadParams(_Strict):
-    """The authors' head and training settings (anipop.paper_head); widths are fixed there, from their code."""
+    """The authors' head and training settings (anipop.modeling.paper_head); widths are fixed there, from their code."""
 
     learning_rate: float = Field(default=5e-5, gt=0)   # AdamW
     eps: float = Field(default=1e-8, gt=0)
@@ -284,7 +284,7 @@ class PaperHeadParams(_Strict):
 
 
 class FinetuneParams(_Strict):
-    """End-to-end fine-tuning of the text encoder with the authors' head (anipop.finetune); opt-in."""
+    """End-to-end fine-tuning of the text encoder with the authors' head (anipop.modeling.finetune); opt-in."""
 
     model: str | None = None                # text model; None: the embed profile's
     pooling: Literal["mean", "last"] = "mean"   # never position 0: under left padding that is a pad token
@@ -304,8 +304,8 @@ class FinetuneParams(_Strict):
     backtest: bool = False                      # also refit per CV fold and in the temporal backtest (GPU)
 
 
-TrainModel = Literal[TRAINABLE]   # anipop.model_catalog: every model but the baselines (always trained beside)
-ServableModel = Literal[SERVABLE]  # anipop.model_catalog: scores a raw pitch with an interval
+TrainModel = Literal[TRAINABLE]   # anipop.catalog.model_catalog: every model but the baselines (always trained beside)
+ServableModel = Literal[SERVABLE]  # anipop.catalog.model_catalog: scores a raw pitch with an interval
 
 
 class TrainParams(_Strict):
@@ -339,7 +339,7 @@ class TemporalParams(_Strict):
 
 
 class RollingParams(_Strict):
-    """The rolling-origin backtest (anipop.backtest.run_rolling): one fit per year, scored on its new franchises."""
+    """The rolling-origin backtest (anipop.evaluation.backtest.run_rolling): one fit per year, scored on its new franchises."""
 
     enabled: bool = True
     first_year: int = Field(default=2012, ge=1900, le=2100)
@@ -382,16 +382,16 @@ class EvaluateParams(_Strict):
 
 
 class MultimodalParams(_Strict):
-    """The multimodal ablation (anipop.multimodal_ablation): which embedding models it refits per fold."""
+    """The multimodal ablation (anipop.studies.multimodal_ablation): which embedding models it refits per fold."""
 
-    models: tuple[Literal[MULTIMODAL], ...] = ("ridge", "mlp_small")  # anipop.model_catalog.MULTIMODAL
+    models: tuple[Literal[MULTIMODAL], ...] = ("ridge", "mlp_small")  # anipop.catalog.model_catalog.MULTIMODAL
 
 
 AblationModel = Literal[tuple(name for name in TRAINABLE if name != "finetune")]  # refitted per fold: no encoder
 
 
 class FieldAblationParams(_Strict):
-    """The per-input-set ablation (anipop.field_ablation): each set refitted on the backtest's folds, cheaply.
+    """The per-input-set ablation (anipop.studies.field_ablation): each set refitted on the backtest's folds, cheaply.
 
     A configured model fits only the sets it reads (meta_ridge: synopsis and metadata; ridge, tfidf_benchmark:
     the synopsis), so one list serves the metadata fields and the text-only rows alike.
@@ -425,14 +425,14 @@ class MlflowParams(_Strict):
     log_models: Literal["main", "all", "primary"] = "main"
 
 
-PromotionPolicy = Literal["test_split", "newer_unless_worse", "newest_franchises", "always"]  # anipop.promotion
+PromotionPolicy = Literal["test_split", "newer_unless_worse", "newest_franchises", "always"]  # anipop.registry.promotion
 
 
 class RegistryParams(_Strict):
     """Registration and champion promotion (anipop register)."""
 
     model_name: str = "anipop"
-    promotion_metric: str = "spearman"          # one of anipop.metrics.METRICS (its direction decides "better")
+    promotion_metric: str = "spearman"          # one of anipop.catalog.metrics.METRICS (its direction decides "better")
     policy: PromotionPolicy = "newer_unless_worse"  # how a candidate is judged against the champion (promotion.py)
     newest_years: int = Field(default=3, ge=1)  # newest_franchises: test anime of franchises begun in these years
     interval_coverage: float = Field(default=0.9, gt=0, lt=1)  # split-conformal, from validation residuals
@@ -443,7 +443,7 @@ class RegistryParams(_Strict):
     @field_validator("promotion_metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        from anipop.metrics import METRIC_NAMES  # numpy/scipy only: no cycle, no heavy import
+        from anipop.catalog.metrics import METRIC_NAMES  # numpy/scipy only: no cycle, no heavy import
 
         if value not in METRIC_NAMES:
             raise ValueError(f"{value!r} is not a metric anipop reports; one of {list(METRIC_NAMES)}")
@@ -532,7 +532,7 @@ class OrchestrationParams(_Strict):
 
 
 class PaperFlaws(_Strict):
-    """The authors' flaws (anipop.paper_mode), each a switch."""
+    """The authors' flaws (anipop.studies.paper_mode), each a switch."""
 
     per_split_scaling: bool = True          # labels min-max scaled per split with that split's own min and max
     select_on_test: bool = True             # the epoch kept is the one best on the test split

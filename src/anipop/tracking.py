@@ -1,6 +1,6 @@
 """MLflow tracking: the store, the experiment (opened as a model-training one) and provenance helpers.
 
-What the evaluation logs (a parent run, one child per input set and model) lives in anipop.mlflow_runs.
+What the evaluation logs (a parent run, one child per input set and model) lives in anipop.evaluation.mlflow_runs.
 
 Default store is local (sqlite `mlflow.db`, artifacts under `mlruns/`); MLFLOW_TRACKING_URI switches to a
 team server without touching params.yaml.

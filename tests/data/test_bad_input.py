@@ -25,15 +25,15 @@ from PIL import Image
 
 from anipop.artifacts import load_embeddings
 from anipop.embedding.embed import run_embed
-from anipop.evaluate import run_evaluate
+from anipop.evaluation.evaluate import run_evaluate
 from anipop.embedding.image_encoders import DescriptorEncoder
-from anipop.ingest import run_ingest
-from anipop.prepare import run_prepare
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table
+from anipop.sources.ingest import run_ingest
+from anipop.data.prepare import run_prepare
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table
 from anipop.sources import IngestResult
 from anipop.sources.local import LocalSource
-from anipop.train import run_train
-from anipop.validate import run_validate
+from anipop.modeling.train import run_train
+from anipop.data.validate import run_validate
 from conftest import params_in
 from fixtures_mal import WORDS, learnable_rows, mal_row, write_mal_csv
 

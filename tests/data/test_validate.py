@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from anipop.config import Params, load_params
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, RAW_ANIME, RAW_CHARACTERS, write_table
-from anipop.validate import ValidationFailed, run_validate
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, RAW_ANIME, RAW_CHARACTERS, write_table
+from anipop.data.validate import ValidationFailed, run_validate
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params.yaml"
 SYNOPSIS = "A long enough synopsis about a group of friends who form a band in high school."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from anipop.validation_report import offline_report_html
+from anipop.data.validation_report import offline_report_html
 
 SUMMARY = {"success": False, "data_docs": "x/index.html", "suites": {
     "prepared_anime": {"key": "anime_id", "rows": 3, "success": False, "expectations": [

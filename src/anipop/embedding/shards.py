@@ -21,7 +21,7 @@ from prefect import task
 
 from anipop.artifacts import ANIME_TABLE, CHARACTERS_TABLE
 from anipop.config import Params
-from anipop.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ def comparison(params: Params) -> tuple[Comparison | None, dict]:
     """The champion's training anime and the anime new to it, or None with the reason there is nothing to compare."""
     from mlflow import MlflowClient
 
-    from anipop.registry import current_champion, reference_ids
+    from anipop.registry.register import current_champion, reference_ids
     from anipop.tracking import tracking_uri, use_tracking_store
 
     use_tracking_store(params)
@@ -71,7 +71,7 @@ def comparison(params: Params) -> tuple[Comparison | None, dict]:
 
 def run_drift(params: Params) -> dict:
     """Compare, decide, write reports/drift.json and the HTML report; return the summary."""
-    from anipop.predict import anime_pitches
+    from anipop.serving.predict import anime_pitches
 
     cfg = params.drift
     compared, base = comparison(params)

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from anipop.artifacts import ArtifactPaths, load_embeddings
+from anipop.catalog.input_kinds import LIST_FIELDS, SINGLE_FIELDS, TEXT_KIND
 from anipop.config import Params
-from anipop.input_kinds import LIST_FIELDS, SINGLE_FIELDS, TEXT_KIND
-from anipop.schema import PREPARED_ANIME, read_table
+from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def column_frames(reference: pd.DataFrame, current: pd.DataFrame, predicted: tup
     fields = [f for f in (*SINGLE_FIELDS, *LIST_FIELDS) if f in reference and f in current]
 
     def columns(rows: pd.DataFrame, scores: np.ndarray) -> dict[str, list]:
-        from anipop.franchise import first_year
+        from anipop.data.franchise import first_year
 
         return {YEAR: first_year(rows["premiered"]).dropna().astype(float).tolist(),
                 WORDS: rows["synopsis"].astype(str).str.split().str.len().astype(float).tolist(),

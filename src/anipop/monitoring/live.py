@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.metrics import metrics_with_intervals_many
+from anipop.catalog.metrics import metrics_with_intervals_many
 from anipop.utils import atomic_path
 
 LIVE_METRICS = ("spearman", "r2", "mae")  # on the 1-10 scale: MAE in points
@@ -42,7 +42,7 @@ def model_identity(model_uri: str) -> str:
 
 @lru_cache(maxsize=16)
 def _loaded(identity: str):
-    from anipop.predict import load_model
+    from anipop.serving.predict import load_model
 
     return load_model(identity)
 
@@ -67,7 +67,7 @@ def served_scores(model_uri: str, pitches: pd.DataFrame, cache_dir: Path | None 
     anime in different processes and under several registered names; scoring is deterministic, so a stored
     answer is the answer.
     """
-    from anipop.predict import score_pitches
+    from anipop.serving.predict import score_pitches
 
     if pitches.empty:
         return np.zeros(0)

@@ -29,7 +29,7 @@ import yaml
 
 from anipop.artifacts import ArtifactPaths
 from anipop.config import Params, load_params, set_dotted
-from anipop.schema import PREPARED_ANIME, read_table
+from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.tracking import anchored_store
 from anipop.utils import read_json, write_json
 
@@ -157,7 +157,7 @@ def reset_registry(params: Params, plan: ReplayPlan) -> list[str]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from anipop.registry import LOCK_SUFFIX
+    from anipop.registry.register import LOCK_SUFFIX
     from anipop.tracking import tracking_uri, use_tracking_store
 
     use_tracking_store(params)
@@ -176,8 +176,8 @@ def reset_registry(params: Params, plan: ReplayPlan) -> list[str]:
 
 def register_policy(workspace: Params, plan: ReplayPlan, policy: str) -> dict:
     """Register this step's evaluated model under another policy's registered model: the same candidate, judged
-    by that policy against that policy's own champion (anipop.registry, unchanged)."""
-    from anipop.registry import run_register
+    by that policy against that policy's own champion (anipop.registry.register, unchanged)."""
+    from anipop.registry.register import run_register
 
     registry = workspace.registry.model_copy(update={"model_name": plan.model_name(policy), "policy": policy})
     return run_register(workspace.model_copy(update={"registry": registry}), write_reports=False)
@@ -187,7 +187,7 @@ def champion_of(params: Params, model_name: str) -> dict:
     """The version holding champion now and the as-of date of the data it was trained on."""
     from mlflow import MlflowClient
 
-    from anipop.registry import current_champion
+    from anipop.registry.register import current_champion
     from anipop.tracking import tracking_uri
 
     client = MlflowClient(tracking_uri=tracking_uri(params), registry_uri=tracking_uri(params))
@@ -210,7 +210,7 @@ def snapshot(plan: ReplayPlan, index: int, workspace: Params, record: dict) -> N
 def snapshot_live(plan: ReplayPlan, index: int, workspace: Params) -> int:
     """The anime that entered the data after step `index` (the workspace now holds the next view): their pitches
     as a producer would have sent them, their scores, and whether their franchise already existed."""
-    from anipop.predict import anime_pitches
+    from anipop.serving.predict import anime_pitches
 
     folder = plan.step_dir(index)
     before = pd.read_parquet(folder / SNAPSHOT_ANIME)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from anipop.artifacts import MinMaxScaler
-from anipop.metrics import paired_difference
-from anipop.model_catalog import BASELINE, LENGTH_BASELINE
+from anipop.catalog.metrics import paired_difference
+from anipop.catalog.model_catalog import BASELINE, LENGTH_BASELINE
 from anipop.monitoring.live import live_metrics, served_scores
 from anipop.monitoring.replay import LIVE_ANIME, LIVE_PITCHES, SNAPSHOT_ANIME, ReplayPlan, read_step
 
@@ -28,7 +28,7 @@ PAIRED = ("spearman", "mae")
 
 def baseline_scores(view: pd.DataFrame, live_pitches: pd.DataFrame) -> dict[str, np.ndarray]:
     """The two baselines fitted on the step's training rows, on the 1-10 scale."""
-    from anipop.models import baseline_model
+    from anipop.modeling.models import baseline_model
 
     train = view[view["split"] == "train"]
     scaler = MinMaxScaler.fit(train["score"])

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from anipop import readme_blocks
 from anipop.artifacts import ArtifactPaths
+from anipop.catalog.model_catalog import BASELINE, LENGTH_BASELINE
 from anipop.config import Params
-from anipop.model_catalog import BASELINE, LENGTH_BASELINE
 from anipop.monitoring.replay import ReplayPlan, replay_plan
 from anipop.monitoring.replay_eval import FROZEN, evaluate_replay
+from anipop.studies import readme_blocks
 from anipop.utils import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)

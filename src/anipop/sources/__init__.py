@@ -11,7 +11,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from anipop.schema import QUARANTINE, RAW_CHARACTERS
+from anipop.data.schema import QUARANTINE, RAW_CHARACTERS
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from anipop.images import image_problem
+from anipop.data.images import image_problem
 from anipop.sources.ratelimit import RateLimiter
 from anipop.utils import atomic_path
 

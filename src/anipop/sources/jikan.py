@@ -39,7 +39,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from anipop.artifacts import quarantine_record
-from anipop.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS, character_key
+from anipop.data.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS, character_key
 from anipop.sources import IngestIncomplete, IngestResult
 from anipop.sources.httpclient import NEGATIVE_STATUSES, CachedClient, FetchError, HTTPStatusError
 from anipop.sources.parsing import (

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from anipop.artifacts import quarantine_record
-from anipop.schema import QUARANTINE, RAW_ANIME
+from anipop.data.schema import QUARANTINE, RAW_ANIME
 from anipop.sources import IngestResult
 from anipop.sources.parsing import (
     ParseError,
@@ -47,7 +47,7 @@ _FIELD_PARSERS = {
     "studios": ("studios", parse_name_list),
     "rating": ("rating", clean_text),
     "image_url": ("image_link", clean_text),
-    "demographic": ("demographic", clean_text),  # raw strings: prepare parses them (anipop.metadata), so a
+    "demographic": ("demographic", clean_text),  # raw strings: prepare parses them (anipop.data.metadata), so a
     "producers": ("producers", clean_text),      # malformed list loses that field, not the anime
     "cast": ("voice_actors", people_names),      # the listed voice actors, 'Given Family', comma-separated
     "duration": ("duration", parse_duration),    # minutes an episode (or the film) runs

@@ -173,7 +173,7 @@ def parse_duration(value: object) -> float | None:
 
 def given_family(name: str | None) -> str | None:
     """'Family, Given' (MAL's staff and cast lists, Jikan's) -> 'Given Family': a person's name without the comma
-    that separates a list field's values (anipop.metadata.SEPARATOR)."""
+    that separates a list field's values (anipop.data.metadata.SEPARATOR)."""
     if name is None or ", " not in name:
         return name
     family, given = name.split(", ", 1)

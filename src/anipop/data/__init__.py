@@ -1,0 +1,1 @@
+"""From raw rows to validated tables: parsing, cleaning, franchise grouping, validation and the data card."""

@@ -1,0 +1,1 @@
+"""Scoring the fitted models: the test split, CV and temporal backtests, intervals, plots, MLflow runs."""

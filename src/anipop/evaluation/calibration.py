@@ -1,0 +1,116 @@
+"""Interval calibration: the split-conformal half-width of each model's prediction interval, from validation.
+
+Why an evaluation job: it scores the trained models on held-out rows, like evaluate does on the test split.
+The evaluate step sizes it for every model that can serve pitches and writes reports/calibration.json; the
+served predictor (anipop.serving.predict) and the registry only read it, so registering never recomputes a number
+the evaluation already fixed, and `dvc repro` tracks it as evaluate's output.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from anipop.artifacts import ArtifactPaths, ModelBundle
+from anipop.catalog.input_kinds import CHARACTER_KINDS, EMBEDDINGS_INPUT, PITCH_INPUT
+from anipop.config import Params
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+from anipop.modeling.features import build_features
+from anipop.utils import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+MIN_INTERVAL_ROWS = 10  # fewer validation anime with characters than this: their own interval is not sized
+CALIBRATED_INPUTS = (EMBEDDINGS_INPUT, PITCH_INPUT)  # the models that score raw pitches with an interval
+
+
+@dataclass(frozen=True)
+class IntervalCalibration:
+    """What the served predictor needs to draw its interval (normalised units)."""
+
+    coverage: float
+    half_width: float
+    half_width_with_characters: float | None = None  # pitches with characters (None: half_width for all)
+
+    def to_dict(self) -> dict:
+        return {"coverage": self.coverage, "half_width": self.half_width,
+                "half_width_with_characters": self.half_width_with_characters}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "IntervalCalibration":
+        return cls(coverage=float(payload["coverage"]), half_width=float(payload["half_width"]),
+                   half_width_with_characters=payload.get("half_width_with_characters"))
+
+
+def _quantile(residuals: np.ndarray, coverage: float) -> float:
+    level = min(1.0, math.ceil((len(residuals) + 1) * coverage) / len(residuals))
+    return float(np.quantile(residuals, level, method="higher"))
+
+
+def conformal_half_width(params: Params, bundle: ModelBundle, coverage: float) -> float:
+    """Split-conformal half-width (normalised units) from validation residuals: covers `coverage` on average."""
+    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
+    val = anime[anime["split"] == "val"]
+    if val.empty:
+        raise ValueError("the validation split is empty: no residuals to size the prediction interval")
+    return _quantile(np.abs(val["score_norm"].to_numpy() - bundle.model.predict(_inputs(params, bundle, anime, val))),
+                     coverage)
+
+
+def _inputs(params: Params, bundle: ModelBundle, anime: pd.DataFrame, val: pd.DataFrame):
+    """The validation rows as the model reads them: embedding rows, or a pitch model's inputs (as train fed it)."""
+    if bundle.input_type == EMBEDDINGS_INPUT:
+        return build_features(params.paths.embeddings_dir, val["anime_id"], bundle.inputs, bundle.aggregation)
+    from anipop.modeling.features import model_inputs
+
+    return model_inputs(bundle.input_type, bundle.inputs, val["anime_id"], anime, None, params.paths.embeddings_dir,
+                        params.paths.raw_dir, bundle.aggregation, bundle.image_size)
+
+
+def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, coverage: float) -> float | None:
+    """The split-conformal half-width from the validation anime that HAVE characters, or None.
+
+    Why apart: a pitch with characters meets a different model input (and, on MAL, a different population:
+    the sample's anime are popular shows), so its interval is sized on residuals of its own kind. None when the
+    model reads no character kind or validation has fewer than MIN_INTERVAL_ROWS such anime (the overall
+    width is used then).
+    """
+    if bundle.input_type not in CALIBRATED_INPUTS or not set(bundle.inputs) & set(CHARACTER_KINDS) \
+            or not getattr(bundle.model, "reads_characters", True):
+        return None  # a model that reads no characters (synopsis, metadata; a pitch model whose character
+        # correction has weight 0): one interval for all
+    paths = ArtifactPaths.of(params)
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
+    val = anime[(anime["split"] == "val") & anime["anime_id"].isin(set(characters["anime_id"]))]
+    if len(val) < MIN_INTERVAL_ROWS:
+        log.info("calibration: %d validation anime with characters (< %d); pitches with characters get the "
+                 "overall interval", len(val), MIN_INTERVAL_ROWS)
+        return None
+    return _quantile(np.abs(val["score_norm"].to_numpy() - bundle.model.predict(_inputs(params, bundle, anime, val))),
+                     coverage)
+
+
+def calibrate(params: Params, bundle: ModelBundle) -> IntervalCalibration:
+    coverage = params.registry.interval_coverage
+    return IntervalCalibration(coverage, conformal_half_width(params, bundle, coverage),
+                               conformal_half_width_with_characters(params, bundle, coverage))
+
+
+def write_calibrations(params: Params, labelled: list[tuple[str, ModelBundle]]) -> dict[str, IntervalCalibration]:
+    """Calibrate every model that serves pitches (by run label); write reports/calibration.json."""
+    found = {label: calibrate(params, bundle) for label, bundle in labelled if bundle.input_type in CALIBRATED_INPUTS}
+    write_json(ArtifactPaths.of(params).calibration, {label: c.to_dict() for label, c in found.items()})
+    return found
+
+
+def read_calibration(paths: ArtifactPaths, label: str) -> IntervalCalibration:
+    """The evaluate step's calibration of run `label`; a missing file or label says which stage to rerun."""
+    table = read_json(paths.calibration) if paths.calibration.exists() else {}
+    if label not in table:
+        raise ValueError(f"{paths.calibration}: no interval calibration for {label}; rerun `dvc repro evaluate`")
+    return IntervalCalibration.from_dict(table[label])

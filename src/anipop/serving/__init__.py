@@ -1,0 +1,1 @@
+"""What a producer's pitch meets: parsing it, the predictor, and the MLflow pyfunc that serves it."""

@@ -1,0 +1,488 @@
+"""Raw pitch -> score on MAL's 1-10 scale with an interval, shared by the CLI and the MLflow pyfunc.
+
+The pyfunc bundles everything a prediction needs — the fitted model, the encoder settings, the score scaler
+and the conformal interval — so `mlflow models serve` needs no project checkout and no params.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle
+from anipop.catalog.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
+from anipop.config import ImageEncoderParams, Params, TextEncoderParams
+from anipop.data.metadata import METADATA_FIELDS
+from anipop.data.schema import PREPARED_ANIME, read_table
+from anipop.evaluation.calibration import IntervalCalibration
+from anipop.modeling.features import (
+    ANIME_KINDS,
+    CHARACTER_KINDS,
+    PITCH_CHARACTER_KINDS,
+    PitchInputs,
+    features_from_vectors,
+)
+from anipop.serving.pitch import Pitch, PitchLimits, portrait_data_uri, request_chunks
+from anipop.serving.served_bundle import SERVED_BUNDLE, load_served_bundle, save_served_bundle
+from anipop.utils import read_json, redact, write_json
+
+log = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ("score", "score_low", "score_high", "baseline_score", "coverage")
+NOTES_COLUMN = "notes"  # per pitch: what the model did not read, and values new to it (empty when none)
+SHIPPED_GRAPHS = "onnx"  # the predictor folder's copy of the text encoder graph (PitchPredictor.save)
+
+
+def graph_cache() -> Path:
+    """Where a predictor without a shipped graph builds one: the user's temp folder, never the model's (it may be
+    read-only where the model is served)."""
+    return Path(tempfile.gettempdir()) / "anipop-onnx"
+
+
+@dataclass
+class PitchPredictor:
+    """Embeds pitches with the encoders the model was trained on, then predicts with an interval."""
+
+    bundle: ModelBundle
+    text: TextEncoderParams
+    image: ImageEncoderParams
+    scaler: MinMaxScaler
+    half_width: float
+    coverage: float
+    device: str = "auto"
+    limits: PitchLimits = PitchLimits()
+    half_width_with_characters: float | None = None  # pitches with characters (None: half_width for all)
+    onnx_dir: str | None = None  # where the text encoder's ONNX graph is (cpu_runtime onnx*); never saved: a path
+    shipped_onnx_dir: str | None = None  # the loaded model's own graphs: read, never written (from_dir)
+
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> "PitchPredictor":
+        """A predictor saved by `save`: JSON settings and the bundle as data (no pickle: served_bundle)."""
+        folder = Path(folder)
+        settings = read_json(folder / "predictor.json")
+        # the registered model's graph; one built by other tool versions (or none) is built on first use, as the embed
+        # step does, in the temp folder: never in the model's folder
+        shipped = folder / SHIPPED_GRAPHS
+        return cls(bundle=_read_bundle(folder),
+                   text=TextEncoderParams.model_validate(settings["text"]),
+                   image=ImageEncoderParams.model_validate(settings["image"]),
+                   scaler=MinMaxScaler.from_dict(settings["scaler"]), half_width=settings["half_width"],
+                   coverage=settings["coverage"], device=settings.get("device", "auto"),
+                   limits=PitchLimits.from_dict(settings.get("limits")),
+                   half_width_with_characters=settings.get("half_width_with_characters"),
+                   onnx_dir=str(graph_cache()), shipped_onnx_dir=str(shipped) if shipped.is_dir() else None)
+
+    def save(self, folder: Path, ship_text_graph: bool = False) -> None:
+        """predictor.json and the bundle as data; with ship_text_graph, the text encoder's ONNX graph too, so the
+        served model embeds with the very graph its training vectors came from, without building one at first
+        request."""
+        folder.mkdir(parents=True, exist_ok=True)
+        save_served_bundle(self.bundle, folder / SERVED_BUNDLE)
+        text_encoder = self._encoders[0] if ship_text_graph else None
+        if text_encoder is not None and text_encoder.graph is not None:
+            shutil.copytree(text_encoder.graph.parent, folder / SHIPPED_GRAPHS / text_encoder.graph.parent.name)
+        write_json(folder / "predictor.json", {
+            "text": self.text.model_dump(mode="json"), "image": self.image.model_dump(mode="json"),
+            "scaler": self.scaler.to_dict(), "half_width": self.half_width, "coverage": self.coverage,
+            "device": self.device, "limits": asdict(self.limits),
+            "half_width_with_characters": self.half_width_with_characters})
+
+    @cached_property
+    def _encoders(self):
+        """(text, image) encoders for the kinds the model uses, loaded once on first prediction."""
+        from anipop.embedding.encoders import choose_device, load_text_encoder
+        from anipop.embedding.image_encoders import load_image_encoder
+
+        device = choose_device(self.device)
+        kinds = set(self.bundle.inputs)
+        with _quiet_weight_loading():
+            text = load_text_encoder(self.text.model, device, pooling=self.text.pooling,
+                                     max_length=self.text.max_length,
+                                     cpu_runtime=self.text.cpu_runtime,
+                                     onnx_dir=self.onnx_dir or graph_cache(),
+                                     shipped_onnx_dir=self.shipped_onnx_dir) if kinds - {IMAGE_KIND} else None
+            image = load_image_encoder(self.image, device) if IMAGE_KIND in kinds else None
+        return text, image
+
+    def _vectors(self, pitch: Pitch, kinds: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The pitch's vectors of `kinds` (default: every kind the model reads), embedded as the embed step did."""
+        text, image = self._encoders
+        kinds, vectors = self.bundle.inputs if kinds is None else kinds, {}
+        chars = pitch.characters
+        for kind in kinds:  # the embedded kinds of anipop.catalog.input_kinds, as the embed step made them
+            spec = KINDS[kind]
+            if spec.owner == "anime" and spec.modality == "text":
+                vectors[kind] = text.encode([getattr(pitch, spec.column)])[0]
+            elif spec.modality == "text":  # one text per main character: its name or its description
+                values = [getattr(c, spec.column) for c in chars]
+                vectors[kind] = text.encode(values) if values else np.zeros((0, text.dim), np.float32)
+            elif spec.modality == "image":
+                portraits = [c.portrait for c in chars if c.portrait is not None]
+                vectors[kind] = image.encode(portraits) if portraits else np.zeros((0, image.dim), np.float32)
+        return vectors
+
+    def _pitch_inputs(self, pitches: list[Pitch]):
+        """A pitch model's inputs: texts, their embedding when it reads one, metadata (absent = missing), and
+        the characters' blocks aggregated by the code the dataset's rows went through (features.assemble): a
+        pitch without characters gets the all-zero block and presence 0, as a training anime without them."""
+        model = self.bundle.model
+        embedding = None
+        if getattr(model, "uses_embedding", False):
+            text, _ = self._encoders
+            embedding = text.encode([p.synopsis for p in pitches])
+        fields = [k for k in self.bundle.inputs if k in METADATA_FIELDS]
+        # no embedding of characters that cannot move the score (a character correction of weight 0)
+        character_kinds = [k for k in self.bundle.inputs if k in PITCH_CHARACTER_KINDS] \
+            if getattr(model, "reads_characters", True) else []
+        characters = {kind: np.vstack([features_from_vectors(self._vectors(p, [kind]), [kind], self.bundle.aggregation)
+                                       for p in pitches]) for kind in character_kinds}
+        return PitchInputs(synopsis=[p.synopsis for p in pitches], embedding=embedding,
+                           metadata={f: [p.metadata.get(f, []) for p in pitches] for f in fields},
+                           year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float),
+                           duration=np.array([np.nan if p.duration is None else p.duration for p in pitches],
+                                             dtype=float),
+                           characters=characters)
+
+    def ignored_inputs(self, pitches: list[Pitch]) -> str | None:
+        """One line saying which given inputs this model does not read (None: it reads all it was given).
+
+        A synopsis-only champion scores a pitch with characters exactly as without them; the producer who drew
+        the portraits should be told so rather than believe they counted.
+        """
+        reads = set(self.bundle.inputs) if self.reads_characters() else set(self.bundle.inputs) - set(CHARACTER_KINDS)
+        given = sum(len(p.characters) for p in pitches)
+        notes = []
+        if given and not reads & set(CHARACTER_KINDS):
+            notes.append(f"the {given} character(s) given")
+        unread = sorted({f for p in pitches for f, values in p.metadata.items() if values and f not in reads}
+                        | ({"year"} if any(p.year is not None for p in pitches) and "year" not in reads else set())
+                        | ({"duration"} if any(p.duration is not None for p in pitches) and "duration" not in reads
+                           else set()))
+        if unread:
+            notes.append(f"the field(s) {', '.join(unread)}")
+        late = sorted({value for p in pitches for value in p.post_release})
+        said = (f"this model ({self.bundle.name or 'unnamed'}) reads only {', '.join(sorted(reads))}: "
+                f"{' and '.join(notes)} did not change the score") if notes else None
+        if late:
+            dropped = (f"{', '.join(late)}: known only after release (MAL adds it once a show has won), so it was "
+                       f"left out, as in training")
+            said = f"{said}; {dropped}" if said else dropped
+        return said
+
+    def unknown_values(self, pitch: Pitch) -> dict[str, list[str]]:
+        """The pitch's metadata values outside the model's vocabulary (seen fewer than train.pitch.min_count times
+        in training): encoded as the field's unknown, which a producer naming a new studio should be told."""
+        encoder = getattr(self.bundle.model, "encoder", None)
+        vocabulary = getattr(encoder, "vocabulary", None) or {}
+        known = {field: set(vocabulary[field]) for field in pitch.metadata if field in vocabulary}
+        return {field: new for field, values in pitch.metadata.items() if field in known
+                and (new := [v for v in values if v not in known[field]])}
+
+    def pitch_notes(self, pitch: Pitch) -> str:
+        """One line per pitch for the REST answer's `notes` column (empty when there is nothing to say)."""
+        parts = [self.ignored_inputs([pitch]) or ""]
+        unknown = self.unknown_values(pitch)
+        if unknown:
+            parts.append("new to this model, encoded as unknown: " + "; ".join(
+                f"{field} {', '.join(values[:5])}" + (f" (+{len(values) - 5} more)" if len(values) > 5 else "")
+                for field, values in unknown.items()))
+        return "; ".join(part for part in parts if part)
+
+    def reads_characters(self) -> bool:
+        """Whether a pitch's characters can move its score: the model reads a character kind and, for a pitch
+        model, fitted a character correction that is not switched off (pitch_models.PitchRegressor)."""
+        return bool(set(self.bundle.inputs) & set(CHARACTER_KINDS)) \
+            and getattr(self.bundle.model, "reads_characters", True)
+
+    def interval_half_width(self, pitch: Pitch) -> float:
+        """The conformal half-width for the modalities this pitch brings (characters or synopsis only)."""
+        if pitch.characters and self.reads_characters() and self.half_width_with_characters is not None:
+            return self.half_width_with_characters
+        return self.half_width
+
+    def predict(self, pitches: list[Pitch]) -> pd.DataFrame:
+        """Scores on the 1-10 scale with the conformal interval and the train-mean baseline beside them."""
+        if self.bundle.input_type == PITCH_INPUT:
+            rows = self._pitch_inputs(pitches)
+        else:
+            rows = np.vstack([features_from_vectors(self._vectors(p), self.bundle.inputs, self.bundle.aggregation)
+                              for p in pitches])
+        # float64 like the interval: a float32 score clipped to a bound would round past its own interval
+        normalised = np.clip(np.asarray(self.bundle.model.predict(rows), dtype=np.float64), 0.0, 1.0)
+        width = np.array([self.interval_half_width(p) for p in pitches])
+        low, high = np.clip(normalised - width, 0, 1), np.clip(normalised + width, 0, 1)
+        return pd.DataFrame({
+            "score": self.scaler.inverse(normalised), "score_low": self.scaler.inverse(low),
+            "score_high": self.scaler.inverse(high),
+            "baseline_score": self.scaler.inverse(float(self.bundle.train_mean)),
+            "coverage": self.coverage,
+        }).round(4).assign(**{NOTES_COLUMN: [self.pitch_notes(p) for p in pitches]})
+
+
+LEGACY_BUNDLE = "model.joblib"  # what older anipop logged: a pickle, read only with the operator's opt-in
+
+
+def _read_bundle(folder: Path) -> ModelBundle:
+    """The predictor folder's bundle: data (model.skops), or an older anipop's pickle when the operator allowed it."""
+    if (folder / SERVED_BUNDLE).exists() or not (folder / LEGACY_BUNDLE).exists():
+        return load_served_bundle(folder / SERVED_BUNDLE)
+    if not pickles_allowed():
+        raise ValueError(f"{LEGACY_BUNDLE}: a model pickled by an older anipop; set {PICKLE_OPT_IN}=true to load it "
+                         f"if you trust every writer of the registry")
+    return load_bundle(folder / LEGACY_BUNDLE)
+
+
+@contextmanager
+def _quiet_weight_loading():
+    """No "Loading weights" progress bar from transformers while a pitch model loads its encoder: one bar per
+    `anipop predict` (and per served model) says nothing to the user and clutters the score's output."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # no transformers: nothing draws a bar
+        yield
+        return
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def no_tracebacks_to_clients() -> None:
+    """Stop `mlflow models serve` from sending stack traces in its error answers.
+
+    MLflow's scoring server attaches the traceback of a request it cannot parse (a malformed CSV or parquet
+    body) to the JSON it answers with; tracebacks show a stranger file paths and library versions. The
+    model is loaded inside the serving process, so this is the one place that can switch that off; the
+    traceback still goes to the server's log.
+    """
+    try:
+        from mlflow.pyfunc import scoring_server
+    except ImportError:  # serving extras absent: nothing is served from this process
+        return
+    original = scoring_server._handle_serving_error
+    if getattr(original, "_anipop_guarded", False):
+        return
+
+    def without_traceback(error_message, error_code, include_traceback=True):
+        log.warning("scoring server: %s", error_message[:500], exc_info=True)
+        return original(error_message=error_message, error_code=error_code, include_traceback=False)
+
+    without_traceback._anipop_guarded = True
+    scoring_server._handle_serving_error = without_traceback
+    scoring_server.invocations = _bounded_invocations(scoring_server.invocations)
+
+
+_no_tracebacks_to_clients = no_tracebacks_to_clients  # the name models pickled by older anipop call (opt-in only)
+
+MAX_ERROR_CHARS = 1000  # MLflow quotes a malformed body whole in its error ("Input: ..."): megabytes echoed back
+
+
+def _bounded_invocations(invocations):
+    """The scoring server's request handler, answering what it cannot parse with a short 400.
+
+    A body nested 100,000 deep makes Python's json raise RecursionError, which MLflow does not catch (a bare 500);
+    a malformed body is quoted back whole in MLflow's message. The `/invocations` route looks the handler up in
+    its module at each request, so wrapping it here covers every request of the served model."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST, ErrorCode
+
+    def bounded(data, content_type, model, input_schema):
+        try:
+            return invocations(data, content_type, model, input_schema)
+        except RecursionError:
+            raise MlflowException("the request body is nested too deeply: a pitch request is a JSON object "
+                                  "with flat records", error_code=BAD_REQUEST) from None
+        except MlflowException as err:
+            if len(err.message) <= MAX_ERROR_CHARS:
+                raise
+            raise MlflowException(err.message[:MAX_ERROR_CHARS] + " ... (truncated)",
+                                  error_code=ErrorCode.Value(err.error_code)) from None
+
+    return bounded
+
+
+def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_path: str | Path | None = None,
+                    pip_requirements: list[str] | None = None, ship_text_graph: bool = False):
+    """Log a model (default: the primary, models_dir/model.joblib) as a pitch-taking pyfunc in the active
+    MLflow run; return its ModelInfo. Its interval is the evaluate step's `calibration` (anipop.evaluation.calibration).
+    `pip_requirements` skips MLflow's inference (a subprocess per model)."""
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from anipop.serving.model_code import PITCH_MODEL_CODE
+
+    paths = ArtifactPaths.of(params)
+    bundle = load_bundle(bundle_path or paths.primary_bundle)
+    pitch_model = bundle.input_type == PITCH_INPUT  # synopsis + metadata (anipop.modeling.pitch_models)
+    if not pitch_model and not set(bundle.inputs) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
+        raise ValueError(f"model {bundle.name} is not embedding-based; only those can score raw pitches")
+    predictor = PitchPredictor(
+        bundle=bundle, text=params.embed.text, image=params.embed.image,
+        scaler=MinMaxScaler.read(paths.scaler),
+        half_width=calibration.half_width, coverage=calibration.coverage, device=params.embed.device,
+        limits=configured_limits(params),
+        half_width_with_characters=calibration.half_width_with_characters, onnx_dir=str(params.paths.onnx_dir))
+    # no input schema on purpose: MLflow's enforcement silently drops columns it does not know (a client's
+    # misspelt `charaters` would vanish); parse_pitches checks every field itself and rejects unknown ones
+    signature = ModelSignature(inputs=None, outputs=Schema([*(ColSpec("double", name) for name in OUTPUT_COLUMNS),
+                                                            ColSpec("string", NOTES_COLUMN)]))
+    example = pd.DataFrame({"synopsis": ["A retired bounty hunter takes one last job aboard a failing starship, "
+                                         "where an old rival waits with a debt she never meant to repay."],
+                            "characters": [json.dumps([{"name": "Kaede", "description": "a tired bounty hunter"}])],
+                            **({"genres": ["Action, Sci-Fi"], "type": ["TV"], "source": ["Original"]}
+                               if pitch_model else {})})
+    staging = Path(tempfile.mkdtemp(prefix="anipop-predictor-"))
+    try:
+        predictor.save(staging / "predictor", ship_text_graph=ship_text_graph)
+        return mlflow.pyfunc.log_model(  # from code: the registry holds a script and data, no pickle
+            name="model", python_model=str(PITCH_MODEL_CODE), artifacts={"predictor": str(staging / "predictor")},
+            signature=signature, input_example=example, pip_requirements=pip_requirements)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+PICKLE_OPT_IN = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"  # MLflow's own switch; anipop reads only an explicit "true"
+CODE_LOADER = "mlflow.pyfunc.loaders.code_model"  # a pyfunc logged from code (what anipop logs)
+PICKLE_LOADER = "mlflow.pyfunc.model"  # a pyfunc logged as a cloudpickled object (older anipop)
+
+
+def pickles_allowed() -> bool:
+    """Whether the operator opted in to loading models pickled by an older anipop: MLflow's own switch, set
+    explicitly to true (MLflow's default, unset, counts as no)."""
+    import os
+
+    return os.environ.get(PICKLE_OPT_IN, "").strip().lower() == "true"
+
+
+def load_model(model_uri: str):
+    """A logged or registered anipop model, loaded without unpickling anything (check_model_code first)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(str(checked_download(model_uri)))
+
+
+def checked_download(model_uri: str, destination: Path | None = None) -> Path:
+    """The model's files, copied to a local folder (`destination`, or a temporary one) and checked there
+    (check_model_code): whoever loads or serves that folder runs what was checked, whatever the registry holds
+    by then."""
+    from mlflow.artifacts import download_artifacts
+
+    folder = Path(download_artifacts(artifact_uri=model_uri, dst_path=str(destination) if destination else None))
+    check_model_code(folder, model_uri)
+    return folder
+
+
+def check_model_code(folder: Path, model_uri: str) -> None:
+    """Refuse a model folder that would run anything but anipop's own loading script, before MLflow reads it.
+
+    Why: MLflow loads a pyfunc by running what its MLmodel names: a cloudpickled python_model (code execution
+    by whoever wrote the registry), a `code` folder put first on sys.path (which could shadow anipop itself),
+    or a script. anipop logs its models from code (anipop.serving.model_code) with data artifacts only; so the
+    MLmodel must name MLflow's code loader, no code folder and a script byte-equal to one of anipop's
+    (model_code.known_scripts). A model pickled by an older anipop loads only when the operator sets
+    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true.
+    """
+    import yaml
+
+    from anipop.serving.model_code import known_scripts
+
+    shown = redact(model_uri)
+    try:
+        flavor = (yaml.safe_load((folder / "MLmodel").read_text()) or {})["flavors"]["python_function"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        raise ValueError(f"model {shown}: no readable python_function flavour in its MLmodel") from None
+    script = flavor.get("model_code_path")
+    loader = flavor.get("loader_module")
+    if flavor.get("code") or loader != (CODE_LOADER if script else PICKLE_LOADER):
+        raise ValueError(f"model {shown}: its MLmodel loads through {loader!r}"
+                         f"{' with a code folder on the import path' if flavor.get('code') else ''}; anipop "
+                         f"loads only its own pyfuncs, refused without loading it")
+    if not script:
+        if pickles_allowed():
+            log.warning("model %s is a pickled pyfunc; loading it because %s=true", shown, PICKLE_OPT_IN)
+            return
+        raise ValueError(f"model {shown} is stored as a pickle (python_model.pkl): loading it would run whatever "
+                         f"its writer put in it. Register it again with this anipop (`dvc repro register`), "
+                         f"or set {PICKLE_OPT_IN}=true if you trust every writer of the registry")
+    code = folder / Path(str(script)).name
+    if not code.is_file() or code.read_bytes() not in known_scripts():
+        raise ValueError(f"model {shown}: its loading script {code.name} is not one of anipop's own "
+                         f"(anipop/serving/model_code/); refused without running it")
+
+
+def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The test split as raw pitches (synopsis + characters JSON with portraits inlined) and its true scores."""
+    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
+    test = anime[anime["split"] == "test"].reset_index(drop=True)
+    return anime_pitches(params, test), test
+
+
+def anime_pitches(params: Params, anime: pd.DataFrame) -> pd.DataFrame:
+    """Prepared anime rows as the raw pitches a producer would have sent: synopsis, main characters with their
+    portraits inlined (the served model takes image bytes only, like a client), the pitch metadata and the
+    first-air year; nothing known only after release."""
+    from anipop.data.schema import PREPARED_CHARACTERS
+
+    paths = ArtifactPaths.of(params)
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
+    wanted = set(anime["anime_id"].astype(int))
+    by_anime: dict[int, list[dict]] = {}
+    for row in characters[characters["anime_id"].isin(wanted)].itertuples():
+        image = None if pd.isna(row.portrait_path) else portrait_data_uri(paths.raw_dir / row.portrait_path)
+        by_anime.setdefault(int(row.anime_id), []).append(
+            {"name": row.name, "description": row.description, **({"image": image} if image else {})})
+    anime = anime.reset_index(drop=True)
+    return pd.DataFrame({"synopsis": anime["synopsis"].astype(str),
+                         "characters": [json.dumps(by_anime.get(int(a), [])) for a in anime["anime_id"]],
+                         # the pitch metadata a producer would give (absent in old tables: left out)
+                         **{f: anime[f].fillna("").astype(str) for f in METADATA_FIELDS if f in anime},
+                         "year": anime["premiered"].astype("string").str[:4].fillna("").astype(str),
+                         **({"duration": anime["duration"].astype("Float64").astype(str).replace("<NA>", "")}
+                            if "duration" in anime else {})})
+
+
+def configured_limits(params: Params) -> PitchLimits:
+    """The request limits params.yaml sets (`serving`, `prepare.max_synopsis_chars`): what a model logged now
+    enforces, and what `anipop predict` checks before loading one."""
+    return PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump())
+
+
+def served_limits(model) -> PitchLimits:
+    """The request limits a loaded anipop pyfunc enforces (the defaults for any other pyfunc)."""
+    try:
+        predictor = model.unwrap_python_model().predictor
+    except Exception:  # noqa: BLE001 - another flavour or an older model: its limits are unknown
+        return PitchLimits()
+    return predictor.limits if isinstance(getattr(predictor, "limits", None), PitchLimits) else PitchLimits()
+
+
+def score_pitches(model, pitches: pd.DataFrame) -> pd.DataFrame:
+    """A loaded model's answers for a table of any length, sent through its own interface in requests its
+    limits admit (pitch.request_chunks): what a client scoring a whole table would do."""
+    limits = served_limits(model)
+    answers = [model.predict(chunk.reset_index(drop=True)) for chunk in request_chunks(pitches, limits)]
+    return pd.concat(answers, ignore_index=True) if answers else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+
+
+def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float]:
+    """Score a registered model through its raw-pitch interface on this data's test split."""
+    from anipop.catalog.metrics import point_metrics
+
+    pitches, test = test_pitches(params)
+    scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
+    predicted = score_pitches(load_model(model_uri), pitches)
+    return point_metrics(test["score_norm"].to_numpy(), scaler.transform(predicted["score"].to_numpy()),
+                         scaler.high - scaler.low)

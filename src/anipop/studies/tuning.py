@@ -1,0 +1,89 @@
+"""Tuning without peeking: a small grid for pitch_stack on the franchise-grouped CV folds of train+val only.
+
+Why a grid over the blend weight: pitch_stack is `w x meta_ridge + (1 - w) x pitch_gbm`, so the two
+components are fitted once per fold (the backtest's own fit_and_predict) and every weight is scored on the same
+out-of-fold predictions; a trial costs nothing, and the test split is never read. Each trial is an MLflow child
+run (param blend_linear, CV Spearman / R² mean and sd) under one parent; the winner and every trial go to
+reports/tuning.json. Put the winner into params.yaml (train.pitch.blend_linear); `dvc repro` then touches the
+test split once, in the evaluate stage.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from anipop.artifacts import ArtifactPaths
+from anipop.catalog.metrics import point_metrics
+from anipop.config import Params
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+from anipop.evaluation.backtest import fit_and_predict, fold_of
+from anipop.utils import write_json
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("meta_ridge", "pitch_gbm")
+DEFAULT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
+
+
+def fold_predictions(params: Params) -> list[dict]:
+    """Per CV fold of train+val: true normalised scores, each component's predictions, the score range."""
+    paths = ArtifactPaths.of(params)
+    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
+    train = params.train.model_copy(update={"models": COMPONENTS, "model": COMPONENTS[0]})
+    fit_params = params.model_copy(update={"train": train})
+    pool = anime[anime["split"].isin(["train", "val"])]  # the test split is never read here
+    folds = params.evaluate.cv_folds
+    fold = pool["group_id"].map(lambda g: fold_of(int(g), params.seed, 0, folds))
+    out = []
+    for k in range(folds):
+        test, rest = pool[fold == k], pool[fold != k]
+        rows = {"train": rest[rest["split"] == "train"], "val": rest[rest["split"] == "val"]}
+        y_true, predictions, score_range = fit_and_predict(fit_params, anime, characters, rows, test)
+        out.append({"y": y_true, "range": score_range, **{name: predictions[name] for name in COMPONENTS}})
+        log.info("tune: fold %d of %d fitted (%d test anime)", k + 1, folds, len(test))
+    return out
+
+
+def score_grid(folds: list[dict], grid=DEFAULT_GRID) -> list[dict]:
+    """CV metrics (mean and sd over folds) of pitch_stack at each blend weight."""
+    trials = []
+    for weight in grid:
+        per_fold = [point_metrics(f["y"], np.clip(weight * f["meta_ridge"] + (1 - weight) * f["pitch_gbm"], 0, 1),
+                                  f["range"]) for f in folds]
+        trials.append({"blend_linear": float(weight),
+                       **{f"cv_{m}_{stat}": float(fn([p[m] for p in per_fold]))
+                          for m in ("spearman", "r2", "rmse_1_10")
+                          for stat, fn in (("mean", np.mean), ("sd", lambda v: np.std(v, ddof=1)))}})
+    return trials
+
+
+def run_tune(params: Params, track: bool = True, grid=DEFAULT_GRID) -> dict:
+    """Fit the components per fold, score the grid, log one MLflow child run per trial, write tuning.json."""
+    trials = score_grid(fold_predictions(params), grid)
+    best = max(trials, key=lambda t: t["cv_spearman_mean"])
+    result = {"model": "pitch_stack", "searched": "train.pitch.blend_linear", "folds": params.evaluate.cv_folds,
+              "selection": "highest CV Spearman mean on train+val (test split not read)",
+              "current": params.train.pitch.blend_linear, "best": best, "trials": trials}
+    if track:
+        import mlflow
+
+        from anipop.tracking import use_experiment
+
+        use_experiment(params)
+        with mlflow.start_run(run_name="tune pitch_stack") as parent:
+            mlflow.log_params({"searched": "blend_linear", "folds": params.evaluate.cv_folds,
+                               **{f"pitch.{k}": v for k, v in params.train.pitch.model_dump(mode="json").items()
+                                  if k != "blend_linear" and not isinstance(v, list)}})
+            for trial in trials:
+                with mlflow.start_run(run_name=f"blend_linear={trial['blend_linear']:g}", nested=True):
+                    mlflow.log_param("blend_linear", trial["blend_linear"])
+                    mlflow.log_metrics({k: v for k, v in trial.items() if k.startswith("cv_")})
+            mlflow.log_metrics({f"best_{k}": v for k, v in best.items()})
+            result["mlflow_run_id"] = parent.info.run_id
+    write_json(ArtifactPaths.of(params).tuning, result)
+    log.info("tune: best blend_linear=%s (CV Spearman %.4f); params.yaml has %s", best["blend_linear"],
+             best["cv_spearman_mean"], params.train.pitch.blend_linear)
+    return result
