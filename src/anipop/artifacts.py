@@ -27,6 +27,25 @@ QUARANTINE_TABLE = "quarantine.parquet"  # raw, prepared and embeddings: the row
 
 
 @dataclass(frozen=True)
+class IntervalCalibration:
+    """What the served predictor needs to draw its interval (normalised units): sized by evaluation
+    (evaluation.calibration), read by serving and the registry."""
+
+    coverage: float
+    half_width: float
+    half_width_with_characters: float | None = None  # pitches with characters (None: half_width for all)
+
+    def to_dict(self) -> dict:
+        return {"coverage": self.coverage, "half_width": self.half_width,
+                "half_width_with_characters": self.half_width_with_characters}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "IntervalCalibration":
+        return cls(coverage=float(payload["coverage"]), half_width=float(payload["half_width"]),
+                   half_width_with_characters=payload.get("half_width_with_characters"))
+
+
+@dataclass(frozen=True)
 class ArtifactPaths:
     """Every file a step writes for another, under the folders params.yaml's `paths` names."""
 
@@ -212,6 +231,39 @@ class ArtifactPaths:
     @property
     def multimodal_table(self) -> Path:
         return self.reports_dir / "multimodal.md"
+
+    # evaluate's plots (dvc.yaml's `plots`, and artefacts of the MLflow run)
+    @property
+    def plots_dir(self) -> Path:
+        return self.reports_dir / "plots"
+
+    @property
+    def predictions_plot_table(self) -> Path:
+        return self.plots_dir / "predictions.csv"
+
+    @property
+    def predicted_vs_true_plot(self) -> Path:
+        return self.plots_dir / "predicted_vs_true.png"
+
+    @property
+    def residuals_plot(self) -> Path:
+        return self.plots_dir / "residuals.png"
+
+    @property
+    def learning_curves_plot_table(self) -> Path:
+        return self.plots_dir / "learning_curves.csv"
+
+    @property
+    def learning_curves_plot(self) -> Path:
+        return self.plots_dir / "learning_curves.png"
+
+    @property
+    def ablation_plot_table(self) -> Path:
+        return self.plots_dir / "ablation.csv"
+
+    @property
+    def ablation_plot(self) -> Path:
+        return self.plots_dir / "ablation.png"
 
     @property
     def tuning(self) -> Path:

@@ -153,12 +153,17 @@ def report(params: Path = ParamsOption) -> None:
 
 @app.command()
 def tune(params: Path = ParamsOption,
-         track: bool = typer.Option(True, "--track/--no-track", help="one MLflow child run per trial")) -> None:
+         track: bool = typer.Option(True, "--track/--no-track", help="one MLflow child run per trial"),
+         write_params: bool = typer.Option(False, "--write-params",
+                                           help="put the winner into --params (train.pitch.blend_linear)")) -> None:
     """Grid for pitch_stack's blend weight on the grouped CV folds of train+val (the test split is not read)."""
-    from anipop.studies.tuning import run_tune
+    from anipop.studies.tuning import run_tune, write_winner
 
     loaded = _params(params)
-    _run(lambda p: run_tune(p, track=track), loaded)
+    result = _run(lambda p: run_tune(p, track=track), loaded)
+    if write_params:
+        _run(lambda _: write_winner(params, result["best"]["blend_linear"]), loaded)
+        typer.echo(f"{params}: train.pitch.blend_linear = {result['best']['blend_linear']:g} (was {result['current']:g})")
 
 
 @app.command()
@@ -266,32 +271,46 @@ def replay(params: Path = ParamsOption,
         raise typer.Exit(1)
 
 
+def _with_pitch_field_options(command):
+    """`command` with one --<field> option per pitch field of the registry (catalog.input_kinds.PITCH_FIELD_HELP),
+    handed to it as `metadata` (the fields given): a field added to the registry is an option here, unwritten."""
+    import functools
+    import inspect
+
+    from anipop.catalog.input_kinds import PITCH_FIELD_HELP
+
+    signature = inspect.signature(command)
+    options = [inspect.Parameter(f"field_{name}", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                                 default=typer.Option(None, f"--{name}", help=text))
+               for name, text in PITCH_FIELD_HELP.items()]
+    kept = [parameter for parameter in signature.parameters.values() if parameter.name != "metadata"]
+
+    @functools.wraps(command)
+    def with_options(**kwargs):
+        given = {name: kwargs.pop(f"field_{name}") for name in PITCH_FIELD_HELP}
+        return command(**kwargs, metadata={name: value for name, value in given.items() if value is not None})
+
+    with_options.__signature__ = signature.replace(parameters=[*kept, *options])
+    return with_options
+
+
 @app.command()
+@_with_pitch_field_options
 def predict(
     synopsis: str = typer.Option(None, "--synopsis", help="the pitch's synopsis"),
     character: list[str] = typer.Option(None, "--character", help="NAME::DESCRIPTION[::IMAGE_FILE], repeatable"),
     file: Path = typer.Option(None, "--file", help="UTF-8 CSV of pitches: synopsis[, characters as JSON; a "
                               "character's image as base64 / data URI, or its file as image_path (CLI only)]"),
-    genres: str = typer.Option(None, "--genres", help="pitch metadata, comma-separated, e.g. 'Action, Drama'"),
-    themes: str = typer.Option(None, "--themes", help="e.g. 'School, Mecha'"),
-    anime_type: str = typer.Option(None, "--type", help="the format: TV, Movie, OVA, ONA, Special, Music"),
-    source: str = typer.Option(None, "--source", help="Original, Manga, Light novel, Game, ..."),
-    demographic: str = typer.Option(None, "--demographic", help="Shounen, Shoujo, Seinen, Josei, Kids"),
-    studios: str = typer.Option(None, "--studios", help="comma-separated; an unknown studio is fine"),
-    producers: str = typer.Option(None, "--producers", help="comma-separated"),
-    rating: str = typer.Option(None, "--rating", help="age rating, e.g. 'PG-13 - Teens 13 or older'"),
-    staff: str = typer.Option(None, "--staff", help="key staff, comma-separated names, e.g. 'Shinichiro Watanabe'"),
-    cast: str = typer.Option(None, "--cast", help="voice cast, comma-separated names"),
-    year: str = typer.Option(None, "--year", help="planned first-air year, e.g. 2027"),
-    duration: str = typer.Option(None, "--duration", help="planned minutes an episode (or the film) runs, e.g. 24"),
     model_uri: str = typer.Option(None, "--model-uri", help="default: models:/<registry.model_name>@champion"),
     params: Path = ParamsOption,
+    metadata: dict[str, str] | None = None,  # the --<field> options: _with_pitch_field_options
 ) -> None:
     """Score a pitch (or a CSV of pitches) with the champion model: score, interval, and the baseline."""
     import json
 
     import pandas as pd
 
+    from anipop.serving.model_loading import load_model
     from anipop.serving.pitch import (
         PitchError,
         character_argument,
@@ -299,7 +318,7 @@ def predict(
         parse_pitches,
         read_pitch_file,
     )
-    from anipop.serving.predict import configured_limits, load_model
+    from anipop.serving.predict import configured_limits
     from anipop.tracking import use_tracking_store
 
     loaded = _params(params)
@@ -310,12 +329,9 @@ def predict(
             pitches = inline_image_files(read_pitch_file(file), base=file.parent)
         else:
             characters = [character_argument(value) for value in character or []]
-            metadata = {name: [value] for name, value in (
-                ("genres", genres), ("themes", themes), ("type", anime_type), ("source", source),
-                ("demographic", demographic), ("studios", studios), ("producers", producers), ("rating", rating),
-                ("staff", staff), ("cast", cast), ("year", year), ("duration", duration)) if value is not None}
+            fields = {name: [value] for name, value in (metadata or {}).items()}
             pitches = inline_image_files(pd.DataFrame({"synopsis": [synopsis], "characters": [json.dumps(characters)],
-                                                       **metadata}), base=Path.cwd())
+                                                       **fields}), base=Path.cwd())
         # fail early, on the limits params.yaml configures (the served model enforces the ones it was logged with)
         parsed = parse_pitches(pitches, configured_limits(loaded))
     except (PitchError, OSError) as err:
@@ -366,12 +382,12 @@ def serve(
     params: Path = ParamsOption,
 ) -> None:
     """Serve a registered model over REST (`mlflow models serve`) from a local copy checked first: the copy's
-    loading script must be anipop's own (predict.check_model_code), and MLflow's pickle switch is off. The copy
+    loading script must be anipop's own (serving.model_loading.check_model_code), and MLflow's pickle switch is off. The copy
     is removed when the server stops."""
     import shutil
     import tempfile
 
-    from anipop.serving.predict import PICKLE_OPT_IN, checked_download
+    from anipop.serving.model_loading import PICKLE_OPT_IN, checked_download
     from anipop.tracking import use_tracking_store
 
     loaded = _params(params)

@@ -27,7 +27,7 @@ from anipop.embedding.embed import run_embed
 from anipop.evaluation.evaluate import run_evaluate
 from anipop.modeling.train import run_train
 from anipop.registry.register import run_register
-from anipop.serving.predict import load_model
+from anipop.serving.model_loading import load_model
 from anipop.sources.ingest import run_ingest
 from anipop.sources.jikan import JikanSource
 from anipop.utils import read_json

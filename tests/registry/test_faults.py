@@ -414,7 +414,7 @@ def test_tightened_serving_limits_reach_the_champion_with_evaluate_and_register(
     """An operator tightens a limit during an incident: `dvc repro register` reruns evaluate (the limits travel
     inside the logged model) and register, which promotes the same model with the new limits whatever the
     policy; a rerun with nothing changed registers nothing."""
-    from anipop.serving.predict import load_model
+    from anipop.serving.model_loading import load_model
 
     uri = trained.mlflow.tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

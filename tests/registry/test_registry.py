@@ -22,7 +22,7 @@ from anipop.evaluation.evaluate import run_evaluate
 from anipop.modeling.train import run_train
 from anipop.registry.promotion import decide
 from anipop.registry.register import run_register, split_fingerprint
-from anipop.serving.predict import load_model
+from anipop.serving.model_loading import load_model
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from fixtures_mal import learnable_rows, write_mal_csv
 from fixtures_pipeline import PITCH, run_pipeline
 from mlflow.exceptions import MlflowException
 
-from anipop.serving.predict import load_model
+from anipop.serving.model_loading import load_model
 from anipop.utils import read_json
 
 

@@ -21,7 +21,7 @@ from test_rest_errors import ServedPitchModel
 from anipop.data.literal_lists import ListSyntaxError, parse_text_list
 from anipop.data.metadata import MAX_VALUE_CHARS, MAX_VALUES_PER_FIELD, MetadataError, parse_values
 from anipop.serving.pitch import PitchError, decode_portrait
-from anipop.serving.predict import _bounded_invocations
+from anipop.serving.rest_guard import _bounded_invocations
 
 ATTACKS = {
     "110k distinct comma values": ", ".join(f"Studio {i}" for i in range(110_000)),

@@ -25,7 +25,7 @@ from anipop.artifacts import ArtifactPaths, ModelBundle
 from anipop.evaluation.evaluate import load_runs, predict_test, run_label
 from anipop.modeling.train import run_train
 from anipop.serving.model_code import BUNDLE_MODEL_CODE, PITCH_MODEL_CODE
-from anipop.serving.predict import check_model_code, load_model
+from anipop.serving.model_loading import check_model_code, load_model
 from anipop.serving.served_bundle import UntrustedBundle, load_served_bundle, save_served_bundle
 
 EVERY_KIND = ("mlp_wide", "mlp_small", "ridge", "tfidf_benchmark", "paper_head", "meta_ridge", "pitch_gbm",
@@ -205,7 +205,7 @@ NO_UNPICKLING = textwrap.dedent("""
     from anipop.serving.served_bundle import SERVED_TYPES
     for name in SERVED_TYPES:  # every module whose classes a bundle names, imported before the hook
         importlib.import_module(name.rpartition(".")[0])
-    from anipop.serving.predict import load_model
+    from anipop.serving.model_loading import load_model
     found = []
     sys.addaudithook(lambda event, args: found.append(list(map(str, args))) if event == "pickle.find_class" else None)
     model = load_model(sys.argv[1])

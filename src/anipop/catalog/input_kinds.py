@@ -37,6 +37,21 @@ METADATA_FIELDS = ("genres", "themes", "type", "source", "demographic", "studios
 YEAR_FIELD = "year"  # numeric: the planned first-air year (data: `premiered`)
 DURATION_FIELD = "duration"  # numeric: the planned minutes an episode (or the film) runs: the format's budget line
 NUMERIC_FIELDS = (YEAR_FIELD, DURATION_FIELD)
+# what a producer is asked for each pitch field (`anipop predict --<field>`, the model card): one entry a field
+PITCH_FIELD_HELP: dict[str, str] = {
+    "genres": "pitch metadata, comma-separated, e.g. 'Action, Drama'",
+    "themes": "e.g. 'School, Mecha'",
+    "type": "the format: TV, Movie, OVA, ONA, Special, Music",
+    "source": "Original, Manga, Light novel, Game, ...",
+    "demographic": "Shounen, Shoujo, Seinen, Josei, Kids",
+    "studios": "comma-separated; an unknown studio is fine",
+    "producers": "comma-separated",
+    "rating": "age rating, e.g. 'PG-13 - Teens 13 or older'",
+    "staff": "key staff, comma-separated names, e.g. 'Shinichiro Watanabe'",
+    "cast": "voice cast, comma-separated names",
+    YEAR_FIELD: "planned first-air year, e.g. 2027",
+    DURATION_FIELD: "planned minutes an episode (or the film) runs, e.g. 24",
+}
 
 KINDS: dict[str, InputKind] = {kind.name: kind for kind in (
     InputKind("synopsis", "anime", "text", "synopsis"),
@@ -62,7 +77,7 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
     "characters": ("character_description", "character_name"),
     "images": (IMAGE_KIND,),
     ALL_INPUTS: ANIME_KINDS + CHARACTER_KINDS + PITCH_METADATA_KINDS,  # also the feature order on all inputs
-    # pitch metadata (issue 18; anipop.data.metadata): read by the pitch models only, together and each alone
+    # pitch metadata (anipop.data.metadata): read by the pitch models only, together and each alone
     "metadata": PITCH_METADATA_KINDS,
     **{field: (field,) for field in PITCH_METADATA_KINDS},
 }

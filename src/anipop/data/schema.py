@@ -112,7 +112,7 @@ RAW_ANIME = TableSchema(
         Column("studios", "string", doc="comma-separated"),
         Column("rating", "string"),
         Column("image_url", "string"),
-        # pitch metadata added by issue 18: the raw strings, parsed by prepare (anipop.data.metadata)
+        # pitch metadata: the raw strings, parsed by prepare (anipop.data.metadata)
         Column("demographic", "string", doc="raw, e.g. 'Shounen' or NOT_EXIST", optional=True),
         Column("producers", "string", doc="raw, e.g. \"['Aniplex', 'Dentsu']\"", optional=True),
         Column("staff", "string", doc="key staff (ingest.staff_roles), 'Given Family', comma-separated", optional=True),

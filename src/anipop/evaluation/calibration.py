@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, ModelBundle
+from anipop.artifacts import ArtifactPaths, IntervalCalibration, ModelBundle
 from anipop.catalog.input_kinds import CHARACTER_KINDS, EMBEDDINGS_INPUT, PITCH_INPUT
 from anipop.config import Params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
@@ -26,24 +25,6 @@ log = logging.getLogger(__name__)
 
 MIN_INTERVAL_ROWS = 10  # fewer validation anime with characters than this: their own interval is not sized
 CALIBRATED_INPUTS = (EMBEDDINGS_INPUT, PITCH_INPUT)  # the models that score raw pitches with an interval
-
-
-@dataclass(frozen=True)
-class IntervalCalibration:
-    """What the served predictor needs to draw its interval (normalised units)."""
-
-    coverage: float
-    half_width: float
-    half_width_with_characters: float | None = None  # pitches with characters (None: half_width for all)
-
-    def to_dict(self) -> dict:
-        return {"coverage": self.coverage, "half_width": self.half_width,
-                "half_width_with_characters": self.half_width_with_characters}
-
-    @classmethod
-    def from_dict(cls, payload: dict) -> "IntervalCalibration":
-        return cls(coverage=float(payload["coverage"]), half_width=float(payload["half_width"]),
-                   half_width_with_characters=payload.get("half_width_with_characters"))
 
 
 def _quantile(residuals: np.ndarray, coverage: float) -> float:

@@ -80,7 +80,6 @@ def _points(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
 def run_evaluate(params: Params, track: bool = True) -> dict:
     """Write metrics.json, intervals.json, metrics.md and plots, log them to MLflow; return the summary."""
     paths = ArtifactPaths.of(params)
-    reports = paths.reports_dir
     scaler = MinMaxScaler.read(paths.scaler)
     report, trained = load_runs(paths)
     predictions = predict_test(params, trained)
@@ -120,13 +119,12 @@ def run_evaluate(params: Params, track: bool = True) -> dict:
             + (f"\nSkipped (the data lacks these inputs):\n\n{skipped}" if skipped else ""))
     write_text(paths.metrics_table, text)
 
-    plots_dir = reports / "plots"
     primary_label = primary.label
     histories = {run_label(run): run["history"] for run in runs if run["input_set"] == main_set and "history" in run}
     plots = [*prediction_plots(y_true, predictions[primary_label].to_numpy(), predictions["anime_id"],
-                               primary_label, scaler, plots_dir),
-             *learning_curve_plots(histories, primary_label, plots_dir),
-             *ablation_plots(ablation_points, plots_dir)]
+                               primary_label, scaler, paths),
+             *learning_curve_plots(histories, primary_label, paths),
+             *ablation_plots(ablation_points, paths)]
     print(f"\n{text}")
     if track:
         from anipop.evaluation.mlflow_runs import log_evaluation_runs

@@ -164,7 +164,7 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
 
     if bundle is None:
         return None
-    # embedding models and the synopsis + metadata models (issue 18) take the full pitch with an interval
+    # embedding models and the synopsis + metadata models take the full pitch with an interval
     if bundle.input_type in (EMBEDDINGS_INPUT, PITCH_INPUT) and bundle_path is not None:
         calibration = read_calibration(ArtifactPaths.of(params), label)  # sized by the evaluate step
         return log_pitch_model(params, calibration, bundle_path, model_requirements(),  # with interval

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import MinMaxScaler
+from anipop.artifacts import ArtifactPaths, MinMaxScaler
 from anipop.utils import atomic_path
 
 
@@ -38,14 +38,14 @@ def _save(figure, path: Path) -> Path:
 
 
 def prediction_plots(true_norm: np.ndarray, pred_norm: np.ndarray, anime_ids, label: str, scaler: MinMaxScaler,
-                     plots_dir: Path) -> list[Path]:
+                     paths: ArtifactPaths) -> list[Path]:
     """predictions.csv (DVC scatter), predicted-vs-true and residual PNGs, all on MAL's 1-10 scale."""
     plt = _pyplot()
     table = pd.DataFrame({"anime_id": np.asarray(anime_ids),
                           "true_score": np.round(scaler.inverse(np.asarray(true_norm)), 4),
                           "predicted_score": np.round(scaler.inverse(np.asarray(pred_norm)), 4)})
     table["residual"] = (table["predicted_score"] - table["true_score"]).round(4)
-    paths = [_write_csv(table, plots_dir / "predictions.csv")]
+    written = [_write_csv(table, paths.predictions_plot_table)]
 
     figure, axis = plt.subplots(figsize=(5, 5))
     axis.scatter(table["true_score"], table["predicted_score"], s=6, alpha=0.5)
@@ -53,17 +53,17 @@ def prediction_plots(true_norm: np.ndarray, pred_norm: np.ndarray, anime_ids, la
     high = float(table[["true_score", "predicted_score"]].max().max())
     axis.plot([low, high], [low, high], color="grey", linewidth=1)
     axis.set(xlabel="true MAL score", ylabel="predicted MAL score", title=f"{label}: test split")
-    paths.append(_save(figure, plots_dir / "predicted_vs_true.png"))
+    written.append(_save(figure, paths.predicted_vs_true_plot))
 
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.scatter(table["predicted_score"], table["residual"], s=6, alpha=0.5)
     axis.axhline(0.0, color="grey", linewidth=1)
     axis.set(xlabel="predicted MAL score", ylabel="predicted - true", title=f"{label}: residuals (test split)")
-    paths.append(_save(figure, plots_dir / "residuals.png"))
-    return paths
+    written.append(_save(figure, paths.residuals_plot))
+    return written
 
 
-def learning_curve_plots(histories: dict[str, dict], primary: str, plots_dir: Path) -> list[Path]:
+def learning_curve_plots(histories: dict[str, dict], primary: str, paths: ArtifactPaths) -> list[Path]:
     """learning_curves.csv (the primary network's, else the first network's) and a PNG of every network."""
     plt = _pyplot()
     chosen = primary if primary in histories else next(iter(histories), None)
@@ -73,7 +73,7 @@ def learning_curve_plots(histories: dict[str, dict], primary: str, plots_dir: Pa
         history = histories[chosen]
         table = pd.DataFrame({"epoch": np.arange(1, len(history["train_loss"]) + 1),
                               "train_loss": history["train_loss"], "val_loss": history["val_loss"]})
-    paths = [_write_csv(table, plots_dir / "learning_curves.csv")]
+    written = [_write_csv(table, paths.learning_curves_plot_table)]
 
     figure, axis = plt.subplots(figsize=(6, 4))
     for index, (label, history) in enumerate(histories.items()):
@@ -87,17 +87,17 @@ def learning_curve_plots(histories: dict[str, dict], primary: str, plots_dir: Pa
     else:
         axis.text(0.5, 0.5, "no network trained", ha="center", va="center", transform=axis.transAxes)
     axis.set(xlabel="epoch", ylabel="MSE (normalised score)", title="learning curves (vertical line: kept epoch)")
-    paths.append(_save(figure, plots_dir / "learning_curves.png"))
-    return paths
+    written.append(_save(figure, paths.learning_curves_plot))
+    return written
 
 
-def ablation_plots(ablation: dict[str, dict[str, dict[str, float]]], plots_dir: Path) -> list[Path]:
+def ablation_plots(ablation: dict[str, dict[str, dict[str, float]]], paths: ArtifactPaths) -> list[Path]:
     """ablation.csv (DVC horizontal bars of R2) and grouped MSE and R2 bars per input set and model."""
     plt = _pyplot()
     rows = [{"label": f"{input_set}/{model}", "input_set": input_set, "model": model, **values}
             for input_set, models in ablation.items() for model, values in models.items()]
     table = pd.DataFrame(rows)
-    paths = [_write_csv(table, plots_dir / "ablation.csv")]
+    written = [_write_csv(table, paths.ablation_plot_table)]
 
     input_sets = list(ablation)
     models = list(dict.fromkeys(model for values in ablation.values() for model in values))
@@ -112,5 +112,5 @@ def ablation_plots(ablation: dict[str, dict[str, dict[str, float]]], plots_dir: 
         axis.set(ylabel=metric, title=f"ablation: {metric} (test split)")
         axis.axhline(0.0, color="grey", linewidth=0.5)
     axes[0].legend(fontsize=7)
-    paths.append(_save(figure, plots_dir / "ablation.png"))
-    return paths
+    written.append(_save(figure, paths.ablation_plot))
+    return written

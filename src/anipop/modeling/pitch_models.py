@@ -2,13 +2,13 @@
 
 Three models, all fitted by the train step and refitted per fold by the backtest like every other model:
 - meta_ridge: one ridge over TF-IDF of the synopsis, the synopsis embedding and the multi-hot metadata (the
-  linear model the issue measured);
+  linear model);
 - pitch_gbm: gradient boosting over the multi-hot metadata and out-of-fold text predictions (ridge on TF-IDF,
   ridge on the embedding, computed on franchise-grouped inner folds so no row sees a prediction of itself)
   plus the synopsis length: trees find the interactions a linear model cannot (studio x format);
 - pitch_stack: a blend of the two (weight train.pitch.blend_linear, chosen on grouped CV by `anipop tune`).
 
-With character kinds (train.pitch.character_feature, issue 13), pitch_gbm and pitch_stack add a character
+With character kinds (train.pitch.character_feature), pitch_gbm and pitch_stack add a character
 correction to their score: a ridge on the main characters' aggregated description embeddings and portrait
 descriptors, fitted on the training anime that have characters to what the synopsis does not explain, centred
 on those anime, times a weight fitted on its out-of-fold predictions. A pitch without characters gets exactly 0

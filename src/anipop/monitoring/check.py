@@ -71,7 +71,7 @@ def comparison(params: Params) -> tuple[Comparison | None, dict]:
 
 def run_drift(params: Params) -> dict:
     """Compare, decide, write reports/drift.json and the HTML report; return the summary."""
-    from anipop.serving.predict import anime_pitches
+    from anipop.evaluation.test_split_scoring import anime_pitches
 
     cfg = params.drift
     compared, base = comparison(params)

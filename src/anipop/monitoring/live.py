@@ -42,7 +42,7 @@ def model_identity(model_uri: str) -> str:
 
 @lru_cache(maxsize=16)
 def _loaded(identity: str):
-    from anipop.serving.predict import load_model
+    from anipop.serving.model_loading import load_model
 
     return load_model(identity)
 
@@ -67,7 +67,7 @@ def served_scores(model_uri: str, pitches: pd.DataFrame, cache_dir: Path | None 
     anime in different processes and under several registered names; scoring is deterministic, so a stored
     answer is the answer.
     """
-    from anipop.serving.predict import score_pitches
+    from anipop.evaluation.test_split_scoring import score_pitches
 
     if pitches.empty:
         return np.zeros(0)

@@ -157,7 +157,7 @@ def reset_registry(params: Params, plan: ReplayPlan) -> list[str]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from anipop.registry.register import LOCK_SUFFIX
+    from anipop.registry.lock import LOCK_SUFFIX
     from anipop.tracking import tracking_uri, use_tracking_store
 
     use_tracking_store(params)
@@ -210,7 +210,7 @@ def snapshot(plan: ReplayPlan, index: int, workspace: Params, record: dict) -> N
 def snapshot_live(plan: ReplayPlan, index: int, workspace: Params) -> int:
     """The anime that entered the data after step `index` (the workspace now holds the next view): their pitches
     as a producer would have sent them, their scores, and whether their franchise already existed."""
-    from anipop.serving.predict import anime_pitches
+    from anipop.evaluation.test_split_scoring import anime_pitches
 
     folder = plan.step_dir(index)
     before = pd.read_parquet(folder / SNAPSHOT_ANIME)

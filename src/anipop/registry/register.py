@@ -17,11 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import signal
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +29,7 @@ from anipop.config import Params
 from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.evaluation.mlflow_runs import evaluation_runs
 from anipop.registry.champion_history import record_change
+from anipop.registry.lock import interruptible, process_owner, promotion_lock
 from anipop.registry.model_card import render_model_card
 from anipop.registry.promotion import (
     JUDGED_ON_TEST_ANIME,
@@ -88,10 +84,10 @@ def registration_key(params: Params, model: str) -> str:
     """Identifies one registration's content: the model (its model_key) and the serving limits it is logged with.
     A rerun of the same stage, or the orphan of a killed one, finds its version by this key instead of registering
     a duplicate; tightened limits are a new registration of the same model."""
-    return hashlib.sha256(f"{model}|{served_limits(params)}".encode()).hexdigest()[:24]
+    return hashlib.sha256(f"{model}|{limits_tag(params)}".encode()).hexdigest()[:24]
 
 
-def served_limits(params: Params) -> str:
+def limits_tag(params: Params) -> str:
     """The request limits a served model enforces, as one canonical text (they travel inside the logged model)."""
     return f"{params.serving.model_dump_json()}|max_synopsis_chars={params.prepare.max_synopsis_chars}"
 
@@ -147,7 +143,7 @@ def _judge(params: Params, client, champion, candidate: dict[str, float], candid
     if champion is None:
         return decide(metric, candidate[metric], None, None)
     if champion.tags.get(_MODEL_KEY) == model \
-            and champion.tags.get(_LIMITS) != served_limits(params):
+            and champion.tags.get(_LIMITS) != limits_tag(params):
         return Decision(True, f"the champion's model (v{champion.version}) with new serving limits: an operator's "
                               f"change, promoted whatever the policy ({metric}={candidate[metric]:.4f} unchanged)")
     if cfg.policy == "always":
@@ -185,75 +181,11 @@ def _judge(params: Params, client, champion, candidate: dict[str, float], candid
                   f"{where} (policy {cfg.policy}){strict}")
 
 
-LOCK_SUFFIX = ".lock"
 _STATUS = "anipop.registration"      # version tag: pending until every step of the registration is done
 _KEY = "anipop.key"
 _MODEL_KEY = "anipop.model_key"  # version tag: model_key (the fit and its evaluation, without the serving limits)
-_LIMITS = "anipop.serving_limits"  # version tag: served_limits, the request bounds logged into the model
+_LIMITS = "anipop.serving_limits"  # version tag: limits_tag, the request bounds logged into the model
 _PREVIOUS = "anipop.previous_champion"  # version tag: the champion this version displaced (restored on a rollback)
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_is_dead(owner: str) -> bool:
-    """True only when the owner ran on this host and its process is gone (a remote owner ages out instead)."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-@contextmanager
-def promotion_lock(client, name: str, timeout_s: float, stale_s: float) -> Iterator[None]:
-    """Hold `<name>.lock` (a registered model: its creation is atomic, in sqlite and on a server) for the block.
-
-    A lock whose owner died on this host, or older than `stale_s`, is broken; waiting longer than
-    `timeout_s` is a TimeoutError naming the lock and its holder.
-    """
-    from mlflow.exceptions import MlflowException
-
-    lock = f"{name}{LOCK_SUFFIX}"
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            client.create_registered_model(lock, tags={"owner": _owner(), "acquired_at": f"{time.time():.0f}"},
-                                           description=f"held while anipop registers a version of {name}")
-            break
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        try:
-            held = client.get_registered_model(lock)
-        except MlflowException:
-            continue  # released between our two requests: try again at once
-        owner, since = held.tags.get("owner", "?"), float(held.tags.get("acquired_at", "0") or 0)
-        if _owner_is_dead(owner) or time.time() - since > stale_s:
-            log.warning("registry: breaking the lock %s left by %s (dead or older than %ss)", lock, owner, stale_s)
-            try:
-                client.delete_registered_model(lock)
-            except MlflowException:
-                pass
-            continue
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"registry lock {lock} still held by {owner} after {timeout_s:.0f}s; another "
-                               f"registration is running (delete the registered model {lock} if it is not)")
-        time.sleep(0.5)
-    try:
-        yield
-    finally:
-        try:
-            client.delete_registered_model(lock)
-        except MlflowException as err:
-            log.error("registry: could not release %s (%s); the next registration breaks it once stale", lock,
-                      redact(err))
 
 
 def _withdraw(client, name: str, version: str, run_id: str | None = None) -> str:
@@ -324,40 +256,6 @@ def roll_back_interrupted(client, name: str, experiment_id: str) -> list[str]:
     return outcomes
 
 
-class RegistrationInterrupted(SystemExit):
-    """SIGTERM/SIGHUP (or the parent's death) during a registration: unwind so it is rolled back."""
-
-
-@contextmanager
-def _interruptible() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into an exception, and end an orphan: when the process that started us (dvc, a
-    shell) dies, a registration must not finish unseen and be repeated by the next `dvc repro`."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers only work in the main thread (Prefect runs tasks in workers)
-        return
-
-    def interrupt(signum, _frame):
-        raise RegistrationInterrupted(128 + signum)
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    parent, done = os.getppid(), threading.Event()
-
-    def watch_parent() -> None:
-        while not done.wait(0.5):
-            if os.getppid() != parent:
-                log.error("registry: the process that started this registration died; rolling it back")
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-
-    threading.Thread(target=watch_parent, name="anipop-parent-watch", daemon=True).start()
-    try:
-        yield
-    finally:
-        done.set()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _result(name: str, version, metric: str, promoted: bool, reason: str, run_id: str) -> dict:
     return {"model_name": name, "version": str(version), "promoted": promoted, "reason": reason,
             "metric": metric, "run_id": run_id}
@@ -375,7 +273,7 @@ def run_register(params: Params, write_reports: bool = True) -> dict:
     fingerprint = split_fingerprint(ArtifactPaths.of(params))
     model = model_key(params, fingerprint)  # hashes the saved model once: the key, the tags, the judging read it
     key = registration_key(params, model)
-    with _interruptible(), _tracking_errors(params, f"registering {cfg.model_name}"):
+    with interruptible(), _tracking_errors(params, f"registering {cfg.model_name}"):
         with promotion_lock(client, cfg.model_name, cfg.lock_timeout_s, cfg.lock_stale_s):
             for outcome in roll_back_interrupted(client, cfg.model_name, experiment_id):
                 print(f"{cfg.model_name}: an interrupted registration was rolled back ({outcome})")
@@ -448,7 +346,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str, model: 
     run = (mlflow.start_run(run_id=primary["run_id"]) if primary.get("model_uri")
            else mlflow.start_run(run_name=f"register-{bundle_name}"))
     try:
-        mlflow.set_tags({"anipop.owner": _owner(), "anipop.registers": cfg.model_name})
+        mlflow.set_tags({"anipop.owner": process_owner(), "anipop.registers": cfg.model_name})
         model_uri = primary.get("model_uri") or log_pitch_model(
             params, read_calibration(paths, primary_model.label),  # the evaluate step sized its interval
             ship_text_graph=True).model_uri
@@ -467,7 +365,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str, model: 
             **({} if decision.promote else {"challenger": decision.reason}),
             "as_of": as_of or "", "data_newest": data_newest or "", "policy": cfg.policy,
             _PREVIOUS: str(champion.version) if champion is not None and decision.promote else "",
-            _STATUS: "pending", _KEY: key, _MODEL_KEY: model, _LIMITS: served_limits(params),
+            _STATUS: "pending", _KEY: key, _MODEL_KEY: model, _LIMITS: limits_tag(params),
         }
         version = str(mlflow.register_model(model_uri, cfg.model_name,
                                             tags={k: str(v) for k, v in tags.items()}).version)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
+from pydantic import ConfigDict, Field
 
+from anipop.config import PrepareParams, ServingParams
 from anipop.data.images import IMAGE_FORMATS, decode_problem, image_problem, open_rgb
 from anipop.data.metadata import (
     DURATION_FIELD,
@@ -37,23 +39,24 @@ PITCH_COLUMNS = ("synopsis", "characters")
 PITCH_FIELDS = (*PITCH_COLUMNS, *METADATA_FIELDS, YEAR_FIELD, DURATION_FIELD)  # metadata fields are optional: absent = unknown
 
 
-@dataclass(frozen=True)
-class PitchLimits:
-    """Bounds on one request, stored inside the served model (params: prepare.max_synopsis_chars, serving.*).
+class PitchLimits(ServingParams):
+    """Bounds on one request, stored inside the served model: params.yaml's `serving` section (declared once, in
+    config.ServingParams) and prepare's synopsis bound.
 
     Why: one 35 KB PNG can decode to 36 MP (~120 MB), and nothing else bounded characters or text.
     """
 
-    max_synopsis_chars: int = 20_000
-    max_characters_per_pitch: int = 20
-    max_image_pixels: int = 4_000_000
-    max_request_pixels: int = 20_000_000
-    max_request_bytes: int = 5_000_000
-    max_pitches_per_request: int = 100
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_synopsis_chars: int = Field(default=PrepareParams.model_fields["max_synopsis_chars"].default, ge=1)
+
+    @classmethod
+    def of(cls, serving: ServingParams, max_synopsis_chars: int) -> "PitchLimits":
+        return cls(max_synopsis_chars=max_synopsis_chars, **serving.model_dump())
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "PitchLimits":
-        return cls(**(values or {}))
+        return cls.model_validate(values or {})
 
 
 class PitchError(ValueError):

@@ -11,19 +11,17 @@ import logging
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, load_bundle
+from anipop.artifacts import ArtifactPaths, IntervalCalibration, MinMaxScaler, ModelBundle, load_bundle
 from anipop.catalog.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.config import ImageEncoderParams, Params, TextEncoderParams
 from anipop.data.metadata import METADATA_FIELDS
-from anipop.data.schema import PREPARED_ANIME, read_table
-from anipop.evaluation.calibration import IntervalCalibration
 from anipop.modeling.features import (
     ANIME_KINDS,
     CHARACTER_KINDS,
@@ -31,9 +29,10 @@ from anipop.modeling.features import (
     PitchInputs,
     features_from_vectors,
 )
-from anipop.serving.pitch import Pitch, PitchLimits, portrait_data_uri, request_chunks
+from anipop.serving.model_loading import PICKLE_OPT_IN, pickles_allowed
+from anipop.serving.pitch import Pitch, PitchLimits
 from anipop.serving.served_bundle import SERVED_BUNDLE, load_served_bundle, save_served_bundle
-from anipop.utils import read_json, redact, write_json
+from anipop.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class PitchPredictor:
         write_json(folder / "predictor.json", {
             "text": self.text.model_dump(mode="json"), "image": self.image.model_dump(mode="json"),
             "scaler": self.scaler.to_dict(), "half_width": self.half_width, "coverage": self.coverage,
-            "device": self.device, "limits": asdict(self.limits),
+            "device": self.device, "limits": self.limits.model_dump(),
             "half_width_with_characters": self.half_width_with_characters})
 
     @cached_property
@@ -259,60 +258,6 @@ def _quiet_weight_loading():
             hf_logging.enable_progress_bar()
 
 
-def no_tracebacks_to_clients() -> None:
-    """Stop `mlflow models serve` from sending stack traces in its error answers.
-
-    MLflow's scoring server attaches the traceback of a request it cannot parse (a malformed CSV or parquet
-    body) to the JSON it answers with; tracebacks show a stranger file paths and library versions. The
-    model is loaded inside the serving process, so this is the one place that can switch that off; the
-    traceback still goes to the server's log.
-    """
-    try:
-        from mlflow.pyfunc import scoring_server
-    except ImportError:  # serving extras absent: nothing is served from this process
-        return
-    original = scoring_server._handle_serving_error
-    if getattr(original, "_anipop_guarded", False):
-        return
-
-    def without_traceback(error_message, error_code, include_traceback=True):
-        log.warning("scoring server: %s", error_message[:500], exc_info=True)
-        return original(error_message=error_message, error_code=error_code, include_traceback=False)
-
-    without_traceback._anipop_guarded = True
-    scoring_server._handle_serving_error = without_traceback
-    scoring_server.invocations = _bounded_invocations(scoring_server.invocations)
-
-
-_no_tracebacks_to_clients = no_tracebacks_to_clients  # the name models pickled by older anipop call (opt-in only)
-
-MAX_ERROR_CHARS = 1000  # MLflow quotes a malformed body whole in its error ("Input: ..."): megabytes echoed back
-
-
-def _bounded_invocations(invocations):
-    """The scoring server's request handler, answering what it cannot parse with a short 400.
-
-    A body nested 100,000 deep makes Python's json raise RecursionError, which MLflow does not catch (a bare 500);
-    a malformed body is quoted back whole in MLflow's message. The `/invocations` route looks the handler up in
-    its module at each request, so wrapping it here covers every request of the served model."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import BAD_REQUEST, ErrorCode
-
-    def bounded(data, content_type, model, input_schema):
-        try:
-            return invocations(data, content_type, model, input_schema)
-        except RecursionError:
-            raise MlflowException("the request body is nested too deeply: a pitch request is a JSON object "
-                                  "with flat records", error_code=BAD_REQUEST) from None
-        except MlflowException as err:
-            if len(err.message) <= MAX_ERROR_CHARS:
-                raise
-            raise MlflowException(err.message[:MAX_ERROR_CHARS] + " ... (truncated)",
-                                  error_code=ErrorCode.Value(err.error_code)) from None
-
-    return bounded
-
-
 def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_path: str | Path | None = None,
                     pip_requirements: list[str] | None = None, ship_text_graph: bool = False):
     """Log a model (default: the primary, models_dir/model.joblib) as a pitch-taking pyfunc in the active
@@ -354,110 +299,10 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
         shutil.rmtree(staging, ignore_errors=True)
 
 
-PICKLE_OPT_IN = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"  # MLflow's own switch; anipop reads only an explicit "true"
-CODE_LOADER = "mlflow.pyfunc.loaders.code_model"  # a pyfunc logged from code (what anipop logs)
-PICKLE_LOADER = "mlflow.pyfunc.model"  # a pyfunc logged as a cloudpickled object (older anipop)
-
-
-def pickles_allowed() -> bool:
-    """Whether the operator opted in to loading models pickled by an older anipop: MLflow's own switch, set
-    explicitly to true (MLflow's default, unset, counts as no)."""
-    import os
-
-    return os.environ.get(PICKLE_OPT_IN, "").strip().lower() == "true"
-
-
-def load_model(model_uri: str):
-    """A logged or registered anipop model, loaded without unpickling anything (check_model_code first)."""
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(str(checked_download(model_uri)))
-
-
-def checked_download(model_uri: str, destination: Path | None = None) -> Path:
-    """The model's files, copied to a local folder (`destination`, or a temporary one) and checked there
-    (check_model_code): whoever loads or serves that folder runs what was checked, whatever the registry holds
-    by then."""
-    from mlflow.artifacts import download_artifacts
-
-    folder = Path(download_artifacts(artifact_uri=model_uri, dst_path=str(destination) if destination else None))
-    check_model_code(folder, model_uri)
-    return folder
-
-
-def check_model_code(folder: Path, model_uri: str) -> None:
-    """Refuse a model folder that would run anything but anipop's own loading script, before MLflow reads it.
-
-    Why: MLflow loads a pyfunc by running what its MLmodel names: a cloudpickled python_model (code execution
-    by whoever wrote the registry), a `code` folder put first on sys.path (which could shadow anipop itself),
-    or a script. anipop logs its models from code (anipop.serving.model_code) with data artifacts only; so the
-    MLmodel must name MLflow's code loader, no code folder and a script byte-equal to one of anipop's
-    (model_code.known_scripts). A model pickled by an older anipop loads only when the operator sets
-    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true.
-    """
-    import yaml
-
-    from anipop.serving.model_code import known_scripts
-
-    shown = redact(model_uri)
-    try:
-        flavor = (yaml.safe_load((folder / "MLmodel").read_text()) or {})["flavors"]["python_function"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        raise ValueError(f"model {shown}: no readable python_function flavour in its MLmodel") from None
-    script = flavor.get("model_code_path")
-    loader = flavor.get("loader_module")
-    if flavor.get("code") or loader != (CODE_LOADER if script else PICKLE_LOADER):
-        raise ValueError(f"model {shown}: its MLmodel loads through {loader!r}"
-                         f"{' with a code folder on the import path' if flavor.get('code') else ''}; anipop "
-                         f"loads only its own pyfuncs, refused without loading it")
-    if not script:
-        if pickles_allowed():
-            log.warning("model %s is a pickled pyfunc; loading it because %s=true", shown, PICKLE_OPT_IN)
-            return
-        raise ValueError(f"model {shown} is stored as a pickle (python_model.pkl): loading it would run whatever "
-                         f"its writer put in it. Register it again with this anipop (`dvc repro register`), "
-                         f"or set {PICKLE_OPT_IN}=true if you trust every writer of the registry")
-    code = folder / Path(str(script)).name
-    if not code.is_file() or code.read_bytes() not in known_scripts():
-        raise ValueError(f"model {shown}: its loading script {code.name} is not one of anipop's own "
-                         f"(anipop/serving/model_code/); refused without running it")
-
-
-def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The test split as raw pitches (synopsis + characters JSON with portraits inlined) and its true scores."""
-    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
-    test = anime[anime["split"] == "test"].reset_index(drop=True)
-    return anime_pitches(params, test), test
-
-
-def anime_pitches(params: Params, anime: pd.DataFrame) -> pd.DataFrame:
-    """Prepared anime rows as the raw pitches a producer would have sent: synopsis, main characters with their
-    portraits inlined (the served model takes image bytes only, like a client), the pitch metadata and the
-    first-air year; nothing known only after release."""
-    from anipop.data.schema import PREPARED_CHARACTERS
-
-    paths = ArtifactPaths.of(params)
-    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
-    wanted = set(anime["anime_id"].astype(int))
-    by_anime: dict[int, list[dict]] = {}
-    for row in characters[characters["anime_id"].isin(wanted)].itertuples():
-        image = None if pd.isna(row.portrait_path) else portrait_data_uri(paths.raw_dir / row.portrait_path)
-        by_anime.setdefault(int(row.anime_id), []).append(
-            {"name": row.name, "description": row.description, **({"image": image} if image else {})})
-    anime = anime.reset_index(drop=True)
-    return pd.DataFrame({"synopsis": anime["synopsis"].astype(str),
-                         "characters": [json.dumps(by_anime.get(int(a), [])) for a in anime["anime_id"]],
-                         # the pitch metadata a producer would give (absent in old tables: left out)
-                         **{f: anime[f].fillna("").astype(str) for f in METADATA_FIELDS if f in anime},
-                         "year": anime["premiered"].astype("string").str[:4].fillna("").astype(str),
-                         **({"duration": anime["duration"].astype("Float64").astype(str).replace("<NA>", "")}
-                            if "duration" in anime else {})})
-
-
 def configured_limits(params: Params) -> PitchLimits:
     """The request limits params.yaml sets (`serving`, `prepare.max_synopsis_chars`): what a model logged now
     enforces, and what `anipop predict` checks before loading one."""
-    return PitchLimits(max_synopsis_chars=params.prepare.max_synopsis_chars, **params.serving.model_dump())
+    return PitchLimits.of(params.serving, params.prepare.max_synopsis_chars)
 
 
 def served_limits(model) -> PitchLimits:
@@ -469,20 +314,3 @@ def served_limits(model) -> PitchLimits:
     return predictor.limits if isinstance(getattr(predictor, "limits", None), PitchLimits) else PitchLimits()
 
 
-def score_pitches(model, pitches: pd.DataFrame) -> pd.DataFrame:
-    """A loaded model's answers for a table of any length, sent through its own interface in requests its
-    limits admit (pitch.request_chunks): what a client scoring a whole table would do."""
-    limits = served_limits(model)
-    answers = [model.predict(chunk.reset_index(drop=True)) for chunk in request_chunks(pitches, limits)]
-    return pd.concat(answers, ignore_index=True) if answers else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
-
-
-def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float]:
-    """Score a registered model through its raw-pitch interface on this data's test split."""
-    from anipop.catalog.metrics import point_metrics
-
-    pitches, test = test_pitches(params)
-    scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
-    predicted = score_pitches(load_model(model_uri), pitches)
-    return point_metrics(test["score_norm"].to_numpy(), scaler.transform(predicted["score"].to_numpy()),
-                         scaler.high - scaler.low)

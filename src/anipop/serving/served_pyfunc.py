@@ -3,7 +3,7 @@
 Why code and not an instance: `mlflow.pyfunc.log_model(python_model=<object>)` cloudpickles the object into the
 registry, and loading it runs whatever that pickle says. Logged from code, the model's folder holds a two-line
 script (anipop/serving/model_code/) that imports these classes from the installed anipop, and data: predictor.json, the
-bundle in skops format (anipop.serving.served_bundle), the ONNX graph. `predict.load_model` checks that the script is
+bundle in skops format (anipop.serving.served_bundle), the ONNX graph. `model_loading.load_model` checks that the script is
 exactly one of those two before MLflow runs it.
 
 Importing this module imports mlflow: only the serving process and the logging steps do.
@@ -21,7 +21,8 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 from anipop.artifacts import MinMaxScaler
 from anipop.serving.pitch import PitchError, parse_pitches
-from anipop.serving.predict import PitchPredictor, no_tracebacks_to_clients
+from anipop.serving.predict import PitchPredictor
+from anipop.serving.rest_guard import no_tracebacks_to_clients
 from anipop.serving.served_bundle import load_served_bundle
 from anipop.utils import read_json, redact_log_records
 

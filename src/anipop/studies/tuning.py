@@ -4,15 +4,18 @@ Why a grid over the blend weight: pitch_stack is `w x meta_ridge + (1 - w) x pit
 components are fitted once per fold (the backtest's own fit_and_predict) and every weight is scored on the same
 out-of-fold predictions; a trial costs nothing, and the test split is never read. Each trial is an MLflow child
 run (param blend_linear, CV Spearman / R² mean and sd) under one parent; the winner and every trial go to
-reports/tuning.json. Put the winner into params.yaml (train.pitch.blend_linear); `dvc repro` then touches the
-test split once, in the evaluate stage.
+reports/tuning.json. `anipop tune --write-params` puts the winner into params.yaml (train.pitch.blend_linear, the
+line edited in place, its comment kept); `dvc repro` then touches the test split once, in the evaluate stage.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from anipop.artifacts import ArtifactPaths
 from anipop.catalog.metrics import point_metrics
@@ -87,3 +90,49 @@ def run_tune(params: Params, track: bool = True, grid=DEFAULT_GRID) -> dict:
     log.info("tune: best blend_linear=%s (CV Spearman %.4f); params.yaml has %s", best["blend_linear"],
              best["cv_spearman_mean"], params.train.pitch.blend_linear)
     return result
+
+
+SEARCHED_KNOB = ("train", "pitch", "blend_linear")
+
+
+def write_winner(params_file: Path, value: float) -> None:
+    """Set train.pitch.blend_linear to `value` in params.yaml, editing that one line (comment and layout kept), and
+    check by reading the file back that nothing else changed; a file whose layout hides the key is left as it was.
+
+    Why not a YAML round trip: it would rewrite the whole file's layout (nulls, wrapped lists), as `dvc exp run -S`
+    does, and bury the one change in the diff."""
+    text = params_file.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    start, end, indent = 0, len(lines), 0
+    for key in SEARCHED_KNOB:
+        pattern = re.compile(rf"^{' ' * indent}{re.escape(key)}:(\s*)(.*?)(\s*#.*)?$")
+        found = [i for i in range(start, end) if pattern.match(lines[i].rstrip("\n"))]
+        if len(found) != 1:
+            raise ValueError(f"{params_file}: cannot find {'.'.join(SEARCHED_KNOB)} to write (at {key!r}); set it by hand")
+        start = found[0] + 1
+        end = next((i for i in range(start, end) if lines[i].strip() and not lines[i].startswith(" " * (indent + 1))
+                    and not lines[i].lstrip().startswith("#")), end)
+        indent += 2
+    line = lines[found[0]].rstrip("\n")
+    match = pattern.match(line)
+    comment = (match.group(3) or "").strip()
+    column = len(line) - len(match.group(3).lstrip()) if comment else 0  # where the comment starts: kept there
+    head = f"{line[: match.start(1)]} {value:g}"
+    lines[found[0]] = (f"{head.ljust(column - 1)} {comment}" if comment else head) + "\n"
+    new_text = "".join(lines)
+    before, after = yaml.safe_load(text), yaml.safe_load(new_text)
+    section = after
+    for key in SEARCHED_KNOB[:-1]:
+        section = section[key]
+    if section[SEARCHED_KNOB[-1]] != value:
+        raise ValueError(f"{params_file}: writing {'.'.join(SEARCHED_KNOB)} did not give {value}; set it by hand")
+    section[SEARCHED_KNOB[-1]] = _get(before, SEARCHED_KNOB)
+    if after != before:
+        raise ValueError(f"{params_file}: writing {'.'.join(SEARCHED_KNOB)} would change other values; set it by hand")
+    params_file.write_text(new_text, encoding="utf-8")
+
+
+def _get(tree: dict, keys: tuple[str, ...]) -> object:
+    for key in keys:
+        tree = tree[key]
+    return tree
