@@ -15,6 +15,9 @@ REAL_DATA = (REPO_ROOT / "params.yaml").parent / load_params(PARAMS_FILE).ingest
 # the real main-characters sample (characters.csv.gz + portraits/); tests opt in to it: params_in leaves it out
 CHARACTERS_SAMPLE = REPO_ROOT / (load_params(PARAMS_FILE).ingest.characters_dir or "missing-characters-sample")
 
+# fixtures shared by several test folders, as plugins: a test names them as arguments, nothing imports them
+pytest_plugins = ["fixtures_jikan"]
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")

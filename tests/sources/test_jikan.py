@@ -6,16 +6,12 @@ No test sleeps for real: the source gets a fake clock whose sleep only advances 
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the shared Jikan fixtures
-
-from fixtures_jikan import AnimeSpec, CharacterSpec, FakeClock, clock, mock_jikan, router, truncated_image_bytes  # noqa: E402,F401
+from fixtures_jikan import AnimeSpec, CharacterSpec, FakeClock, mock_jikan, truncated_image_bytes  # noqa: E402
 
 from anipop.data.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS  # noqa: E402
 from anipop.sources.httpclient import is_decodable_image  # noqa: E402

@@ -10,26 +10,20 @@ for anything the first one got. Real time: a few seconds; fake time: the ~half h
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the shared Jikan fixtures
-
-from fixtures_jikan import (  # noqa: E402,F401
+from fixtures_jikan import (  # noqa: E402
     AnimeSpec,
     CharacterSpec,
     FakeClock,
     anime_characters,
     anime_page,
     character_resource,
-    clock,
     image_bytes,
-    router,
     select,
 )
 

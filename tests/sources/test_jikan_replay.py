@@ -10,16 +10,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the shared Jikan fixtures
-
-from fixtures_jikan import QUERY_ENUMS, clock, image_bytes, router  # noqa: E402,F401
+from fixtures_jikan import QUERY_ENUMS, image_bytes  # noqa: E402
 
 from anipop.sources.jikan import ANIME_TYPES, ORDER_BY, JikanSource, anime_row, given_family  # noqa: E402
 

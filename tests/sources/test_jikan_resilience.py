@@ -6,25 +6,19 @@ Everything runs on a fake clock against respx: no test sleeps for real.
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the shared Jikan fixtures
-
-from fixtures_jikan import (  # noqa: E402,F401
+from fixtures_jikan import (  # noqa: E402
     BASE_URL,
     CDN,
     AnimeSpec,
     CharacterSpec,
     FakeClock,
-    clock,
     image_bytes,
     mock_jikan,
-    router,
 )
 
 from anipop.config import ConfigError, JikanParams, load_params  # noqa: E402

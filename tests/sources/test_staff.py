@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 from conftest import REAL_DATA, REPO_ROOT
-from fixtures_jikan import BASE_URL, AnimeSpec, CharacterSpec, anime_staff, mock_jikan, router  # noqa: F401
+from fixtures_jikan import AnimeSpec, CharacterSpec, anime_staff, mock_jikan
 
 from anipop.data.metadata import parse_table
 from anipop.serving.pitch import parse_pitches
