@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from anipop.config import Params
+from anipop.evaluation.live_metrics import live_metrics, served_scores
 from anipop.monitoring.drift import (
     Comparison,
     decide_drift,
@@ -25,7 +26,6 @@ from anipop.monitoring.drift import (
     write_drift,
     write_html,
 )
-from anipop.monitoring.live import live_metrics, served_scores
 
 log = logging.getLogger(__name__)
 
