@@ -162,8 +162,9 @@ def tune(params: Path = ParamsOption,
     loaded = _params(params)
     result = _run(lambda p: run_tune(p, track=track), loaded)
     if write_params:
-        _run(lambda _: write_winner(params, result["best"]["blend_linear"]), loaded)
-        typer.echo(f"{params}: train.pitch.blend_linear = {result['best']['blend_linear']:g} (was {result['current']:g})")
+        best = result["best"]["blend_linear"]
+        _run(lambda _: write_winner(params, best), loaded)
+        typer.echo(f"{params}: train.pitch.blend_linear = {best:g} (was {result['current']:g})")
 
 
 @app.command()
@@ -382,8 +383,8 @@ def serve(
     params: Path = ParamsOption,
 ) -> None:
     """Serve a registered model over REST (`mlflow models serve`) from a local copy checked first: the copy's
-    loading script must be anipop's own (serving.model_loading.check_model_code), and MLflow's pickle switch is off. The copy
-    is removed when the server stops."""
+    loading script must be anipop's own (serving.model_loading.check_model_code), and MLflow's pickle switch is
+    off. The copy is removed when the server stops."""
     import shutil
     import tempfile
 

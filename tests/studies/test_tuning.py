@@ -35,3 +35,24 @@ def test_a_file_where_the_knob_cannot_be_found_is_left_as_it_was(tmp_path):
     with pytest.raises(ValueError, match="cannot find train.pitch.blend_linear"):
         write_winner(params_file, 0.5)
     assert params_file.read_text() == "train:\n  pitch: {blend_linear: 0.3}\n"
+
+
+def test_tune_write_params_puts_the_winner_into_the_params_file_it_read(tmp_path, monkeypatch):
+    """The CLI wiring: the winner of the grid (here a stand-in result) lands in --params; without the flag the file
+    is left as it was."""
+    from typer.testing import CliRunner
+
+    import anipop.studies.tuning as tuning
+    from anipop.cli import app
+
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(PARAMS_FILE, params_file)
+    before = params_file.read_text()
+    monkeypatch.setattr(tuning, "run_tune", lambda params, track: {"best": {"blend_linear": 0.6}, "current": 0.3})
+    result = CliRunner().invoke(app, ["tune", "--no-track", "--params", str(params_file)])
+    assert result.exit_code == 0, result.output
+    assert params_file.read_text() == before
+    result = CliRunner().invoke(app, ["tune", "--no-track", "--write-params", "--params", str(params_file)])
+    assert result.exit_code == 0, result.output
+    assert "train.pitch.blend_linear = 0.6 (was 0.3)" in result.output
+    assert load_params(params_file).train.pitch.blend_linear == 0.6

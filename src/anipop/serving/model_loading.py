@@ -13,13 +13,8 @@ from anipop.utils import redact
 
 log = logging.getLogger(__name__)
 
-
 PICKLE_OPT_IN = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"  # MLflow's own switch; anipop reads only an explicit "true"
-
-
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"  # a pyfunc logged from code (what anipop logs)
-
-
 PICKLE_LOADER = "mlflow.pyfunc.model"  # a pyfunc logged as a cloudpickled object (older anipop)
 
 

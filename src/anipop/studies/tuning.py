@@ -121,9 +121,7 @@ def write_winner(params_file: Path, value: float) -> None:
     lines[found[0]] = (f"{head.ljust(column - 1)} {comment}" if comment else head) + "\n"
     new_text = "".join(lines)
     before, after = yaml.safe_load(text), yaml.safe_load(new_text)
-    section = after
-    for key in SEARCHED_KNOB[:-1]:
-        section = section[key]
+    section = _get(after, SEARCHED_KNOB[:-1])
     if section[SEARCHED_KNOB[-1]] != value:
         raise ValueError(f"{params_file}: writing {'.'.join(SEARCHED_KNOB)} did not give {value}; set it by hand")
     section[SEARCHED_KNOB[-1]] = _get(before, SEARCHED_KNOB)
