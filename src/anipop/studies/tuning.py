@@ -22,7 +22,7 @@ from anipop.catalog.metrics import point_metrics
 from anipop.config import Params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.evaluation.backtest import fit_and_predict, fold_of
-from anipop.utils import write_json
+from anipop.utils import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def write_winner(params_file: Path, value: float) -> None:
     section[SEARCHED_KNOB[-1]] = _get(before, SEARCHED_KNOB)
     if after != before:
         raise ValueError(f"{params_file}: writing {'.'.join(SEARCHED_KNOB)} would change other values; set it by hand")
-    params_file.write_text(new_text, encoding="utf-8")
+    write_text(params_file, new_text)  # atomic: a kill mid-write leaves the old file, never half of it
 
 
 def _get(tree: dict, keys: tuple[str, ...]) -> object:
