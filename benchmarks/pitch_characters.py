@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(name)s: %(message)s")
-    logging.getLogger("anipop.modeling.pitch_models").setLevel(logging.INFO)  # each fit's character weight, on stderr
+    logging.getLogger("anipop.modeling.pitch.characters").setLevel(logging.INFO)  # each fit's character weight, on stderr
     base = load_params(REPO / "params.yaml")
     paths = ArtifactPaths.of(base)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)

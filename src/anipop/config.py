@@ -242,16 +242,18 @@ class TrackRecordParams(_Strict):
 
 
 class PitchModelParams(_Strict):
-    """Models over the synopsis and the pitch metadata (anipop.modeling.pitch_models); see params.yaml for each knob."""
+    """Models over the synopsis and the pitch metadata (anipop.modeling.pitch); see params.yaml for each knob."""
 
     metadata_fields: tuple[MetadataField, ...] = (
         "genres", "themes", "type", "source", "demographic", "studios", "producers", "rating", "year")  # switched on
     min_count: int = Field(default=5, ge=1)            # rarer values (in train) are encoded as unknown
     tfidf_max_features: int = Field(default=30000, ge=1)
+    tfidf_min_df: int = Field(default=2, ge=1)         # a word in fewer training synopses is left out
     text_alpha: float = Field(default=3.0, gt=0)       # ridge on the synopsis TF-IDF
     embedding_alpha: float = Field(default=10.0, gt=0)  # ridge on the synopsis embedding
     text_neighbours: int = Field(default=0, ge=0)  # k nearest training synopses' score (embedding); 0 = off
     linear_alpha: float = Field(default=3.0, gt=0)     # meta_ridge: one ridge over TF-IDF + multi-hot
+    embedding_weight: float = Field(default=0.05, ge=0)  # meta_ridge: scale of the z-scored embedding block
     stack_folds: int = Field(default=5, ge=2)          # grouped inner folds of the out-of-fold text predictions
     gbm_learning_rate: float = Field(default=0.05, gt=0, le=1)  # LightGBM
     gbm_n_estimators: int = Field(default=400, ge=1)
@@ -264,7 +266,7 @@ class PitchModelParams(_Strict):
     track_records: TrackRecordParams = TrackRecordParams()
     fit_rows: Literal["train", "train_val"] = "train"  # the pitch models need no early stopping: val rows can train
     blend_linear: float = Field(default=0.3, ge=0, le=1)  # pitch_stack: weight of meta_ridge beside the GBM
-    character_feature: bool = True   # pitch_gbm and pitch_stack add a character correction (pitch_models)
+    character_feature: bool = True   # pitch_gbm and pitch_stack add a character correction (pitch)
     character_alpha: float = Field(default=100.0, gt=0)  # its ridge on the aggregated character blocks
 
 

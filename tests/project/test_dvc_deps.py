@@ -132,7 +132,7 @@ def test_a_step_that_loads_bundles_depends_on_the_code_of_their_classes():
     """evaluate scores pickled bundles: a change to a model's `predict` must make it stale, though it imports no
     model module by name."""
     files = {str(f) for f in closure({"anipop.evaluation.evaluate"})}
-    assert "src/anipop/modeling/pitch_models.py" in files and "src/anipop/modeling/paper_head.py" in files
+    assert "src/anipop/modeling/pitch/pitch_gbm.py" in files and "src/anipop/modeling/paper_head.py" in files
 
 
 def test_python_caches_are_ignored_by_dvc():

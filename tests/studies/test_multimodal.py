@@ -180,7 +180,8 @@ def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_pat
     from anipop.artifacts import MinMaxScaler, ModelBundle
     from anipop.config import ImageEncoderParams, TextEncoderParams
     from anipop.embedding.image_encoders import DESCRIPTOR
-    from anipop.modeling.pitch_models import PitchInputs, PitchRegressor
+    from anipop.modeling.features import PitchInputs
+    from anipop.modeling.pitch import new_pitch_model
     from anipop.serving.pitch import Character, Pitch
     from anipop.serving.predict import PitchPredictor
 
@@ -205,9 +206,9 @@ def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_pat
                                half_width=0.1, coverage=0.9, device="cpu")
     training = predictor._pitch_inputs(pitches)  # the served path builds the training rows too: one encoder
     assert training.characters["portrait"][1].sum() == 0 and training.characters["portrait"][0, -1] == 1
-    bundle.model = PitchRegressor("pitch_stack", kinds, cfg, seed=0).fit(training, 0.2 + 0.6 * quality)
+    bundle.model = new_pitch_model("pitch_stack", kinds, cfg, seed=0).fit(training, 0.2 + 0.6 * quality)
     served = [pitch(0, characters=True), pitch(0, characters=False)]
-    assert bundle.model.character_model is not None
+    assert bundle.model.trees.characters.model is not None
     correction = bundle.model.character_correction(predictor._pitch_inputs(served))
     assert np.isfinite(correction[0]) and correction[1] == 0
     scored = predictor.predict(served)
@@ -217,7 +218,7 @@ def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_pat
     assert predictor.ignored_inputs(served) is None  # the characters given were read
     predictor.half_width_with_characters = 0.3
     assert predictor.interval_half_width(served[0]) == 0.3 and predictor.interval_half_width(served[1]) == 0.1
-    bundle.model.character_weight = 0.0  # characters that predicted nothing out of fold: the producer is told
+    bundle.model.trees.characters.weight = 0.0  # characters that predicted nothing out of fold: the producer is told
     assert "the 2 character(s) given did not change the score" in predictor.ignored_inputs(served)
     assert not predictor._pitch_inputs(served).characters  # nor are they embedded for nothing
     assert predictor.interval_half_width(served[0]) == 0.1

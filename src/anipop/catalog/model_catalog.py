@@ -4,7 +4,7 @@ Why one registry of plain data: the config accepts model names (train.models, th
 multimodal ablation's models), the train step picks a fitter and an input type per name, MLflow logs each
 model's hyper-parameters, and the tables mark the baselines. Written once here, with no numpy or torch, so
 config can derive its allowed values from it; the implementations (anipop.modeling.models, anipop.modeling.paper_head,
-anipop.modeling.finetune, anipop.modeling.pitch_models) take their names from here, and train's FITTERS maps each `fitter` to
+anipop.modeling.finetune, anipop.modeling.pitch) take their names from here, and train's FITTERS maps each `fitter` to
 the function that fits it.
 """
 

@@ -19,6 +19,7 @@ from anipop.catalog.input_kinds import CHARACTER_KINDS, EMBEDDINGS_INPUT, PITCH_
 from anipop.config import Params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.modeling.features import build_features
+from anipop.modeling.pitch import reads_characters
 from anipop.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, co
     width is used then).
     """
     if bundle.input_type not in CALIBRATED_INPUTS or not set(bundle.inputs) & set(CHARACTER_KINDS) \
-            or not getattr(bundle.model, "reads_characters", True):
+            or not reads_characters(bundle.model):
         return None  # a model that reads no characters (synopsis, metadata; a pitch model whose character
         # correction has weight 0): one interval for all
     paths = ArtifactPaths.of(params)

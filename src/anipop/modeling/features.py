@@ -184,12 +184,12 @@ def model_inputs(input_type: str, kinds: list[str], anime_ids, anime: pd.DataFra
     """
     if input_type == RAW_INPUT:
         return raw_inputs(anime_ids, anime, characters, raw_dir, kinds, image_size, aggregation)
-    if input_type == PITCH_INPUT:  # synopsis + metadata (+ characters when present) models (anipop.modeling.pitch_models)
+    if input_type == PITCH_INPUT:  # synopsis + metadata (+ characters when present) models (anipop.modeling.pitch)
         return pitch_inputs(anime_ids, anime, embeddings_dir, kinds, aggregation)
     return build_features(embeddings_dir, anime_ids, kinds, aggregation)
 
 
-# The pitch models' inputs (anipop.modeling.pitch_models): built here for the dataset, by the predictor for a pitch.
+# The pitch models' inputs (anipop.modeling.pitch): built here for the dataset, by the predictor for a pitch.
 # The character kinds a pitch model reads when train.pitch.character_feature is on: each main character's
 # description embedding and portrait descriptor (names are left out: a name says who, not what the show is).
 PITCH_CHARACTER_KINDS = ("character_description", IMAGE_KIND)

@@ -212,7 +212,7 @@ def _fit_finetune(name: str, kinds: list[str], data: TrainingData) -> tuple[obje
 def _fit_pitch(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
     """A pitch model; pitch_stack is blended from meta_ridge's and pitch_gbm's fits on the same rows and kinds
     (fitted here if not yet), so train, each CV fold and the temporal backtest fit each part once."""
-    from anipop.modeling.pitch_models import STACK, STACK_PARTS, PitchRegressor
+    from anipop.modeling.pitch import MetaRidge, PitchGBM, PitchStack, new_pitch_model
 
     splits = ("train", "val") if data.params.train.pitch.fit_rows == "train_val" and not data.rows["val"].empty \
         else ("train",)
@@ -220,11 +220,11 @@ def _fit_pitch(name: str, kinds: list[str], data: TrainingData) -> tuple[object,
     def fitted(part: str):
         key = (part, tuple(kinds))
         if key not in data.pitch_fits:
-            data.pitch_fits[key] = PitchRegressor(part, kinds, data.params.train.pitch, data.params.seed).fit(
+            data.pitch_fits[key] = new_pitch_model(part, kinds, data.params.train.pitch, data.params.seed).fit(
                 data.pooled_inputs(splits, PITCH_INPUT, kinds), np.concatenate([data.target[s] for s in splits]))
         return data.pitch_fits[key]
 
-    model = PitchRegressor.blend_of(*(fitted(part) for part in STACK_PARTS)) if name == STACK else fitted(name)
+    model = PitchStack.of(fitted(MetaRidge.name), fitted(PitchGBM.name)) if name == PitchStack.name else fitted(name)
     return model, {}
 
 

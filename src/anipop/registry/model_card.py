@@ -7,6 +7,7 @@ from pathlib import Path
 from anipop.catalog.metrics import markdown_table
 from anipop.catalog.model_catalog import BASELINES
 from anipop.config import Params
+from anipop.modeling.pitch import PitchModel, reads_characters
 from anipop.utils import read_json
 
 _LIMITS = """\
@@ -59,13 +60,14 @@ def reads_lines(bundle) -> list[str]:
     lines = [f"- Reads {', '.join(said) or 'nothing'}."]
     characters = [k for k in kinds if k in CHARACTER_KINDS]
     if characters:
-        if getattr(model, "reads_characters", True):
-            lines.append(f"- Reads {', '.join(_KIND_WORDS[k] for k in characters)} when a pitch gives them "
-                         f"(character correction weight {getattr(model, 'character_weight', 1.0):.3f}).")
+        if reads_characters(model):
+            weight = f" (character correction weight {model.character_weight:.3f})" \
+                if isinstance(model, PitchModel) else ""
+            lines.append(f"- Reads {', '.join(_KIND_WORDS[k] for k in characters)} when a pitch gives them{weight}.")
         else:
             lines.append("- Given main characters and portraits do not move its score: the character correction "
                          "fitted to them has weight 0 (they did not predict what the synopsis leaves out-of-fold).")
-    records = getattr(model, "records", None)
+    records = model.records if isinstance(model, PitchModel) else None
     if records is not None:
         lines.append(f"- Track records of {', '.join(f'`{f}`' for f in records.fields)}: each value's shrunk mean "
                      f"score, anime count and last-{records.recent_years}-years record over the "

@@ -29,6 +29,7 @@ from anipop.modeling.features import (
     PitchInputs,
     features_from_vectors,
 )
+from anipop.modeling.pitch import PitchModel, reads_characters
 from anipop.serving.model_loading import PICKLE_OPT_IN, pickles_allowed
 from anipop.serving.pitch import Pitch, PitchLimits
 from anipop.serving.served_bundle import SERVED_BUNDLE, load_served_bundle, save_served_bundle
@@ -133,15 +134,15 @@ class PitchPredictor:
         """A pitch model's inputs: texts, their embedding when it reads one, metadata (absent = missing), and
         the characters' blocks aggregated by the code the dataset's rows went through (features.assemble): a
         pitch without characters gets the all-zero block and presence 0, as a training anime without them."""
-        model = self.bundle.model
+        model = self.bundle.model  # a PitchModel (None while the rows a model is fitted on are built)
         embedding = None
-        if getattr(model, "uses_embedding", False):
+        if isinstance(model, PitchModel) and model.uses_embedding:
             text, _ = self._encoders
             embedding = text.encode([p.synopsis for p in pitches])
         fields = [k for k in self.bundle.inputs if k in METADATA_FIELDS]
         # no embedding of characters that cannot move the score (a character correction of weight 0)
         character_kinds = [k for k in self.bundle.inputs if k in PITCH_CHARACTER_KINDS] \
-            if getattr(model, "reads_characters", True) else []
+            if reads_characters(model) else []
         characters = {kind: np.vstack([features_from_vectors(self._vectors(p, [kind]), [kind], self.bundle.aggregation)
                                        for p in pitches]) for kind in character_kinds}
         return PitchInputs(synopsis=[p.synopsis for p in pitches], embedding=embedding,
@@ -180,8 +181,9 @@ class PitchPredictor:
     def unknown_values(self, pitch: Pitch) -> dict[str, list[str]]:
         """The pitch's metadata values outside the model's vocabulary (seen fewer than train.pitch.min_count times
         in training): encoded as the field's unknown, which a producer naming a new studio should be told."""
-        encoder = getattr(self.bundle.model, "encoder", None)
-        vocabulary = getattr(encoder, "vocabulary", None) or {}
+        if not isinstance(self.bundle.model, PitchModel):  # only the pitch models read metadata values
+            return {}
+        vocabulary = self.bundle.model.vocabulary
         known = {field: set(vocabulary[field]) for field in pitch.metadata if field in vocabulary}
         return {field: new for field, values in pitch.metadata.items() if field in known
                 and (new := [v for v in values if v not in known[field]])}
@@ -198,9 +200,8 @@ class PitchPredictor:
 
     def reads_characters(self) -> bool:
         """Whether a pitch's characters can move its score: the model reads a character kind and, for a pitch
-        model, fitted a character correction that is not switched off (pitch_models.PitchRegressor)."""
-        return bool(set(self.bundle.inputs) & set(CHARACTER_KINDS)) \
-            and getattr(self.bundle.model, "reads_characters", True)
+        model, fitted a character correction that is not switched off (pitch.PitchModel.reads_characters)."""
+        return bool(set(self.bundle.inputs) & set(CHARACTER_KINDS)) and reads_characters(self.bundle.model)
 
     def interval_half_width(self, pitch: Pitch) -> float:
         """The conformal half-width for the modalities this pitch brings (characters or synopsis only)."""
@@ -271,7 +272,7 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
 
     paths = ArtifactPaths.of(params)
     bundle = load_bundle(bundle_path or paths.primary_bundle)
-    pitch_model = bundle.input_type == PITCH_INPUT  # synopsis + metadata (anipop.modeling.pitch_models)
+    pitch_model = bundle.input_type == PITCH_INPUT  # synopsis + metadata (anipop.modeling.pitch)
     if not pitch_model and not set(bundle.inputs) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
         raise ValueError(f"model {bundle.name} is not embedding-based; only those can score raw pitches")
     predictor = PitchPredictor(

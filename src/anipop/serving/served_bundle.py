@@ -19,6 +19,7 @@ import io
 from pathlib import Path
 
 from anipop.artifacts import ModelBundle, records_apart, with_records
+from anipop.modeling.pitch.legacy import PitchRegressor as FormerPitchModel
 from anipop.utils import atomic_path
 
 # every type outside skops' own safe set (builtins, numpy, scipy.sparse, scikit-learn's estimators) that a bundle
@@ -37,11 +38,16 @@ SERVED_TYPES = (
     "anipop.modeling.models.RidgeRegressor",
     "anipop.modeling.models.TfidfPixelBenchmark",
     "anipop.modeling.paper_head.PaperHeadRegressor",
-    "anipop.modeling.pitch_models.PitchRegressor",
-    "anipop.modeling.pitch_models._CharacterRidge",
-    "anipop.modeling.pitch_models._EmbeddingNeighbours",
-    "anipop.modeling.pitch_models._EmbeddingRidge",
-    "anipop.modeling.pitch_models._TextRidge",
+    "anipop.modeling.pitch.characters.CharacterCorrection",
+    "anipop.modeling.pitch.characters.CharacterRidge",
+    "anipop.modeling.pitch.encoding.PitchEncoding",
+    "anipop.modeling.pitch.legacy.PitchRegressor",
+    "anipop.modeling.pitch.meta_ridge.MetaRidge",
+    "anipop.modeling.pitch.pitch_gbm.PitchGBM",
+    "anipop.modeling.pitch.pitch_stack.PitchStack",
+    "anipop.modeling.pitch.text_models.EmbeddingNeighbours",
+    "anipop.modeling.pitch.text_models.EmbeddingRidge",
+    "anipop.modeling.pitch.text_models.TextRidge",
     "anipop.modeling.text_vectorizer.TfidfVectorizer",
     "anipop.modeling.track_records.TrackRecords",
     "collections.OrderedDict",
@@ -57,10 +63,21 @@ FORMER_MODULES = {
     "anipop.modality": "anipop.modeling.modality",
     "anipop.models": "anipop.modeling.models",
     "anipop.paper_head": "anipop.modeling.paper_head",
-    "anipop.pitch_models": "anipop.modeling.pitch_models",
     "anipop.text_vectorizer": "anipop.modeling.text_vectorizer",
     "anipop.track_records": "anipop.modeling.track_records",
 }
+# the pitch models' former classes, in either former module: the one class switched by name, whose state loads
+# into pitch.legacy and is upgraded to its model's class, and its parts, which kept their state under new names
+_FORMER_PITCH_CLASSES = {
+    "PitchRegressor": "anipop.modeling.pitch.legacy.PitchRegressor",
+    "_CharacterRidge": "anipop.modeling.pitch.characters.CharacterRidge",
+    "_EmbeddingNeighbours": "anipop.modeling.pitch.text_models.EmbeddingNeighbours",
+    "_EmbeddingRidge": "anipop.modeling.pitch.text_models.EmbeddingRidge",
+    "_TextRidge": "anipop.modeling.pitch.text_models.TextRidge",
+}
+FORMER_TYPES = {f"{module}.{former}": current for module in ("anipop.pitch_models", "anipop.modeling.pitch_models")
+                for former, current in _FORMER_PITCH_CLASSES.items()}
+_FORMER_MODULE_NAMES = set(FORMER_MODULES) | {former.rsplit(".", 1)[0] for former in FORMER_TYPES}
 SERVED_BUNDLE = "model.skops"  # a served predictor folder's bundle (its records: model.records.parquet)
 
 
@@ -97,6 +114,8 @@ def load_served_bundle(path: str | Path) -> ModelBundle:
     except Exception as err:  # noqa: BLE001 - a corrupt or foreign file: one line, not a traceback
         raise ValueError(f"{path.name}: not a readable anipop model ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+    if isinstance(bundle.model, FormerPitchModel):  # registered before each pitch model had its class
+        bundle.model = bundle.model.upgrade()
     return with_records(bundle, path, path.name)
 
 
@@ -111,20 +130,27 @@ def _check_types(data: bytes, path: Path) -> None:
 
 
 def _with_current_module_names(data: bytes) -> bytes:
-    """`data` with the types' former modules (FORMER_MODULES) renamed, rewritten only where one occurs: the
-    schema is plain JSON, and the translated names then go through the same audit as any other."""
+    """`data` with the types' former names (FORMER_TYPES, then FORMER_MODULES) renamed, rewritten only where one
+    occurs: the schema is plain JSON, and the translated names then go through the same audit as any other."""
     import json
     import zipfile
 
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         schema_text = archive.read("schema.json").decode("utf-8")
-        if not any(f'"{former}"' in schema_text for former in FORMER_MODULES):
+        if not any(f'"{former}"' in schema_text for former in _FORMER_MODULE_NAMES):
             return data
 
         def renamed(node: object) -> object:
             if isinstance(node, dict):
-                return {key: (FORMER_MODULES.get(value, value) if key == "__module__" else renamed(value))
-                        for key, value in node.items()}
+                node = {key: renamed(value) for key, value in node.items()}
+                module = node.get("__module__")
+                if isinstance(module, str):
+                    current = FORMER_TYPES.get(f"{module}.{node.get('__class__')}")
+                    if current is not None:
+                        node["__module__"], node["__class__"] = current.rsplit(".", 1)
+                    else:
+                        node["__module__"] = FORMER_MODULES.get(module, module)
+                return node
             return [renamed(item) for item in node] if isinstance(node, list) else node
 
         out = io.BytesIO()
