@@ -15,6 +15,24 @@ REAL_DATA = (REPO_ROOT / "params.yaml").parent / load_params(PARAMS_FILE).ingest
 # the real main-characters sample (characters.csv.gz + portraits/); tests opt in to it: params_in leaves it out
 CHARACTERS_SAMPLE = REPO_ROOT / (load_params(PARAMS_FILE).ingest.characters_dir or "missing-characters-sample")
 
+
+
+def knobs(section: str, **update):
+    """A section of the repo's params.yaml (dotted, e.g. "embed.image"), validated with `update`: params.yaml is the
+    only place knobs have values, so a test that needs one section starts from it and says what it changes."""
+    current = load_params(PARAMS_FILE)
+    for name in section.split("."):
+        current = getattr(current, name)
+    return type(current).model_validate({**current.model_dump(), **update})
+
+
+def request_limits():
+    """The request limits params.yaml sets (serving + prepare.max_synopsis_chars), as a logged model saves them."""
+    from anipop.serving.predict import configured_limits
+
+    return configured_limits(load_params(PARAMS_FILE))
+
+
 # fixtures shared by several test folders, as plugins: a test names them as arguments, nothing imports them
 pytest_plugins = ["fixtures_jikan"]
 

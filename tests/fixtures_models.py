@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from conftest import params_in
+from conftest import knobs, params_in
 from PIL import Image
 
-from anipop.config import EmbedProfile, ImageEncoderParams, Params, TextEncoderParams
+from anipop.config import EmbedProfile, Params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, write_table
 
 WORDS = ("a girl boy hero village sword magic school robot space ship dragon love war friend city night sea "
@@ -98,6 +98,8 @@ def write_prepared(params: Params, n_anime: int, chars_per_anime: int = 0) -> No
 def embed_params(tmp_path: Path, text: dict, image: dict | None = None, **embed: object) -> Params:
     """params_in with a `test` profile holding the given text and image encoder settings."""
     base = params_in(tmp_path)
-    profile = EmbedProfile(text=TextEncoderParams(**text), image=ImageEncoderParams(**(image or {})))
+    # the settings the test names over params.yaml's, on eager torch unless it names a runtime
+    profile = EmbedProfile(text=knobs("embed.text", **{"cpu_runtime": "torch", **text}),
+                           image=knobs("embed.image", **(image or {})))
     return params_in(tmp_path, embed={"profile": "test", "profiles": {**base.embed.profiles, "test": profile},
                                       **embed})

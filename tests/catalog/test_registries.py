@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing
 
 import pytest
+from conftest import knobs
 from pydantic import ValidationError
 
 from anipop.catalog.input_kinds import EMBEDDED_KINDS, INPUT_SETS, INPUT_TYPES, KINDS, PITCH_METADATA_KINDS
@@ -54,4 +55,4 @@ def test_the_embed_step_features_and_predict_read_one_list_of_kinds():
 def test_the_config_accepts_the_registered_sources_only():
     assert allowed(IngestParams.model_fields["source"]) == set(SOURCES)
     with pytest.raises(ValidationError, match="source"):
-        IngestParams(local_path="x", source="web")
+        knobs("ingest", source="web")

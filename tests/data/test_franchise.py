@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import knobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +12,7 @@ from anipop.config import FranchiseParams, SplitRatios
 from anipop.data.franchise import franchise_groups, rare_names, title_base
 from anipop.data.prepare import assign_split
 
-RULES = FranchiseParams()
+RULES = knobs("prepare.franchise")
 
 
 @pytest.mark.parametrize("titles", [
@@ -72,7 +73,7 @@ def test_common_capitalised_words_are_not_names():
 def test_a_name_in_too_many_anime_links_nothing():
     synopsis = "Akira Kurosawa is mentioned here once more in this story about the films of old Japan cinema."
     anime = _frame([(i, f"Show{'x' * i} Unrelated", synopsis) for i in range(1, 12)])
-    groups = franchise_groups(anime, NO_CHARACTERS, FranchiseParams(name_max_anime=8))
+    groups = franchise_groups(anime, NO_CHARACTERS, knobs("prepare.franchise", name_max_anime=8))
     assert groups.nunique() == 11
 
 

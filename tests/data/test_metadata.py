@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import params_in
+from conftest import params_in, request_limits
 from fixtures_mal import mal_row, write_mal_csv
 
 from anipop.data.metadata import (
@@ -119,11 +119,11 @@ def test_pitch_accepts_metadata_and_unknown_values():
     frame = pd.DataFrame({"synopsis": ["A detective and a ghost solve crimes in a rainy harbour town."],
                           "genres": ["Mystery, Supernatural"], "studios": ['["A Studio Nobody Knows"]'],
                           "type": ["TV"], "year": ["2027"]})
-    pitch = parse_pitches(frame)[0]
+    pitch = parse_pitches(frame, request_limits())[0]
     assert pitch.metadata == {"genres": ["Mystery", "Supernatural"], "studios": ["A Studio Nobody Knows"],
                               "type": ["TV"]}
     assert pitch.year == 2027.0
-    assert parse_pitches(frame[["synopsis"]])[0].metadata == {}  # every metadata field is optional
+    assert parse_pitches(frame[["synopsis"]], request_limits())[0].metadata == {}  # every metadata field is optional
 
 
 @pytest.mark.parametrize(("column", "value", "message"), [
@@ -134,7 +134,7 @@ def test_pitch_accepts_metadata_and_unknown_values():
 ])
 def test_misspelt_or_bad_metadata_fields_are_rejected(column, value, message):
     with pytest.raises(PitchError, match=re.escape(message)):
-        parse_pitches(pd.DataFrame({"synopsis": ["A story."], column: [value]}))
+        parse_pitches(pd.DataFrame({"synopsis": ["A story."], column: [value]}), request_limits())
 
 
 def test_great_expectations_catch_unparsed_metadata(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import params_in
+from conftest import params_in, request_limits
 
 from anipop.data.prepare import run_prepare
 from anipop.data.schema import PREPARED_ANIME, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table, write_table
@@ -49,11 +49,11 @@ def test_prepare_strips_credits_and_counts_them(tmp_path):
 def test_a_pitch_is_cleaned_like_the_training_text():
     frame = pd.DataFrame({"synopsis": [f"{STORY} (Source: ANN)"],
                           "characters": ['[{"name": "Kaede", "description": "a tired hunter [Written by MAL Rewrite]"}]']})
-    pitch = parse_pitches(frame)[0]
+    pitch = parse_pitches(frame, request_limits())[0]
     assert pitch.synopsis == STORY
     assert pitch.characters[0].description == "a tired hunter"
 
 
 def test_a_pitch_that_is_only_a_credit_is_empty():
     with pytest.raises(PitchError, match="row 0, field 'synopsis': empty"):
-        parse_pitches(pd.DataFrame({"synopsis": ["(Source: ANN)"]}))
+        parse_pitches(pd.DataFrame({"synopsis": ["(Source: ANN)"]}), request_limits())

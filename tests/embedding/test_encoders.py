@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import knobs
 from fixtures_models import build_tiny_bert, build_tiny_gpt2, build_tiny_resnet, sentence, write_portrait
 from PIL import Image
 
-from anipop.config import ImageEncoderParams
 from anipop.data.images import open_rgb
 from anipop.embedding.encoders import (
     EncoderUnavailable,
@@ -94,7 +94,7 @@ def test_packaged_text_model_loads_offline():
 
 
 def test_descriptor_is_deterministic_with_the_right_dim(tmp_path):
-    encoder = load_image_encoder(ImageEncoderParams(model=DESCRIPTOR, histogram_bins=8, thumbnail_size=4), CPU)
+    encoder = load_image_encoder(knobs("embed.image", model=DESCRIPTOR, histogram_bins=8, thumbnail_size=4), CPU)
     images = [open_rgb(write_portrait(tmp_path / f"{i}.png", seed=i)) for i in range(3)]
     first, again = encoder.encode(images), encoder.encode(images)
     assert first.shape == (3, 3 * 8 + 3 * 4 * 4) == (3, encoder.dim)
@@ -107,7 +107,7 @@ def test_descriptor_is_deterministic_with_the_right_dim(tmp_path):
 
 
 def test_tiny_resnet_saved_model_loads_through_the_resnet_path(tiny_resnet, tmp_path):
-    cfg = ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2", weights_path=tiny_resnet)
+    cfg = knobs("embed.image", model="resnet50", weights="IMAGENET1K_V2", weights_path=tiny_resnet)
     encoder = load_image_encoder(cfg, CPU)
     assert encoder.dim == 2048 and isinstance(encoder.model.fc, torch.nn.Identity)
     assert encoder.transform.crop_size == [224]  # the weights' own preprocessing
@@ -124,7 +124,7 @@ def test_state_dict_file_loads_into_the_named_architecture(tmp_path):
     torch.manual_seed(1)
     reference = resnet18().eval()
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
-    cfg = ImageEncoderParams(model="resnet18", weights="IMAGENET1K_V1", weights_path=tmp_path / "resnet18.pth")
+    cfg = knobs("embed.image", model="resnet18", weights="IMAGENET1K_V1", weights_path=tmp_path / "resnet18.pth")
     encoder = load_image_encoder(cfg, CPU)
     image = open_rgb(write_portrait(tmp_path / "p.png", seed=3))
     reference.fc = torch.nn.Identity()
@@ -135,28 +135,28 @@ def test_state_dict_file_loads_into_the_named_architecture(tmp_path):
 
 def test_state_dict_of_another_architecture_is_refused(tiny_resnet, tmp_path):
     torch.save(torch.load(tiny_resnet, weights_only=False).state_dict(), tmp_path / "tiny_state.pth")
-    cfg = ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2", weights_path=tmp_path / "tiny_state.pth")
+    cfg = knobs("embed.image", model="resnet50", weights="IMAGENET1K_V2", weights_path=tmp_path / "tiny_state.pth")
     with pytest.raises(EncoderUnavailable, match="tiny_state.pth: does not match the resnet50 architecture"):
         load_image_encoder(cfg, CPU)
 
 
 def test_missing_resnet_weights_say_where_and_how(tmp_path, monkeypatch):
-    cfg = ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2", weights_path=tmp_path / "absent.pth")
+    cfg = knobs("embed.image", model="resnet50", weights="IMAGENET1K_V2", weights_path=tmp_path / "absent.pth")
     with pytest.raises(EncoderUnavailable, match=r"absent\.pth does not exist.*weights_path"):
         load_image_encoder(cfg, CPU)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(EncoderUnavailable) as err:
-        load_image_encoder(ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2"), CPU)
+        load_image_encoder(knobs("embed.image", model="resnet50", weights="IMAGENET1K_V2"), CPU)
     message = str(err.value)
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth") in message
     assert "TORCH_HOME" in message and "weights_path" in message
     with pytest.raises(EncoderUnavailable, match="random weights are never used"):
-        load_image_encoder(ImageEncoderParams(model="resnet50"), CPU)
+        load_image_encoder(knobs("embed.image", model="resnet50"), CPU)
     with pytest.raises(EncoderUnavailable, match="not one of"):
-        load_image_encoder(ImageEncoderParams(model="resnet50", weights="IMAGENET9K"), CPU)
+        load_image_encoder(knobs("embed.image", model="resnet50", weights="IMAGENET9K"), CPU)
     with pytest.raises(EncoderUnavailable, match="neither"):
-        load_image_encoder(ImageEncoderParams(model="no-such-net"), CPU)
+        load_image_encoder(knobs("embed.image", model="no-such-net"), CPU)
 
 
 def test_device_and_dtype_choice():
@@ -246,12 +246,11 @@ def test_a_saved_predictor_ships_its_onnx_graph_and_embeds_with_it_unbuilt(tiny_
 
     import anipop.embedding.onnx_text as onnx_text
     from anipop.artifacts import MinMaxScaler, ModelBundle
-    from anipop.config import TextEncoderParams
     from anipop.modeling.models import RidgeRegressor
     from anipop.serving.pitch import Pitch
     from anipop.serving.predict import SHIPPED_GRAPHS, PitchPredictor
 
-    text = TextEncoderParams(model=str(tiny_bert), cpu_runtime="onnx-int8")
+    text = knobs("embed.text", model=str(tiny_bert), cpu_runtime="onnx-int8")
     project_graphs = tmp_path / "project-onnx"
     encoder = load_text_encoder(str(tiny_bert), CPU, cpu_runtime="onnx-int8", onnx_dir=project_graphs)
     texts = [sentence(1, 5), sentence(2, 40)]
@@ -259,7 +258,7 @@ def test_a_saved_predictor_ships_its_onnx_graph_and_embeds_with_it_unbuilt(tiny_
     bundle = ModelBundle(name="ridge", model=RidgeRegressor(1.0, 0).fit(x, np.linspace(0, 1, 20)),
                          inputs=["synopsis"], input_set="synopsis", input_type="embeddings", train_mean=0.5,
                          aggregation="mean", image_size=8, feature_dim=encoder.dim)
-    predictor = PitchPredictor(bundle=bundle, text=text, image=ImageEncoderParams(model=DESCRIPTOR),
+    predictor = PitchPredictor(bundle=bundle, text=text, image=knobs("embed.image", model=DESCRIPTOR),
                                scaler=MinMaxScaler(1.0, 10.0), half_width=0.5, coverage=0.9, device="cpu",
                                onnx_dir=str(project_graphs))
     predictor.save(tmp_path / "saved", ship_text_graph=True)
@@ -284,7 +283,6 @@ def test_a_shipped_graph_of_other_tool_versions_is_rebuilt_outside_the_model_fol
     built in the temp folder, and the model's folder (read-only where served) is left as it was."""
     import anipop.serving.predict as predict
     from anipop.artifacts import MinMaxScaler, ModelBundle
-    from anipop.config import TextEncoderParams
     from anipop.modeling.models import RidgeRegressor
     from anipop.serving.pitch import Pitch
     from anipop.serving.predict import SHIPPED_GRAPHS, PitchPredictor
@@ -295,8 +293,8 @@ def test_a_shipped_graph_of_other_tool_versions_is_rebuilt_outside_the_model_fol
     bundle = ModelBundle(name="ridge", model=RidgeRegressor(1.0, 0).fit(x, np.linspace(0, 1, 20)),
                          inputs=["synopsis"], input_set="synopsis", input_type="embeddings", train_mean=0.5,
                          aggregation="mean", image_size=8, feature_dim=encoder.dim)
-    PitchPredictor(bundle=bundle, text=TextEncoderParams(model=str(tiny_bert), cpu_runtime="onnx-int8"),
-                   image=ImageEncoderParams(model=DESCRIPTOR), scaler=MinMaxScaler(1.0, 10.0), half_width=0.5,
+    PitchPredictor(bundle=bundle, text=knobs("embed.text", model=str(tiny_bert), cpu_runtime="onnx-int8"),
+                   image=knobs("embed.image", model=DESCRIPTOR), scaler=MinMaxScaler(1.0, 10.0), half_width=0.5,
                    coverage=0.9, device="cpu", onnx_dir=str(project_graphs)).save(tmp_path / "saved",
                                                                                  ship_text_graph=True)
     (key_dir,) = (tmp_path / "saved" / SHIPPED_GRAPHS).iterdir()

@@ -7,11 +7,11 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import knobs
 from fixtures_models import build_tiny_bert, build_tiny_gpt2, sentence
 from fixtures_training import toy_params, write_toy_dataset
 
 from anipop.artifacts import load_bundle
-from anipop.config import FinetuneParams
 from anipop.modeling.finetune import (
     EncoderRegressor,
     FinetunedRegressor,
@@ -70,7 +70,7 @@ def learnable(count: int = 48) -> tuple[list[str], np.ndarray]:
 def test_training_learns_counts_steps_with_accumulation_and_stores_a_model_that_predicts_the_same(tiny_bert,
                                                                                                    tmp_path):
     texts, target = learnable()
-    cfg = FinetuneParams(epochs=4, batch_size=4, accumulation=3, learning_rate=3e-3, max_length=32, threads=1)
+    cfg = knobs("train.finetune", epochs=4, batch_size=4, accumulation=3, learning_rate=3e-3, max_length=32, threads=1)
     tokenizer, encoder = load_pretrained(str(tiny_bert))
     torch.manual_seed(0)
     model = EncoderRegressor(encoder, cfg.pooling, cfg.padding_side)
@@ -122,7 +122,7 @@ def test_backtest_leaves_finetune_out_unless_asked(tmp_path):
 def test_a_non_finite_loss_stops_the_fit_with_a_clear_error(tiny_bert):
     """A NaN model must never be stored and scored as if it had trained (seen with a GPT-2-size model on a GPU)."""
     texts, target = learnable()
-    cfg = FinetuneParams(epochs=1, batch_size=4, max_length=32, threads=1)
+    cfg = knobs("train.finetune", epochs=1, batch_size=4, max_length=32, threads=1)
     tokenizer, encoder = load_pretrained(str(tiny_bert))
     model = EncoderRegressor(encoder, cfg.pooling, cfg.padding_side)
     target = np.asarray(target, dtype=np.float64)

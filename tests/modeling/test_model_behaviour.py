@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import knobs
 
 from anipop.artifacts import load_embeddings, save_embeddings
-from anipop.config import NetworkParams, NetworkShape
+from anipop.config import NetworkShape
 from anipop.modeling.features import build_features
 from anipop.modeling.models import RidgeRegressor, TfidfPixelBenchmark
 from anipop.modeling.train import fit_network
 
 SHAPE = NetworkShape(hidden=(32, 16), dropout=0.0)
-FAST = NetworkParams(learning_rate=0.01, max_epochs=60, patience=10, batch_size=32, threads=1)
+FAST = knobs("train.network", learning_rate=0.01, max_epochs=60, patience=10, batch_size=32, threads=1)
 
 
 def linear_task(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

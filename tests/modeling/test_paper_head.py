@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import knobs
 from fixtures_training import toy_params, write_toy_dataset
 from torch import nn
 
 from anipop.artifacts import load_bundle
-from anipop.config import PaperHeadParams
 from anipop.evaluation.backtest import run_backtest
 from anipop.modeling.paper_head import PaperHead, fit_paper_head
 from anipop.modeling.train import run_train
@@ -54,7 +54,7 @@ def test_fit_uses_the_authors_schedule_and_keeps_the_last_epoch_unless_told():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 5)).astype(np.float32)
     y = (0.5 + 0.1 * x[:, 0]).clip(0, 1)
-    cfg = PaperHeadParams(epochs=3, threads=1)
+    cfg = knobs("train.paper_head", epochs=3, threads=1)
     model, history = fit_paper_head(x, y, synopsis_dim=3, cfg=cfg, seed=1, monitor={"val": (x[:16], y[:16])})
     assert history["epochs_run"] == 3 and history["best_epoch"] == 3 and len(history["val_loss"]) == 3
     assert model.synopsis_dim == 3 and model.character_dim == 2

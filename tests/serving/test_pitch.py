@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import request_limits
 from PIL import Image
 
 from anipop.serving.pitch import (
@@ -21,6 +22,11 @@ from anipop.serving.pitch import (
 )
 
 SYNOPSIS = "Two rival chefs open restaurants on the same street of a sleepy harbour town."
+
+
+def knobs_limits(**update) -> PitchLimits:
+    """params.yaml's request limits with `update` (a tighter bound to hit)."""
+    return PitchLimits.model_validate({**request_limits().model_dump(), **update})
 
 
 def _png_bytes(colour=(10, 120, 200)) -> bytes:
@@ -37,7 +43,7 @@ def test_pitch_with_characters_from_base64_and_data_uri(tmp_path):
         {"name": "Mio", "description": "the critic", "image": f"data:image/png;base64,{encoded}"},
         {"name": "Sora", "description": "no portrait"},
     ]
-    (pitch,) = parse_pitches(pd.DataFrame({"synopsis": [SYNOPSIS], "characters": [json.dumps(characters)]}))
+    (pitch,) = parse_pitches(pd.DataFrame({"synopsis": [SYNOPSIS], "characters": [json.dumps(characters)]}), request_limits())
     assert pitch.synopsis == SYNOPSIS
     assert [c.name for c in pitch.characters] == ["Aoi", "Ren", "Mio", "Sora"]
     assert pitch.characters[0].portrait.size == (6, 9)
@@ -46,7 +52,7 @@ def test_pitch_with_characters_from_base64_and_data_uri(tmp_path):
 
 
 def test_characters_column_is_optional():
-    (pitch,) = parse_pitches(pd.DataFrame({"synopsis": [SYNOPSIS]}))
+    (pitch,) = parse_pitches(pd.DataFrame({"synopsis": [SYNOPSIS]}), request_limits())
     assert pitch.characters == []
 
 
@@ -64,7 +70,7 @@ def test_characters_column_is_optional():
 ])
 def test_bad_input_names_row_and_field(frame, message):
     with pytest.raises(PitchError, match=message):
-        parse_pitches(frame)
+        parse_pitches(frame, request_limits())
 
 
 def test_bad_base64_bytes(tmp_path):
@@ -92,7 +98,7 @@ def test_a_server_path_is_never_opened_and_answers_alike(path):
     frame = pd.DataFrame({"synopsis": [SYNOPSIS],
                           "characters": [json.dumps([{"name": "A", "description": "d", "image": path}])]})
     with pytest.raises(PitchError) as raised:
-        parse_pitches(frame)
+        parse_pitches(frame, request_limits())
     assert str(raised.value) == ("row 0, field 'characters[0].image': not base64 image data or a data: URI "
                                  "(file paths are not accepted; send the image's bytes)")
 
@@ -102,8 +108,8 @@ def test_image_files_reach_a_pitch_only_through_the_cli_helper(tmp_path):
     frame = pd.DataFrame({"synopsis": [SYNOPSIS], "characters": [json.dumps(
         [{"name": "Aoi", "description": "a chef", "image_path": "hero.png"}])]})
     with pytest.raises(PitchError, match=r"unknown key\(s\) \['image_path'\]"):
-        parse_pitches(frame)  # what a REST client would get
-    (pitch,) = parse_pitches(inline_image_files(frame, base=tmp_path))
+        parse_pitches(frame, request_limits())  # what a REST client would get
+    (pitch,) = parse_pitches(inline_image_files(frame, base=tmp_path), request_limits())
     assert pitch.characters[0].portrait.size == (6, 9)
 
 
@@ -112,20 +118,20 @@ def _pitch(synopsis=SYNOPSIS, characters=()):
 
 
 @pytest.mark.parametrize("frame, limits, message", [
-    (_pitch("x" * 101), PitchLimits(max_synopsis_chars=100),
+    (_pitch("x" * 101), knobs_limits(max_synopsis_chars=100),
      r"row 0, field 'synopsis': 101 characters exceed the limit prepare.max_synopsis_chars = 100"),
     (_pitch(characters=[{"name": f"c{i}", "description": "d"} for i in range(4)]),
-     PitchLimits(max_characters_per_pitch=3), r"4 characters exceed the limit serving.max_characters_per_pitch = 3"),
+     knobs_limits(max_characters_per_pitch=3), r"4 characters exceed the limit serving.max_characters_per_pitch = 3"),
     (_pitch(characters=[{"name": "A", "description": "d", "image": base64.b64encode(_png_bytes()).decode()}]),
-     PitchLimits(max_image_pixels=50), r"54 pixels exceeds the 50 pixel limit .*serving.max_image_pixels"),
+     knobs_limits(max_image_pixels=50), r"54 pixels exceeds the 50 pixel limit .*serving.max_image_pixels"),
     (_pitch(characters=[{"name": f"c{i}", "description": "d", "image": base64.b64encode(_png_bytes()).decode()}
                         for i in range(3)]),
-     PitchLimits(max_request_pixels=150), r"characters\[2\].image': 54 pixels exceed .*serving.max_request_pixels = 150"),
-    (_pitch("y" * 2000), PitchLimits(max_request_bytes=1000),
+     knobs_limits(max_request_pixels=150), r"characters\[2\].image': 54 pixels exceed .*serving.max_request_pixels = 150"),
+    (_pitch("y" * 2000), knobs_limits(max_request_bytes=1000),
      r"request of \d+ bytes exceeds the limit serving.max_request_bytes = 1000"),
-    (pd.DataFrame({"synopsis": [SYNOPSIS] * 3}), PitchLimits(max_pitches_per_request=2),
+    (pd.DataFrame({"synopsis": [SYNOPSIS] * 3}), knobs_limits(max_pitches_per_request=2),
      r"3 pitches exceed the limit serving.max_pitches_per_request = 2"),
-    (pd.DataFrame({"synopsis": [SYNOPSIS], "characters": ["[" * 100_000 + "]" * 100_000]}), PitchLimits(),
+    (pd.DataFrame({"synopsis": [SYNOPSIS], "characters": ["[" * 100_000 + "]" * 100_000]}), request_limits(),
      r"row 0, field 'characters': JSON nested too deeply"),
 ])
 def test_limits_are_named_when_exceeded(frame, limits, message):

@@ -6,6 +6,7 @@ import logging
 
 import pandas as pd
 import pytest
+from conftest import request_limits
 
 from anipop.serving.pitch import PitchError, parse_pitches
 from anipop.sources.parsing import ParseError, parse_id
@@ -15,11 +16,11 @@ from anipop.utils import redact_log_records
 @pytest.mark.parametrize("synopsis", ["\u200b\u200c\u2060", "\x01\x02\x7f", "NA", "n/a", " None ", "?!..."])
 def test_a_synopsis_without_a_story_is_refused(synopsis):
     with pytest.raises(PitchError, match="row 0, field 'synopsis'"):
-        parse_pitches(pd.DataFrame({"synopsis": [synopsis]}))
+        parse_pitches(pd.DataFrame({"synopsis": [synopsis]}), request_limits())
 
 
 def test_a_short_real_synopsis_is_still_scored():
-    assert parse_pitches(pd.DataFrame({"synopsis": ["Na-chan's café opens."]}))[0].synopsis == "Na-chan's café opens."
+    assert parse_pitches(pd.DataFrame({"synopsis": ["Na-chan's café opens."]}), request_limits())[0].synopsis == "Na-chan's café opens."
 
 
 @pytest.mark.parametrize("value", ["1e3", "1,000", "0x10", "٣", "+5", "1.0 "])

@@ -12,10 +12,10 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from conftest import request_limits
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 
-from anipop.serving.pitch import PitchLimits
 from anipop.serving.served_pyfunc import PitchModel
 
 
@@ -27,7 +27,7 @@ class ServedPitchModel:
 
     def __init__(self):
         self.python_model = PitchModel()
-        self.python_model.predictor = SimpleNamespace(limits=PitchLimits(), predict=lambda pitches: None)
+        self.python_model.predictor = SimpleNamespace(limits=request_limits(), predict=lambda pitches: None)
 
     def predict(self, data, params=None):
         return self.python_model.predict(None, data, params)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import knobs
 from fixtures_jikan import (  # noqa: E402
     BASE_URL,
     CDN,
@@ -21,7 +22,7 @@ from fixtures_jikan import (  # noqa: E402
     mock_jikan,
 )
 
-from anipop.config import ConfigError, JikanParams, load_params  # noqa: E402
+from anipop.config import ConfigError, load_params  # noqa: E402
 from anipop.sources import IngestIncomplete  # noqa: E402
 from anipop.sources.httpclient import CachedClient  # noqa: E402
 from anipop.sources.jikan import JikanSource, anime_row, given_family, jikan_score  # noqa: E402
@@ -117,7 +118,7 @@ def test_the_ingest_command_exits_non_zero_with_the_summary(router, tmp_path, mo
     mock = mock_jikan(router, specs(2))
     mock.fail("characters:1", *[httpx.Response(500)] * 50)
     fast = {"max_retries": 1, "max_failure_share": 0.1, "requests_per_second": 1000, "requests_per_minute": 10000}
-    params = params_in(tmp_path, ingest={"source": "jikan", "jikan": JikanParams(**fast)})  # a real clock here: no waiting
+    params = params_in(tmp_path, ingest={"source": "jikan", "jikan": knobs("ingest.jikan", **fast)})  # a real clock here: no waiting
     params_file = tmp_path / "params.yaml"
     import yaml
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import CHARACTERS_SAMPLE, params_in
+from conftest import CHARACTERS_SAMPLE, knobs, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
 from PIL import Image
 
@@ -61,7 +61,6 @@ def test_real_portraits_go_through_the_resnet50_path(tmp_path):
     import torch
     from torchvision.models import resnet50
 
-    from anipop.config import ImageEncoderParams
     from anipop.embedding.image_encoders import load_image_encoder
 
     result = read_local_characters(CHARACTERS_SAMPLE, {1, 46095}, tmp_path / "raw")
@@ -72,7 +71,7 @@ def test_real_portraits_go_through_the_resnet50_path(tmp_path):
     torch.manual_seed(0)
     reference = resnet50().eval()
     torch.save(reference.state_dict(), tmp_path / "resnet50.pth")
-    encoder = load_image_encoder(ImageEncoderParams(model="resnet50", weights="IMAGENET1K_V2",
+    encoder = load_image_encoder(knobs("embed.image", model="resnet50", weights="IMAGENET1K_V2",
                                                     weights_path=tmp_path / "resnet50.pth"), torch.device("cpu"))
     features = encoder.encode(images)
     reference.fc = torch.nn.Identity()

@@ -7,7 +7,7 @@ import json
 
 import httpx
 import pytest
-from conftest import REAL_DATA, REPO_ROOT
+from conftest import REAL_DATA, REPO_ROOT, request_limits
 from fixtures_jikan import AnimeSpec, CharacterSpec, anime_staff, mock_jikan
 
 from anipop.data.metadata import parse_table
@@ -79,7 +79,7 @@ def test_pitches_with_and_without_staff_parse_and_award_winning_is_dropped_with_
     pitches = parse_pitches(pd.DataFrame({
         "synopsis": ["A detective and a dragon solve crimes on a summer island.", "A quiet story."],
         "staff": ["Shinichiro Watanabe, Yoko Kanno", None], "cast": ['["Megumi Hayashibara"]', None],
-        "genres": ["Action, Award Winning", "Drama"], "duration": ["24", None]}))
+        "genres": ["Action, Award Winning", "Drama"], "duration": ["24", None]}), request_limits())
     assert pitches[0].metadata["staff"] == ["Shinichiro Watanabe", "Yoko Kanno"] and pitches[1].metadata["staff"] == []
     assert pitches[0].metadata["genres"] == ["Action"] and pitches[0].post_release == ["genres: Award Winning"]
     assert pitches[0].duration == 24.0 and pitches[1].duration is None

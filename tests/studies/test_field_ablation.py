@@ -8,10 +8,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import knobs
 from fixtures_training import toy_params, write_toy_dataset
 
 from anipop.artifacts import ArtifactPaths
-from anipop.config import FieldAblationParams, Params
+from anipop.config import Params
 from anipop.data.schema import PREPARED_ANIME, read_table, write_table
 from anipop.evaluation.backtest import run_backtest
 from anipop.studies.field_ablation import check_plan, run_field_ablation
@@ -25,7 +26,7 @@ def _params(tmp_path, **ablation) -> Params:
     raw = toy_params(tmp_path, model="ridge", models=("ridge",), ablations=()).model_dump()
     raw["train"]["pitch"].update(min_count=2, tfidf_max_features=200)
     raw["evaluate"].update(cv_folds=3, bootstrap_samples=0)
-    raw["field_ablation"] = {"input_sets": SETS, "models": ("meta_ridge", "ridge")} | ablation
+    raw["field_ablation"] |= {"input_sets": SETS, "models": ("meta_ridge", "ridge")} | ablation
     return Params.model_validate(raw)
 
 
@@ -162,8 +163,8 @@ def test_the_plan_and_its_config_are_checked_before_any_fit(tmp_path):
     for bad in ({"input_sets": ("studios", "studios")}, {"models": ("finetune",)}, {"input_sets": ("studio",)},
                 {"models": ()}):
         with pytest.raises(ValueError):
-            FieldAblationParams.model_validate(bad)
-    assert FieldAblationParams.model_validate({"enabled": False, "models": ()}).models == ()
+            knobs("field_ablation", **bad)
+    assert knobs("field_ablation", enabled=False, models=()).models == ()
 
 
 def test_switched_off_it_still_writes_its_outputs(tmp_path):

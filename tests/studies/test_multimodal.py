@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import knobs, request_limits
 from fixtures_training import toy_params, write_toy_dataset
 
 from anipop.artifacts import load_embeddings, save_embeddings
@@ -110,7 +111,7 @@ def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters
     from anipop.artifacts import MinMaxScaler, ModelBundle
     from anipop.evaluation.calibration import conformal_half_width, conformal_half_width_with_characters
     from anipop.modeling.models import RidgeRegressor
-    from anipop.serving.pitch import Character, Pitch, PitchLimits
+    from anipop.serving.pitch import Character, Pitch
     from anipop.serving.predict import PitchPredictor
 
     params = toy_params(tmp_path)
@@ -131,7 +132,7 @@ def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters
     assert conformal_half_width_with_characters(params, replace(bundle, inputs=["synopsis"]), 0.9) is None
     predictor = PitchPredictor(bundle=bundle, text=params.embed.text, image=params.embed.image,
                                scaler=MinMaxScaler(1.0, 10.0), half_width=overall, coverage=0.9,
-                               limits=PitchLimits(), half_width_with_characters=with_chars)
+                               limits=request_limits(), half_width_with_characters=with_chars)
     predictor.save(tmp_path / "predictor")
     loaded = PitchPredictor.from_dir(tmp_path / "predictor")
     hero = Character(name="A", description="brave")
@@ -178,7 +179,6 @@ def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_pat
     from PIL import Image
 
     from anipop.artifacts import MinMaxScaler, ModelBundle
-    from anipop.config import ImageEncoderParams, TextEncoderParams
     from anipop.embedding.image_encoders import DESCRIPTOR
     from anipop.modeling.features import PitchInputs
     from anipop.modeling.pitch import new_pitch_model
@@ -201,8 +201,8 @@ def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_pat
         "gbm_n_estimators": 30, "stack_folds": 3, "gbm_min_child_samples": 3, "min_count": 1})
     bundle = ModelBundle(name="pitch_stack", model=None, inputs=kinds, input_set="all_inputs", input_type="pitch",
                          train_mean=0.5, aggregation="mean", image_size=8)
-    predictor = PitchPredictor(bundle=bundle, text=TextEncoderParams(model=str(build_tiny_bert(tmp_path / "bert"))),
-                               image=ImageEncoderParams(model=DESCRIPTOR), scaler=MinMaxScaler(1.0, 10.0),
+    predictor = PitchPredictor(bundle=bundle, text=knobs("embed.text", model=str(build_tiny_bert(tmp_path / "bert")), cpu_runtime="torch"),
+                               image=knobs("embed.image", model=DESCRIPTOR), scaler=MinMaxScaler(1.0, 10.0),
                                half_width=0.1, coverage=0.9, device="cpu")
     training = predictor._pitch_inputs(pitches)  # the served path builds the training rows too: one encoder
     assert training.characters["portrait"][1].sum() == 0 and training.characters["portrait"][0, -1] == 1

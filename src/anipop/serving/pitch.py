@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from anipop.config import PrepareParams, ServingParams
+from anipop.config import ServingParams
 from anipop.data.images import IMAGE_FORMATS, decode_problem, image_problem, open_rgb
 from anipop.data.metadata import (
     DURATION_FIELD,
@@ -48,7 +48,7 @@ class PitchLimits(ServingParams):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_synopsis_chars: int = Field(default=PrepareParams.model_fields["max_synopsis_chars"].default, ge=1)
+    max_synopsis_chars: int = Field(ge=1)
 
     @classmethod
     def of(cls, serving: ServingParams, max_synopsis_chars: int) -> "PitchLimits":
@@ -56,7 +56,15 @@ class PitchLimits(ServingParams):
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "PitchLimits":
-        return cls.model_validate(values or {})
+        """Limits saved with a model; a bound it did not save (saved before that bound existed) is UNSAVED_LIMITS'."""
+        return cls.model_validate({**UNSAVED_LIMITS.model_dump(), **(values or {})})
+
+
+# The limits of a served model that saved none: pitch models logged before their limits were saved, and the
+# benchmark and baseline children (served_pyfunc.BundleModel). A record of what those models were served with,
+# fixed: it is not a default of params.yaml's `serving` section, which every model logged now saves.
+UNSAVED_LIMITS = PitchLimits(max_characters_per_pitch=20, max_image_pixels=4_000_000, max_request_pixels=20_000_000,
+                             max_request_bytes=5_000_000, max_pitches_per_request=100, max_synopsis_chars=20_000)
 
 
 class PitchError(ValueError):
@@ -271,9 +279,8 @@ def _character_items(one_row: pd.DataFrame) -> list:
     return items if isinstance(items, list) else []
 
 
-def parse_pitches(frame: pd.DataFrame, limits: PitchLimits | None = None) -> list[Pitch]:
+def parse_pitches(frame: pd.DataFrame, limits: PitchLimits) -> list[Pitch]:
     """Validate a frame of pitches (columns synopsis, characters); the first bad field raises PitchError."""
-    limits = limits or PitchLimits()
     if not isinstance(frame, pd.DataFrame):
         raise PitchError(f"expected a table of pitches, got {type(frame).__name__}")
     if "synopsis" not in frame.columns:

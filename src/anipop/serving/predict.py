@@ -31,7 +31,7 @@ from anipop.modeling.features import (
 )
 from anipop.modeling.pitch import PitchModel, reads_characters
 from anipop.serving.model_loading import PICKLE_OPT_IN, pickles_allowed
-from anipop.serving.pitch import Pitch, PitchLimits
+from anipop.serving.pitch import UNSAVED_LIMITS, Pitch, PitchLimits
 from anipop.serving.served_bundle import SERVED_BUNDLE, load_served_bundle, save_served_bundle
 from anipop.utils import read_json, write_json
 
@@ -59,7 +59,7 @@ class PitchPredictor:
     half_width: float
     coverage: float
     device: str = "auto"
-    limits: PitchLimits = PitchLimits()
+    limits: PitchLimits = UNSAVED_LIMITS  # what the served model saved (from_dir); a model logged now saves params.yaml's
     half_width_with_characters: float | None = None  # pitches with characters (None: half_width for all)
     onnx_dir: str | None = None  # where the text encoder's ONNX graph is (cpu_runtime onnx*); never saved: a path
     shipped_onnx_dir: str | None = None  # the loaded model's own graphs: read, never written (from_dir)
@@ -307,11 +307,11 @@ def configured_limits(params: Params) -> PitchLimits:
 
 
 def served_limits(model) -> PitchLimits:
-    """The request limits a loaded anipop pyfunc enforces (the defaults for any other pyfunc)."""
+    """The request limits a loaded anipop pyfunc enforces (UNSAVED_LIMITS for one that saved none)."""
     try:
         predictor = model.unwrap_python_model().predictor
     except Exception:  # noqa: BLE001 - another flavour or an older model: its limits are unknown
-        return PitchLimits()
-    return predictor.limits if isinstance(getattr(predictor, "limits", None), PitchLimits) else PitchLimits()
+        return UNSAVED_LIMITS
+    return predictor.limits if isinstance(getattr(predictor, "limits", None), PitchLimits) else UNSAVED_LIMITS
 
 

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 from anipop.artifacts import MinMaxScaler
-from anipop.serving.pitch import PitchError, parse_pitches
+from anipop.serving.pitch import UNSAVED_LIMITS, PitchError, parse_pitches
 from anipop.serving.predict import PitchPredictor
 from anipop.serving.rest_guard import no_tracebacks_to_clients
 from anipop.serving.served_bundle import load_served_bundle
@@ -97,7 +97,7 @@ class BundleModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         try:
-            pitches = parse_pitches(model_input)
+            pitches = parse_pitches(model_input, UNSAVED_LIMITS)  # these children save no limits of their own
             if self.bundle.model is None:  # the train-mean baseline: one constant
                 normalised = np.full(len(pitches), float(self.bundle.train_mean))
             else:
