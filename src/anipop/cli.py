@@ -94,7 +94,7 @@ def validate(params: Path = ParamsOption) -> None:
 def embed(params: Path = ParamsOption) -> None:
     """Embed every text of the prepared data (cached, resumable)."""
     from anipop.embedding.embed import run_embed
-    from anipop.embedding.encoders import EncoderUnavailable
+    from anipop.encoders.text import EncoderUnavailable
 
     _run(run_embed, _params(params), expected=(EncoderUnavailable,))
 

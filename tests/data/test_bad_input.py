@@ -26,7 +26,7 @@ from PIL import Image
 from anipop.artifacts import load_embeddings
 from anipop.embedding.embed import run_embed
 from anipop.evaluation.evaluate import run_evaluate
-from anipop.embedding.image_encoders import DescriptorEncoder
+from anipop.encoders.image import DescriptorEncoder
 from anipop.sources.ingest import run_ingest
 from anipop.data.prepare import run_prepare
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table

@@ -12,8 +12,8 @@ from fixtures_models import build_tiny_gpt2, build_tiny_resnet, embed_params, wr
 import anipop.embedding.embed as embed
 from anipop.artifacts import load_embeddings
 from anipop.data.schema import PREPARED_ANIME, QUARANTINE, read_table, write_table
-from anipop.embedding.cache import EmbeddingCache
 from anipop.embedding.embed import run_embed
+from anipop.encoders.cache import EmbeddingCache
 from anipop.utils import read_json
 
 
@@ -185,7 +185,7 @@ def test_kinds_the_data_lost_are_removed(tmp_path, tiny_gpt2):
 
 
 def test_missing_model_stops_the_stage_with_a_clear_error(tmp_path):
-    from anipop.embedding.encoders import EncoderUnavailable
+    from anipop.encoders.text import EncoderUnavailable
 
     params = embed_params(tmp_path, text={"model": str(tmp_path / "gpt2-local")})
     write_prepared(params, n_anime=2)

@@ -61,7 +61,7 @@ def test_real_portraits_go_through_the_resnet50_path(tmp_path):
     import torch
     from torchvision.models import resnet50
 
-    from anipop.embedding.image_encoders import load_image_encoder
+    from anipop.encoders.image import load_image_encoder
 
     result = read_local_characters(CHARACTERS_SAMPLE, {1, 46095}, tmp_path / "raw")
     paths = result.characters.drop_duplicates("character_id")["portrait_path"].tolist()

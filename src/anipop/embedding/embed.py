@@ -33,8 +33,8 @@ from anipop.data.schema import (
     read_table,
     write_table,
 )
-from anipop.embedding.cache import EmbeddingCache, file_key, item_key
-from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
+from anipop.encoders.cache import EmbeddingCache, file_key, item_key
+from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder
 from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def _drop_stale_kinds(out_dir: Path, written: set[str]) -> None:
 
 def run_embed(params: Params) -> dict:
     """Embed every text kind and the portraits present in the prepared data; write matrices, ids, manifest."""
-    from anipop.embedding.image_encoders import load_image_encoder
+    from anipop.encoders.image import load_image_encoder
 
     cfg = params.embed
     started = time.perf_counter()

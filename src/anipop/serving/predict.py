@@ -99,8 +99,8 @@ class PitchPredictor:
     @cached_property
     def _encoders(self):
         """(text, image) encoders for the kinds the model uses, loaded once on first prediction."""
-        from anipop.embedding.encoders import choose_device, load_text_encoder
-        from anipop.embedding.image_encoders import load_image_encoder
+        from anipop.encoders.image import load_image_encoder
+        from anipop.encoders.text import choose_device, load_text_encoder
 
         device = choose_device(self.device)
         kinds = set(self.bundle.inputs)

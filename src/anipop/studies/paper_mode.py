@@ -150,7 +150,7 @@ def _table(results: list[dict]) -> str:
 
 def run_paper_mode(params: Params) -> dict:
     """Encode the synopses (cached), fit every variant, write reports/paper_mode.json and paper_mode.md."""
-    from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
+    from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder
 
     cfg, paths = params.paper_mode, ArtifactPaths.of(params)
     if not cfg.enabled:  # the stage still writes its outputs, so `dvc repro` has them and stays a no-op
