@@ -41,6 +41,7 @@ from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, 
 from anipop.embedding.embed import run_embed
 from anipop.encoders.cache import EmbeddingCache, item_key
 from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder
+from anipop.steps import call_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +103,7 @@ def _rerun(params: Params, anime: pd.DataFrame, encoder, vectors: np.ndarray) ->
     write_table(PREPARED_ANIME, changed, prepared / "anime.parquet")
     write_table(PREPARED_CHARACTERS, PREPARED_CHARACTERS.empty(), prepared / "characters.parquet")
     started = time.perf_counter()
-    manifest = run_embed(params)
+    manifest = call_step(run_embed, params)
     wall = time.perf_counter() - started
     stats = manifest["kinds"]["synopsis"]
     return {"changed_rows": n_changed, "embedded": stats["embedded"], "from_cache": stats["from_cache"],

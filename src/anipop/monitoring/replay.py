@@ -202,7 +202,7 @@ def snapshot(plan: ReplayPlan, index: int, workspace: Params, record: dict) -> N
     """Keep the step's view of the data (its prepared anime) and what happened at it."""
     folder = plan.step_dir(index)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = ArtifactPaths.of(workspace)
+    paths = ArtifactPaths.of(workspace.paths)
     shutil.copy2(paths.prepared_anime, folder / SNAPSHOT_ANIME)
     write_json(folder / STEP_RESULT, record)
 
@@ -214,7 +214,7 @@ def snapshot_live(plan: ReplayPlan, index: int, workspace: Params) -> int:
 
     folder = plan.step_dir(index)
     before = pd.read_parquet(folder / SNAPSHOT_ANIME)
-    now = read_table(PREPARED_ANIME, ArtifactPaths.of(workspace).prepared_anime)
+    now = read_table(PREPARED_ANIME, ArtifactPaths.of(workspace.paths).prepared_anime)
     new = now[~now["anime_id"].isin(set(before["anime_id"]))].sort_values("anime_id").reset_index(drop=True)
     known_groups = set(now.loc[now["anime_id"].isin(set(before["anime_id"])), "group_id"])
     live = pd.DataFrame({"anime_id": new["anime_id"].astype(int), "score": new["score"].astype(float),

@@ -270,7 +270,7 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
 
     from anipop.serving.model_code import PITCH_MODEL_CODE
 
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     bundle = load_bundle(bundle_path or paths.primary_bundle)
     pitch_model = bundle.input_type == PITCH_INPUT  # synopsis + metadata (anipop.modeling.pitch)
     if not pitch_model and not set(bundle.inputs) <= {*ANIME_KINDS, *CHARACTER_KINDS}:
