@@ -38,9 +38,10 @@ import torch
 
 from anipop.config import Params, load_params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
-from anipop.embedding.cache import EmbeddingCache, item_key
 from anipop.embedding.embed import run_embed
-from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
+from anipop.encoders.cache import EmbeddingCache, item_key
+from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder
+from anipop.steps import call_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +103,7 @@ def _rerun(params: Params, anime: pd.DataFrame, encoder, vectors: np.ndarray) ->
     write_table(PREPARED_ANIME, changed, prepared / "anime.parquet")
     write_table(PREPARED_CHARACTERS, PREPARED_CHARACTERS.empty(), prepared / "characters.parquet")
     started = time.perf_counter()
-    manifest = run_embed(params)
+    manifest = call_step(run_embed, params)
     wall = time.perf_counter() - started
     stats = manifest["kinds"]["synopsis"]
     return {"changed_rows": n_changed, "embedded": stats["embedded"], "from_cache": stats["from_cache"],
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="text model instead of the profile's (a save_pretrained folder)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from anipop.embedding.encoders import EncoderUnavailable
+    from anipop.encoders.text import EncoderUnavailable
 
     try:
         result = run(args.rows, args.chunks, args.profile, args.device, args.dtype, args.save_vectors, args.model,

@@ -58,7 +58,7 @@ def _spearmans(result: dict, name: str) -> dict:
 
 def run(vectors: Path, models: tuple[str, ...] | None = None) -> dict:
     params = load_params(REPO / "params.yaml")
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     models = models or (params.train.model, "ridge")
     saved = np.load(vectors)
     done = saved["done"] if "done" in saved.files else np.ones(len(saved["anime_id"]), dtype=bool)

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(name)s: %(message)s")
     logging.getLogger("anipop.modeling.pitch.characters").setLevel(logging.INFO)  # each fit's character weight, on stderr
     base = load_params(REPO / "params.yaml")
-    paths = ArtifactPaths.of(base)
+    paths = ArtifactPaths.of(base.paths)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     # the anime with characters as the model sees them: owners of the character embeddings it reads

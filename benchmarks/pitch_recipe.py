@@ -82,7 +82,7 @@ def run(names: list[str]) -> dict:
     results = {}
     for name in names:
         params = params_for(VARIANTS[name])
-        paths = ArtifactPaths.of(params)
+        paths = ArtifactPaths.of(params.paths)
         anime = read_table(PREPARED_ANIME, paths.prepared_anime)
         characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
         started = time.perf_counter()

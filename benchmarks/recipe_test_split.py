@@ -29,7 +29,7 @@ def main() -> None:
 
     params = load_params("params.yaml")
     params = params.with_overrides({"train.models": ["meta_ridge", "pitch_gbm", "pitch_stack"]})
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     rows = {split: anime[anime["split"] == split] for split in ("train", "val")}

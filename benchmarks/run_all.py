@@ -84,8 +84,8 @@ import json, resource, sys, tempfile
 from pathlib import Path
 from anipop.config import load_params
 from anipop.embedding.embed import embed_texts
-from anipop.embedding.cache import EmbeddingCache
-from anipop.embedding.encoders import choose_device, load_text_encoder
+from anipop.encoders.cache import EmbeddingCache
+from anipop.encoders.text import choose_device, load_text_encoder
 rows = int(sys.argv[1])
 cfg = load_params(sys.argv[2]).embed
 encoder = load_text_encoder(cfg.text.model, choose_device("cpu"), pooling=cfg.text.pooling, max_length=64)

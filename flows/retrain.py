@@ -81,7 +81,7 @@ def retrain(project_dir: str = ".") -> dict:
 
             log_drift(params, run_id)
     orch.publish_retrain_summary(params, Path(project), decision, drift, ran)
-    registration_file = ArtifactPaths.of(params).registration
+    registration_file = ArtifactPaths.of(params.paths).registration
     registration = read_json(registration_file) if decision.retrain and registration_file.exists() else None
     return {"retrained": decision.retrain, "reason": decision.reason, "ran": ran, "drift": drift,
             "registration": registration, "mlflow_run_id": run_id, "seconds": seconds}

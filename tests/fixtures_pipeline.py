@@ -19,6 +19,7 @@ from anipop.evaluation.evaluate import run_evaluate
 from anipop.modeling.train import run_train
 from anipop.registry.register import run_register
 from anipop.sources.ingest import run_ingest
+from anipop.steps import call_step
 
 PITCH = "A beloved acclaimed masterpiece about a school band and a dragon on a summer island."
 
@@ -44,7 +45,7 @@ def run_pipeline(params, backtest: bool = False) -> dict:
     """ingest -> register in this process; with `backtest`, the CV/temporal backtest before evaluate (whose
     MLflow runs then carry the CV figures)."""
     for step in (run_ingest, run_prepare, run_embed, run_train, *([run_backtest] if backtest else []), run_evaluate):
-        step(params)
+        call_step(step, params)
     return run_register(params)
 
 

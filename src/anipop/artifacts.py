@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anipop.config import Params
+from anipop.config import Paths
 from anipop.utils import atomic_path, read_json, write_json
 
 BUNDLE_VERSION = 1  # bump when ModelBundle's fields change meaning: an older pickled bundle is then refused
@@ -57,9 +57,9 @@ class ArtifactPaths:
     reports_dir: Path
 
     @classmethod
-    def of(cls, params: Params, root: Path | None = None) -> "ArtifactPaths":
-        """The paths of `params`, relative ones anchored at `root` (default: the working directory)."""
-        cfg = params.paths
+    def of(cls, cfg: Paths, root: Path | None = None) -> "ArtifactPaths":
+        """The artefacts under params.yaml's `paths`, relative ones anchored at `root` (default: the working
+        directory)."""
 
         def anchored(path: Path | str) -> Path:
             path = Path(path)

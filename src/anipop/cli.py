@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from anipop.config import DEFAULT_PARAMS_FILE, ConfigError, Params, load_params
+from anipop.steps import on_params
 from anipop.utils import TRANSIENT_EXIT, is_transient, redact, setup_logging
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="anipop: predict an anime's MyAnimeList score from its pitch.")
@@ -67,7 +68,7 @@ def ingest(params: Path = ParamsOption) -> None:
     from anipop.sources import IngestIncomplete
     from anipop.sources.ingest import run_ingest
 
-    _run(run_ingest, _params(params), expected=(IngestIncomplete,))
+    _run(on_params(run_ingest), _params(params), expected=(IngestIncomplete,))
 
 
 @app.command()
@@ -75,7 +76,7 @@ def prepare(params: Path = ParamsOption) -> None:
     """Apply the cleaning rules, quarantine rejects, normalise the score, split."""
     from anipop.data.prepare import run_prepare
 
-    _run(run_prepare, _params(params))
+    _run(on_params(run_prepare), _params(params))
 
 
 @app.command()
@@ -84,7 +85,7 @@ def validate(params: Path = ParamsOption) -> None:
     from anipop.data.validate import ValidationFailed, run_validate
 
     try:
-        _run(run_validate, _params(params))
+        _run(on_params(run_validate), _params(params))
     except ValidationFailed as err:
         typer.echo(f"{err}\nData Docs: {err.data_docs}", err=True)  # str(err) starts "validation failed:"
         raise typer.Exit(1) from err
@@ -94,9 +95,9 @@ def validate(params: Path = ParamsOption) -> None:
 def embed(params: Path = ParamsOption) -> None:
     """Embed every text of the prepared data (cached, resumable)."""
     from anipop.embedding.embed import run_embed
-    from anipop.embedding.encoders import EncoderUnavailable
+    from anipop.encoders.text import EncoderUnavailable
 
-    _run(run_embed, _params(params), expected=(EncoderUnavailable,))
+    _run(on_params(run_embed), _params(params), expected=(EncoderUnavailable,))
 
 
 @app.command()
@@ -132,7 +133,7 @@ def paper_mode(params: Path = ParamsOption) -> None:
     """The paper's setup on our data with each of its flaws switched on and off (reports/paper_mode.md)."""
     from anipop.studies.paper_mode import run_paper_mode
 
-    _run(run_paper_mode, _params(params))
+    _run(on_params(run_paper_mode), _params(params))
 
 
 @app.command("field-ablation")
@@ -148,7 +149,7 @@ def report(params: Path = ParamsOption) -> None:
     """reports/results.md: every report's figures in one table next to the baselines (nothing recomputed)."""
     from anipop.studies.results_table import run_report
 
-    _run(run_report, _params(params))
+    _run(on_params(run_report), _params(params))
 
 
 @app.command()

@@ -303,7 +303,7 @@ def publish_retrain_summary(params: Params, project: Path, decision: RetrainDeci
     from anipop.artifacts import ArtifactPaths
     from anipop.utils import read_json
 
-    paths = ArtifactPaths.of(params, project)
+    paths = ArtifactPaths.of(params.paths, project)
     lines = [f"## Retraining: {'retrained' if decision.retrain else 'not retrained'}", "", decision.reason, ""]
     if drift and drift.get("status") == "compared":
         share = drift["drifted_columns"]
@@ -342,7 +342,7 @@ def publish_artifacts(params: Params, project: Path) -> str | None:
     from anipop.tracking import shown_tracking_uri
     from anipop.utils import read_json
 
-    paths = ArtifactPaths.of(params, project)
+    paths = ArtifactPaths.of(params.paths, project)
     create_markdown_artifact(markdown=paths.metrics_table.read_text(encoding="utf-8"), key="anipop-metrics",
                              description=f"Test-split metrics ({paths.metrics_table})")
     run_id = read_json(paths.mlflow_runs).get("parent_run_id") if paths.mlflow_runs.exists() else None

@@ -26,7 +26,7 @@ from PIL import Image
 from anipop.artifacts import load_embeddings
 from anipop.embedding.embed import run_embed
 from anipop.evaluation.evaluate import run_evaluate
-from anipop.embedding.image_encoders import DescriptorEncoder
+from anipop.encoders.image import DescriptorEncoder
 from anipop.sources.ingest import run_ingest
 from anipop.data.prepare import run_prepare
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table
@@ -34,6 +34,7 @@ from anipop.sources import IngestResult
 from anipop.sources.local import LocalSource
 from anipop.modeling.train import run_train
 from anipop.data.validate import run_validate
+from anipop.steps import call_step
 from conftest import params_in
 from fixtures_mal import WORDS, learnable_rows, mal_row, write_mal_csv
 
@@ -192,8 +193,8 @@ def corpus_run(tmp_path_factory):
     params = params_in(tmp_path, ingest={"local_path": csv},
                        train={"model": "ridge", "models": ("ridge",), "ablations": ()},
                        evaluate={"bootstrap_samples": 20})
-    reports = {"ingest": run_ingest(params, source=CorpusSource(csv)), "prepare": run_prepare(params),
-               "validate": run_validate(params), "embed": run_embed(params), "train": run_train(params),
+    reports = {"ingest": call_step(run_ingest, params, source=CorpusSource(csv)), "prepare": call_step(run_prepare, params),
+               "validate": call_step(run_validate, params), "embed": call_step(run_embed, params), "train": run_train(params),
                "evaluate": run_evaluate(params, track=False)}
     return params, csv, reports
 

@@ -24,6 +24,7 @@ from anipop.data.prepare import run_prepare
 from anipop.data.schema import PREPARED_ANIME, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table, write_table
 from anipop.serving.pitch import PitchError, parse_pitches
 from anipop.sources.local import LocalSource
+from anipop.steps import call_step
 
 LONG = " ".join(["word"] * 25)
 
@@ -87,7 +88,7 @@ def test_prepare_parses_metadata_and_quarantines_only_the_bad_field(tmp_path):
     write_table(RAW_ANIME, raw, params.paths.raw_dir / "anime.parquet")
     write_table(RAW_CHARACTERS, RAW_CHARACTERS.empty(), params.paths.raw_dir / "characters.parquet")
     write_table(QUARANTINE, QUARANTINE.empty(), params.paths.raw_dir / "quarantine.parquet")
-    run_prepare(params)
+    call_step(run_prepare, params)
     anime = read_table(PREPARED_ANIME, params.paths.prepared_dir / "anime.parquet").set_index("anime_id")
     assert len(anime) == 40  # the anime with the malformed list is kept, without that field
     assert pd.isna(anime.loc[1, "producers"]) and anime.loc[2, "producers"] == "Aniplex, Dentsu"

@@ -19,6 +19,7 @@ from anipop.data.schema import (
     write_table,
 )
 from anipop.utils import read_json
+from anipop.steps import call_step
 
 LONG = " ".join(["word"] * 25)
 
@@ -42,7 +43,7 @@ def test_anime_rules_quarantine_each_reject(tmp_path):
     params = params_in(tmp_path, prepare={"drop_anime_without_main_character": True})  # the paper's rule
     _raw(params, [{"anime_id": i, "score": 5.0 + i * 0.1} for i in range(1, 41)]
          + [{"anime_id": 100, "score": None}, {"anime_id": 101, "synopsis": "too short"}, {"anime_id": 102, "synopsis": None}])
-    report = run_prepare(params)
+    report = call_step(run_prepare, params)
     quarantine = read_table(QUARANTINE, params.paths.prepared_dir / "quarantine.parquet")
     assert _rules(quarantine) == {"100": "unscored", "101": "short_synopsis", "102": "no_synopsis"}
     assert report["anime_kept"] == 40
@@ -52,7 +53,7 @@ def test_anime_rules_quarantine_each_reject(tmp_path):
 def test_rules_are_params(tmp_path):
     params = params_in(tmp_path, prepare={"min_synopsis_words": 1, "drop_unscored": True})
     _raw(params, [{"anime_id": i} for i in range(1, 30)] + [{"anime_id": 101, "synopsis": "too short"}])
-    run_prepare(params)
+    call_step(run_prepare, params)
     kept = read_table(PREPARED_ANIME, params.paths.prepared_dir / "anime.parquet")
     assert 101 in set(kept["anime_id"])
 
@@ -60,7 +61,7 @@ def test_rules_are_params(tmp_path):
 def test_scaler_is_fitted_on_train_only_and_split_saved(tmp_path):
     params = params_in(tmp_path)
     _raw(params, [{"anime_id": i, "score": 1.0 + (i % 90) / 10} for i in range(1, 301)])
-    run_prepare(params)
+    call_step(run_prepare, params)
     anime = read_table(PREPARED_ANIME, params.paths.prepared_dir / "anime.parquet")
     train = anime[anime["split"] == "train"]
     scaler = read_json(params.paths.prepared_dir / "scaler.json")
@@ -96,7 +97,7 @@ def test_character_rules(tmp_path):
     ] + [{"anime_id": a, "character_id": 100 + a, "name": f"C{a}", "role": "Main", "description": "d",
           "portrait_path": "images/1.png"} for a in range(10, 25)]
     _raw(params, [{"anime_id": i} for i in range(1, 30)], chars)
-    report = run_prepare(params)
+    report = call_step(run_prepare, params)
     quarantine = read_table(QUARANTINE, params.paths.prepared_dir / "quarantine.parquet")
     rules = _rules(quarantine)
     assert rules["1:2"] == "unreadable_portrait" and rules["1:3"] == "not_main_character"
@@ -113,4 +114,4 @@ def test_empty_train_split_is_a_clear_error(tmp_path):
     params = params_in(tmp_path)
     _raw(params, [{"anime_id": 1, "score": None}])
     with pytest.raises(ValueError, match="train split is empty"):
-        run_prepare(params)
+        call_step(run_prepare, params)

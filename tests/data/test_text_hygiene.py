@@ -10,6 +10,7 @@ from anipop.data.prepare import run_prepare
 from anipop.data.schema import PREPARED_ANIME, QUARANTINE, RAW_ANIME, RAW_CHARACTERS, read_table, write_table
 from anipop.data.text import credits_in, strip_credits
 from anipop.serving.pitch import PitchError, parse_pitches
+from anipop.steps import call_step
 
 STORY = "A retired bounty hunter takes one last job on a moon colony where nobody is who they claim to be at all."
 
@@ -39,7 +40,7 @@ def test_prepare_strips_credits_and_counts_them(tmp_path):
                 params.paths.raw_dir / "anime.parquet")
     write_table(RAW_CHARACTERS, RAW_CHARACTERS.empty(), params.paths.raw_dir / "characters.parquet")
     write_table(QUARANTINE, QUARANTINE.empty(), params.paths.raw_dir / "quarantine.parquet")
-    report = run_prepare(params)
+    report = call_step(run_prepare, params)
     prepared = read_table(PREPARED_ANIME, params.paths.prepared_dir / "anime.parquet")
     assert not prepared["synopsis"].str.contains("Source", regex=False).any()
     assert report["source_credits"]["anime_with_credit"] == 30

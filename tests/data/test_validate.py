@@ -12,6 +12,7 @@ from PIL import Image
 from anipop.config import Params, load_params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, RAW_ANIME, RAW_CHARACTERS, write_table
 from anipop.data.validate import ValidationFailed, run_validate
+from anipop.steps import call_step
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params.yaml"
 SYNOPSIS = "A long enough synopsis about a group of friends who form a band in high school."
@@ -94,7 +95,7 @@ def _write(params: Params, name: str, frame: pd.DataFrame) -> None:
 
 def _fails(params: Params) -> ValidationFailed:
     with pytest.raises(ValidationFailed) as info:
-        run_validate(params)
+        call_step(run_validate, params)
     err = info.value
     assert err.data_docs.is_file(), "Data Docs must exist after a failed run too"
     assert (params.paths.validation_dir / "summary.json").is_file()
@@ -104,7 +105,7 @@ def _fails(params: Params) -> ValidationFailed:
 
 def test_good_dataset_passes_and_writes_summary_and_docs(dataset):
     params, _ = dataset
-    summary = run_validate(params)
+    summary = call_step(run_validate, params)
     assert summary["success"] is True
     assert set(summary["suites"]) == {"raw_anime", "raw_characters", "prepared_anime", "prepared_characters"}
     on_disk = json.loads((params.paths.validation_dir / "summary.json").read_text())
@@ -114,7 +115,7 @@ def test_good_dataset_passes_and_writes_summary_and_docs(dataset):
     assert (params.paths.validation_dir / "data_docs" / "index.html").is_file()
     assert "all suites passed" in (params.paths.validation_dir / "data_docs" / "offline.html").read_text()
     # A rerun rebuilds the docs instead of piling up one validation page per run.
-    run_validate(params)
+    call_step(run_validate, params)
     pages = list((params.paths.validation_dir / "data_docs" / "validations").rglob("*.html"))
     assert len(pages) == 4
 
@@ -181,7 +182,7 @@ def test_empty_characters_tables_pass(dataset):
     params, _ = dataset
     _write(params, "raw_characters", RAW_CHARACTERS.empty())
     _write(params, "prepared_characters", PREPARED_CHARACTERS.empty())
-    summary = run_validate(params)
+    summary = call_step(run_validate, params)
     assert summary["suites"]["prepared_characters"]["rows"] == 0
     assert summary["success"] is True
 

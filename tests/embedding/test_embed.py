@@ -12,8 +12,9 @@ from fixtures_models import build_tiny_gpt2, build_tiny_resnet, embed_params, wr
 import anipop.embedding.embed as embed
 from anipop.artifacts import load_embeddings
 from anipop.data.schema import PREPARED_ANIME, QUARANTINE, read_table, write_table
-from anipop.embedding.cache import EmbeddingCache
 from anipop.embedding.embed import run_embed
+from anipop.encoders.cache import EmbeddingCache
+from anipop.steps import call_step
 from anipop.utils import read_json
 
 
@@ -30,7 +31,7 @@ def _params(tmp_path: Path, tiny_gpt2: str, image: dict | None = None, **embed_u
 def test_outputs_and_cache_hits_and_misses(tmp_path, tiny_gpt2):
     params = _params(tmp_path, tiny_gpt2)
     write_prepared(params, n_anime=10)
-    first = run_embed(params)["kinds"]["synopsis"]
+    first = call_step(run_embed, params)["kinds"]["synopsis"]
     assert (first["count"], first["embedded"], first["from_cache"], first["dim"]) == (10, 10, 0, 32)
     ids, vectors = load_embeddings(params.paths.embeddings_dir, "synopsis")
     assert ids == [str(i) for i in range(1, 11)] and vectors.shape == (10, 32) and vectors.dtype == np.float32
@@ -38,11 +39,11 @@ def test_outputs_and_cache_hits_and_misses(tmp_path, tiny_gpt2):
     assert manifest["text_model"] == tiny_gpt2 and manifest["profile"] == "test"
     assert manifest["text_runtime"] == "torch" and manifest["kinds"]["synopsis"] == {"model": tiny_gpt2, "count": 10,
                                                                                      "dim": 32}
-    run_log = read_json(embed.run_log_path(params))  # the timings live beside the cache, outside the outputs
+    run_log = read_json(embed.run_log_path(params.paths))  # the timings live beside the cache, outside the outputs
     assert run_log["seconds"] > 0 and run_log["kinds"]["synopsis"]["embedded"] == 10
     assert read_table(QUARANTINE, Path(params.paths.embeddings_dir) / "quarantine.parquet").empty
 
-    again = run_embed(params)["kinds"]["synopsis"]
+    again = call_step(run_embed, params)["kinds"]["synopsis"]
     assert (again["embedded"], again["from_cache"]) == (0, 10)
     np.testing.assert_array_equal(load_embeddings(params.paths.embeddings_dir, "synopsis")[1], vectors)
 
@@ -50,7 +51,7 @@ def test_outputs_and_cache_hits_and_misses(tmp_path, tiny_gpt2):
     anime.loc[anime["anime_id"] == 4, "synopsis"] = "a new secret world"  # one changed row
     anime.loc[anime["anime_id"] == 9, "synopsis"] = anime.loc[anime["anime_id"] == 1, "synopsis"].iloc[0]
     write_table(PREPARED_ANIME, anime, Path(params.paths.prepared_dir) / "anime.parquet")
-    changed = run_embed(params)["kinds"]["synopsis"]
+    changed = call_step(run_embed, params)["kinds"]["synopsis"]
     assert (changed["embedded"], changed["from_cache"]) == (1, 9)  # row 9 now repeats row 1: a hit
     _, after = load_embeddings(params.paths.embeddings_dir, "synopsis")
     np.testing.assert_array_equal(after[8], after[0])
@@ -62,11 +63,11 @@ def test_unchanged_vectors_rewrite_identical_outputs(tmp_path, tiny_gpt2):
     params = _params(tmp_path, tiny_gpt2)
     write_prepared(params, n_anime=6)
     out = Path(params.paths.embeddings_dir)
-    run_embed(params)
+    call_step(run_embed, params)
     first = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
-    assert read_json(embed.run_log_path(params))["kinds"]["synopsis"]["embedded"] == 6
-    run_embed(params)
-    assert read_json(embed.run_log_path(params))["kinds"]["synopsis"]["from_cache"] == 6  # the log did change
+    assert read_json(embed.run_log_path(params.paths))["kinds"]["synopsis"]["embedded"] == 6
+    call_step(run_embed, params)
+    assert read_json(embed.run_log_path(params.paths))["kinds"]["synopsis"]["from_cache"] == 6  # the log did change
     assert {path.name: path.read_bytes() for path in sorted(out.iterdir())} == first
     assert "manifest.json" in first and not any(key in read_json(out / "manifest.json") for key in ("seconds",
                                                                                                    "load_seconds"))
@@ -75,9 +76,9 @@ def test_unchanged_vectors_rewrite_identical_outputs(tmp_path, tiny_gpt2):
 def test_settings_change_misses_the_cache(tmp_path, tiny_gpt2):
     params = _params(tmp_path, tiny_gpt2)
     write_prepared(params, n_anime=5)
-    run_embed(params)
+    call_step(run_embed, params)
     last = embed_params(tmp_path, text={"model": tiny_gpt2, "pooling": "last", "max_length": 64}, batch_size=4)
-    assert run_embed(last)["kinds"]["synopsis"]["embedded"] == 5
+    assert call_step(run_embed, last)["kinds"]["synopsis"]["embedded"] == 5
 
 
 def test_killed_run_resumes_without_redoing_batches(tmp_path, tiny_gpt2, monkeypatch):
@@ -102,13 +103,13 @@ def test_killed_run_resumes_without_redoing_batches(tmp_path, tiny_gpt2, monkeyp
 
     monkeypatch.setattr(embed, "load_text_encoder", dying_loader)
     with pytest.raises(KeyboardInterrupt):
-        run_embed(interrupted)
+        call_step(run_embed, interrupted)
     assert not (Path(interrupted.paths.embeddings_dir) / "synopsis.npy").exists()
     monkeypatch.setattr(embed, "load_text_encoder", real_loader)
-    resumed = run_embed(interrupted)["kinds"]["synopsis"]
+    resumed = call_step(run_embed, interrupted)["kinds"]["synopsis"]
     assert (resumed["embedded"], resumed["from_cache"]) == (22 - 12, 12)
 
-    run_embed(clean)
+    call_step(run_embed, clean)
     ids, vectors = load_embeddings(interrupted.paths.embeddings_dir, "synopsis")
     clean_ids, clean_vectors = load_embeddings(clean.paths.embeddings_dir, "synopsis")
     assert ids == clean_ids and len(set(ids)) == 22
@@ -153,7 +154,7 @@ def test_portraits_embedded_and_bad_ones_quarantined(tmp_path, tiny_gpt2, image)
     (images / "2_0.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (images / "3_1.png").unlink()
 
-    manifest = run_embed(params)
+    manifest = call_step(run_embed, params)
     ids, vectors = load_embeddings(params.paths.embeddings_dir, "portrait")
     assert ids == ["1:100", "1:101", "2:201", "3:300"]
     assert vectors.shape == (4, 2048 if image else 3 * 16 + 3 * 8 * 8) and np.isfinite(vectors).all()
@@ -167,7 +168,7 @@ def test_portraits_embedded_and_bad_ones_quarantined(tmp_path, tiny_gpt2, image)
     assert quarantine["value"].iloc[1] == str(images / "3_1.png")
 
     (images / "3_1.png").write_bytes((images / "1_0.png").read_bytes())  # fixed with a known image: a hit
-    rerun = run_embed(params)
+    rerun = call_step(run_embed, params)
     assert (rerun["kinds"]["portrait"]["embedded"], rerun["quarantined"]) == (0, 1)
     ids, again = load_embeddings(params.paths.embeddings_dir, "portrait")
     np.testing.assert_array_equal(again[ids.index("3:301")], again[ids.index("1:100")])
@@ -176,21 +177,21 @@ def test_portraits_embedded_and_bad_ones_quarantined(tmp_path, tiny_gpt2, image)
 def test_kinds_the_data_lost_are_removed(tmp_path, tiny_gpt2):
     params = _params(tmp_path, tiny_gpt2)
     write_prepared(params, n_anime=2, chars_per_anime=1)
-    run_embed(params)
+    call_step(run_embed, params)
     out = Path(params.paths.embeddings_dir)
     assert (out / "portrait.npy").exists() and (out / "character_description_ids.json").exists()
     write_prepared(params, n_anime=2, chars_per_anime=0)
-    assert set(run_embed(params)["kinds"]) == {"synopsis"}
+    assert set(call_step(run_embed, params)["kinds"]) == {"synopsis"}
     assert not list(out.glob("character_*")) and not (out / "portrait.npy").exists()
 
 
 def test_missing_model_stops_the_stage_with_a_clear_error(tmp_path):
-    from anipop.embedding.encoders import EncoderUnavailable
+    from anipop.encoders.text import EncoderUnavailable
 
     params = embed_params(tmp_path, text={"model": str(tmp_path / "gpt2-local")})
     write_prepared(params, n_anime=2)
     with pytest.raises(EncoderUnavailable, match="gpt2-local"):
-        run_embed(params)
+        call_step(run_embed, params)
     assert not (Path(params.paths.embeddings_dir) / "manifest.json").exists()
 
 
@@ -198,7 +199,7 @@ def test_quarantine_table_has_the_shared_schema(tmp_path, tiny_gpt2):
     params = _params(tmp_path, tiny_gpt2)
     write_prepared(params, n_anime=1, chars_per_anime=1)
     (Path(params.paths.raw_dir) / "images" / "1_0.png").write_bytes(b"")
-    run_embed(params)
+    call_step(run_embed, params)
     table = pd.read_parquet(Path(params.paths.embeddings_dir) / "quarantine.parquet")
     assert list(table.columns) == QUARANTINE.column_names
     assert table.iloc[0]["rule"] == "unreadable_portrait" and "empty file" in table.iloc[0]["reason"]

@@ -30,6 +30,7 @@ from anipop.registry.register import run_register
 from anipop.serving.model_loading import load_model
 from anipop.sources.ingest import run_ingest
 from anipop.sources.jikan import JikanSource
+from anipop.steps import call_step
 from anipop.utils import read_json
 
 pytestmark = pytest.mark.e2e
@@ -68,11 +69,11 @@ def jikan_run(tmp_path_factory):
         mock_jikan(router, anime_specs(80))
         source = JikanSource(client=client, limit=80, sleep=lambda _: None, progress=False,
                              cache_dir=params.paths.http_cache_dir)
-        ingest_report = run_ingest(params, source=source)
+        ingest_report = call_step(run_ingest, params, source=source)
     reports = {"ingest": ingest_report}
     for name, step in (("prepare", run_prepare), ("validate", run_validate), ("embed", run_embed),
                        ("train", run_train), ("evaluate", run_evaluate), ("register", run_register)):
-        reports[name] = step(params)
+        reports[name] = call_step(step, params)
     return params, reports
 
 

@@ -205,9 +205,10 @@ def test_two_racing_registrations_leave_the_better_model_champion(tracking_serve
         from anipop.data.prepare import run_prepare
         from anipop.embedding.embed import run_embed
         from anipop.sources.ingest import run_ingest
+        from anipop.steps import call_step
 
         for step in (run_ingest, run_prepare, run_embed, run_train, run_evaluate):
-            step(good)
+            call_step(step, good)
         # the worse model: the same data (same test ids, labels and scaler), trained on shuffled train targets
         bad_dir = tmp_path / "bad"
         shutil.copytree(good.paths.prepared_dir, bad_dir / "prepared")

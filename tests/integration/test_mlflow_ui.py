@@ -95,7 +95,7 @@ def test_each_input_set_and_model_is_a_child_of_one_parent_with_the_same_metric_
 def test_a_childs_cv_figures_are_its_own_input_set_and_model_or_absent(logged):
     """CV was measured on the main input set only: an ablation child shows none, never the full model's."""
     uri, _, params, _ = logged
-    cv = read_json(ArtifactPaths.of(params).cv_details)["models"]
+    cv = read_json(ArtifactPaths.of(params.paths).cv_details)["models"]
     experiment = _api(uri, f"experiments/get-by-name?experiment_name={params.mlflow.experiment}")["experiment"]
     children = [r for r in _runs(uri, experiment["experiment_id"]) if "mlflow.parentRunId" in _tags(r)]
     checked = 0
@@ -117,7 +117,7 @@ def test_the_default_view_opens_on_the_best_model_then_the_baselines_and_the_par
     """Newest first (the UI's default order) lists the main models best to worst on CV, then both baselines,
     then the ablations; the parent's description is the ranked table with a link that filters and sorts."""
     uri, _, params, _ = logged
-    cv = read_json(ArtifactPaths.of(params).cv_details)["models"]
+    cv = read_json(ArtifactPaths.of(params.paths).cv_details)["models"]
     experiment = _api(uri, f"experiments/get-by-name?experiment_name={params.mlflow.experiment}")["experiment"]
     runs = _api(uri, "runs/search", experiment_ids=[experiment["experiment_id"]], max_results=1000,
                 order_by=["attributes.start_time DESC"])["runs"]

@@ -142,6 +142,9 @@ def test_each_retraining_wrote_a_drift_report_against_the_champion(replayed):
         assert drift["new_anime"] == report["steps"][index - 1]["live"]["anime"]
         assert drift["drifted_columns"]["share"] is not None and "synopsis_words" in drift["columns"]
     assert (project / ".replay" / "workspace" / "reports" / "drift" / "index.html").exists()
+    workspace_stages = yaml.safe_load((project / ".replay" / "workspace" / "dvc.yaml").read_text())["stages"]
+    assert "register" in workspace_stages and not {"paper_mode", "multimodal", "field_ablation", "report"} & set(
+        workspace_stages)  # the steps spend no time on side studies
     assert (project / "reports" / "replay.md").read_text().startswith("# Does retraining help?")
     assert (project / "reports" / "plots" / "replay.png").stat().st_size > 10_000
 

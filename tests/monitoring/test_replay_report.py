@@ -61,3 +61,20 @@ def test_a_replay_sharing_the_users_model_name_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="replay.model_name and replay.experiment must differ"):
         load_params(path)
+
+
+def test_a_replay_step_runs_the_stages_registration_needs_and_no_side_study(tmp_path):
+    """DVC's own graph of the project's dvc.yaml: register and what it reads, none of the side studies."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    from anipop.monitoring.replay import loop_stages
+
+    for name in ("dvc.yaml", "params.yaml"):  # dvc.yaml reads its paths from params.yaml
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    assert loop_stages(tmp_path) == {"ingest", "prepare", "validate", "embed", "train", "backtest", "rolling",
+                                     "evaluate", "register"}

@@ -40,7 +40,7 @@ def _stage_outputs() -> set[str]:
 
 
 def _named_files() -> dict[str, str]:
-    paths = ArtifactPaths.of(load_params(PARAMS_FILE))
+    paths = ArtifactPaths.of(load_params(PARAMS_FILE).paths)
     folders = {str(getattr(paths, field)) for field in ("raw_dir", "prepared_dir", "validation_dir", "embeddings_dir",
                                                         "models_dir", "reports_dir")}
     named = {name: str(getattr(paths, name)) for name, member in inspect.getmembers(ArtifactPaths)

@@ -56,7 +56,7 @@ def test_a_corrupt_file_fails_in_one_line(tmp_path):
 
 
 def test_every_artefact_lives_under_the_folder_params_names(tmp_path):
-    paths = ArtifactPaths.of(toy_params(tmp_path))
+    paths = ArtifactPaths.of(toy_params(tmp_path).paths)
     folders = {paths.raw_dir, paths.prepared_dir, paths.validation_dir, paths.embeddings_dir, paths.models_dir,
                paths.reports_dir}
     files = [getattr(paths, name) for name, value in vars(ArtifactPaths).items() if isinstance(value, property)]
@@ -69,7 +69,7 @@ def test_a_missing_interval_calibration_names_the_stage_to_rerun(tmp_path):
     from anipop.evaluation.calibration import read_calibration
     from anipop.utils import write_json
 
-    paths = ArtifactPaths.of(toy_params(tmp_path))
+    paths = ArtifactPaths.of(toy_params(tmp_path).paths)
     with pytest.raises(ValueError, match="no interval calibration for all_inputs/ridge; rerun `dvc repro evaluate`"):
         read_calibration(paths, "all_inputs/ridge")
     write_json(paths.calibration, {"all_inputs/ridge": IntervalCalibration(0.9, 0.1, None).to_dict()})

@@ -34,6 +34,7 @@ from prefect.testing.utilities import prefect_test_harness
 from anipop import orchestration as orch
 from anipop.config import Params
 from anipop.embedding.shards import split_ids
+from anipop.steps import call_step
 
 sys.path.insert(0, str(REPO_ROOT / "flows"))  # flows/ is not a package: the scripts import each other by name
 import pipeline as pipeline_flow  # noqa: E402
@@ -217,7 +218,7 @@ def test_embedding_shards_on_a_local_dask_cluster(harness, tmp_path):
     params = tiny_params(tmp_path, rows=learnable_rows(20), orchestration={
         "task_runner": "dask", "embed_shards": 2, "max_workers": 2, "dask_processes": False})
     for step in (run_ingest, run_prepare, run_validate):
-        step(params)
+        call_step(step, params)
 
     runner = orch.task_runner(params.orchestration)
     write_params(params, tmp_path / "params.yaml")
@@ -225,12 +226,12 @@ def test_embedding_shards_on_a_local_dask_cluster(harness, tmp_path):
 
     assert state.is_completed(), state.message
     assert task_states(state.state_details.flow_run_id) == [("embed-shard", "Completed"), ("embed-shard", "Completed")]
-    assert run_embed(params)["kinds"]["synopsis"]["embedded"] == 0  # the shards filled the cache for the stage
+    assert call_step(run_embed, params)["kinds"]["synopsis"]["embedded"] == 0  # the shards filled the cache for the stage
     ids, matrix = load_embeddings(params.paths.embeddings_dir, "synopsis")
     assert len(ids) == 20 and not (tmp_path / ".prefect" / "embed-shards").exists()
     unsharded = params.model_copy(update={"paths": params.paths.model_copy(update={
         "embeddings_dir": tmp_path / "plain", "embedding_cache_dir": tmp_path / "plain-cache"})})
-    run_embed(unsharded)
+    call_step(run_embed, unsharded)
     plain_ids, plain = load_embeddings(tmp_path / "plain", "synopsis")
     assert plain_ids == ids and np.allclose(plain, matrix, atol=1e-5)
     assert all(scheduler.status == Status.closed for scheduler in Scheduler._instances)

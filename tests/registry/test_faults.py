@@ -38,6 +38,7 @@ from anipop.evaluation.evaluate import run_evaluate
 from anipop.modeling.train import run_train
 from anipop.registry.register import run_register
 from anipop.sources.ingest import run_ingest
+from anipop.steps import call_step
 from anipop.tracking import TrackingUnavailable
 from anipop.utils import TRANSIENT_EXIT
 
@@ -153,7 +154,7 @@ def trained(tmp_path_factory):
         # that mlflow.set_tracking_uri exports, which would otherwise point later tests at this store
         patch.setenv("MLFLOW_TRACKING_URI", "")
         for step in (run_ingest, run_prepare, run_embed, run_train, run_evaluate):
-            step(params)
+            call_step(step, params)
     return params
 
 

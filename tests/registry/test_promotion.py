@@ -43,7 +43,7 @@ def grown(tmp_path_factory):
 def test_a_grown_dataset_rejudges_the_champion_on_a_test_split_over_100_anime(grown):
     """Was: `133 pitches exceed the limit serving.max_pitches_per_request = 100`, blamed on the tracking store."""
     params, first, second = grown
-    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
+    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params.paths).prepared_anime)
     client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     seen = reference_ids(client, first["run_id"])
     judged = anime[(anime["split"] == "test") & ~anime["anime_id"].isin(seen["train"] + seen["val"])]

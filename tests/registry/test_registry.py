@@ -74,7 +74,7 @@ def test_the_served_interval_is_the_one_evaluate_sized(registered):
     from anipop.utils import read_json
 
     params, _ = registered
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     sized = read_json(paths.calibration)[PrimaryModel.read(paths).label]
     bundle = load_bundle(paths.primary_bundle)
     assert sized["coverage"] == params.registry.interval_coverage
@@ -145,7 +145,7 @@ def test_fingerprint_covers_test_labels_and_the_scaler_not_only_the_ids(register
     params, _ = registered
     copy = tmp_path / "prepared"
     shutil.copytree(params.paths.prepared_dir, copy)
-    paths = replace(ArtifactPaths.of(params), prepared_dir=copy)
+    paths = replace(ArtifactPaths.of(params.paths), prepared_dir=copy)
     original = split_fingerprint(paths)
     scaler = json.loads((copy / "scaler.json").read_text())
     (copy / "scaler.json").write_text(json.dumps({**scaler, "low": 1.0}))  # a "1,000" row read as 1.0

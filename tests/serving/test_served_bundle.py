@@ -36,7 +36,7 @@ def test_every_model_kind_scores_the_same_after_the_round_trip(tmp_path):
     params = toy_params(tmp_path, models=EVERY_KIND, model="pitch_stack", ablations=())
     write_toy_dataset(params)
     run_train(params)
-    _, runs = load_runs(ArtifactPaths.of(params))
+    _, runs = load_runs(ArtifactPaths.of(params.paths))
     before = predict_test(params, runs)
     reloaded = []
     for run, bundle in runs:

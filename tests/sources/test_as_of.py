@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from anipop.data.schema import PREPARED_ANIME, RAW_CHARACTERS, read_table
 from anipop.sources.as_of import as_of_view, latest_air_date
 from anipop.sources.local import LocalSource
+from anipop.steps import call_step
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +58,11 @@ def test_ingest_and_prepare_hold_only_the_view_and_say_what_was_left_out(tmp_pat
     rows += [mal_row(10 + i, aired="Jan 1, 2005", synopsis=words, score=f"{5 + i / 10:.2f}") for i in range(20)]
     params = params_in(tmp_path, ingest={"local_path": write_mal_csv(tmp_path / "mal.csv", rows),
                                          "as_of": date(2014, 1, 1), "score_lag_days": 90})
-    report = run_ingest(params)
+    report = call_step(run_ingest, params)
     assert report["anime"] == 23 and report["as_of"] == {
         "as_of": "2014-01-01", "score_lag_days": 90, "first_aired_on_or_before": "2013-10-03", "kept": 23,
         "left_out_aired_later": 2, "left_out_undated": 1}
-    run_prepare(params)
+    call_step(run_prepare, params)
     prepared = read_table(PREPARED_ANIME, params.paths.prepared_dir / "anime.parquet")
     assert sorted(prepared["anime_id"]) == [1, 5, 6, *range(10, 30)]
     card = (params.paths.reports_dir / "data_card.md").read_text()

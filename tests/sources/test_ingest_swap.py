@@ -10,6 +10,7 @@ from fixtures_mal import learnable_rows, write_mal_csv
 
 from anipop.data.schema import RAW_ANIME, read_table
 from anipop.sources.ingest import run_ingest
+from anipop.steps import call_step
 
 
 class OfflineSource:
@@ -23,11 +24,11 @@ class OfflineSource:
 
 def test_a_failed_ingest_keeps_the_previous_raw_data(tmp_path):
     params = params_in(tmp_path, ingest={"local_path": write_mal_csv(tmp_path / "mal.csv", learnable_rows(12))})
-    first = run_ingest(params)
+    first = call_step(run_ingest, params)
     raw_dir = Path(params.paths.raw_dir)
 
     with pytest.raises(ConnectionError):
-        run_ingest(params, source=OfflineSource())
+        call_step(run_ingest, params, source=OfflineSource())
 
     assert len(read_table(RAW_ANIME, raw_dir / "anime.parquet")) == first["anime"] == 12
     assert not (raw_dir / "images" / "half-written.jpg").exists()

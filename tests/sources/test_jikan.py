@@ -278,7 +278,7 @@ def test_params_yaml_builds_a_jikan_source():
 
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
     ingest = params.ingest.model_copy(update={"source": "jikan", "limit": 10})
-    made = make_source(params.model_copy(update={"ingest": ingest}))
+    made = make_source(ingest, params.paths)
     assert isinstance(made, JikanSource) and made.limit == 10
     assert (made.requests_per_second, made.requests_per_minute) == (1, 50)  # the default budget: ~50 a minute
     assert (made.order_by, made.sort, made.refresh) == ("mal_id", "asc", "incremental")

@@ -316,7 +316,7 @@ def test_params_and_the_retrain_flow_use_the_incremental_refresh():
 
     params = load_params(REPO / "params.yaml")
     jikan = params.ingest.model_copy(update={"source": "jikan"})
-    made = make_source(params.model_copy(update={"ingest": jikan}))
+    made = make_source(jikan, params.paths)
     assert made.refresh == "incremental" and made.cache_ttl_days < 7  # a weekly run finds last week's pages expired
     assert 'run_stages(project, ["ingest"], force=("ingest",)' in (REPO / "flows" / "retrain.py").read_text(
         encoding="utf-8")  # each scheduled run re-reads the source

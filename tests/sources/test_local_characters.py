@@ -22,6 +22,7 @@ from anipop.data.prepare import run_prepare
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, QUARANTINE, read_table
 from anipop.sources.ingest import run_ingest
 from anipop.sources.local_characters import CHARACTERS_FILE, PORTRAITS_DIR, read_local_characters
+from anipop.steps import call_step
 
 COLUMNS = ["anime_mal_id", "character_id", "name", "role", "description", "description_source", "portrait", "join"]
 needs_sample = pytest.mark.skipif(not (CHARACTERS_SAMPLE / CHARACTERS_FILE).exists(),
@@ -61,7 +62,7 @@ def test_real_portraits_go_through_the_resnet50_path(tmp_path):
     import torch
     from torchvision.models import resnet50
 
-    from anipop.embedding.image_encoders import load_image_encoder
+    from anipop.encoders.image import load_image_encoder
 
     result = read_local_characters(CHARACTERS_SAMPLE, {1, 46095}, tmp_path / "raw")
     paths = result.characters.drop_duplicates("character_id")["portrait_path"].tolist()
@@ -157,9 +158,9 @@ def test_ingest_and_prepare_keep_anime_without_characters_and_card_the_sample(tm
     folder = write_characters_folder(tmp_path / "sample", rows, files)
     csv_path = write_mal_csv(tmp_path / "mal.csv", learnable_rows(60))
     params = params_in(tmp_path, ingest={"local_path": csv_path, "characters_dir": folder})
-    report = run_ingest(params)
+    report = call_step(run_ingest, params)
     assert report["characters"] == 8 and report["quarantined_by_rule"]["unreadable_portrait"] == 3
-    run_prepare(params)
+    call_step(run_prepare, params)
     prepared = Path(params.paths.prepared_dir)
     anime = read_table(PREPARED_ANIME, prepared / "anime.parquet")
     kept = read_table(PREPARED_CHARACTERS, prepared / "characters.parquet")
@@ -179,6 +180,6 @@ def test_the_paper_rule_still_drops_anime_without_a_main_character(tmp_path):
     csv_path = write_mal_csv(tmp_path / "mal.csv", learnable_rows(30))
     params = params_in(tmp_path, ingest={"local_path": csv_path, "characters_dir": folder},
                        prepare={"drop_anime_without_main_character": True})
-    run_ingest(params)
-    report = run_prepare(params)
+    call_step(run_ingest, params)
+    report = call_step(run_prepare, params)
     assert report["anime_kept"] == 20 and report["quarantined_by_rule"]["prepare:no_main_character"] == 10

@@ -8,6 +8,7 @@ from fixtures_mal import mal_row, write_mal_csv
 from anipop.data.schema import QUARANTINE, RAW_ANIME, read_table
 from anipop.sources.ingest import run_ingest
 from anipop.sources.local import LocalSource
+from anipop.steps import call_step
 
 
 def test_dirty_values_are_parsed_and_bad_rows_quarantined(tmp_path):
@@ -45,7 +46,7 @@ def test_limit_reads_first_rows(tmp_path):
 def test_run_ingest_writes_schema_tables(tmp_path):
     csv = write_mal_csv(tmp_path / "anime.csv", [mal_row(1), mal_row(2, score="0")])
     params = params_in(tmp_path, ingest={"local_path": csv})
-    report = run_ingest(params)
+    report = call_step(run_ingest, params)
     assert report == {**report, "anime": 1, "characters": 0, "quarantined": 1}
     assert len(read_table(RAW_ANIME, params.paths.raw_dir / "anime.parquet")) == 1
     assert read_table(QUARANTINE, params.paths.raw_dir / "quarantine.parquet")["row_key"].tolist() == ["2"]
@@ -59,8 +60,8 @@ def test_scores_that_are_not_mal_scores_are_quarantined_with_the_reason(tmp_path
     rows += [mal_row(41, score="1,000"), mal_row(42, score="N/A"), mal_row(43, score="Unknown"),
              mal_row(44, score="8,5"), mal_row(45, score="1e1"), mal_row(46, score="1_0")]
     params = params_in(tmp_path, ingest={"local_path": write_mal_csv(tmp_path / "anime.csv", rows)})
-    run_ingest(params)
-    run_prepare(params)
+    call_step(run_ingest, params)
+    call_step(run_prepare, params)
     raw = read_table(QUARANTINE, params.paths.raw_dir / "quarantine.parquet").set_index("row_key")
     for key, value in (("41", "1,000"), ("44", "8,5"), ("45", "1e1"), ("46", "1_0")):
         assert raw.loc[key, "field"] == "score" and value in raw.loc[key, "reason"], key

@@ -15,6 +15,7 @@ from anipop.artifacts import ArtifactPaths
 from anipop.config import Params
 from anipop.data.schema import PREPARED_ANIME, read_table, write_table
 from anipop.evaluation.backtest import run_backtest
+from anipop.steps import call_step
 from anipop.studies.field_ablation import check_plan, run_field_ablation
 from anipop.studies.results_table import run_report
 from anipop.utils import read_json, write_json
@@ -36,7 +37,7 @@ def project(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("field-ablation")
     params = _params(tmp_path)
     write_toy_dataset(params, count=120, characters=False)
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     rng = np.random.default_rng(1)
     anime["studios"] = np.where(anime["score"] > anime["score"].median(), "Gold Studio", "Tin Studio")
@@ -92,7 +93,7 @@ def test_every_configured_set_gets_its_readers_on_cv_temporal_and_test(project):
 
 def test_results_table_has_a_row_per_configured_set_with_the_jsons_figures(project):
     params, paths, anime, report = project
-    text = run_report(params)
+    text = call_step(run_report, params)
     table = _table(text)
     stored = read_json(paths.field_ablation_metrics)
     for input_set in SETS:
@@ -113,25 +114,25 @@ def test_a_missing_finetune_json_is_named_as_not_scored_and_a_present_one_adds_i
     params, paths, _, _ = project
     paths.finetune_metrics.unlink(missing_ok=True)
     assert "finetune (text encoder trained end to end with the paper's head): not scored in this run" in \
-        run_report(params)
+        call_step(run_report, params)
     write_json(paths.finetune_metrics, {"runs": [{"label": "finetune gpt2 (GPU)", "test": {"spearman": 0.512, "r2": 0.2},
                                                   "note": "12 s per epoch"}]})
     try:
-        text = run_report(params)
+        text = call_step(run_report, params)
         assert table_row(text, "finetune gpt2 ") == ["—"] * 9 + ["0.512", "0.200", "—"]
         assert "12 s per epoch" in text and "not scored in this run" not in text
         write_json(paths.finetune_metrics, {"rows": []})
         with pytest.raises(ValueError, match="finetune.json: field 'runs'"):
-            run_report(params)
+            call_step(run_report, params)
         write_json(paths.finetune_metrics, {"runs": [{"label": "x", "cv": {"spearman": "high"}}]})
         with pytest.raises(ValueError, match=r"finetune.json: runs\[0\].cv.spearman: expected .*'high'"):
-            run_report(params)
+            call_step(run_report, params)
         write_json(paths.finetune_metrics, {"runs": [{"label": "x", "test": {"r2": {"low": 0.1}}}]})
         with pytest.raises(ValueError, match=r"runs\[0\].test.r2: expected a number"):
-            run_report(params)
+            call_step(run_report, params)
         paths.finetune_metrics.write_text("not json")
         with pytest.raises(ValueError, match="finetune.json: not valid JSON"):
-            run_report(params)
+            call_step(run_report, params)
     finally:
         paths.finetune_metrics.unlink()
 
@@ -149,7 +150,7 @@ def test_paper_mode_variants_and_differing_baselines_are_shown(project):
                                           "variants": [variant]})
     write_json(paths.metrics, {**metrics, "length_only": {**metrics["length_only"], "r2": 0.999}})
     try:
-        text = run_report(params)
+        text = call_step(run_report, params)
         assert "| paper-faithful | select_on_test | 3 (test) | 0.610 | 0.250 | -0.010 |" in text
         assert "DIFFER from the main run's (length_only test r2)" in text
     finally:
@@ -170,4 +171,4 @@ def test_the_plan_and_its_config_are_checked_before_any_fit(tmp_path):
 def test_switched_off_it_still_writes_its_outputs(tmp_path):
     params = _params(tmp_path, enabled=False)
     assert run_field_ablation(params) == {"enabled": False}
-    assert json.loads(ArtifactPaths.of(params).field_ablation_metrics.read_text()) == {"enabled": False}
+    assert json.loads(ArtifactPaths.of(params.paths).field_ablation_metrics.read_text()) == {"enabled": False}

@@ -179,7 +179,7 @@ def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_pat
     from PIL import Image
 
     from anipop.artifacts import MinMaxScaler, ModelBundle
-    from anipop.embedding.image_encoders import DESCRIPTOR
+    from anipop.encoders.image import DESCRIPTOR
     from anipop.modeling.features import PitchInputs
     from anipop.modeling.pitch import new_pitch_model
     from anipop.serving.pitch import Character, Pitch

@@ -11,7 +11,8 @@ import torch
 from fixtures_models import build_tiny_bert, sentence
 from fixtures_training import toy_params, write_toy_dataset
 
-from anipop.embedding.encoders import load_text_encoder
+from anipop.encoders.text import load_text_encoder
+from anipop.steps import call_step
 from anipop.studies.paper_mode import FIRST_LEFT, MEAN, encode_texts, run_paper_mode, split_targets, variants
 from anipop.utils import read_json
 
@@ -59,16 +60,16 @@ def test_paper_mode_reports_every_variant(tiny_bert, tmp_path):
     mode["head"].update(epochs=2, threads=1)
     params = params.model_validate(params.model_dump() | {"paper_mode": mode})
     write_toy_dataset(params, count=80, characters=False)
-    report = run_paper_mode(params)
+    report = call_step(run_paper_mode, params)
     assert [v["label"] for v in report["variants"]][0] == "paper-faithful" and len(report["variants"]) == 5
     saved = read_json(params.paths.reports_dir / "paper_mode.json")
     assert saved["variants"][0]["selected_on"] == "test" and saved["variants"][-1]["selected_on"] == "val"
     assert "| no flaws | none |" in (params.paths.reports_dir / "paper_mode.md").read_text()
-    again = run_paper_mode(params)  # vectors come from the cache: the same numbers
+    again = call_step(run_paper_mode, params)  # vectors come from the cache: the same numbers
     assert again["variants"][0]["metrics"] == report["variants"][0]["metrics"]
 
 
 def test_paper_mode_is_opt_in_and_says_how_to_run_it(tmp_path):
     params = toy_params(tmp_path)
-    assert run_paper_mode(params) == {"enabled": False}
+    assert call_step(run_paper_mode, params) == {"enabled": False}
     assert "dvc exp run -S paper_mode.enabled=true" in (Path(params.paths.reports_dir) / "paper_mode.md").read_text()

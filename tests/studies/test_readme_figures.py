@@ -21,7 +21,7 @@ def _committed(name: str) -> dict:
 
 def test_the_readme_results_block_is_what_the_committed_reports_render():
     params = load_params(REPO / "params.yaml")
-    rendered = readme_block(params, _committed("cv_details.json"), _committed("temporal_details.json"),
+    rendered = readme_block(params.train, _committed("cv_details.json"), _committed("temporal_details.json"),
                             _committed("metrics.json"), _committed("rolling_details.json"))
     found = readme_blocks.block_of((REPO / "README.md").read_text(encoding="utf-8"), README_BEGIN, README_END)
     assert found is not None, "README.md lost its results block markers"

@@ -26,7 +26,7 @@ def test_summary_json_is_the_only_metrics_file_and_what_the_committed_reports_gi
     assert _declared_metrics() == ["${paths.reports_dir}/summary.json"]
     params = load_params(REPO / "params.yaml")
     reports = REPO / "reports"
-    expected = summary_metrics(params, read_json(reports / "cv_details.json"),
+    expected = summary_metrics(params.train, read_json(reports / "cv_details.json"),
                                read_json(reports / "temporal_details.json"), read_json(reports / "metrics.json"),
                                read_json(reports / "rolling_details.json"))
     assert read_json(reports / "summary.json") == expected, "reports/summary.json is stale: `dvc repro report`"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from anipop.config import Params
+from anipop.config import IngestParams, PrepareParams
 
 _SOURCES = """\
 - MyAnimeList 2023 scrape, `{path}`: from the MIT-licensed repository Matthew1906/MyAnimeListScraper (licence in
@@ -64,11 +64,11 @@ def characters_summary(raw: pd.DataFrame, kept: pd.DataFrame, anime: pd.DataFram
     }
 
 
-def _characters_section(params: Params, summary: dict | None) -> list[str]:
+def _characters_section(ingest: IngestParams, prepare: PrepareParams, summary: dict | None) -> list[str]:
     if not summary or not summary["ingested_rows"]:
         return []
-    s, rule = summary, params.prepare.drop_anime_without_main_character
-    folder = params.ingest.characters_dir if params.ingest.source == "local" else "the Jikan API"
+    s, rule = summary, prepare.drop_anime_without_main_character
+    folder = ingest.characters_dir if ingest.source == "local" else "the Jikan API"
     quarantined = ", ".join(f"`{rule}` {n}" for rule, n in s["quarantined_by_rule"].items()) or "none"
     return [
         "## Main characters and portraits", "",
@@ -119,14 +119,14 @@ def _as_of_section(view: dict | None) -> list[str]:
             f"anime had on {view['as_of']}: a replay over history sees each show's later reputation."]
 
 
-def render_data_card(params: Params, report: dict, anime: pd.DataFrame) -> str:
-    """Markdown from prepare's report and the kept anime table."""
+def render_data_card(ingest: IngestParams, prepare: PrepareParams, report: dict, anime: pd.DataFrame) -> str:
+    """Markdown from prepare's report and the kept anime table (and where ingest read them)."""
     scores = anime["score"].astype(float)
     quantiles = scores.quantile([0.05, 0.25, 0.5, 0.75, 0.95]).round(2).tolist()
     credits = report.get("source_credits") or {}
     franchises = report["franchises"]
     lines = [
-        "# Data card", "", "## Sources", "", _SOURCES.format(path=params.ingest.local_path), "## Pitch-time inputs",
+        "# Data card", "", "## Sources", "", _SOURCES.format(path=ingest.local_path), "## Pitch-time inputs",
         "", _PITCH_TIME, "## Counts", "",
         f"- Kept: {report['anime_kept']} anime, {report['characters_kept']} main characters; "
         f"split {report['split_sizes']} by {report['split_by']}.",
@@ -145,7 +145,7 @@ def render_data_card(params: Params, report: dict, anime: pd.DataFrame) -> str:
                                        for g in franchises["largest"]) + ".",
         "",
     ]
-    lines += _characters_section(params, report.get("characters"))
+    lines += _characters_section(ingest, prepare, report.get("characters"))
     if credits:
         lines += ["## Source credits stripped", "",
                   f"{credits['anime_with_credit']} of {credits['anime']} ingested synopses carried a credit. By source:",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from anipop.artifacts import ArtifactPaths, MinMaxScaler, quarantine_record
-from anipop.config import Params, PrepareParams, SplitRatios
+from anipop.config import IngestParams, Paths, PrepareParams, SplitRatios
 from anipop.data.data_card import characters_summary, render_data_card
 from anipop.data.franchise import franchise_groups, group_summary, hash_position
 from anipop.data.images import image_problem
@@ -123,14 +123,14 @@ def sibling_share(anime: pd.DataFrame, split: str, splits: pd.Series | None = No
     return {"anime": count, "of": len(rows), "share": round(count / len(rows), 4) if len(rows) else 0.0}
 
 
-def run_prepare(params: Params) -> dict:
+def run_prepare(prepare: PrepareParams, ingest: IngestParams, seed: int, paths: Paths) -> dict:
     """Clean raw tables, quarantine rejects, split, normalise; write tables, splits, scaler and a report."""
-    paths = ArtifactPaths.of(params)
-    raw_dir = paths.raw_dir
-    rules = params.prepare
-    anime = read_table(RAW_ANIME, paths.raw_anime)
-    characters = read_table(RAW_CHARACTERS, paths.raw_characters)
-    ingest_quarantine = read_table(QUARANTINE, paths.raw_quarantine)
+    files = ArtifactPaths.of(paths)
+    raw_dir = files.raw_dir
+    rules = prepare
+    anime = read_table(RAW_ANIME, files.raw_anime)
+    characters = read_table(RAW_CHARACTERS, files.raw_characters)
+    ingest_quarantine = read_table(QUARANTINE, files.raw_quarantine)
     quarantine: list[dict] = []
     notes: list[str] = []
 
@@ -156,19 +156,19 @@ def run_prepare(params: Params) -> dict:
     anime = anime.copy()
     anime["group_id"] = franchise_groups(anime, characters, rules.franchise).to_numpy()
     split_key = anime["group_id"] if rules.split_by == "franchise" else anime["anime_id"]
-    anime["split"] = [assign_split(key, params.seed, rules.split) for key in split_key]
+    anime["split"] = [assign_split(key, seed, rules.split) for key in split_key]
     scaler = MinMaxScaler.fit(anime.loc[anime["split"] == "train", "score"])
     anime["score_norm"] = scaler.transform(anime["score"].astype("float64"))
     anime = anime.sort_values("anime_id")
 
     prepare_quarantine = pd.DataFrame(quarantine, columns=QUARANTINE.column_names)
     all_quarantine = pd.concat([ingest_quarantine, QUARANTINE.conform(prepare_quarantine)], ignore_index=True)
-    write_table(PREPARED_ANIME, anime, paths.prepared_anime)
-    write_table(PREPARED_CHARACTERS, characters, paths.prepared_characters)
-    write_table(QUARANTINE, all_quarantine, paths.prepared_quarantine)
+    write_table(PREPARED_ANIME, anime, files.prepared_anime)
+    write_table(PREPARED_CHARACTERS, characters, files.prepared_characters)
+    write_table(QUARANTINE, all_quarantine, files.prepared_quarantine)
     splits = {name: anime.loc[anime["split"] == name, "anime_id"].tolist() for name in SPLITS}
-    write_json(paths.splits, splits)
-    write_json(paths.scaler, scaler.to_dict())
+    write_json(files.splits, splits)
+    write_json(files.scaler, scaler.to_dict())
     report = {
         "anime_kept": len(anime),
         "characters_kept": len(characters),
@@ -179,17 +179,17 @@ def run_prepare(params: Params) -> dict:
         "split_by": rules.split_by,
         "test_with_train_sibling": sibling_share(anime, "test"),
         "test_with_train_sibling_if_split_by_anime": sibling_share(
-            anime, "test", pd.Series([assign_split(i, params.seed, rules.split) for i in anime["anime_id"]],
+            anime, "test", pd.Series([assign_split(i, seed, rules.split) for i in anime["anime_id"]],
                                      index=anime.index)),
         "franchises": group_summary(anime),
         "source_credits": credits,
         "notes": notes,
         "post_release_values_dropped": post_release,
-        "as_of": read_json(paths.ingest_report).get("as_of") if paths.ingest_report.exists() else None,
+        "as_of": read_json(files.ingest_report).get("as_of") if files.ingest_report.exists() else None,
         "characters": characters_summary(raw_characters, characters, anime, all_quarantine),
     }
-    write_json(paths.prepare_report, report)
-    write_text(Path(params.paths.reports_dir) / "data_card.md", render_data_card(params, report, anime))
+    write_json(files.prepare_report, report)
+    write_text(Path(paths.reports_dir) / "data_card.md", render_data_card(ingest, prepare, report, anime))
     log.info("prepare: %d anime kept %s; quarantined %s", len(anime), report["split_sizes"], report["quarantined_by_rule"])
     log.info("prepare: %d franchise groups (largest: %s); split by %s; test anime with a train sibling: %s",
              report["franchises"]["groups"],

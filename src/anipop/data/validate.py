@@ -34,7 +34,7 @@ from great_expectations.data_context.types.base import (  # noqa: E402
 )
 
 from anipop.artifacts import ArtifactPaths  # noqa: E402
-from anipop.config import Params  # noqa: E402
+from anipop.config import Paths, PrepareParams  # noqa: E402
 from anipop.data.images import image_problem  # noqa: E402
 from anipop.data.schema import (  # noqa: E402
     PREPARED_ANIME,
@@ -256,27 +256,27 @@ def failure_message(summary: dict) -> str:
     return "validation failed:\n" + "\n".join(lines)
 
 
-def run_validate(params: Params) -> dict:
+def run_validate(prepare: PrepareParams, paths: Paths) -> dict:
     """Run all four suites, write summary.json and Data Docs, return the summary.
 
     Raises ValidationFailed (after writing both) when any suite fails. Schema problems (missing columns,
     nulls in non-nullable columns) are caught earlier by read_table and raise schema.SchemaError.
     """
-    paths = ArtifactPaths.of(params)
-    raw_dir = paths.raw_dir
-    raw_anime = read_table(RAW_ANIME, paths.raw_anime)
-    raw_chars = read_table(RAW_CHARACTERS, paths.raw_characters)
-    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
-    chars = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
+    files = ArtifactPaths.of(paths)
+    raw_dir = files.raw_dir
+    raw_anime = read_table(RAW_ANIME, files.raw_anime)
+    raw_chars = read_table(RAW_CHARACTERS, files.raw_characters)
+    anime = read_table(PREPARED_ANIME, files.prepared_anime)
+    chars = read_table(PREPARED_CHARACTERS, files.prepared_characters)
 
-    docs_dir = paths.data_docs
+    docs_dir = files.data_docs
     shutil.rmtree(docs_dir, ignore_errors=True)  # only this run's results, never an accumulating history
     context = _context(docs_dir)
     suites = [
         raw_anime_suite(raw_anime),
         raw_characters_suite(raw_chars, raw_anime),
-        prepared_anime_suite(anime, params.prepare.split_by, params.prepare.strip_source_credits),
-        prepared_characters_suite(chars, anime, raw_dir, params.prepare.drop_characters_without_portrait),
+        prepared_anime_suite(anime, prepare.split_by, prepare.strip_source_credits),
+        prepared_characters_suite(chars, anime, raw_dir, prepare.drop_characters_without_portrait),
     ]
     results = {suite.name: _run_suite(context, suite, frame, schema) for suite, frame, schema in suites}
     context.build_data_docs(site_names=[SITE_NAME])
@@ -286,7 +286,7 @@ def run_validate(params: Params) -> dict:
         "data_docs": str(index),
         "suites": results,
     }
-    write_json(paths.validation_summary, summary)
+    write_json(files.validation_summary, summary)
     offline = write_offline_report(summary, docs_dir / "offline.html")  # Data Docs need CDNs; this page does not
     failed = [name for name, r in results.items() if not r["success"]]
     log.info("validate: %d suites, %s; Data Docs at %s (offline: %s)", len(results),

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from anipop.artifacts import ArtifactPaths, quarantine_record, save_embeddings
 from anipop.catalog.input_kinds import EMBEDDED_KINDS
-from anipop.config import Params
+from anipop.config import EmbedParams, Paths
 from anipop.data.images import image_problem, open_rgb
 from anipop.data.schema import (
     PREPARED_ANIME,
@@ -33,8 +33,8 @@ from anipop.data.schema import (
     read_table,
     write_table,
 )
-from anipop.embedding.cache import EmbeddingCache, file_key, item_key
-from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
+from anipop.encoders.cache import EmbeddingCache, file_key, item_key
+from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder
 from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -158,16 +158,16 @@ def _drop_stale_kinds(out_dir: Path, written: set[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def run_embed(params: Params) -> dict:
+def run_embed(embed: EmbedParams, paths: Paths) -> dict:
     """Embed every text kind and the portraits present in the prepared data; write matrices, ids, manifest."""
-    from anipop.embedding.image_encoders import load_image_encoder
+    from anipop.encoders.image import load_image_encoder
 
-    cfg = params.embed
+    cfg = embed
     started = time.perf_counter()
-    paths = ArtifactPaths.of(params)
-    out_dir = paths.embeddings_dir
-    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
-    characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
+    files = ArtifactPaths.of(paths)
+    out_dir = files.embeddings_dir
+    anime = read_table(PREPARED_ANIME, files.prepared_anime)
+    characters = read_table(PREPARED_CHARACTERS, files.prepared_characters)
     device = choose_device(cfg.device)
     dtype = choose_dtype(cfg.dtype, device)
     manifest: dict = {"profile": cfg.profile, "text_model": cfg.text.model, "image_model": cfg.image.model,
@@ -179,30 +179,30 @@ def run_embed(params: Params) -> dict:
     if texts:
         loading = time.perf_counter()
         encoder = load_text_encoder(cfg.text.model, device, dtype, cfg.text.pooling, cfg.text.max_length,
-                                    cfg.text.cpu_runtime, params.paths.onnx_dir, cfg.cpu_threads)
+                                    cfg.text.cpu_runtime, paths.onnx_dir, cfg.cpu_threads)
         load_seconds["text"] = round(time.perf_counter() - loading, 3)
         manifest["text_runtime"], manifest["text_namespace"] = encoder.runtime, encoder.namespace
-        cache = EmbeddingCache(params.paths.embedding_cache_dir, encoder.namespace)
+        cache = EmbeddingCache(paths.embedding_cache_dir, encoder.namespace)
         for kind, items in texts.items():
             results[kind] = embed_texts(encoder, items, cache, cfg.batch_size, kind)
     quarantine: list[dict] = []
-    portraits = portrait_items(characters, Path(params.paths.raw_dir))
+    portraits = portrait_items(characters, Path(paths.raw_dir))
     if portraits:
         loading = time.perf_counter()
         image_encoder = load_image_encoder(cfg.image, device, dtype)
         load_seconds["image"] = round(time.perf_counter() - loading, 3)
-        cache = EmbeddingCache(params.paths.embedding_cache_dir, image_encoder.namespace)
+        cache = EmbeddingCache(paths.embedding_cache_dir, image_encoder.namespace)
         results["portrait"] = embed_portraits(image_encoder, portraits, cache, cfg.batch_size, quarantine)
     for kind, (row_ids, matrix, stats) in results.items():
         save_embeddings(out_dir, kind, row_ids, matrix)
         manifest["kinds"][kind] = stats
     _drop_stale_kinds(out_dir, set(results))
-    write_table(QUARANTINE, pd.DataFrame(quarantine, columns=QUARANTINE.column_names), paths.embeddings_quarantine)
+    write_table(QUARANTINE, pd.DataFrame(quarantine, columns=QUARANTINE.column_names), files.embeddings_quarantine)
     manifest["quarantined"] = len(quarantine)
-    write_json(paths.embeddings_manifest, stable_manifest(manifest))
+    write_json(files.embeddings_manifest, stable_manifest(manifest))
     manifest["load_seconds"] = load_seconds
     manifest["seconds"] = round(time.perf_counter() - started, 3)
-    write_run_log(params, manifest)
+    write_run_log(paths, manifest)
     parts = [f"{kind} {s['count']} rows ({s['embedded']} embedded, {s['from_cache']} cached, {s['dim']}-d, "
              f"{s['items_per_s'] or '-'} items/s)" for kind, (_, _, s) in results.items()]
     log.info("embed: done in %.1f s on %s: %s; %d portrait(s) quarantined", manifest["seconds"], device,
@@ -218,14 +218,14 @@ def stable_manifest(manifest: dict) -> dict:
     return kept
 
 
-def run_log_path(params: Params) -> Path:
+def run_log_path(paths: Paths) -> Path:
     """Where the last run's timings and cache hits are kept: beside the cache, outside every DVC output."""
-    return Path(params.paths.embedding_cache_dir) / "last_run.json"
+    return Path(paths.embedding_cache_dir) / "last_run.json"
 
 
-def write_run_log(params: Params, manifest: dict) -> None:
-    record = {"embeddings_dir": str(params.paths.embeddings_dir), "seconds": manifest["seconds"],
+def write_run_log(paths: Paths, manifest: dict) -> None:
+    record = {"embeddings_dir": str(paths.embeddings_dir), "seconds": manifest["seconds"],
               "load_seconds": manifest["load_seconds"],
               "kinds": {kind: {key: stats[key] for key in ("count", *RUN_STATS)}
                         for kind, stats in manifest["kinds"].items()}}
-    write_json(run_log_path(params), record)
+    write_json(run_log_path(paths), record)

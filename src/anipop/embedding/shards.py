@@ -89,4 +89,4 @@ def embed_shard(params: Params) -> dict:
     _resolve_lazy_imports()
     from anipop.embedding.embed import run_embed
 
-    return run_embed(params)
+    return run_embed(params.embed, params.paths)

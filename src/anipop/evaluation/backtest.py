@@ -267,7 +267,7 @@ def rolling_table(rolling: dict) -> str:
 
 def write_rolling(params: Params) -> dict:
     """The rolling-origin stage: reports/rolling.json (metrics), rolling_details.json and rolling.md."""
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     cfg = params.evaluate.rolling
@@ -315,7 +315,7 @@ def _points(models: dict) -> dict:
 
 def run_backtest(params: Params) -> dict:
     """Write reports/cv.json, reports/temporal.json (metrics) and reports/backtest.md; return both results."""
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     cfg = params.evaluate

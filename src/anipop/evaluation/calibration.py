@@ -35,7 +35,7 @@ def _quantile(residuals: np.ndarray, coverage: float) -> float:
 
 def conformal_half_width(params: Params, bundle: ModelBundle, coverage: float) -> float:
     """Split-conformal half-width (normalised units) from validation residuals: covers `coverage` on average."""
-    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
+    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params.paths).prepared_anime)
     val = anime[anime["split"] == "val"]
     if val.empty:
         raise ValueError("the validation split is empty: no residuals to size the prediction interval")
@@ -65,7 +65,7 @@ def conformal_half_width_with_characters(params: Params, bundle: ModelBundle, co
             or not reads_characters(bundle.model):
         return None  # a model that reads no characters (synopsis, metadata; a pitch model whose character
         # correction has weight 0): one interval for all
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     val = anime[(anime["split"] == "val") & anime["anime_id"].isin(set(characters["anime_id"]))]
@@ -86,7 +86,7 @@ def calibrate(params: Params, bundle: ModelBundle) -> IntervalCalibration:
 def write_calibrations(params: Params, labelled: list[tuple[str, ModelBundle]]) -> dict[str, IntervalCalibration]:
     """Calibrate every model that serves pitches (by run label); write reports/calibration.json."""
     found = {label: calibrate(params, bundle) for label, bundle in labelled if bundle.input_type in CALIBRATED_INPUTS}
-    write_json(ArtifactPaths.of(params).calibration, {label: c.to_dict() for label, c in found.items()})
+    write_json(ArtifactPaths.of(params.paths).calibration, {label: c.to_dict() for label, c in found.items()})
     return found
 
 

@@ -39,7 +39,7 @@ def run_label(run: dict) -> str:
 
 def predict_test(params: Params, runs: list[tuple[dict, ModelBundle]]) -> pd.DataFrame:
     """Test rows with the true normalised score and one prediction column per run label."""
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     test = anime[anime["split"] == "test"]
     if test.empty:
@@ -79,7 +79,7 @@ def _points(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def run_evaluate(params: Params, track: bool = True) -> dict:
     """Write metrics.json, intervals.json, metrics.md and plots, log them to MLflow; return the summary."""
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     scaler = MinMaxScaler.read(paths.scaler)
     report, trained = load_runs(paths)
     predictions = predict_test(params, trained)

@@ -121,7 +121,7 @@ def split_datasets(params: Params, digest: str) -> list[tuple[object, str]]:
     """The prepared anime table, one MLflow dataset per split (ids and target only), each with its context."""
     import mlflow.data
 
-    path = ArtifactPaths.of(params).prepared_anime
+    path = ArtifactPaths.of(params.paths).prepared_anime
     anime = read_table(PREPARED_ANIME, path)
     datasets = []
     for split in SPLITS:
@@ -166,7 +166,7 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
         return None
     # embedding models and the synopsis + metadata models take the full pitch with an interval
     if bundle.input_type in (EMBEDDINGS_INPUT, PITCH_INPUT) and bundle_path is not None:
-        calibration = read_calibration(ArtifactPaths.of(params), label)  # sized by the evaluate step
+        calibration = read_calibration(ArtifactPaths.of(params.paths), label)  # sized by the evaluate step
         return log_pitch_model(params, calibration, bundle_path, model_requirements(),  # with interval
                                ship_text_graph=primary).model_uri
     signature = ModelSignature(
@@ -178,7 +178,7 @@ def log_child_model(params: Params, bundle: ModelBundle | None, bundle_path: Pat
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(BUNDLE_MODEL_CODE), signature=signature,
             pip_requirements=model_requirements(),
-            artifacts={"bundle": str(served), "scaler": str(ArtifactPaths.of(params).scaler)})
+            artifacts={"bundle": str(served), "scaler": str(ArtifactPaths.of(params.paths).scaler)})
     return info.model_uri
 
 
@@ -197,7 +197,7 @@ def logs_model(params: Params, input_set: str, main_set: str, primary: bool = Fa
 
 def _train_runs(params: Params) -> tuple[dict, dict[str, dict]]:
     """train_report.json and its runs by label 'input_set/model' (bundle path, kinds, history)."""
-    report = read_json(ArtifactPaths.of(params).train_report)
+    report = read_json(ArtifactPaths.of(params.paths).train_report)
     runs = {f"{run['input_set']}/{run['model']}": run for run in report["runs"]}
     # the baselines do not depend on the input set: their children are named by the baseline alone
     runs.update({run["model"]: run for run in report["runs"] if run["model"] in BASELINES})
@@ -224,7 +224,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
     report, train_runs = _train_runs(params)
     primary = PrimaryModel.of_report(report).label
     main_set = PrimaryModel.of_report(report).input_set
-    scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
+    scaler = MinMaxScaler.read(ArtifactPaths.of(params.paths).scaler)
     digest, commit = _digest(params), git_commit()
     shared_tags = {"git_commit": commit, "data_hash": data_hash(params), "split_kind": split_kind(params)}
     datasets = split_datasets(params, digest)
@@ -291,7 +291,7 @@ def log_evaluation_runs(params: Params, results: Mapping[str, Mapping[str, Mappi
     logged = {"experiment_id": experiment_id, "parent_run_id": parent.info.run_id, "primary": primary,
               "primary_run_id": children.get(primary, {}).get("run_id"),
               "primary_model_uri": children.get(primary, {}).get("model_uri"), "children": children}
-    write_json(ArtifactPaths.of(params).mlflow_runs, logged)
+    write_json(ArtifactPaths.of(params.paths).mlflow_runs, logged)
     log.info("mlflow: parent run %s with %d child runs logged to %s", parent.info.run_id, len(children),
              shown_tracking_uri(params))
     return logged

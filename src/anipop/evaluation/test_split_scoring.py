@@ -21,7 +21,7 @@ from anipop.serving.predict import OUTPUT_COLUMNS, served_limits
 
 def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The test split as raw pitches (synopsis + characters JSON with portraits inlined) and its true scores."""
-    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
+    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params.paths).prepared_anime)
     test = anime[anime["split"] == "test"].reset_index(drop=True)
     return anime_pitches(params, test), test
 
@@ -32,7 +32,7 @@ def anime_pitches(params: Params, anime: pd.DataFrame) -> pd.DataFrame:
     first-air year; nothing known only after release."""
     from anipop.data.schema import PREPARED_CHARACTERS
 
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     wanted = set(anime["anime_id"].astype(int))
     by_anime: dict[int, list[dict]] = {}
@@ -63,7 +63,7 @@ def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float
     from anipop.catalog.metrics import point_metrics
 
     pitches, test = test_pitches(params)
-    scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
+    scaler = MinMaxScaler.read(ArtifactPaths.of(params.paths).scaler)
     predicted = score_pitches(load_model(model_uri), pitches)
     return point_metrics(test["score_norm"].to_numpy(), scaler.transform(predicted["score"].to_numpy()),
                          scaler.high - scaler.low)

@@ -67,7 +67,7 @@ def load_pretrained(name: str):
     """(tokenizer, encoder) from a packaged name, hub id or folder; pad token set (GPT-2 has none)."""
     from transformers import AutoModel, AutoTokenizer
 
-    from anipop.embedding.encoders import _unavailable, looks_like_path, resolve_text_model
+    from anipop.encoders.text import _unavailable, looks_like_path, resolve_text_model
 
     location = resolve_text_model(name)
     if looks_like_path(name) and not Path(location).is_dir():
@@ -85,7 +85,7 @@ def load_pretrained(name: str):
 
 
 def pick_device(requested: str) -> torch.device:
-    from anipop.embedding.encoders import choose_device
+    from anipop.encoders.text import choose_device
 
     return choose_device(requested)
 

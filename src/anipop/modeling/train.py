@@ -161,7 +161,7 @@ class TrainingData:
 
     @classmethod
     def from_prepared(cls, params: Params) -> "TrainingData":
-        paths = ArtifactPaths.of(params)
+        paths = ArtifactPaths.of(params.paths)
         anime = read_table(PREPARED_ANIME, paths.prepared_anime)
         if anime[anime["split"] == "train"].empty:
             raise ValueError(f"{paths.prepared_anime}: the train split is empty; check prepare.split")
@@ -394,7 +394,7 @@ def run_train(params: Params, ablation: str | None = None) -> dict:
     cfg = params.train
     input_sets = input_sets_to_train(params, ablation)  # a bad --ablation fails before any data is read
     data = TrainingData.from_prepared(params)
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     models_dir = paths.models_dir
     manifest_path = paths.embeddings_manifest
     encoders = read_json(manifest_path) if manifest_path.exists() else {}

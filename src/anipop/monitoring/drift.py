@@ -135,7 +135,7 @@ def evidently_reports(params: Params, comparison: Comparison, predicted: tuple[n
                *[ValueDrift(column=c, **options) for c in (*numerical, *categorical)]]
     columns = Report(metrics, include_tests=True).run(Dataset.from_pandas(current, data_definition=definition),
                                                       Dataset.from_pandas(reference, data_definition=definition))
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     seed = params.seed
     reference_vectors = _embedding_rows(paths.embeddings_dir, comparison.reference, cfg.max_reference_rows, seed)
     current_vectors = _embedding_rows(paths.embeddings_dir, comparison.current, cfg.max_reference_rows, seed)
@@ -211,7 +211,7 @@ def decide_drift(summary: dict, live: dict | None, champion_test: dict[str, floa
 
 def report_paths(params: Params) -> tuple[Path, Path]:
     """reports/drift.json and the folder of its HTML report."""
-    reports = ArtifactPaths.of(params).reports_dir
+    reports = ArtifactPaths.of(params.paths).reports_dir
     return reports / "drift.json", reports / "drift"
 
 
@@ -220,4 +220,4 @@ def write_drift(params: Params, result: dict) -> None:
 
 
 def prepared_anime(params: Params) -> pd.DataFrame:
-    return read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
+    return read_table(PREPARED_ANIME, ArtifactPaths.of(params.paths).prepared_anime)

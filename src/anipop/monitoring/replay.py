@@ -133,8 +133,25 @@ def prepare_workspace(project: Path, plan: ReplayPlan) -> Path:
     if not (workspace / ".dvc").is_dir():
         subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=workspace, check=True,
                        capture_output=True)
+    set_as_of(project, plan, plan.dates[0])  # DVC resolves the stages' ${...} from the workspace's params.yaml
+    needed = loop_stages(workspace)
+    stages["stages"] = {name: stage for name, stage in stages["stages"].items() if name in needed}
+    (workspace / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False), encoding="utf-8")
     shutil.rmtree(plan.root / STEPS, ignore_errors=True)
     return workspace
+
+
+def loop_stages(workspace: Path, decider: str = "register") -> set[str]:
+    """`decider` and every stage it depends on, from DVC's own graph of `workspace`: what the retraining loop
+    decides with. The side studies (paper mode, the multimodal and field ablations, the results table) feed no
+    decision, so a replay step does not spend its time on them."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(workspace)) as repo:
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        stage = next(node for node in graph if getattr(node, "name", None) == decider)
+        return {decider} | {node.name for node in nx.descendants(graph, stage)}
 
 
 def set_as_of(project: Path, plan: ReplayPlan, as_of: date) -> Params:
@@ -202,7 +219,7 @@ def snapshot(plan: ReplayPlan, index: int, workspace: Params, record: dict) -> N
     """Keep the step's view of the data (its prepared anime) and what happened at it."""
     folder = plan.step_dir(index)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = ArtifactPaths.of(workspace)
+    paths = ArtifactPaths.of(workspace.paths)
     shutil.copy2(paths.prepared_anime, folder / SNAPSHOT_ANIME)
     write_json(folder / STEP_RESULT, record)
 
@@ -214,7 +231,7 @@ def snapshot_live(plan: ReplayPlan, index: int, workspace: Params) -> int:
 
     folder = plan.step_dir(index)
     before = pd.read_parquet(folder / SNAPSHOT_ANIME)
-    now = read_table(PREPARED_ANIME, ArtifactPaths.of(workspace).prepared_anime)
+    now = read_table(PREPARED_ANIME, ArtifactPaths.of(workspace.paths).prepared_anime)
     new = now[~now["anime_id"].isin(set(before["anime_id"]))].sort_values("anime_id").reset_index(drop=True)
     known_groups = set(now.loc[now["anime_id"].isin(set(before["anime_id"])), "group_id"])
     live = pd.DataFrame({"anime_id": new["anime_id"].astype(int), "score": new["score"].astype(float),

@@ -240,7 +240,7 @@ def log_to_mlflow(params: Params, result: dict, files: list[Path]) -> str:
 
 
 def replay_paths(params: Params) -> tuple[Path, Path, Path]:
-    reports = ArtifactPaths.of(params).reports_dir
+    reports = ArtifactPaths.of(params.paths).reports_dir
     return reports / "replay.json", reports / REPORT, reports / PLOT
 
 

@@ -99,7 +99,7 @@ def render_model_card(params: Params, version: str, intervals: dict, model_name:
 
     report = read_json(Path(params.paths.prepared_dir) / "report.json")
     encoders = params.embed
-    bundle = load_bundle(ArtifactPaths.of(params).primary_bundle)
+    bundle = load_bundle(ArtifactPaths.of(params.paths).primary_bundle)
     lines = [
         f"# {params.registry.model_name} v{version} ({model_name})",
         "",

@@ -91,7 +91,7 @@ def served_scores_on(model_uri: str, params: Params, rows: pd.DataFrame) -> np.n
 
 def metrics_on_rows(params: Params, rows: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
     """Metrics of served scores (1-10) for `rows`, on this data's score scale (as the test metrics are)."""
-    scaler = MinMaxScaler.read(ArtifactPaths.of(params).scaler)
+    scaler = MinMaxScaler.read(ArtifactPaths.of(params.paths).scaler)
     return point_metrics(scaler.transform(rows["score"].to_numpy(dtype=np.float64)), scaler.transform(scores),
                          scaler.high - scaler.low)
 

@@ -72,7 +72,7 @@ def model_key(params: Params, fingerprint: str) -> str:
     registrations of the same fit that differ only in their serving limits. The bundle pickles to the same
     bytes in every process (config._Strict), so an unchanged rerun gives the same key."""
     digest = hashlib.sha256(fingerprint.encode())
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     for path in (paths.primary_bundle, paths.intervals):
         update_digest(digest, path)
     digest.update(f"|{params.registry.interval_coverage}|{params.embed.text.model_dump_json()}|"
@@ -157,7 +157,7 @@ def _judge(params: Params, client, champion, candidate: dict[str, float], candid
             and f"test.{metric}" in tags:
         return decide(metric, candidate[metric], float(tags[f"test.{metric}"]), str(champion.version))
     seen = reference_ids(client, champion.run_id)
-    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params).prepared_anime)
+    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params.paths).prepared_anime)
     rows, where = judging_rows(anime, cfg.policy, set(seen.get("train", [])) | set(seen.get("val", [])),
                                cfg.newest_years)
     log.info("registry: judging v%s (champion) against the candidate%s", champion.version, where)
@@ -270,7 +270,7 @@ def run_register(params: Params, write_reports: bool = True) -> dict:
     cfg = params.registry
     experiment_id = use_experiment(params)
     client = MlflowClient(tracking_uri=tracking_uri(params), registry_uri=tracking_uri(params))
-    fingerprint = split_fingerprint(ArtifactPaths.of(params))
+    fingerprint = split_fingerprint(ArtifactPaths.of(params.paths))
     model = model_key(params, fingerprint)  # hashes the saved model once: the key, the tags, the judging read it
     key = registration_key(params, model)
     with interruptible(), _tracking_errors(params, f"registering {cfg.model_name}"):
@@ -288,7 +288,7 @@ def run_register(params: Params, write_reports: bool = True) -> dict:
                 log.info("registry: registering %s (key %s) in %s", cfg.model_name, key, shown_tracking_uri(params))
                 result, card = _register_locked(params, client, fingerprint, key, model)
     if write_reports:
-        paths = ArtifactPaths.of(params)
+        paths = ArtifactPaths.of(params.paths)
         write_json(paths.registration, result)
         write_text(paths.model_card, card)
         # the register stage's DVC output: what was registered, the same bytes on any machine that registers this
@@ -326,7 +326,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str, model: 
     from anipop.serving.predict import log_pitch_model
 
     cfg = params.registry
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     reports = paths.reports_dir
     intervals = read_json(paths.intervals)
     primary_model = PrimaryModel.read(paths)

@@ -99,8 +99,8 @@ class PitchPredictor:
     @cached_property
     def _encoders(self):
         """(text, image) encoders for the kinds the model uses, loaded once on first prediction."""
-        from anipop.embedding.encoders import choose_device, load_text_encoder
-        from anipop.embedding.image_encoders import load_image_encoder
+        from anipop.encoders.image import load_image_encoder
+        from anipop.encoders.text import choose_device, load_text_encoder
 
         device = choose_device(self.device)
         kinds = set(self.bundle.inputs)
@@ -270,7 +270,7 @@ def log_pitch_model(params: Params, calibration: IntervalCalibration, bundle_pat
 
     from anipop.serving.model_code import PITCH_MODEL_CODE
 
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     bundle = load_bundle(bundle_path or paths.primary_bundle)
     pitch_model = bundle.input_type == PITCH_INPUT  # synopsis + metadata (anipop.modeling.pitch)
     if not pitch_model and not set(bundle.inputs) <= {*ANIME_KINDS, *CHARACTER_KINDS}:

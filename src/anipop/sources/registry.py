@@ -12,29 +12,29 @@ from typing import TYPE_CHECKING
 from anipop.sources import Source
 
 if TYPE_CHECKING:
-    from anipop.config import Params
+    from anipop.config import IngestParams, Paths
 
 
-def _local(params: Params) -> Source:
+def _local(ingest: IngestParams, paths: Paths) -> Source:
     from anipop.sources.local import LocalSource
 
-    return LocalSource(path=params.ingest.local_path, limit=params.ingest.limit,
-                       characters_dir=params.ingest.characters_dir, staff_roles=params.ingest.staff_roles)
+    return LocalSource(path=ingest.local_path, limit=ingest.limit, characters_dir=ingest.characters_dir,
+                       staff_roles=ingest.staff_roles)
 
 
-def _jikan(params: Params) -> Source:
+def _jikan(ingest: IngestParams, paths: Paths) -> Source:
     from anipop.sources.jikan import JikanSource
 
-    return JikanSource(limit=params.ingest.limit, cache_dir=params.paths.http_cache_dir,
-                       staff_roles=params.ingest.staff_roles, **params.ingest.jikan.model_dump())
+    return JikanSource(limit=ingest.limit, cache_dir=paths.http_cache_dir, staff_roles=ingest.staff_roles,
+                       **ingest.jikan.model_dump())
 
 
 # ingest.source -> the factory of that source; each imports its module lazily, so `local` never loads the HTTP
 # stack. config.IngestParams.source lists the same names (a test holds them equal): importing this registry from
 # the config would make every stage depend on the sources' code.
-SOURCES: dict[str, Callable[[Params], Source]] = {"local": _local, "jikan": _jikan}
+SOURCES: dict[str, Callable[[IngestParams, Paths], Source]] = {"local": _local, "jikan": _jikan}
 
 
-def make_source(params: Params) -> Source:
-    """The source that params.yaml names."""
-    return SOURCES[params.ingest.source](params)
+def make_source(ingest: IngestParams, paths: Paths) -> Source:
+    """The source that params.yaml names (ingest.source); paths: where an online source caches its answers."""
+    return SOURCES[ingest.source](ingest, paths)

@@ -87,7 +87,7 @@ def evaluate_set(params: Params, anime: pd.DataFrame, characters: pd.DataFrame) 
 
 def run_field_ablation(params: Params) -> dict:
     """Write reports/field_ablation.json and .md: per input set and model, CV mean ± sd, temporal and test."""
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     cfg = params.field_ablation
     if not cfg.enabled:  # the stage still writes its outputs, so `dvc repro` has them
         write_json(paths.field_ablation_metrics, {"enabled": False})

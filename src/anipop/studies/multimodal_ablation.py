@@ -125,7 +125,7 @@ def _paired_table(rows: list[dict], confidence: float) -> str:
 
 def run_multimodal_ablation(params: Params) -> dict:
     """Run the ablation; write reports/multimodal.md, multimodal.json and multimodal_details.json."""
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     folds, seed, confidence = params.evaluate.cv_folds, params.seed, params.evaluate.confidence

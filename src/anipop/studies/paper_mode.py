@@ -29,7 +29,7 @@ import pandas as pd
 
 from anipop.artifacts import ArtifactPaths, MinMaxScaler
 from anipop.catalog.metrics import METRIC_NAMES, point_metrics
-from anipop.config import Params
+from anipop.config import EmbedParams, PaperModeParams, Paths
 from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.modeling.paper_head import fit_paper_head
 from anipop.utils import atomic_path, configure_torch, write_json, write_text
@@ -120,13 +120,12 @@ def split_targets(rows: dict[str, pd.DataFrame], per_split: bool) -> tuple[dict[
 
 
 def run_variant(on: frozenset[str], rows: dict[str, pd.DataFrame], vectors: dict[str, dict[str, np.ndarray]],
-                params: Params) -> dict:
+                cfg: PaperModeParams, seed: int) -> dict:
     """Fit the head under one set of flaws; test metrics of it and of the train mean, and the chosen epoch."""
-    cfg = params.paper_mode
     x = vectors[FIRST_LEFT if "first_token_left_padding" in on else MEAN]
     y, test_range = split_targets(rows, "per_split_scaling" in on)
     select = "test" if "select_on_test" in on else "val"
-    model, history = fit_paper_head(x["train"], y["train"], x["train"].shape[1], cfg.head, params.seed,
+    model, history = fit_paper_head(x["train"], y["train"], x["train"].shape[1], cfg.head, seed,
                                     monitor={"val": (x["val"], y["val"]), "test": (x["test"], y["test"])},
                                     select_on=select)
     predicted = model.predict(x["test"])
@@ -148,11 +147,11 @@ def _table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_paper_mode(params: Params) -> dict:
+def run_paper_mode(paper_mode: PaperModeParams, embed: EmbedParams, seed: int, paths: Paths) -> dict:
     """Encode the synopses (cached), fit every variant, write reports/paper_mode.json and paper_mode.md."""
-    from anipop.embedding.encoders import choose_device, choose_dtype, load_text_encoder
+    from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder
 
-    cfg, paths = params.paper_mode, ArtifactPaths.of(params)
+    cfg, cache_dir, paths = paper_mode, Path(paths.embedding_cache_dir).parent / "paper_mode", ArtifactPaths.of(paths)
     if not cfg.enabled:  # the stage still writes its outputs, so `dvc repro` has them and stays a no-op
         note = ("Paper-faithful mode is off (paper_mode.enabled: false). Run it with "
                 "`dvc exp run -S paper_mode.enabled=true` (about 15 minutes on 2 cores the first time).\n")
@@ -167,19 +166,18 @@ def run_paper_mode(params: Params) -> dict:
     if rows["val"].empty:
         rows["val"] = rows["train"]  # as fit_network does: no val rows, the train loss is watched
     runs = variants(cfg.flaws.model_dump(), cfg.ablate)
-    device = choose_device(params.embed.device)
-    name = cfg.encoder or params.embed.text.model
-    encoder = load_text_encoder(name, device, choose_dtype(params.embed.dtype, device), max_length=cfg.max_length,
-                                threads=params.embed.cpu_threads)  # eager torch: the forward takes position ids
-    cache_dir = Path(params.paths.embedding_cache_dir).parent / "paper_mode"
+    device = choose_device(embed.device)
+    name = cfg.encoder or embed.text.model
+    encoder = load_text_encoder(name, device, choose_dtype(embed.dtype, device), max_length=cfg.max_length,
+                                threads=embed.cpu_threads)  # eager torch: the forward takes position ids
     per_split = {split: cached_vectors(encoder, part["anime_id"].astype(int).tolist(),
                                        part["synopsis"].astype(str).tolist(), cfg.head.batch_size, cache_dir)
                  for split, part in rows.items()}
     vectors = {pooling: {split: found[pooling] for split, found in per_split.items()} for pooling in (FIRST_LEFT, MEAN)}
-    configure_torch(params.seed, cfg.head.threads)
+    configure_torch(seed, cfg.head.threads)
     results = []
     for label, on in runs:
-        result = {"label": label, **run_variant(on, rows, vectors, params)}
+        result = {"label": label, **run_variant(on, rows, vectors, cfg, seed)}
         log.info("paper-mode: %s: R2 %.4f, Spearman %.4f", label, result["metrics"]["r2"],
                  result["metrics"]["spearman"])
         results.append(result)

@@ -19,7 +19,7 @@ from anipop.artifacts import ArtifactPaths
 from anipop.catalog.input_kinds import PITCH_METADATA_KINDS
 from anipop.catalog.metrics import comparison_lines
 from anipop.catalog.model_catalog import BASELINE, BASELINES, LENGTH_BASELINE, PAPER_HEAD
-from anipop.config import Params
+from anipop.config import Paths, TrainParams
 from anipop.studies import readme_blocks
 from anipop.utils import read_json, write_json, write_text
 
@@ -224,7 +224,7 @@ def ranked_models(main: dict[str, dict]) -> list[str]:
                   key=lambda n: -main[n].get("cv", {}).get("spearman", {}).get("mean", float("-inf")))
 
 
-def results_markdown(params: Params, cv: dict, temporal: dict, metrics: dict, ablation: dict, paper_mode: dict,
+def results_markdown(train: TrainParams, cv: dict, temporal: dict, metrics: dict, ablation: dict, paper_mode: dict,
                      finetune: dict | None, finetune_path: Path, rolling: dict | None = None) -> str:
     main, main_rows = main_entries(cv, temporal, metrics, rolling)
     rows = [ScoreRow("baseline", NOTES[name], name, main[name]) for name in reversed(BASELINES) if name in main]
@@ -239,12 +239,12 @@ def results_markdown(params: Params, cv: dict, temporal: dict, metrics: dict, ab
         best = max(text_rows, key=lambda i: rows[i].entry["cv"]["spearman"]["mean"])
         rows[best] = ScoreRow(rows[best].group, "synopsis", rows[best].model, rows[best].entry,
                               ("best text-only on CV",))
-    group = GROUP_OF_SET.get(params.train.inputs, f"main input set ({params.train.inputs})")
+    group = GROUP_OF_SET.get(train.inputs, f"main input set ({train.inputs})")
     for name in ranked_models(main):
         entry = main[name]
-        tags = tuple(t for t, on in (("stacked", name == "pitch_stack"), ("primary: train.model", name == params.train.model),
+        tags = tuple(t for t, on in (("stacked", name == "pitch_stack"), ("primary: train.model", name == train.model),
                                      ("frozen", name == PAPER_HEAD)) if on)
-        rows.append(ScoreRow(group, params.train.inputs, name, entry, tags))
+        rows.append(ScoreRow(group, train.inputs, name, entry, tags))
     ft_rows, notes = finetune_rows(finetune, finetune_path)
     rows += ft_rows
     if PAPER_HEAD not in main:
@@ -272,18 +272,18 @@ def results_markdown(params: Params, cv: dict, temporal: dict, metrics: dict, ab
     )
 
 
-def readme_block(params: Params, cv: dict, temporal: dict, metrics: dict, rolling: dict | None) -> str:
+def readme_block(train: TrainParams, cv: dict, temporal: dict, metrics: dict, rolling: dict | None) -> str:
     """The README's results table: the main input set's models (best CV first), both baselines and the paper,
     then the primary model against its previous recipe. Rendered from the same reports as results.md."""
     main, main_rows = main_entries(cv, temporal, metrics, rolling)
     titles = [f"{PART_TITLES[p]} {METRIC_TITLES[m]}" for p, m in HEADLINE]
-    lines = [README_BEGIN, f"Main input set `{params.train.inputs}`. {row_counts_line(main_rows)} MAE in points on "
+    lines = [README_BEGIN, f"Main input set `{train.inputs}`. {row_counts_line(main_rows)} MAE in points on "
              "the 1-10 scale; CV and rolling origin: mean ± sd over folds and years.", "",
              "| model | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
     for name in [*ranked_models(main), *reversed(BASELINES)]:
         if name not in main:
             continue
-        label = (f"**`{name}`** (train.model)" if name == params.train.model
+        label = (f"**`{name}`** (train.model)" if name == train.model
                  else f"**`{name}`** (baseline: {NOTES[name]})" if name in BASELINES else f"`{name}`")
         lines.append(f"| {label} | " + " | ".join(cell(main[name], p, m) for p, m in HEADLINE) + " |")
     lines.append(PAPER_ROW)
@@ -295,14 +295,14 @@ def readme_block(params: Params, cv: dict, temporal: dict, metrics: dict, rollin
     return "\n".join(lines)
 
 
-def summary_metrics(params: Params, cv: dict, temporal: dict, metrics: dict, rolling: dict | None) -> dict:
+def summary_metrics(train: TrainParams, cv: dict, temporal: dict, metrics: dict, rolling: dict | None) -> dict:
     """The primary model's headline figures beside both baselines': eight numbers, one line of `dvc metrics show`.
 
     Why so few: DVC prints one row per metrics file and one column per key, so the full tables (every model and
     metric) made a 14,000-character line; they stay files (`dvc metrics show reports/cv.json` shows one).
     """
     main, _ = main_entries(cv, temporal, metrics, rolling)
-    primary, length, mean = (main.get(name, {}) for name in (params.train.model, LENGTH_BASELINE, BASELINE))
+    primary, length, mean = (main.get(name, {}) for name in (train.model, LENGTH_BASELINE, BASELINE))
     figures = {"spearman": {part: point(primary, part, "spearman") for part in ("test", "cv", "temporal", "rolling")},
                "mae_1_10": {part: point(primary, part, "mae_1_10") for part in ("test", "temporal")},
                LENGTH_BASELINE: {"spearman_test": point(length, "test", "spearman")},
@@ -311,18 +311,18 @@ def summary_metrics(params: Params, cv: dict, temporal: dict, metrics: dict, rol
             for group, entries in figures.items()}
 
 
-def run_report(params: Params) -> str:
+def run_report(train: TrainParams, paths: Paths) -> str:
     """Write reports/results.md from the reports the pipeline wrote (finetune.json only when present), and the
     README's results block when the project has one (the README sits beside reports_dir)."""
-    paths = ArtifactPaths.of(params)
-    cv, temporal, metrics = _read(paths.cv_details), _read(paths.temporal_details), _read(paths.metrics)
-    rolling = _read(paths.rolling_details, required=False)
-    text = results_markdown(params, cv, temporal, metrics, _read(paths.field_ablation_metrics),
-                            _read(paths.paper_mode_metrics), _read(paths.finetune_metrics, required=False),
-                            paths.finetune_metrics, rolling)
-    write_text(paths.results_table, text)
-    write_json(paths.summary_metrics, summary_metrics(params, cv, temporal, metrics, rolling))
-    readme_blocks.update_readme(Path(params.paths.reports_dir).parent / "README.md",
-                                readme_block(params, cv, temporal, metrics, rolling), README_BEGIN, README_END)
+    readme = Path(paths.reports_dir).parent / "README.md"
+    files = ArtifactPaths.of(paths)
+    cv, temporal, metrics = _read(files.cv_details), _read(files.temporal_details), _read(files.metrics)
+    rolling = _read(files.rolling_details, required=False)
+    text = results_markdown(train, cv, temporal, metrics, _read(files.field_ablation_metrics),
+                            _read(files.paper_mode_metrics), _read(files.finetune_metrics, required=False),
+                            files.finetune_metrics, rolling)
+    write_text(files.results_table, text)
+    write_json(files.summary_metrics, summary_metrics(train, cv, temporal, metrics, rolling))
+    readme_blocks.update_readme(readme, readme_block(train, cv, temporal, metrics, rolling), README_BEGIN, README_END)
     print(text)
     return text

@@ -32,7 +32,7 @@ DEFAULT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 
 def fold_predictions(params: Params) -> list[dict]:
     """Per CV fold of train+val: true normalised scores, each component's predictions, the score range."""
-    paths = ArtifactPaths.of(params)
+    paths = ArtifactPaths.of(params.paths)
     anime = read_table(PREPARED_ANIME, paths.prepared_anime)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     train = params.train.model_copy(update={"models": COMPONENTS, "model": COMPONENTS[0]})
@@ -86,7 +86,7 @@ def run_tune(params: Params, track: bool = True, grid=DEFAULT_GRID) -> dict:
                     mlflow.log_metrics({k: v for k, v in trial.items() if k.startswith("cv_")})
             mlflow.log_metrics({f"best_{k}": v for k, v in best.items()})
             result["mlflow_run_id"] = parent.info.run_id
-    write_json(ArtifactPaths.of(params).tuning, result)
+    write_json(ArtifactPaths.of(params.paths).tuning, result)
     log.info("tune: best blend_linear=%s (CV Spearman %.4f); params.yaml has %s", best["blend_linear"],
              best["cv_spearman_mean"], params.train.pitch.blend_linear)
     return result

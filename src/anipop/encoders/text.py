@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anipop.embedding.cache import fingerprint_path, namespace_of
-from anipop.embedding.onnx_text import CPU_RUNTIMES, OnnxHiddenStates, build_onnx, open_session, runtime_tag
+from anipop.encoders.cache import fingerprint_path, namespace_of
+from anipop.encoders.onnx_text import CPU_RUNTIMES, OnnxHiddenStates, build_onnx, open_session, runtime_tag
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from anipop.config import ImageEncoderParams
-from anipop.embedding.cache import fingerprint_path, namespace_of
-from anipop.embedding.encoders import EncoderUnavailable, offline, reachable
+from anipop.encoders.cache import fingerprint_path, namespace_of
+from anipop.encoders.text import EncoderUnavailable, offline, reachable
 
 log = logging.getLogger(__name__)
 

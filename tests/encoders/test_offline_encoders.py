@@ -8,7 +8,7 @@ import socket
 import pytest
 import torch
 
-from anipop.embedding import encoders
+from anipop.encoders import text as encoders
 
 
 def _closed_port() -> int:
@@ -41,7 +41,7 @@ def test_uncached_resnet_weights_with_their_host_unreachable_fail_in_one_line_wi
     from conftest import PARAMS_FILE
 
     from anipop.config import load_params
-    from anipop.embedding import image_encoders
+    from anipop.encoders import image as image_encoders
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty download cache

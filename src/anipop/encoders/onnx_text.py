@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anipop.embedding.cache import namespace_of
+from anipop.encoders.cache import namespace_of
 
 log = logging.getLogger(__name__)
 

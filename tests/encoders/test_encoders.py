@@ -12,7 +12,9 @@ from fixtures_models import build_tiny_bert, build_tiny_gpt2, build_tiny_resnet,
 from PIL import Image
 
 from anipop.data.images import open_rgb
-from anipop.embedding.encoders import (
+from anipop.encoders.image import DESCRIPTOR, load_image_encoder
+from anipop.encoders.onnx_text import runtime_tag
+from anipop.encoders.text import (
     EncoderUnavailable,
     _cpu_runtime,
     choose_device,
@@ -21,8 +23,6 @@ from anipop.embedding.encoders import (
     model_revision,
     resolve_text_model,
 )
-from anipop.embedding.image_encoders import DESCRIPTOR, load_image_encoder
-from anipop.embedding.onnx_text import runtime_tag
 
 CPU = torch.device("cpu")
 
@@ -196,7 +196,7 @@ def test_onnx_fp32_gives_the_torch_vectors(builder, tiny_bert, tiny_gpt2, tmp_pa
 
 
 def test_graph_is_built_once_and_rebuilt_for_other_weights(tiny_bert, tmp_path, monkeypatch):
-    import anipop.embedding.onnx_text as onnx_text
+    import anipop.encoders.onnx_text as onnx_text
 
     first = load_text_encoder(str(tiny_bert), CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path)
     (graph,) = tmp_path.glob("*/model.onnx")
@@ -244,7 +244,7 @@ def test_a_saved_predictor_ships_its_onnx_graph_and_embeds_with_it_unbuilt(tiny_
     embeds with that file, builds nothing (no export tooling, no write into the model's folder), same vectors."""
     import shutil
 
-    import anipop.embedding.onnx_text as onnx_text
+    import anipop.encoders.onnx_text as onnx_text
     from anipop.artifacts import MinMaxScaler, ModelBundle
     from anipop.modeling.models import RidgeRegressor
     from anipop.serving.pitch import Pitch
