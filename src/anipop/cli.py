@@ -340,7 +340,7 @@ def predict(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     use_tracking_store(loaded)
-    logging.getLogger("anipop.embedding").setLevel(logging.WARNING)  # the encoder's load line: noise beside a score
+    logging.getLogger("anipop.encoders").setLevel(logging.WARNING)  # the encoder's load line: noise beside a score
     uri = _model_uri(loaded, model_uri)
     model = _run(lambda _: load_model(uri), loaded)
     scores = _run(lambda _: model.predict(pitches), loaded)

@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 import pytest
 import respx
-from conftest import params_in
+from conftest import knobs, params_in
 from fixtures_jikan import AnimeSpec, CharacterSpec, image_bytes, mock_jikan, truncated_image_bytes
 from fixtures_training import TINY_NETWORK
 
@@ -60,7 +60,8 @@ def jikan_run(tmp_path_factory):
         tmp_path,
         ingest={"source": "jikan", "limit": 80},
         train={"model": "mlp_small", "models": ("mlp_small", "ridge", "tfidf_benchmark"),
-               "ablations": ("synopsis", "characters", "images"), "network": TINY_NETWORK},
+               "ablations": ("synopsis", "characters", "images"),
+               "network": knobs("train.network").model_dump() | TINY_NETWORK},
         evaluate={"bootstrap_samples": 20},
         mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "artifact_location": str(tmp_path / "mlruns"),
                 "experiment": "jikan-e2e"},
