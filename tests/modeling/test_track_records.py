@@ -14,7 +14,7 @@ STUDIOS = ["Sunrise", "Bones", "Madhouse", "Toei"]
 
 
 class WithRecords:
-    """Stands in for a PitchRegressor in the save/load test: anything with a `records` attribute."""
+    """Stands in for a pitch model in the save/load test: anything with a `records` attribute."""
 
     def __init__(self, records: TrackRecords) -> None:
         self.records = records
