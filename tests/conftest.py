@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -11,16 +12,23 @@ from anipop.config import Params, load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO_ROOT / "params.yaml"
-REAL_DATA = (REPO_ROOT / "params.yaml").parent / load_params(PARAMS_FILE).ingest.local_path
-# the real main-characters sample (characters.csv.gz + portraits/); tests opt in to it: params_in leaves it out
-CHARACTERS_SAMPLE = REPO_ROOT / (load_params(PARAMS_FILE).ingest.characters_dir or "missing-characters-sample")
 
+
+@cache
+def repo_params() -> Params:
+    """The repo's params.yaml, read and validated once per test process (helpers copy or dump it; none changes it)."""
+    return load_params(PARAMS_FILE)
+
+
+REAL_DATA = REPO_ROOT / repo_params().ingest.local_path
+# the real main-characters sample (characters.csv.gz + portraits/); tests opt in to it: params_in leaves it out
+CHARACTERS_SAMPLE = REPO_ROOT / (repo_params().ingest.characters_dir or "missing-characters-sample")
 
 
 def knobs(section: str, **update):
     """A section of the repo's params.yaml (dotted, e.g. "embed.image"), validated with `update`: params.yaml is the
     only place knobs have values, so a test that needs one section starts from it and says what it changes."""
-    current = load_params(PARAMS_FILE)
+    current = repo_params()
     for name in section.split("."):
         current = getattr(current, name)
     return type(current).model_validate({**current.model_dump(), **update})
@@ -30,7 +38,7 @@ def request_limits():
     """The request limits params.yaml sets (serving + prepare.max_synopsis_chars), as a logged model saves them."""
     from anipop.serving.predict import configured_limits
 
-    return configured_limits(load_params(PARAMS_FILE))
+    return configured_limits(repo_params())
 
 
 # fixtures shared by several test folders, as plugins: a test names them as arguments, nothing imports them
@@ -46,7 +54,7 @@ def params_in(tmp_path: Path, **sections: dict) -> Params:
 
     `sections` maps a top-level key to a dict of field updates, e.g. train={"ridge_alpha": 1.0}.
     """
-    base = load_params(PARAMS_FILE)
+    base = repo_params()
     # anime only unless a test names a characters folder (ingest={"characters_dir": ...}): the fixtures' ids
     # 1..N are real MAL ids, which would otherwise pull in the real sample's characters
     base = base.model_copy(update={"ingest": base.ingest.model_copy(update={"characters_dir": None})})

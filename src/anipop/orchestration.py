@@ -90,14 +90,28 @@ def project_params(project: Path) -> Params:
     return params.model_copy(update={"paths": paths, "orchestration": orchestration, "mlflow": mlflow})
 
 
-def pipeline_stages(project: Path) -> list[str]:
-    """dvc.yaml's stages in the order DVC runs them (dependencies first)."""
-    import networkx as nx
+def _stage_graph(project: Path):
+    """DVC's own graph of the project's stages; its edges point from a stage to the stages it depends on."""
     from dvc.repo import Repo
 
     with Repo(str(project)) as repo:
-        graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        return [stage.name for stage in reversed(list(nx.topological_sort(graph)))]
+        return repo.index.graph
+
+
+def pipeline_stages(project: Path) -> list[str]:
+    """dvc.yaml's stages in the order DVC runs them (dependencies first)."""
+    import networkx as nx
+
+    return [stage.name for stage in reversed(list(nx.topological_sort(_stage_graph(project))))]
+
+
+def stage_and_its_ancestors(project: Path, name: str) -> set[str]:
+    """Stage `name` and every stage it depends on, directly or not (what running it may need)."""
+    import networkx as nx
+
+    graph = _stage_graph(project)
+    stage = next(node for node in graph if getattr(node, "name", None) == name)
+    return {name} | {node.name for node in nx.descendants(graph, stage)}
 
 
 def stage_is_stale(project: Path, stage: str) -> bool:

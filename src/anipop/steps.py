@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 from anipop.config import Params
@@ -36,9 +37,5 @@ def call_step(step: Callable[..., Result], params: Params, **given: object) -> R
 
 
 def on_params(step: Callable[..., Result]) -> Callable[[Params], Result]:
-    """`step` as a function of the whole Params (what the CLI's runner and a loop over steps call)."""
-    def called(params: Params) -> Result:
-        return call_step(step, params)
-
-    called.__name__ = getattr(step, "__name__", "step")
-    return called
+    """`step` as a function of the whole Params (what the CLI's runner calls)."""
+    return partial(call_step, step)

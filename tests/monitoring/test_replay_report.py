@@ -71,10 +71,10 @@ def test_a_replay_step_runs_the_stages_registration_needs_and_no_side_study(tmp_
 
     from conftest import REPO_ROOT
 
-    from anipop.monitoring.replay import loop_stages
+    from anipop.orchestration import stage_and_its_ancestors
 
     for name in ("dvc.yaml", "params.yaml"):  # dvc.yaml reads its paths from params.yaml
         shutil.copy(REPO_ROOT / name, tmp_path / name)
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
-    assert loop_stages(tmp_path) == {"ingest", "prepare", "validate", "embed", "train", "backtest", "rolling",
+    assert stage_and_its_ancestors(tmp_path, "register") == {"ingest", "prepare", "validate", "embed", "train", "backtest", "rolling",
                                      "evaluate", "register"}

@@ -133,25 +133,16 @@ def prepare_workspace(project: Path, plan: ReplayPlan) -> Path:
     if not (workspace / ".dvc").is_dir():
         subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=workspace, check=True,
                        capture_output=True)
+    from anipop.orchestration import stage_and_its_ancestors
+
     set_as_of(project, plan, plan.dates[0])  # DVC resolves the stages' ${...} from the workspace's params.yaml
-    needed = loop_stages(workspace)
+    # what the retraining loop decides with: register and what it reads; the side studies (paper mode, the
+    # multimodal and field ablations, the results table) feed no decision, so a step spends no time on them
+    needed = stage_and_its_ancestors(workspace, "register")
     stages["stages"] = {name: stage for name, stage in stages["stages"].items() if name in needed}
     (workspace / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False), encoding="utf-8")
     shutil.rmtree(plan.root / STEPS, ignore_errors=True)
     return workspace
-
-
-def loop_stages(workspace: Path, decider: str = "register") -> set[str]:
-    """`decider` and every stage it depends on, from DVC's own graph of `workspace`: what the retraining loop
-    decides with. The side studies (paper mode, the multimodal and field ablations, the results table) feed no
-    decision, so a replay step does not spend its time on them."""
-    import networkx as nx
-    from dvc.repo import Repo
-
-    with Repo(str(workspace)) as repo:
-        graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        stage = next(node for node in graph if getattr(node, "name", None) == decider)
-        return {decider} | {node.name for node in nx.descendants(graph, stage)}
 
 
 def set_as_of(project: Path, plan: ReplayPlan, as_of: date) -> Params:

@@ -151,14 +151,14 @@ def run_paper_mode(paper_mode: PaperModeParams, embed: EmbedParams, seed: int, p
     """Encode the synopses (cached), fit every variant, write reports/paper_mode.json and paper_mode.md."""
     from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder
 
-    cfg, cache_dir, paths = paper_mode, Path(paths.embedding_cache_dir).parent / "paper_mode", ArtifactPaths.of(paths)
+    cfg, cache_dir, files = paper_mode, Path(paths.embedding_cache_dir).parent / "paper_mode", ArtifactPaths.of(paths)
     if not cfg.enabled:  # the stage still writes its outputs, so `dvc repro` has them and stays a no-op
         note = ("Paper-faithful mode is off (paper_mode.enabled: false). Run it with "
                 "`dvc exp run -S paper_mode.enabled=true` (about 15 minutes on 2 cores the first time).\n")
-        write_json(paths.paper_mode_metrics, {"enabled": False})
-        write_text(paths.paper_mode_table, note)
+        write_json(files.paper_mode_metrics, {"enabled": False})
+        write_text(files.paper_mode_table, note)
         return {"enabled": False}
-    anime = read_table(PREPARED_ANIME, paths.prepared_anime)
+    anime = read_table(PREPARED_ANIME, files.prepared_anime)
     rows = {split: anime[anime["split"] == split].reset_index(drop=True) for split in SPLITS}
     for split in ("train", "test"):
         if len(rows[split]) < 2:
@@ -183,12 +183,12 @@ def run_paper_mode(paper_mode: PaperModeParams, embed: EmbedParams, seed: int, p
         results.append(result)
     report = {"encoder": name, "max_length": cfg.max_length, "rows": {s: len(p) for s, p in rows.items()},
               "head": cfg.head.model_dump(mode="json"), "variants": results}
-    write_json(paths.paper_mode_metrics, report)
+    write_json(files.paper_mode_metrics, report)
     text = (f"# Paper-faithful mode: the authors' setup on our data, each flaw a switch\n\n"
             f"Encoder {name} (frozen), synopsis at {cfg.max_length} tokens, the authors' head and training settings; "
             f"trained on {len(rows['train'])} anime, scored on the {len(rows['test'])} test anime. Metrics on the "
             f"normalised score as each variant scales it; every metric ({', '.join(METRIC_NAMES)}) is in "
             f"paper_mode.json.\n\n{_table(results)}")
-    write_text(paths.paper_mode_table, text)
+    write_text(files.paper_mode_table, text)
     print(text)
     return report
