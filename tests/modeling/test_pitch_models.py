@@ -191,3 +191,23 @@ def test_a_pitch_stack_saved_by_the_former_one_class_code_loads_as_its_class_and
     assert isinstance(model, PitchStack) and isinstance(model, PitchModel)
     assert model.reads_characters and model.character_weight > 0 and model.records.history is not None
     np.testing.assert_array_equal(model.predict(inputs), np.asarray(held["scores"]))
+
+
+def test_a_former_format_bundle_missing_its_parts_is_one_line_naming_the_file(tmp_path):
+    """A file that names the former class but lacks what it held (written by hand, or cut short) fails as any
+    unreadable model does: a ValueError naming the file, never a KeyError from deep in the upgrade."""
+    from anipop.artifacts import ModelBundle
+    from anipop.modeling.pitch.legacy import PitchRegressor
+    from anipop.serving.served_bundle import load_served_bundle, save_served_bundle
+
+    hollow = PitchRegressor()
+    hollow.__dict__.update({"name": "pitch_gbm", "kinds": ["synopsis"], "seed": 0})  # no settings, no trees
+    bundle = ModelBundle(name="pitch_gbm", model=hollow, inputs=["synopsis"], input_set="synopsis",
+                         input_type="pitch", train_mean=0.5, aggregation="mean", image_size=8)
+    save_served_bundle(bundle, tmp_path / "model.skops")
+    with pytest.raises(ValueError, match=r"^model\.skops: not a readable anipop model \(KeyError: 'cfg'\)$"):
+        load_served_bundle(tmp_path / "model.skops")
+    hollow.__dict__["name"] = "pitch_forest"
+    save_served_bundle(bundle, tmp_path / "model.skops")
+    with pytest.raises(ValueError, match="not a readable anipop model .*unknown model 'pitch_forest'"):
+        load_served_bundle(tmp_path / "model.skops")

@@ -108,14 +108,14 @@ def load_served_bundle(path: str | Path) -> ModelBundle:
     try:
         data = _with_current_module_names(path.read_bytes())
         bundle = sio.loads(data, trusted=list(SERVED_TYPES))  # skops audits every type before it builds anything
+        if isinstance(bundle.model, FormerPitchModel):  # registered before each pitch model had its class
+            bundle.model = bundle.model.upgrade()
     except UntrustedTypesFoundException as err:
         _check_types(data, path)  # raises UntrustedBundle, the names in one line
         raise ValueError(f"{path.name}: {str(err).splitlines()[0]}") from None
     except Exception as err:  # noqa: BLE001 - a corrupt or foreign file: one line, not a traceback
         raise ValueError(f"{path.name}: not a readable anipop model ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
-    if isinstance(bundle.model, FormerPitchModel):  # registered before each pitch model had its class
-        bundle.model = bundle.model.upgrade()
     return with_records(bundle, path, path.name)
 
 
