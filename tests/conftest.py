@@ -49,6 +49,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
+def shared_onnx_dir() -> Path:
+    """Where every test workspace finds the text encoder's ONNX graph: the folder a served model without a shipped
+    graph builds it in (serving.predict.graph_cache). Why shared: a graph is keyed by its weights and tool versions
+    and built atomically (encoders.onnx_text.build_onnx), so one build serves every workspace; each one's own
+    folder cost ~8 s of CPU a workspace. The build itself is tested on its own folders (tests/encoders)."""
+    from anipop.serving.predict import graph_cache
+
+    return graph_cache()
+
+
 def params_in(tmp_path: Path, **sections: dict) -> Params:
     """The repo's params.yaml with paths moved under tmp_path and chosen sections updated.
 
@@ -63,6 +73,7 @@ def params_in(tmp_path: Path, **sections: dict) -> Params:
     base = base.model_copy(update={"train": base.train.model_copy(update={"workers": 1}),
                                    "evaluate": base.evaluate.model_copy(update={"workers": 1})})
     paths = {name: tmp_path / Path(value) for name, value in base.paths.model_dump().items()}
+    paths["onnx_dir"] = shared_onnx_dir()
     updates: dict[str, object] = {"paths": base.paths.model_copy(update=paths)}
     for key, fields in sections.items():
         current = getattr(base, key)

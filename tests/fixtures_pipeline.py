@@ -64,8 +64,8 @@ def dvc_project(tmp_path: Path, params: Params, prepare_suffix: str = "") -> Pat
         stages["stages"]["ingest"]["deps"].remove("${ingest.characters_dir}")
     (project / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False), encoding="utf-8")
     shutil.copytree(REPO_ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    relative = {name: Path(value).relative_to(project) if Path(value).is_absolute() else Path(value)
-                for name, value in params.paths.model_dump().items()}
+    relative = {name: Path(value).relative_to(project) if Path(value).is_relative_to(project) else Path(value)
+                for name, value in params.paths.model_dump().items()}  # a shared folder elsewhere stays absolute
     params = params.model_copy(update={"paths": params.paths.model_copy(update=relative)})
     write_params(params, project / "params.yaml")
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):

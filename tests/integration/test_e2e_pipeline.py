@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT
+from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, shared_onnx_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +40,7 @@ def pipeline_repo(tmp_path_factory) -> Path:
     params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=400,
                             characters_dir=str(CHARACTERS_SAMPLE.resolve()))
     # every default model and stage, with fewer resamples and folds: the same code paths in less time
+    params["paths"]["onnx_dir"] = str(shared_onnx_dir())  # the encoder graph built once for every workspace
     params["evaluate"].update(bootstrap_samples=20, cv_folds=3)
     params["train"]["pitch"]["stack_folds"] = 3
     # two field-ablation sets that between them reach every model it fits (meta_ridge on a field, ridge and
