@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from anipop.config import Params, load_params
+from anipop.core.config import Params, load_params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
 from anipop.embedding.embed import run_embed
 from anipop.encoders.cache import EmbeddingCache, item_key

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anipop.artifacts import ArtifactPaths, load_embeddings, save_embeddings
-from anipop.catalog.input_kinds import TEXT_KIND
-from anipop.config import load_params
+from anipop.core.artifacts import ArtifactPaths, load_embeddings, save_embeddings
+from anipop.core.config import load_params
+from anipop.core.input_kinds import TEXT_KIND
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.studies.field_ablation import ablation_params, evaluate_set
 

@@ -24,7 +24,7 @@ def run(rows: int, max_length: int | None, threads: int | None) -> dict:
     import numpy as np
     import torch
 
-    from anipop.config import load_params
+    from anipop.core.config import load_params
     from anipop.data.schema import PREPARED_ANIME, read_table
     from anipop.modeling.finetune import EncoderRegressor, load_pretrained, train_encoder_regressor
 

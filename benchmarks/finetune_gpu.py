@@ -33,7 +33,7 @@ CAUSAL_SHAPES = {"gpt2-124M": (12, 768, 12), "gpt2-medium-355M": (24, 1024, 16)}
 
 
 def _params(model: str | None, epochs: int, device: str, max_length: int):
-    from anipop.config import load_params
+    from anipop.core.config import load_params
 
     params = load_params(REPO / "params.yaml")
     finetune = params.train.finetune.model_copy(update={
@@ -55,7 +55,7 @@ def _tables(params, smoke: bool):
 
 def score(params, smoke: bool, part: str) -> dict:
     """finetune and the baselines on grouped CV (part cv), the temporal backtest (temporal) or the test split."""
-    from anipop.catalog.metrics import point_metrics
+    from anipop.core.metrics import point_metrics
     from anipop.evaluation.backtest import fit_and_predict, run_crossval, run_temporal
 
     anime, characters = _tables(params, smoke)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anipop.artifacts import ArtifactPaths, load_embeddings
-from anipop.catalog.metrics import point_metrics
-from anipop.config import load_params
+from anipop.core.artifacts import ArtifactPaths, load_embeddings
+from anipop.core.config import load_params
+from anipop.core.metrics import point_metrics
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.evaluation.backtest import crossval_jobs, fit_and_predict
 from anipop.modeling.features import PITCH_CHARACTER_KINDS

@@ -61,7 +61,7 @@ def _set(tree: dict, dotted: str, value: object) -> None:
 
 
 def params_for(overrides: dict[str, object]):
-    from anipop.config import Params
+    from anipop.core.config import Params
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["train"]["models"] = MODELS
@@ -75,7 +75,7 @@ def run(names: list[str]) -> dict:
     import os
 
     os.chdir(REPO)
-    from anipop.artifacts import ArtifactPaths
+    from anipop.core.artifacts import ArtifactPaths
     from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
     from anipop.evaluation.backtest import run_crossval, run_rolling, run_temporal
 

@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     os.chdir(REPO)
-    from anipop.artifacts import ArtifactPaths
-    from anipop.catalog.metrics import COMPARED_METRICS, metrics_with_intervals_many, paired_difference
-    from anipop.config import load_params
+    from anipop.core.artifacts import ArtifactPaths
+    from anipop.core.config import load_params
+    from anipop.core.metrics import COMPARED_METRICS, metrics_with_intervals_many, paired_difference
     from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
     from anipop.evaluation.backtest import fit_and_predict
 

@@ -62,7 +62,7 @@ def bench_dvc_noop(repeats: int = 3) -> dict:
 
 def bench_train_epoch(rows: int = 5611, dim: int = 384, epochs: int = 3) -> dict:
     """The default data's train split size and MiniLM width, synthetic features, early stopping off."""
-    from anipop.config import load_params
+    from anipop.core.config import load_params
     from anipop.modeling.train import fit_network
 
     params = load_params(REPO / "params.yaml")
@@ -82,7 +82,7 @@ def bench_train_epoch(rows: int = 5611, dim: int = 384, epochs: int = 3) -> dict
 _MEMORY_PROBE = """
 import json, resource, sys, tempfile
 from pathlib import Path
-from anipop.config import load_params
+from anipop.core.config import load_params
 from anipop.embedding.embed import embed_texts
 from anipop.encoders.cache import EmbeddingCache
 from anipop.encoders.text import choose_device, load_text_encoder
@@ -116,7 +116,7 @@ def bench_embed_memory(sizes: tuple[int, ...] = (1000, 10000)) -> dict:
 
 def bench_bootstrap(rows: int = 718, models: int = 54, samples: int = 1000, looped_models: int = 4) -> dict:
     """Seconds for every model's intervals; the one-resample-at-a-time path is timed on a few models and scaled."""
-    from anipop.catalog import metrics
+    from anipop.core import metrics
 
     rng = np.random.default_rng(0)
     y = rng.random(rows)

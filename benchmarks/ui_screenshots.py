@@ -231,7 +231,7 @@ def prefect_pages(url: str, run_id: str, out_dir: Path) -> dict[str, str]:
 
 
 def main() -> None:
-    from anipop.config import load_params
+    from anipop.core.config import load_params
     from anipop.tracking import tracking_uri
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

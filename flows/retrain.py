@@ -25,8 +25,8 @@ from prefect import flow, get_run_logger, task
 from prefect.states import Failed
 
 from anipop import orchestration as orch
-from anipop.artifacts import ArtifactPaths
-from anipop.utils import read_json
+from anipop.core.artifacts import ArtifactPaths
+from anipop.core.utils import read_json
 
 BEFORE_DRIFT = ("ingest", "prepare", "validate", "embed")  # the drift check reads the prepared data and its embeddings
 

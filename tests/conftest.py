@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from anipop.config import Params, load_params
+from anipop.core.config import Params, load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO_ROOT / "params.yaml"

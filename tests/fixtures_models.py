@@ -14,7 +14,7 @@ import torch
 from conftest import knobs, params_in
 from PIL import Image
 
-from anipop.config import EmbedProfile, Params
+from anipop.core.config import EmbedProfile, Params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, write_table
 
 WORDS = ("a girl boy hero village sword magic school robot space ship dragon love war friend city night sea "

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO_ROOT, params_in
 from fixtures_mal import learnable_rows, write_mal_csv
 
-from anipop.config import Params
+from anipop.core.config import Params
 from anipop.data.prepare import run_prepare
 from anipop.embedding.embed import run_embed
 from anipop.evaluation.backtest import run_backtest

@@ -14,10 +14,10 @@ import pandas as pd
 from conftest import params_in
 from PIL import Image
 
-from anipop.artifacts import MinMaxScaler, save_embeddings
-from anipop.config import Params
+from anipop.core.artifacts import MinMaxScaler, save_embeddings
+from anipop.core.config import Params
+from anipop.core.utils import write_json
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, character_key, write_table
-from anipop.utils import write_json
 
 FILLER = "story hero school city friend rival journey secret power night".split()
 TINY_NETWORK = {"wide": {"hidden": (32, 16), "dropout": 0.1}, "small": {"hidden": (8,), "dropout": 0.0},

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import typer
 
-from anipop.config import DEFAULT_PARAMS_FILE, ConfigError, Params, load_params
+from anipop.core.config import DEFAULT_PARAMS_FILE, ConfigError, Params, load_params
+from anipop.core.utils import TRANSIENT_EXIT, is_transient, redact, setup_logging
 from anipop.steps import on_params
-from anipop.utils import TRANSIENT_EXIT, is_transient, redact, setup_logging
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="anipop: predict an anime's MyAnimeList score from its pitch.")
 ParamsOption = typer.Option(DEFAULT_PARAMS_FILE, "--params", help="path to params.yaml")
@@ -274,12 +274,12 @@ def replay(params: Path = ParamsOption,
 
 
 def _with_pitch_field_options(command):
-    """`command` with one --<field> option per pitch field of the registry (catalog.input_kinds.PITCH_FIELD_HELP),
+    """`command` with one --<field> option per pitch field of the registry (core.input_kinds.PITCH_FIELD_HELP),
     handed to it as `metadata` (the fields given): a field added to the registry is an option here, unwritten."""
     import functools
     import inspect
 
-    from anipop.catalog.input_kinds import PITCH_FIELD_HELP
+    from anipop.core.input_kinds import PITCH_FIELD_HELP
 
     signature = inspect.signature(command)
     options = [inspect.Parameter(f"field_{name}", inspect.Parameter.KEYWORD_ONLY, annotation=str,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from anipop.config import OrchestrationParams, Params
-from anipop.utils import TRANSIENT_EXIT, redact
+from anipop.core.config import OrchestrationParams, Params
+from anipop.core.utils import TRANSIENT_EXIT, redact
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def project_problem(project: Path) -> str | None:
 
     The flows' command lines check this before Prefect starts, so a mistyped --project is one line, not a
     temporary server's start-up and shutdown around a traceback."""
-    from anipop.config import ConfigError
+    from anipop.core.config import ConfigError
 
     if not (Path(project) / "dvc.yaml").is_file():
         return f"{Path(project) / 'dvc.yaml'}: not found (--project names the folder holding dvc.yaml and params.yaml)"
@@ -72,7 +72,7 @@ def project_params(project: Path) -> Params:
     """The project's params.yaml (the one its DVC stages read), with its folders and a relative sqlite MLflow
     store anchored at the project, so in-process work of the flow (the embedding shards, the drift report's
     logging, the replay's registrations) reads and writes where the stages do, whatever the cwd is."""
-    from anipop.config import load_params
+    from anipop.core.config import load_params
 
     params = load_params(Path(project) / "params.yaml")
 
@@ -314,8 +314,8 @@ def publish_retrain_summary(params: Params, project: Path, decision: RetrainDeci
     """One markdown artifact on the retraining run: the decision and why, drift, live metrics, registration."""
     from prefect.artifacts import create_markdown_artifact
 
-    from anipop.artifacts import ArtifactPaths
-    from anipop.utils import read_json
+    from anipop.core.artifacts import ArtifactPaths
+    from anipop.core.utils import read_json
 
     paths = ArtifactPaths.of(params.paths, project)
     lines = [f"## Retraining: {'retrained' if decision.retrain else 'not retrained'}", "", decision.reason, ""]
@@ -352,9 +352,9 @@ def publish_artifacts(params: Params, project: Path) -> str | None:
     run (read from the evaluate stage's outputs, which exist whether the stage ran now or earlier)."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-    from anipop.artifacts import ArtifactPaths
+    from anipop.core.artifacts import ArtifactPaths
+    from anipop.core.utils import read_json
     from anipop.tracking import shown_tracking_uri
-    from anipop.utils import read_json
 
     paths = ArtifactPaths.of(params.paths, project)
     create_markdown_artifact(markdown=paths.metrics_table.read_text(encoding="utf-8"), key="anipop-metrics",

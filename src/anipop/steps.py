@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
-from anipop.config import Params
+from anipop.core.config import Params
 
 Result = TypeVar("Result")
 WHOLE = "params"  # the parameter name that receives every section

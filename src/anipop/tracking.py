@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from anipop.config import Params
-from anipop.utils import hash_files, redact
+from anipop.core.config import Params
+from anipop.core.utils import hash_files, redact
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from anipop.artifacts import load_embeddings
+from anipop.core.artifacts import load_embeddings
 from anipop.embedding.embed import run_embed
 from anipop.evaluation.evaluate import run_evaluate
 from anipop.encoders.image import DescriptorEncoder

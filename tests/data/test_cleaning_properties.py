@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from anipop.artifacts import MinMaxScaler
-from anipop.config import PrepareParams, SplitRatios
+from anipop.core.artifacts import MinMaxScaler
+from anipop.core.config import PrepareParams, SplitRatios
 from anipop.data.prepare import clean_anime, clean_characters
 from anipop.data.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS
 from anipop.sources.local import parse_rows

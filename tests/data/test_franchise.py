@@ -8,7 +8,7 @@ from conftest import knobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anipop.config import FranchiseParams, SplitRatios
+from anipop.core.config import FranchiseParams, SplitRatios
 from anipop.data.franchise import franchise_groups, rare_names, title_base
 from anipop.data.prepare import assign_split
 

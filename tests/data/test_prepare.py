@@ -7,7 +7,7 @@ import pytest
 from conftest import params_in
 from PIL import Image
 
-from anipop.config import SplitRatios
+from anipop.core.config import SplitRatios
 from anipop.data.prepare import assign_split, run_prepare
 from anipop.data.schema import (
     PREPARED_ANIME,
@@ -18,7 +18,7 @@ from anipop.data.schema import (
     read_table,
     write_table,
 )
-from anipop.utils import read_json
+from anipop.core.utils import read_json
 from anipop.steps import call_step
 
 LONG = " ".join(["word"] * 25)

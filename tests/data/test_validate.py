@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from anipop.config import Params, load_params
+from anipop.core.config import Params, load_params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, RAW_ANIME, RAW_CHARACTERS, write_table
 from anipop.data.validate import ValidationFailed, run_validate
 from anipop.steps import call_step

@@ -10,12 +10,12 @@ import pytest
 from fixtures_models import build_tiny_gpt2, build_tiny_resnet, embed_params, write_prepared
 
 import anipop.embedding.embed as embed
-from anipop.artifacts import load_embeddings
+from anipop.core.artifacts import load_embeddings
+from anipop.core.utils import read_json
 from anipop.data.schema import PREPARED_ANIME, QUARANTINE, read_table, write_table
 from anipop.embedding.embed import run_embed
 from anipop.encoders.cache import EmbeddingCache
 from anipop.steps import call_step
-from anipop.utils import read_json
 
 
 @pytest.fixture(scope="module")

@@ -245,7 +245,7 @@ def test_a_saved_predictor_ships_its_onnx_graph_and_embeds_with_it_unbuilt(tiny_
     import shutil
 
     import anipop.encoders.onnx_text as onnx_text
-    from anipop.artifacts import MinMaxScaler, ModelBundle
+    from anipop.core.artifacts import MinMaxScaler, ModelBundle
     from anipop.modeling.models import RidgeRegressor
     from anipop.serving.pitch import Pitch
     from anipop.serving.predict import SHIPPED_GRAPHS, PitchPredictor
@@ -282,7 +282,7 @@ def test_a_shipped_graph_of_other_tool_versions_is_rebuilt_outside_the_model_fol
     """Served where onnxruntime/torch differ from training, the shipped graph's key does not match: the graph is
     built in the temp folder, and the model's folder (read-only where served) is left as it was."""
     import anipop.serving.predict as predict
-    from anipop.artifacts import MinMaxScaler, ModelBundle
+    from anipop.core.artifacts import MinMaxScaler, ModelBundle
     from anipop.modeling.models import RidgeRegressor
     from anipop.serving.pitch import Pitch
     from anipop.serving.predict import SHIPPED_GRAPHS, PitchPredictor

@@ -40,7 +40,7 @@ def test_uncached_resnet_weights_with_their_host_unreachable_fail_in_one_line_wi
         monkeypatch, tmp_path):
     from conftest import PARAMS_FILE
 
-    from anipop.config import load_params
+    from anipop.core.config import load_params
     from anipop.encoders import image as image_encoders
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

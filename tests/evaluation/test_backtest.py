@@ -8,9 +8,9 @@ from fixtures_training import toy_params, write_toy_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anipop.core.utils import read_json
 from anipop.data.schema import PREPARED_ANIME, read_table, write_table
 from anipop.evaluation.backtest import fold_of, run_backtest, temporal_rows
-from anipop.utils import read_json
 
 
 @settings(max_examples=40, deadline=None)

@@ -20,6 +20,7 @@ from conftest import knobs, params_in
 from fixtures_jikan import AnimeSpec, CharacterSpec, image_bytes, mock_jikan, truncated_image_bytes
 from fixtures_training import TINY_NETWORK
 
+from anipop.core.utils import read_json
 from anipop.data.prepare import run_prepare
 from anipop.data.schema import PREPARED_CHARACTERS, QUARANTINE, read_table
 from anipop.data.validate import run_validate
@@ -31,7 +32,6 @@ from anipop.serving.model_loading import load_model
 from anipop.sources.ingest import run_ingest
 from anipop.sources.jikan import JikanSource
 from anipop.steps import call_step
-from anipop.utils import read_json
 
 pytestmark = pytest.mark.e2e
 

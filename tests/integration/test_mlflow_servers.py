@@ -96,7 +96,7 @@ def test_served_champion_scores_pitches_with_a_real_base64_portrait_and_without(
     if not (CHARACTERS_SAMPLE / "portraits" / "1.jpg").exists():
         pytest.skip("the real characters sample is not here")
     uri, _, params = registered_on_server
-    from anipop.artifacts import load_bundle
+    from anipop.core.artifacts import load_bundle
 
     assert "portrait" in load_bundle(params.paths.models_dir / "model.joblib").inputs  # the registered primary
     url, _ = served

@@ -20,8 +20,8 @@ import pytest
 from fixtures_pipeline import pipeline_params, run_pipeline
 from fixtures_servers import free_port, start, stop, wait_until_up
 
-from anipop.artifacts import ArtifactPaths
-from anipop.utils import read_json
+from anipop.core.artifacts import ArtifactPaths
+from anipop.core.utils import read_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_METRICS = {"mse", "mae", "r2", "pearson", "spearman", "kendall", "rmse_1_10",

@@ -11,7 +11,7 @@ from conftest import knobs
 from fixtures_models import build_tiny_bert, build_tiny_gpt2, sentence
 from fixtures_training import toy_params, write_toy_dataset
 
-from anipop.artifacts import load_bundle
+from anipop.core.artifacts import load_bundle
 from anipop.modeling.finetune import (
     EncoderRegressor,
     FinetunedRegressor,

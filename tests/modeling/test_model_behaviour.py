@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import knobs
 
-from anipop.artifacts import load_embeddings, save_embeddings
-from anipop.config import NetworkShape
+from anipop.core.artifacts import load_embeddings, save_embeddings
+from anipop.core.config import NetworkShape
 from anipop.modeling.features import build_features
 from anipop.modeling.models import RidgeRegressor, TfidfPixelBenchmark
 from anipop.modeling.train import fit_network

@@ -8,11 +8,11 @@ from conftest import knobs
 from fixtures_training import toy_params, write_toy_dataset
 from torch import nn
 
-from anipop.artifacts import load_bundle
+from anipop.core.artifacts import load_bundle
+from anipop.core.utils import read_json
 from anipop.evaluation.backtest import run_backtest
 from anipop.modeling.paper_head import PaperHead, fit_paper_head
 from anipop.modeling.train import run_train
-from anipop.utils import read_json
 
 
 def layer_plan(module: nn.Sequential) -> list[tuple]:

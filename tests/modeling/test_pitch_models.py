@@ -155,7 +155,7 @@ def test_too_few_rows_with_characters_leave_no_character_correction_and_the_mode
 
 
 def test_each_catalog_pitch_model_is_one_class_with_the_shape_serving_reads(tmp_path):
-    from anipop.catalog.model_catalog import PITCH_MODELS
+    from anipop.core.model_catalog import PITCH_MODELS
 
     cfg = params_in(tmp_path).train.pitch.model_copy(update={"min_count": 2, "gbm_n_estimators": 20, "stack_folds": 3})
     inputs, y = _toy_pitch_data(120)
@@ -196,7 +196,7 @@ def test_a_pitch_stack_saved_by_the_former_one_class_code_loads_as_its_class_and
 def test_a_former_format_bundle_missing_its_parts_is_one_line_naming_the_file(tmp_path):
     """A file that names the former class but lacks what it held (written by hand, or cut short) fails as any
     unreadable model does: a ValueError naming the file, never a KeyError from deep in the upgrade."""
-    from anipop.artifacts import ModelBundle
+    from anipop.core.artifacts import ModelBundle
     from anipop.modeling.pitch.legacy import PitchRegressor
     from anipop.serving.served_bundle import load_served_bundle, save_served_bundle
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from fixtures_training import toy_params, write_toy_dataset
 
-from anipop.artifacts import load_bundle
-from anipop.config import Params
+from anipop.core.artifacts import load_bundle
+from anipop.core.config import Params
 from anipop.evaluation.evaluate import run_evaluate
 from anipop.modeling.train import run_train
 
@@ -83,7 +83,7 @@ def test_a_saved_model_pickles_to_the_same_bytes_in_every_process(tmp_path):
     import subprocess
     import sys
 
-    code = ("import hashlib, pickle\nfrom anipop.config import load_params\n"
+    code = ("import hashlib, pickle\nfrom anipop.core.config import load_params\n"
             "params = load_params('params.yaml')\n"
             "print(hashlib.sha256(pickle.dumps((params, params.train.pitch))).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -80,7 +80,7 @@ def test_a_pitch_sees_every_earlier_anime_and_without_a_year_all_of_them():
 
 
 def test_the_table_travels_as_data_beside_the_pickled_model(tmp_path):
-    from anipop.artifacts import ModelBundle, load_bundle, records_path, save_bundle
+    from anipop.core.artifacts import ModelBundle, load_bundle, records_path, save_bundle
 
     records = TrackRecords(["studios"]).fit({"studios": [["Bones"], ["Toei"]]}, np.array([2001.0, 2002.0]),
                                             np.array([1, 2]), np.array([0.3, 0.6]))

@@ -13,9 +13,9 @@ import yaml
 from conftest import PARAMS_FILE
 from fixtures_training import toy_params, write_toy_dataset
 
-from anipop.artifacts import BUNDLE_VERSION, ModelBundle, load_bundle, load_embeddings
-from anipop.catalog.metrics import METRIC_NAMES
-from anipop.config import ConfigError, Params, load_params
+from anipop.core.artifacts import BUNDLE_VERSION, ModelBundle, load_bundle, load_embeddings
+from anipop.core.config import ConfigError, Params, load_params
+from anipop.core.metrics import METRIC_NAMES
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.evaluation.evaluate import run_evaluate
 from anipop.modeling.features import (

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from conftest import params_in
 
-from anipop.artifacts import save_embeddings
-from anipop.catalog.input_kinds import TEXT_KIND
+from anipop.core.artifacts import save_embeddings
+from anipop.core.input_kinds import TEXT_KIND
 from anipop.monitoring.drift import Comparison, column_frames, decide_drift, evidently_reports, summarise
 from anipop.orchestration import retrain_decision
 

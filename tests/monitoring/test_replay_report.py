@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, params_in
 
-from anipop.config import ConfigError, load_params
+from anipop.core.config import ConfigError, load_params
 from anipop.monitoring.replay import add_months, replay_plan, workspace_params
 from anipop.monitoring.replay_report import render_markdown
 

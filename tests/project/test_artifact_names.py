@@ -12,8 +12,8 @@ import re
 import yaml
 from conftest import PARAMS_FILE, REPO_ROOT
 
-from anipop.artifacts import ArtifactPaths
-from anipop.config import load_params
+from anipop.core.artifacts import ArtifactPaths
+from anipop.core.config import load_params
 
 # files ArtifactPaths names that no stage declares as an output, each with the reason
 NOT_STAGE_OUTPUTS = {

@@ -1,4 +1,4 @@
-"""The hand-off contract (anipop.artifacts): a typed, versioned model bundle and every artefact path in one place."""
+"""The hand-off contract (anipop.core.artifacts): a typed, versioned model bundle and every artefact path in one place."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import joblib
 import pytest
 from fixtures_training import toy_params
 
-from anipop.artifacts import BUNDLE_VERSION, ArtifactPaths, ModelBundle, load_bundle, save_bundle
+from anipop.core.artifacts import BUNDLE_VERSION, ArtifactPaths, ModelBundle, load_bundle, save_bundle
 from anipop.modeling.models import RidgeRegressor
 
 
@@ -65,9 +65,9 @@ def test_every_artefact_lives_under_the_folder_params_names(tmp_path):
 
 
 def test_a_missing_interval_calibration_names_the_stage_to_rerun(tmp_path):
-    from anipop.artifacts import IntervalCalibration
+    from anipop.core.artifacts import IntervalCalibration
+    from anipop.core.utils import write_json
     from anipop.evaluation.calibration import read_calibration
-    from anipop.utils import write_json
 
     paths = ArtifactPaths.of(toy_params(tmp_path).paths)
     with pytest.raises(ValueError, match="no interval calibration for all_inputs/ridge; rerun `dvc repro evaluate`"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from anipop.catalog.input_kinds import METADATA_FIELDS, NUMERIC_FIELDS, PITCH_FIELD_HELP
 from anipop.cli import app
+from anipop.core.input_kinds import METADATA_FIELDS, NUMERIC_FIELDS, PITCH_FIELD_HELP
 
 
 def test_every_pitch_field_has_its_help_and_nothing_else_does():

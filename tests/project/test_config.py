@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import PARAMS_FILE
 
-from anipop.config import ConfigError, load_params
+from anipop.core.config import ConfigError, load_params
 
 
 def _write(tmp_path: Path, mutate) -> Path:

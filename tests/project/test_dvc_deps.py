@@ -125,7 +125,7 @@ def test_stage_code_deps_are_its_import_closure(name):
 def test_the_closure_follows_lazy_and_relative_imports():
     files = {str(f) for f in closure({"anipop.registry.register"})}
     assert "src/anipop/serving/predict.py" in files  # imported inside a function
-    assert "src/anipop/config.py" in files
+    assert "src/anipop/core/config.py" in files
 
 
 def test_a_step_that_loads_bundles_depends_on_the_code_of_their_classes():

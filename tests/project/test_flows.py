@@ -32,7 +32,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.testing.utilities import prefect_test_harness
 
 from anipop import orchestration as orch
-from anipop.config import Params
+from anipop.core.config import Params
 from anipop.embedding.shards import split_ids
 from anipop.steps import call_step
 
@@ -100,7 +100,7 @@ def test_a_stage_failure_names_the_steps_message_and_is_retried_only_when_transi
 def test_only_network_failures_count_as_transient():
     import httpx
 
-    from anipop.utils import is_transient
+    from anipop.core.utils import is_transient
 
     assert is_transient(ConnectionError("reset by peer")) and is_transient(TimeoutError())
     assert is_transient(httpx.ConnectError("refused"))
@@ -209,7 +209,7 @@ def test_embedding_shards_on_a_local_dask_cluster(harness, tmp_path):
     from distributed.core import Status
     from distributed.scheduler import Scheduler
 
-    from anipop.artifacts import load_embeddings
+    from anipop.core.artifacts import load_embeddings
     from anipop.data.prepare import run_prepare
     from anipop.data.validate import run_validate
     from anipop.embedding.embed import run_embed

@@ -7,7 +7,7 @@ import typing
 from conftest import PARAMS_FILE
 from pydantic import BaseModel
 
-from anipop import config
+from anipop.core import config
 from anipop.serving.pitch import PitchLimits
 
 

@@ -22,7 +22,7 @@ def test_a_copied_project_reads_and_writes_artifacts_in_the_copy(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the store is params.yaml's
     first = """
 import mlflow, yaml
-from anipop.config import Params
+from anipop.core.config import Params
 from anipop.tracking import use_experiment
 use_experiment(Params.model_validate(yaml.safe_load(open("params.yaml"))))
 with mlflow.start_run() as run:
@@ -39,7 +39,7 @@ print(run.info.run_id)
     # a new process in the copy, as a user would run it (MLflow caches a store per URI within a process)
     check = f"""
 import mlflow, yaml
-from anipop.config import Params
+from anipop.core.config import Params
 from anipop.tracking import use_experiment
 params = Params.model_validate(yaml.safe_load(open("params.yaml")))
 experiment_id = use_experiment(params)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, params_in
 
-from anipop.config import Params
+from anipop.core.config import Params
 from anipop.data.prepare import run_prepare
 from anipop.data.validate import run_validate
 from anipop.embedding.embed import run_embed

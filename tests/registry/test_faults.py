@@ -32,6 +32,7 @@ from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from anipop.cli import app
+from anipop.core.utils import TRANSIENT_EXIT
 from anipop.data.prepare import run_prepare
 from anipop.embedding.embed import run_embed
 from anipop.evaluation.evaluate import run_evaluate
@@ -40,7 +41,6 @@ from anipop.registry.register import run_register
 from anipop.sources.ingest import run_ingest
 from anipop.steps import call_step
 from anipop.tracking import TrackingUnavailable
-from anipop.utils import TRANSIENT_EXIT
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -317,7 +317,7 @@ def test_unreachable_server_fails_fast_by_default_and_the_password_never_shows(t
 
 
 def test_redact_covers_userinfo_and_secret_query_values():
-    from anipop.utils import redact
+    from anipop.core.utils import redact
 
     assert redact("http://user:pw@host:5000/x") == "http://***@host:5000/x"
     assert redact("error talking to https://tok@mlflow.example/api?x=1&token=abc&b=2") == (

@@ -11,7 +11,7 @@ from fixtures_mal import learnable_rows, write_mal_csv
 from fixtures_pipeline import run_pipeline
 from mlflow import MlflowClient
 
-from anipop.artifacts import ArtifactPaths
+from anipop.core.artifacts import ArtifactPaths
 from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.registry.champion_history import read_history
 from anipop.registry.promotion import judging_rows

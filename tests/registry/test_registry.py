@@ -16,7 +16,7 @@ from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from anipop.artifacts import ArtifactPaths
+from anipop.core.artifacts import ArtifactPaths
 from anipop.data.schema import PREPARED_ANIME, read_table, write_table
 from anipop.evaluation.evaluate import run_evaluate
 from anipop.modeling.train import run_train
@@ -69,9 +69,9 @@ def test_the_served_answer_says_per_pitch_what_the_model_did_not_read(registered
 
 def test_the_served_interval_is_the_one_evaluate_sized(registered):
     """Calibration is an evaluation job: evaluate writes calibration.json, the registered model carries it."""
-    from anipop.artifacts import PrimaryModel, load_bundle
+    from anipop.core.artifacts import PrimaryModel, load_bundle
+    from anipop.core.utils import read_json
     from anipop.evaluation.calibration import conformal_half_width
-    from anipop.utils import read_json
 
     params, _ = registered
     paths = ArtifactPaths.of(params.paths)
@@ -163,7 +163,7 @@ def test_a_scale_change_never_lets_a_worse_model_win_on_mse(registered, caplog):
     MSE, measured on the old scale, lost to it. Now the champion is re-scored on the candidate's data."""
     import logging
 
-    from anipop.artifacts import MinMaxScaler
+    from anipop.core.artifacts import MinMaxScaler
 
     params, _ = registered
     params = params.model_copy(update={"registry": params.registry.model_copy(update={"promotion_metric": "mse"})})

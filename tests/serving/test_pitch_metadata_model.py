@@ -11,8 +11,8 @@ from fixtures_mal import learnable_rows, write_mal_csv
 from fixtures_pipeline import PITCH, run_pipeline
 from mlflow.exceptions import MlflowException
 
+from anipop.core.utils import read_json
 from anipop.serving.model_loading import load_model
-from anipop.utils import read_json
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_tuning_never_reads_the_test_split(champion, monkeypatch):
 
 def test_a_pitch_model_has_one_interval_whatever_the_pitch_brings(tmp_path):
     """Its inputs (synopsis + metadata fields) are no character kinds: no per-modality interval is sized."""
-    from anipop.artifacts import ModelBundle
+    from anipop.core.artifacts import ModelBundle
     from anipop.evaluation.calibration import conformal_half_width_with_characters
 
     bundle = ModelBundle(name="pitch_stack", model=None, inputs=["synopsis", "genres", "studios"], input_set="all_inputs",

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from conftest import request_limits
 
+from anipop.core.utils import redact_log_records
 from anipop.serving.pitch import PitchError, parse_pitches
 from anipop.sources.parsing import ParseError, parse_id
-from anipop.utils import redact_log_records
 
 
 @pytest.mark.parametrize("synopsis", ["\u200b\u200c\u2060", "\x01\x02\x7f", "NA", "n/a", " None ", "?!..."])

@@ -21,7 +21,7 @@ import pytest
 import skops.io as sio
 from fixtures_training import toy_params, write_toy_dataset
 
-from anipop.artifacts import ArtifactPaths, ModelBundle
+from anipop.core.artifacts import ArtifactPaths, ModelBundle
 from anipop.evaluation.evaluate import load_runs, predict_test, run_label
 from anipop.modeling.train import run_train
 from anipop.serving.model_code import BUNDLE_MODEL_CODE, PITCH_MODEL_CODE
@@ -90,8 +90,10 @@ def test_a_bundle_written_before_the_modules_moved_loads_and_scores_the_same(tmp
 
     model = MeanBaseline().fit({}, np.array([1.0, 2.0, 4.0]))
     data = sio.dumps(_bundle(model))
-    former = _renamed_modules(data, {"anipop.modeling.models": "anipop.models", "anipop.artifacts": "anipop.artifacts"})
-    assert b"anipop.modeling" not in former and FORMER_MODULES["anipop.models"] == "anipop.modeling.models"
+    former = _renamed_modules(data, {"anipop.modeling.models": "anipop.models", "anipop.core.artifacts": "anipop.artifacts"})
+    assert b"anipop.modeling" not in former and b"anipop.core" not in former
+    assert FORMER_MODULES["anipop.models"] == "anipop.modeling.models"
+    assert FORMER_MODULES["anipop.artifacts"] == "anipop.core.artifacts"
     path = tmp_path / "model.skops"
     path.write_bytes(former)
     loaded = load_served_bundle(path)

@@ -273,7 +273,7 @@ def test_unparseable_score_quarantines_the_anime():
 
 
 def test_params_yaml_builds_a_jikan_source():
-    from anipop.config import load_params
+    from anipop.core.config import load_params
     from anipop.sources.ingest import make_source
 
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")

@@ -22,7 +22,7 @@ from fixtures_jikan import (  # noqa: E402
     mock_jikan,
 )
 
-from anipop.config import ConfigError, load_params  # noqa: E402
+from anipop.core.config import ConfigError, load_params  # noqa: E402
 from anipop.sources import IngestIncomplete  # noqa: E402
 from anipop.sources.httpclient import CachedClient  # noqa: E402
 from anipop.sources.jikan import JikanSource, anime_row, given_family, jikan_score  # noqa: E402

@@ -11,14 +11,14 @@ import pytest
 from conftest import knobs
 from fixtures_training import toy_params, write_toy_dataset
 
-from anipop.artifacts import ArtifactPaths
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths
+from anipop.core.config import Params
+from anipop.core.utils import read_json, write_json
 from anipop.data.schema import PREPARED_ANIME, read_table, write_table
 from anipop.evaluation.backtest import run_backtest
 from anipop.steps import call_step
 from anipop.studies.field_ablation import check_plan, run_field_ablation
 from anipop.studies.results_table import run_report
-from anipop.utils import read_json, write_json
 
 SETS = ("studios", "genres", "synopsis")
 

@@ -13,7 +13,7 @@ import torch
 from conftest import knobs, request_limits
 from fixtures_training import toy_params, write_toy_dataset
 
-from anipop.artifacts import load_embeddings, save_embeddings
+from anipop.core.artifacts import load_embeddings, save_embeddings
 from anipop.data.schema import PREPARED_CHARACTERS, read_table, write_table
 from anipop.modeling.features import build_features, features_from_vectors
 from anipop.modeling.modality import kind_dims, kind_slices, maskable_slices, modality_dropout, with_characters
@@ -108,7 +108,7 @@ def test_ablation_without_any_characters_says_it_is_skipped(tmp_path):
 
 
 def test_pitches_with_characters_get_the_interval_sized_on_anime_with_characters(tmp_path):
-    from anipop.artifacts import MinMaxScaler, ModelBundle
+    from anipop.core.artifacts import MinMaxScaler, ModelBundle
     from anipop.evaluation.calibration import conformal_half_width, conformal_half_width_with_characters
     from anipop.modeling.models import RidgeRegressor
     from anipop.serving.pitch import Character, Pitch
@@ -178,7 +178,7 @@ def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_pat
     from fixtures_models import build_tiny_bert, sentence
     from PIL import Image
 
-    from anipop.artifacts import MinMaxScaler, ModelBundle
+    from anipop.core.artifacts import MinMaxScaler, ModelBundle
     from anipop.encoders.image import DESCRIPTOR
     from anipop.modeling.features import PitchInputs
     from anipop.modeling.pitch import new_pitch_model

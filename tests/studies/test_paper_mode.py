@@ -11,10 +11,10 @@ import torch
 from fixtures_models import build_tiny_bert, sentence
 from fixtures_training import toy_params, write_toy_dataset
 
+from anipop.core.utils import read_json
 from anipop.encoders.text import load_text_encoder
 from anipop.steps import call_step
 from anipop.studies.paper_mode import FIRST_LEFT, MEAN, encode_texts, run_paper_mode, split_targets, variants
-from anipop.utils import read_json
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from anipop.config import load_params
+from anipop.core.config import load_params
+from anipop.core.utils import read_json
 from anipop.monitoring import replay_report
 from anipop.studies import readme_blocks
 from anipop.studies.results_table import README_BEGIN, README_END, readme_block
-from anipop.utils import read_json
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from anipop.config import load_params
+from anipop.core.config import load_params
+from anipop.core.utils import read_json
 from anipop.studies.results_table import summary_metrics
-from anipop.utils import read_json
 
 REPO = Path(__file__).resolve().parents[2]
 

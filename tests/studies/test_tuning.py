@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import PARAMS_FILE
 
-from anipop.config import load_params
+from anipop.core.config import load_params
 from anipop.studies.tuning import write_winner
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from anipop.config import IngestParams, PrepareParams
+from anipop.core.config import IngestParams, PrepareParams
 
 _SOURCES = """\
 - MyAnimeList 2023 scrape, `{path}`: from the MIT-licensed repository Matthew1906/MyAnimeListScraper (licence in

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from anipop.config import FranchiseParams
+from anipop.core.config import FranchiseParams
 
 _SEPARATOR = re.compile(r"\s*(?::|\s-\s|/|~|～|\s–\s|[!?](?=\s|$))\s*")
 _MARKERS = re.compile(

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from anipop.catalog.input_kinds import (  # noqa: F401 - the field names are input kinds: named in that registry
+from anipop.core.input_kinds import (  # noqa: F401 - the field names are input kinds: named in that registry
     DURATION_FIELD,
     LIST_FIELDS,
     METADATA_FIELDS,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler, quarantine_record
-from anipop.config import IngestParams, Paths, PrepareParams, SplitRatios
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler, quarantine_record
+from anipop.core.config import IngestParams, Paths, PrepareParams, SplitRatios
 from anipop.data.data_card import characters_summary, render_data_card
 from anipop.data.franchise import franchise_groups, group_summary, hash_position
 from anipop.data.images import image_problem
@@ -32,7 +32,7 @@ from anipop.data.schema import (
     write_table,
 )
 from anipop.data.text import credits_in, strip_credits
-from anipop.utils import read_json, write_json, write_text
+from anipop.core.utils import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from anipop.catalog.input_kinds import METADATA_FIELDS
+from anipop.core.input_kinds import METADATA_FIELDS
 
 
 class SchemaError(ValueError):
@@ -79,7 +79,7 @@ def read_table(schema: TableSchema, path) -> pd.DataFrame:
 
 def write_table(schema: TableSchema, frame: pd.DataFrame, path) -> None:
     """Conform and write a parquet table atomically (temp file + rename), so a crash leaves no half file."""
-    from anipop.utils import atomic_path
+    from anipop.core.utils import atomic_path
 
     table = schema.conform(frame, origin=str(path))
     with atomic_path(path) as tmp:

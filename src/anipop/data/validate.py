@@ -33,8 +33,8 @@ from great_expectations.data_context.types.base import (  # noqa: E402
     ProgressBarsConfig,
 )
 
-from anipop.artifacts import ArtifactPaths  # noqa: E402
-from anipop.config import Paths, PrepareParams  # noqa: E402
+from anipop.core.artifacts import ArtifactPaths  # noqa: E402
+from anipop.core.config import Paths, PrepareParams  # noqa: E402
 from anipop.data.images import image_problem  # noqa: E402
 from anipop.data.schema import (  # noqa: E402
     PREPARED_ANIME,
@@ -45,7 +45,7 @@ from anipop.data.schema import (  # noqa: E402
     TableSchema,
     read_table,
 )
-from anipop.utils import write_json  # noqa: E402
+from anipop.core.utils import write_json  # noqa: E402
 from anipop.data.validation_report import write_offline_report  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from anipop.utils import write_text
+from anipop.core.utils import write_text
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin-bottom:2em}
 td,th{border:1px solid #bbb;padding:.3em .6em;text-align:left;vertical-align:top}.fail{background:#fdd}

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from anipop.artifacts import ArtifactPaths, quarantine_record, save_embeddings
-from anipop.catalog.input_kinds import EMBEDDED_KINDS
-from anipop.config import EmbedParams, Paths
+from anipop.core.artifacts import ArtifactPaths, quarantine_record, save_embeddings
+from anipop.core.config import EmbedParams, Paths
+from anipop.core.input_kinds import EMBEDDED_KINDS
+from anipop.core.utils import write_json
 from anipop.data.images import image_problem, open_rgb
 from anipop.data.schema import (
     PREPARED_ANIME,
@@ -35,11 +36,10 @@ from anipop.data.schema import (
 )
 from anipop.encoders.cache import EmbeddingCache, file_key, item_key
 from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder
-from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
 
-KINDS = EMBEDDED_KINDS  # anipop.catalog.input_kinds: what features and predict read back
+KINDS = EMBEDDED_KINDS  # anipop.core.input_kinds: what features and predict read back
 # one batch of (cache key, payload) in; the keys actually encoded and their vectors out
 BatchEncoder = Callable[[list[tuple[str, object]]], tuple[list[str], np.ndarray]]
 RUN_STATS = ("embedded", "from_cache", "seconds", "items_per_s")  # per-run figures: kept out of the outputs

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from anipop.artifacts import ANIME_TABLE, CHARACTERS_TABLE
-from anipop.config import Params
+from anipop.core.artifacts import ANIME_TABLE, CHARACTERS_TABLE
+from anipop.core.config import Params
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table, write_table
 
 log = logging.getLogger(__name__)

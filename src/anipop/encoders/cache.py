@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anipop.utils import atomic_path, update_digest
+from anipop.core.utils import atomic_path, update_digest
 
 log = logging.getLogger(__name__)
 

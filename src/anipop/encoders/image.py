@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from anipop.config import ImageEncoderParams
+from anipop.core.config import ImageEncoderParams
 from anipop.encoders.cache import fingerprint_path, namespace_of
 from anipop.encoders.text import EncoderUnavailable, offline, reachable
 

@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler
-from anipop.catalog.metrics import (
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler
+from anipop.core.config import Params
+from anipop.core.metrics import (
     COMPARED_METRICS,
     LOWER_IS_BETTER,
     METRIC_NAMES,
@@ -29,11 +30,10 @@ from anipop.catalog.metrics import (
     paired_difference,
     point_metrics,
 )
-from anipop.config import Params
+from anipop.core.utils import map_in_processes, worker_count, write_json, write_text
 from anipop.data.franchise import first_year, hash_position
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.modeling.train import TrainingData, backtest_models, fit_model, input_type_of, model_kinds, resolve_kinds
-from anipop.utils import map_in_processes, worker_count, write_json, write_text
 
 log = logging.getLogger(__name__)
 

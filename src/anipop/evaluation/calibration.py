@@ -14,13 +14,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, IntervalCalibration, ModelBundle
-from anipop.catalog.input_kinds import CHARACTER_KINDS, EMBEDDINGS_INPUT, PITCH_INPUT
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths, IntervalCalibration, ModelBundle
+from anipop.core.config import Params
+from anipop.core.input_kinds import CHARACTER_KINDS, EMBEDDINGS_INPUT, PITCH_INPUT
+from anipop.core.utils import read_json, write_json
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.modeling.features import build_features
 from anipop.modeling.pitch import reads_characters
-from anipop.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 

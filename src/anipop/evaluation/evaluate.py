@@ -13,15 +13,15 @@ import logging
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle
-from anipop.catalog.metrics import markdown_table, metrics_with_intervals_many
-from anipop.catalog.model_catalog import BASELINES
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle
+from anipop.core.config import Params
+from anipop.core.metrics import markdown_table, metrics_with_intervals_many
+from anipop.core.model_catalog import BASELINES
+from anipop.core.utils import read_json, write_json, write_text
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.evaluation.calibration import write_calibrations
 from anipop.evaluation.plots import ablation_plots, learning_curve_plots, prediction_plots
 from anipop.modeling.features import model_inputs
-from anipop.utils import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.catalog.metrics import metrics_with_intervals_many
-from anipop.utils import atomic_path
+from anipop.core.metrics import metrics_with_intervals_many
+from anipop.core.utils import atomic_path
 
 LIVE_METRICS = ("spearman", "r2", "mae")  # on the 1-10 scale: MAE in points
 

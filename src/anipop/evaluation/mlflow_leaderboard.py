@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from anipop.catalog.model_catalog import BASELINES
+from anipop.core.model_catalog import BASELINES
 
 HEADLINE_TAG = "anipop.headline"
 RANK_TAG = "anipop.rank"

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle
-from anipop.catalog.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
-from anipop.catalog.model_catalog import BASELINE, BASELINES, BENCHMARK, MODELS, NETWORK_SHAPES
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle
+from anipop.core.config import Params
+from anipop.core.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
+from anipop.core.model_catalog import BASELINE, BASELINES, BENCHMARK, MODELS, NETWORK_SHAPES
+from anipop.core.utils import git_commit, read_json, redact, write_json
 from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.evaluation.calibration import read_calibration
 from anipop.evaluation.mlflow_leaderboard import (
@@ -39,7 +40,6 @@ from anipop.evaluation.mlflow_leaderboard import (
 )
 from anipop.serving.served_bundle import SERVED_BUNDLE, save_served_bundle
 from anipop.tracking import data_hash, flatten, shown_tracking_uri, ui_base_url, use_experiment
-from anipop.utils import git_commit, read_json, redact, write_json
 
 log = logging.getLogger(__name__)
 

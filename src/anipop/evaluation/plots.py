@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler
-from anipop.utils import atomic_path
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler
+from anipop.core.utils import atomic_path
 
 
 def _pyplot():

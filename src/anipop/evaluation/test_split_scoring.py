@@ -10,8 +10,8 @@ import json
 
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler
+from anipop.core.config import Params
 from anipop.data.metadata import METADATA_FIELDS
 from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.serving.model_loading import load_model
@@ -60,7 +60,7 @@ def score_pitches(model, pitches: pd.DataFrame) -> pd.DataFrame:
 
 def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float]:
     """Score a registered model through its raw-pitch interface on this data's test split."""
-    from anipop.catalog.metrics import point_metrics
+    from anipop.core.metrics import point_metrics
 
     pitches, test = test_pitches(params)
     scaler = MinMaxScaler.read(ArtifactPaths.of(params.paths).scaler)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import load_embeddings
-from anipop.catalog.input_kinds import (  # noqa: F401 - the kinds and input sets, read through here by the steps
+from anipop.core.artifacts import load_embeddings
+from anipop.core.input_kinds import (  # noqa: F401 - the kinds and input sets, read through here by the steps
     ALL_INPUTS,
     ANIME_KINDS,
     CHARACTER_KINDS,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from anipop.catalog.model_catalog import FINETUNE  # noqa: F401 - this module's model
+from anipop.core.model_catalog import FINETUNE  # noqa: F401 - this module's model
 from anipop.modeling.paper_head import PaperHead, linear_schedule
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from anipop.catalog.model_catalog import (  # noqa: F401 - the names of the models implemented here
+from anipop.core.model_catalog import (  # noqa: F401 - the names of the models implemented here
     BASELINE,
     BASELINES,
     BENCHMARK,

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from anipop.catalog.model_catalog import PAPER_HEAD  # noqa: F401 - this module's model
-from anipop.utils import configure_torch
+from anipop.core.model_catalog import PAPER_HEAD  # noqa: F401 - this module's model
+from anipop.core.utils import configure_torch
 
 BRANCH_WIDTH = 768                       # the character branch's width (GPT-2's hidden size in the paper)
 TANH_WIDTHS = (768, 384, 192)            # the tower's Tanh layers (two inputs; one input starts at 384)

@@ -1,7 +1,7 @@
 """The train step: every configured model on every requested input set, each saved as one bundle.
 
 The primary model (train.model on train.inputs) is also saved as models_dir/model.joblib, the file that
-predict and the MLflow pyfunc load. A bundle is an anipop.artifacts.ModelBundle: name, model (with .predict ->
+predict and the MLflow pyfunc load. A bundle is an anipop.core.artifacts.ModelBundle: name, model (with .predict ->
 scores in [0, 1]), inputs (kinds in feature order), input_set, input_type, train_mean, aggregation, a version.
 Input sets whose modalities the data lacks are skipped with a logged notice; one that resolves to the same
 kinds as an earlier set reuses that fit instead of training the same model twice.
@@ -16,10 +16,18 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, ModelBundle, PrimaryModel, save_bundle
-from anipop.catalog.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, PITCH_METADATA_KINDS, RAW_INPUT, TEXT_KIND
-from anipop.catalog.model_catalog import BASELINES, FINETUNE, NETWORK_SHAPES, spec_of
-from anipop.config import NetworkParams, NetworkShape, Params
+from anipop.core.artifacts import ArtifactPaths, ModelBundle, PrimaryModel, save_bundle
+from anipop.core.config import NetworkParams, NetworkShape, Params
+from anipop.core.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, PITCH_METADATA_KINDS, RAW_INPUT, TEXT_KIND
+from anipop.core.model_catalog import BASELINES, FINETUNE, NETWORK_SHAPES, spec_of
+from anipop.core.utils import (
+    configure_torch,
+    map_in_processes,
+    read_json,
+    seed_everything,
+    worker_count,
+    write_json,
+)
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.modeling.features import (
     INPUT_SETS,
@@ -39,14 +47,6 @@ from anipop.modeling.modality import (
 )
 from anipop.modeling.models import RidgeRegressor, TfidfPixelBenchmark, baseline_model
 from anipop.modeling.paper_head import fit_paper_head
-from anipop.utils import (
-    configure_torch,
-    map_in_processes,
-    read_json,
-    seed_everything,
-    worker_count,
-    write_json,
-)
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from anipop.config import Params
+from anipop.core.config import Params
 from anipop.evaluation.live_metrics import live_metrics, served_scores
 from anipop.monitoring.drift import (
     Comparison,

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, load_embeddings
-from anipop.catalog.input_kinds import LIST_FIELDS, SINGLE_FIELDS, TEXT_KIND
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths, load_embeddings
+from anipop.core.config import Params
+from anipop.core.input_kinds import LIST_FIELDS, SINGLE_FIELDS, TEXT_KIND
+from anipop.core.utils import write_json
 from anipop.data.schema import PREPARED_ANIME, read_table
-from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from anipop.artifacts import ArtifactPaths
-from anipop.config import Params, load_params, set_dotted
+from anipop.core.artifacts import ArtifactPaths
+from anipop.core.config import Params, load_params, set_dotted
+from anipop.core.utils import read_json, write_json
 from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.tracking import anchored_store
-from anipop.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import MinMaxScaler
-from anipop.catalog.metrics import paired_difference
-from anipop.catalog.model_catalog import BASELINE, LENGTH_BASELINE
+from anipop.core.artifacts import MinMaxScaler
+from anipop.core.metrics import paired_difference
+from anipop.core.model_catalog import BASELINE, LENGTH_BASELINE
 from anipop.evaluation.live_metrics import live_metrics, served_scores
 from anipop.monitoring.replay import LIVE_ANIME, LIVE_PITCHES, SNAPSHOT_ANIME, ReplayPlan, read_step
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from anipop.utils import redact
+from anipop.core.utils import redact
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anipop.catalog.metrics import markdown_table
-from anipop.catalog.model_catalog import BASELINES
-from anipop.config import Params
+from anipop.core.config import Params
+from anipop.core.metrics import markdown_table
+from anipop.core.model_catalog import BASELINES
+from anipop.core.utils import read_json
 from anipop.modeling.pitch import PitchModel, reads_characters
-from anipop.utils import read_json
 
 _LIMITS = """\
 - The paper this reproduces (Armenta-Segura & Sidorov, 2025) finds synopsis, character and portrait features
@@ -49,7 +49,7 @@ _KIND_WORDS = {"synopsis": "the synopsis", "year": "the planned first-air year",
 
 def reads_lines(bundle) -> list[str]:
     """What the registered model reads, from the bundle itself: a card that describes the model it ships with."""
-    from anipop.catalog.input_kinds import CHARACTER_KINDS, METADATA_FIELDS
+    from anipop.core.input_kinds import CHARACTER_KINDS, METADATA_FIELDS
 
     kinds = list(bundle.inputs)
     model = bundle.model
@@ -95,7 +95,7 @@ def why_lines(reports: Path, model_name: str, previous_recipe: str | None = None
 
 def render_model_card(params: Params, version: str, intervals: dict, model_name: str, decision: str) -> str:
     """Markdown for one registered version; every number comes from the evaluation files of this run."""
-    from anipop.artifacts import ArtifactPaths, load_bundle
+    from anipop.core.artifacts import ArtifactPaths, load_bundle
 
     report = read_json(Path(params.paths.prepared_dir) / "report.json")
     encoders = params.embed

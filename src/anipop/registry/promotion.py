@@ -21,9 +21,9 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler
-from anipop.catalog.metrics import LOWER_IS_BETTER, point_metrics
-from anipop.config import Params, PromotionPolicy
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler
+from anipop.core.config import Params, PromotionPolicy
+from anipop.core.metrics import LOWER_IS_BETTER, point_metrics
 from anipop.data.franchise import first_year
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def newer_unless_worse(metric: str, truth: np.ndarray, candidate: np.ndarray, ch
     noise. The promise that a worse model never becomes champion is kept in the only form the data can back:
     never one shown worse.
     """
-    from anipop.catalog.metrics import paired_difference
+    from anipop.core.metrics import paired_difference
 
     difference = paired_difference(truth, candidate, champion, metric, samples, confidence, seed)
     low, high = difference.get("low", difference["value"]), difference.get("high", difference["value"])

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, PrimaryModel
-from anipop.catalog.model_catalog import BASELINE, LENGTH_BASELINE
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths, PrimaryModel
+from anipop.core.config import Params
+from anipop.core.model_catalog import BASELINE, LENGTH_BASELINE
+from anipop.core.utils import git_commit, read_json, redact, update_digest, write_json, write_text
 from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.evaluation.mlflow_runs import evaluation_runs
 from anipop.registry.champion_history import record_change
@@ -42,7 +43,6 @@ from anipop.registry.promotion import (
     served_scores_on,
 )
 from anipop.tracking import TrackingUnavailable, data_hash, shown_tracking_uri, tracking_uri, use_experiment
-from anipop.utils import git_commit, read_json, redact, update_digest, write_json, write_text
 
 log = logging.getLogger(__name__)
 

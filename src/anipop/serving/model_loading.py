@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from anipop.utils import redact
+from anipop.core.utils import redact
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from anipop.config import ServingParams
+from anipop.core.config import ServingParams
 from anipop.data.images import IMAGE_FORMATS, decode_problem, image_problem, open_rgb
 from anipop.data.metadata import (
     DURATION_FIELD,

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, IntervalCalibration, MinMaxScaler, ModelBundle, load_bundle
-from anipop.catalog.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
-from anipop.config import ImageEncoderParams, Params, TextEncoderParams
+from anipop.core.artifacts import ArtifactPaths, IntervalCalibration, MinMaxScaler, ModelBundle, load_bundle
+from anipop.core.config import ImageEncoderParams, Params, TextEncoderParams
+from anipop.core.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
+from anipop.core.utils import read_json, write_json
 from anipop.data.metadata import METADATA_FIELDS
 from anipop.modeling.features import (
     ANIME_KINDS,
@@ -33,7 +34,6 @@ from anipop.modeling.pitch import PitchModel, reads_characters
 from anipop.serving.model_loading import PICKLE_OPT_IN, pickles_allowed
 from anipop.serving.pitch import UNSAVED_LIMITS, Pitch, PitchLimits
 from anipop.serving.served_bundle import SERVED_BUNDLE, load_served_bundle, save_served_bundle
-from anipop.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class PitchPredictor:
         text, image = self._encoders
         kinds, vectors = self.bundle.inputs if kinds is None else kinds, {}
         chars = pitch.characters
-        for kind in kinds:  # the embedded kinds of anipop.catalog.input_kinds, as the embed step made them
+        for kind in kinds:  # the embedded kinds of anipop.core.input_kinds, as the embed step made them
             spec = KINDS[kind]
             if spec.owner == "anime" and spec.modality == "text":
                 vectors[kind] = text.encode([getattr(pitch, spec.column)])[0]

@@ -18,16 +18,16 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from anipop.artifacts import ModelBundle, records_apart, with_records
+from anipop.core.artifacts import ModelBundle, records_apart, with_records
+from anipop.core.utils import atomic_path
 from anipop.modeling.pitch.legacy import PitchRegressor as FormerPitchModel
-from anipop.utils import atomic_path
 
 # every type outside skops' own safe set (builtins, numpy, scipy.sparse, scikit-learn's estimators) that a bundle
 # of any anipop model holds; tests/serving/test_served_bundle.py saves one of each model kind through this list
 SERVED_TYPES = (
-    "anipop.artifacts.ModelBundle",
-    "anipop.config.PitchModelParams",
-    "anipop.config.TrackRecordParams",
+    "anipop.core.artifacts.ModelBundle",
+    "anipop.core.config.PitchModelParams",
+    "anipop.core.config.TrackRecordParams",
     "anipop.modeling.finetune.FinetunedRegressor",
     "anipop.data.metadata.MetadataEncoder",
     "anipop.modeling.modality.PresenceNeutral",
@@ -58,6 +58,8 @@ SERVED_TYPES = (
 # where the modules of SERVED_TYPES lived before anipop's code moved into folders: a bundle written then names
 # its types there, and loading translates them (the old names are no module any more, so none can be trusted)
 FORMER_MODULES = {
+    "anipop.artifacts": "anipop.core.artifacts",
+    "anipop.config": "anipop.core.config",
     "anipop.finetune": "anipop.modeling.finetune",
     "anipop.metadata": "anipop.data.metadata",
     "anipop.modality": "anipop.modeling.modality",

@@ -19,12 +19,12 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
-from anipop.artifacts import MinMaxScaler
+from anipop.core.artifacts import MinMaxScaler
+from anipop.core.utils import read_json, redact_log_records
 from anipop.serving.pitch import UNSAVED_LIMITS, PitchError, parse_pitches
 from anipop.serving.predict import PitchPredictor
 from anipop.serving.rest_guard import no_tracebacks_to_clients
 from anipop.serving.served_bundle import load_served_bundle
-from anipop.utils import read_json, redact_log_records
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import httpx
 
+from anipop.core.utils import atomic_path
 from anipop.data.images import image_problem
 from anipop.sources.ratelimit import RateLimiter
-from anipop.utils import atomic_path
 
 log = logging.getLogger(__name__)
 

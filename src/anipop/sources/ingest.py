@@ -7,13 +7,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from anipop.artifacts import ArtifactPaths
-from anipop.config import IngestParams, Paths
+from anipop.core.artifacts import ArtifactPaths
+from anipop.core.config import IngestParams, Paths
+from anipop.core.utils import write_json
 from anipop.data.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS, write_table
 from anipop.sources import Source
 from anipop.sources.as_of import as_of_view
 from anipop.sources.registry import make_source
-from anipop.utils import write_json
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,8 @@ import httpx
 import pandas as pd
 from tqdm import tqdm
 
-from anipop.artifacts import quarantine_record
+from anipop.core.artifacts import quarantine_record
+from anipop.core.utils import atomic_path
 from anipop.data.schema import QUARANTINE, RAW_ANIME, RAW_CHARACTERS, character_key
 from anipop.sources import IngestIncomplete, IngestResult
 from anipop.sources.httpclient import NEGATIVE_STATUSES, CachedClient, FetchError, HTTPStatusError
@@ -55,7 +56,6 @@ from anipop.sources.parsing import (
     parse_score,
 )
 from anipop.sources.ratelimit import jikan_limiter
-from anipop.utils import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from anipop.artifacts import quarantine_record
+from anipop.core.artifacts import quarantine_record
 from anipop.data.schema import QUARANTINE, RAW_ANIME
 from anipop.sources import IngestResult
 from anipop.sources.parsing import (

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from anipop.artifacts import quarantine_record
+from anipop.core.artifacts import quarantine_record
 from anipop.data.images import image_problem
 from anipop.data.schema import QUARANTINE, RAW_CHARACTERS, character_key
 from anipop.sources.parsing import ParseError, clean_text, parse_id, read_csv_records

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from anipop.sources import Source
 
 if TYPE_CHECKING:
-    from anipop.config import IngestParams, Paths
+    from anipop.core.config import IngestParams, Paths
 
 
 def _local(ingest: IngestParams, paths: Paths) -> Source:

@@ -19,16 +19,16 @@ import time
 
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths
-from anipop.catalog.input_kinds import INPUT_SETS
-from anipop.catalog.metrics import point_metrics
-from anipop.catalog.model_catalog import BASELINES
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths
+from anipop.core.config import Params
+from anipop.core.input_kinds import INPUT_SETS
+from anipop.core.metrics import point_metrics
+from anipop.core.model_catalog import BASELINES
+from anipop.core.utils import write_json, write_text
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.evaluation.backtest import fit_and_predict, run_crossval, run_temporal
 from anipop.modeling.train import reads_input_set
 from anipop.studies.results_table import ScoreRow, markdown_rows, row_counts_line
-from anipop.utils import write_json, write_text
 
 log = logging.getLogger(__name__)
 

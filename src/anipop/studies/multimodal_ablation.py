@@ -22,15 +22,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler
-from anipop.catalog.metrics import point_metrics
-from anipop.catalog.model_catalog import BASELINES
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler
+from anipop.core.config import Params
+from anipop.core.metrics import point_metrics
+from anipop.core.model_catalog import BASELINES
+from anipop.core.utils import map_in_processes, worker_count, write_json, write_text
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.evaluation.backtest import fold_of
 from anipop.modeling.features import available_kinds
 from anipop.modeling.train import TrainingData, fit_model, input_type_of
-from anipop.utils import map_in_processes, worker_count, write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.artifacts import ArtifactPaths, MinMaxScaler
-from anipop.catalog.metrics import METRIC_NAMES, point_metrics
-from anipop.config import EmbedParams, PaperModeParams, Paths
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler
+from anipop.core.config import EmbedParams, PaperModeParams, Paths
+from anipop.core.metrics import METRIC_NAMES, point_metrics
+from anipop.core.utils import atomic_path, configure_torch, write_json, write_text
 from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.modeling.paper_head import fit_paper_head
-from anipop.utils import atomic_path, configure_torch, write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from anipop.artifacts import ArtifactPaths
-from anipop.catalog.metrics import point_metrics
-from anipop.config import Params
+from anipop.core.artifacts import ArtifactPaths
+from anipop.core.config import Params
+from anipop.core.metrics import point_metrics
+from anipop.core.utils import write_json, write_text
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.evaluation.backtest import fit_and_predict, fold_of
-from anipop.utils import write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -51,8 +51,8 @@ def pitch_inputs(rows: dict, take: slice):
 
 
 def main() -> None:
-    from anipop.artifacts import ModelBundle
-    from anipop.config import PitchModelParams, TrackRecordParams
+    from anipop.core.artifacts import ModelBundle
+    from anipop.core.config import PitchModelParams, TrackRecordParams
     from anipop.serving import served_bundle
 
     source = subprocess.run(["git", "show", f"{FORMER_COMMIT}:src/anipop/modeling/pitch_models.py"],

@@ -12,15 +12,15 @@ a kind the model was trained on that a pitch lacks is encoded as missing: a syno
 
 from __future__ import annotations
 
-from anipop.catalog.model_catalog import PITCH_MODELS
+from anipop.core.model_catalog import PITCH_MODELS
 from anipop.modeling.pitch.meta_ridge import MetaRidge
 from anipop.modeling.pitch.pitch_gbm import PitchGBM
 from anipop.modeling.pitch.pitch_stack import PitchStack
 from anipop.modeling.pitch.protocol import PitchModel, reads_characters
 
 PITCH_MODEL_CLASSES: dict[str, type[PitchModel]] = {cls.name: cls for cls in (MetaRidge, PitchGBM, PitchStack)}
-if set(PITCH_MODEL_CLASSES) != set(PITCH_MODELS):  # the catalog names them; each name has exactly one class
-    raise ImportError(f"pitch model classes {sorted(PITCH_MODEL_CLASSES)} != catalog {sorted(PITCH_MODELS)}")
+if set(PITCH_MODEL_CLASSES) != set(PITCH_MODELS):  # the model catalog names them; each name has exactly one class
+    raise ImportError(f"pitch model classes {sorted(PITCH_MODEL_CLASSES)} != the model catalog {sorted(PITCH_MODELS)}")
 
 __all__ = ["PITCH_MODEL_CLASSES", "MetaRidge", "PitchGBM", "PitchModel", "PitchStack", "new_pitch_model",
            "reads_characters"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anipop.catalog.input_kinds import TEXT_KIND
+from anipop.core.input_kinds import TEXT_KIND
 from anipop.data.metadata import DURATION_FIELD, METADATA_FIELDS, YEAR_FIELD, MetadataEncoder
 from anipop.modeling.features import PitchInputs
 

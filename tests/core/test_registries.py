@@ -8,9 +8,9 @@ import pytest
 from conftest import knobs
 from pydantic import ValidationError
 
-from anipop.catalog.input_kinds import EMBEDDED_KINDS, INPUT_SETS, INPUT_TYPES, KINDS, PITCH_METADATA_KINDS
-from anipop.catalog.model_catalog import MODELS, MULTIMODAL, NETWORK_SHAPES, SERVABLE, TRAINABLE, spec_of
-from anipop.config import IngestParams, MultimodalParams, PitchModelParams, TrainParams
+from anipop.core.config import IngestParams, MultimodalParams, PitchModelParams, TrainParams
+from anipop.core.input_kinds import EMBEDDED_KINDS, INPUT_SETS, INPUT_TYPES, KINDS, PITCH_METADATA_KINDS
+from anipop.core.model_catalog import MODELS, MULTIMODAL, NETWORK_SHAPES, SERVABLE, TRAINABLE, spec_of
 from anipop.sources.registry import SOURCES
 
 

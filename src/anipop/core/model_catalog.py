@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anipop.catalog.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
+from anipop.core.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    input_type: str             # anipop.catalog.input_kinds.INPUT_TYPES: what features.model_inputs builds for it
+    input_type: str             # anipop.core.input_kinds.INPUT_TYPES: what features.model_inputs builds for it
     fitter: str                 # the key of train.FITTERS that fits it
     synopsis_only: bool = False  # reads the synopsis alone, whatever the input set
     baseline: bool = False      # trivial: added beside the models on the main input set, never configured

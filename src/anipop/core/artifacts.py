@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anipop.config import Paths
-from anipop.utils import atomic_path, read_json, write_json
+from anipop.core.config import Paths
+from anipop.core.utils import atomic_path, read_json, write_json
 
 BUNDLE_VERSION = 1  # bump when ModelBundle's fields change meaning: an older pickled bundle is then refused
 ANIME_TABLE = "anime.parquet"            # raw and prepared: one row per anime

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from anipop.catalog.input_kinds import INPUT_SETS, PITCH_METADATA_KINDS
-from anipop.catalog.model_catalog import MULTIMODAL, PITCH_MODELS, SERVABLE, TRAINABLE
+from anipop.core.input_kinds import INPUT_SETS, PITCH_METADATA_KINDS
+from anipop.core.model_catalog import MULTIMODAL, PITCH_MODELS, SERVABLE, TRAINABLE
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -194,9 +194,9 @@ class EmbedParams(_Strict):
 
 
 # allowed names, derived from the registries beside the code that uses them (plain data: no heavy import)
-InputSet = Literal[tuple(INPUT_SETS)]                     # anipop.catalog.input_kinds: the paper's ablations + metadata
-MetadataField = Literal[PITCH_METADATA_KINDS]             # anipop.catalog.input_kinds: each a switchable input kind
-PitchModel = Literal[PITCH_MODELS]                        # anipop.catalog.model_catalog: synopsis + metadata models
+InputSet = Literal[tuple(INPUT_SETS)]                     # anipop.core.input_kinds: the paper's ablations + metadata
+MetadataField = Literal[PITCH_METADATA_KINDS]             # anipop.core.input_kinds: each a switchable input kind
+PitchModel = Literal[PITCH_MODELS]                        # anipop.core.model_catalog: synopsis + metadata models
 
 
 class NetworkShape(_Strict):
@@ -303,8 +303,8 @@ class FinetuneParams(_Strict):
     backtest: bool
 
 
-TrainModel = Literal[TRAINABLE]   # anipop.catalog.model_catalog: every model but the baselines (always trained beside)
-ServableModel = Literal[SERVABLE]  # anipop.catalog.model_catalog: scores a raw pitch with an interval
+TrainModel = Literal[TRAINABLE]   # anipop.core.model_catalog: every model but the baselines (always trained beside)
+ServableModel = Literal[SERVABLE]  # anipop.core.model_catalog: scores a raw pitch with an interval
 
 
 class TrainParams(_Strict):
@@ -441,7 +441,7 @@ class RegistryParams(_Strict):
     @field_validator("promotion_metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        from anipop.catalog.metrics import METRIC_NAMES  # numpy/scipy only: no cycle, no heavy import
+        from anipop.core.metrics import METRIC_NAMES  # numpy/scipy only: no cycle, no heavy import
 
         if value not in METRIC_NAMES:
             raise ValueError(f"{value!r} is not a metric anipop reports; one of {list(METRIC_NAMES)}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from anipop.catalog.metrics import METRIC_NAMES, metrics_with_intervals, point_metrics
+from anipop.core.metrics import METRIC_NAMES, metrics_with_intervals, point_metrics
 
 
 def test_point_metrics_match_hand_computed_values():
@@ -63,7 +63,7 @@ def test_zero_resamples_gives_point_values_only():
 
 
 def test_many_columns_share_resamples_and_give_each_columns_own_figures_exactly():
-    from anipop.catalog.metrics import metrics_with_intervals, metrics_with_intervals_many
+    from anipop.core.metrics import metrics_with_intervals, metrics_with_intervals_many
 
     rng = np.random.default_rng(3)
     y = rng.random(60)
@@ -77,7 +77,7 @@ def test_many_columns_share_resamples_and_give_each_columns_own_figures_exactly(
 @pytest.mark.parametrize("case", ["ties", "constant_prediction", "continuous", "anti_correlated", "two_values"])
 def test_vectorised_bootstrap_equals_scoring_each_resample_with_scipy(case, monkeypatch):
     """Every resample's seven metrics, computed at once from copy counts, are point_metrics of that resample."""
-    from anipop.catalog import metrics
+    from anipop.core import metrics
 
     rng = np.random.default_rng(11)
     y = np.round(rng.random(120), 2)
