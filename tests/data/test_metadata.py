@@ -1,4 +1,4 @@
-"""Pitch metadata (issue 18): parsing of MAL's raw strings, quarantine, the train-only vocabulary, the pitch's
+"""Pitch metadata: parsing of MAL's raw strings, quarantine, the train-only vocabulary, the pitch's
 optional fields, Great Expectations, and the pitch models that read them."""
 
 from __future__ import annotations

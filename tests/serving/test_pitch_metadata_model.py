@@ -1,4 +1,4 @@
-"""The pitch-metadata champion end to end (issue 18): a real small pipeline run whose primary is pitch_stack,
+"""The pitch-metadata champion end to end: a real small pipeline run whose primary is pitch_stack,
 registered as the pyfunc; it takes metadata as optional pitch fields, scores a synopsis-only pitch, and rejects
 a misspelt field with a 400."""
 
@@ -120,7 +120,7 @@ def test_a_pitch_model_has_one_interval_whatever_the_pitch_brings(tmp_path):
 
 
 def test_the_registered_champion_loads_and_scores_without_unpickling_anything(champion):
-    """Issue 29: the champion (LightGBM trees, ridges, TF-IDF vocabularies, track records) is data. A fresh process
+    """The champion (LightGBM trees, ridges, TF-IDF vocabularies, track records) is data. A fresh process
     records every class an unpickler resolves (Python's `pickle.find_class` audit event) while it loads and
     scores the registered model through anipop's loader: none. The same check sees a planted pickle
     (test_served_bundle.py)."""

@@ -1,4 +1,4 @@
-"""Issue 18's table: each input set alone on the backtest's evaluations (field_ablation), and reports/results.md
+"""The field-ablation table: each input set alone on the backtest's evaluations (field_ablation), and reports/results.md
 assembled from the reports: a row per configured set, the JSON's figures, the baselines beside, an absent
 finetune.json named as not scored."""
 

@@ -171,7 +171,7 @@ def test_presence_neutral_characters_cannot_move_a_score_by_being_there():
 
 
 def test_a_served_pitch_model_scores_pitches_with_and_without_characters(tmp_path):
-    """The primary pitch model reads characters when a pitch has them (issue 13): the predictor embeds their
+    """The primary pitch model reads characters when a pitch has them: the predictor embeds their
     descriptions and portraits with the model's encoders and aggregates them as the dataset's rows were; a
     pitch without characters gets no character correction, as inputs with none at all."""
     from conftest import params_in
