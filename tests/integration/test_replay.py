@@ -23,9 +23,9 @@ from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, shared_onnx_dir
 from mlflow import MlflowClient
 from scipy import stats
 
-from anipop.evaluation.test_split_scoring import score_pitches
 from anipop.registry.champion_history import champion_on, read_history
 from anipop.serving.model_loading import load_model
+from anipop.serving.scoring import score_pitches
 from anipop.sources.as_of import latest_air_date
 
 pytestmark = pytest.mark.e2e

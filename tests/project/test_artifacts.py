@@ -65,9 +65,8 @@ def test_every_artefact_lives_under_the_folder_params_names(tmp_path):
 
 
 def test_a_missing_interval_calibration_names_the_stage_to_rerun(tmp_path):
-    from anipop.core.artifacts import IntervalCalibration
+    from anipop.core.artifacts import IntervalCalibration, read_calibration
     from anipop.core.utils import write_json
-    from anipop.evaluation.calibration import read_calibration
 
     paths = ArtifactPaths.of(toy_params(tmp_path).paths)
     with pytest.raises(ValueError, match="no interval calibration for all_inputs/ridge; rerun `dvc repro evaluate`"):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from anipop.core import readme_blocks
 from anipop.core.config import load_params
 from anipop.core.utils import read_json
 from anipop.monitoring import replay_report
-from anipop.studies import readme_blocks
 from anipop.studies.results_table import README_BEGIN, README_END, readme_block
 
 REPO = Path(__file__).resolve().parents[2]

@@ -29,7 +29,7 @@ QUARANTINE_TABLE = "quarantine.parquet"  # raw, prepared and embeddings: the row
 @dataclass(frozen=True)
 class IntervalCalibration:
     """What the served predictor needs to draw its interval (normalised units): sized by evaluation
-    (evaluation.calibration), read by serving and the registry."""
+    (evaluation.calibration), read by serving and the registry (read_calibration)."""
 
     coverage: float
     half_width: float
@@ -350,6 +350,20 @@ class MinMaxScaler:
     @classmethod
     def read(cls, path: Path) -> "MinMaxScaler":
         return cls.from_dict(read_json(path))
+
+
+def read_calibration(paths: ArtifactPaths, label: str) -> IntervalCalibration:
+    """The evaluate step's calibration of run `label`; a missing file or label says which stage to rerun."""
+    table = read_json(paths.calibration) if paths.calibration.exists() else {}
+    if label not in table:
+        raise ValueError(f"{paths.calibration}: no interval calibration for {label}; rerun `dvc repro evaluate`")
+    return IntervalCalibration.from_dict(table[label])
+
+
+def evaluation_runs(paths: ArtifactPaths) -> dict | None:
+    """reports/mlflow_runs.json as the evaluate step wrote it (its parent run, each child and the primary's
+    model URI), or None when evaluate did not track."""
+    return read_json(paths.mlflow_runs) if paths.mlflow_runs.exists() else None
 
 
 def save_embeddings(out_dir: Path, kind: str, row_ids: list[str], matrix: np.ndarray) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 from anipop.core.artifacts import ArtifactPaths, IntervalCalibration, ModelBundle
 from anipop.core.config import Params
 from anipop.core.input_kinds import CHARACTER_KINDS, EMBEDDINGS_INPUT, PITCH_INPUT
-from anipop.core.utils import read_json, write_json
+from anipop.core.utils import write_json
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.modeling.features import build_features
 from anipop.modeling.pitch import reads_characters
@@ -88,11 +88,3 @@ def write_calibrations(params: Params, labelled: list[tuple[str, ModelBundle]]) 
     found = {label: calibrate(params, bundle) for label, bundle in labelled if bundle.input_type in CALIBRATED_INPUTS}
     write_json(ArtifactPaths.of(params.paths).calibration, {label: c.to_dict() for label, c in found.items()})
     return found
-
-
-def read_calibration(paths: ArtifactPaths, label: str) -> IntervalCalibration:
-    """The evaluate step's calibration of run `label`; a missing file or label says which stage to rerun."""
-    table = read_json(paths.calibration) if paths.calibration.exists() else {}
-    if label not in table:
-        raise ValueError(f"{paths.calibration}: no interval calibration for {label}; rerun `dvc repro evaluate`")
-    return IntervalCalibration.from_dict(table[label])

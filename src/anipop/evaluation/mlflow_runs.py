@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.core.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle
+from anipop.core.artifacts import ArtifactPaths, MinMaxScaler, ModelBundle, PrimaryModel, load_bundle, read_calibration
 from anipop.core.config import Params
 from anipop.core.input_kinds import EMBEDDINGS_INPUT, PITCH_INPUT, RAW_INPUT
 from anipop.core.model_catalog import BASELINE, BASELINES, BENCHMARK, MODELS, NETWORK_SHAPES
 from anipop.core.utils import git_commit, read_json, redact, write_json
 from anipop.data.schema import PREPARED_ANIME, read_table
-from anipop.evaluation.calibration import read_calibration
 from anipop.evaluation.mlflow_leaderboard import (
     HEADLINE_TAG,
     RANK_TAG,
@@ -43,7 +42,6 @@ from anipop.tracking import data_hash, flatten, shown_tracking_uri, ui_base_url,
 
 log = logging.getLogger(__name__)
 
-RUNS_FILE = "mlflow_runs.json"  # under reports_dir: the parent, every child and the primary's model URI
 NO_INPUT_SET = "-"               # a baseline label without "input_set/" (train_mean) uses no inputs
 INTERVAL_SUFFIXES = {"value": "", "low": "_ci_low", "high": "_ci_high"}
 SPLITS = ("train", "val", "test")
@@ -318,9 +316,3 @@ def _baseline_bundle(params: Params, model: str, report: dict) -> ModelBundle | 
     return ModelBundle(name=BASELINE, model=None, inputs=[], input_set=NO_INPUT_SET, input_type="constant",
                        train_mean=report["train_mean_score_norm"], aggregation=params.train.aggregation,
                        image_size=params.train.benchmark.image_size)
-
-
-def evaluation_runs(reports_dir: str | Path) -> dict | None:
-    """reports/mlflow_runs.json as the evaluate step wrote it, or None when evaluate did not track."""
-    path = Path(reports_dir) / RUNS_FILE  # ArtifactPaths.mlflow_runs
-    return read_json(path) if path.exists() else None

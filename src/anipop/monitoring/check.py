@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from anipop.core.config import Params
-from anipop.evaluation.live_metrics import live_metrics, served_scores
+from anipop.evaluation.live_metrics import live_metrics
 from anipop.monitoring.drift import (
     Comparison,
     decide_drift,
@@ -26,6 +26,7 @@ from anipop.monitoring.drift import (
     write_drift,
     write_html,
 )
+from anipop.serving.scoring import served_scores
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def comparison(params: Params) -> tuple[Comparison | None, dict]:
 
 def run_drift(params: Params) -> dict:
     """Compare, decide, write reports/drift.json and the HTML report; return the summary."""
-    from anipop.evaluation.test_split_scoring import anime_pitches
+    from anipop.serving.scoring import anime_pitches
 
     cfg = params.drift
     compared, base = comparison(params)

@@ -218,7 +218,7 @@ def snapshot(plan: ReplayPlan, index: int, workspace: Params, record: dict) -> N
 def snapshot_live(plan: ReplayPlan, index: int, workspace: Params) -> int:
     """The anime that entered the data after step `index` (the workspace now holds the next view): their pitches
     as a producer would have sent them, their scores, and whether their franchise already existed."""
-    from anipop.evaluation.test_split_scoring import anime_pitches
+    from anipop.serving.scoring import anime_pitches
 
     folder = plan.step_dir(index)
     before = pd.read_parquet(folder / SNAPSHOT_ANIME)

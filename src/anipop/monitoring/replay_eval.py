@@ -17,8 +17,9 @@ import pandas as pd
 from anipop.core.artifacts import MinMaxScaler
 from anipop.core.metrics import paired_difference
 from anipop.core.model_catalog import BASELINE, LENGTH_BASELINE
-from anipop.evaluation.live_metrics import live_metrics, served_scores
+from anipop.evaluation.live_metrics import live_metrics
 from anipop.monitoring.replay import LIVE_ANIME, LIVE_PITCHES, SNAPSHOT_ANIME, ReplayPlan, read_step
+from anipop.serving.scoring import served_scores
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def baseline_scores(view: pd.DataFrame, live_pitches: pd.DataFrame) -> dict[str,
 
 class Scorer:
     """Each registered model's scores on each step's live anime, through its served interface (several policies
-    often share a champion, and the frozen model is every step's comparison: evaluation.live_metrics scores each pair
+    often share a champion, and the frozen model is every step's comparison: serving.scoring scores each pair
     once; the drift check of the next step already scored the serving champion on these anime)."""
 
     def __init__(self, cache_dir: Path | None) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from anipop.core import readme_blocks
 from anipop.core.artifacts import ArtifactPaths
 from anipop.core.config import Params
 from anipop.core.model_catalog import BASELINE, LENGTH_BASELINE
 from anipop.core.utils import read_json, write_json, write_text
 from anipop.monitoring.replay import ReplayPlan, replay_plan
 from anipop.monitoring.replay_eval import FROZEN, evaluate_replay
-from anipop.studies import readme_blocks
 
 log = logging.getLogger(__name__)
 

@@ -83,8 +83,7 @@ def judging_rows(anime: pd.DataFrame, policy: str, champion_seen: set[int], newe
 def served_scores_on(model_uri: str, params: Params, rows: pd.DataFrame) -> np.ndarray:
     """A registered or logged model's scores (1-10) for prepared `rows`, from their pitch fields, through the
     model's served interface."""
-    from anipop.evaluation.live_metrics import served_scores
-    from anipop.evaluation.test_split_scoring import anime_pitches
+    from anipop.serving.scoring import anime_pitches, served_scores
 
     return served_scores(model_uri, anime_pitches(params, rows), params.paths.served_scores_dir)
 

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from anipop.core.artifacts import ArtifactPaths, PrimaryModel
+from anipop.core.artifacts import ArtifactPaths, PrimaryModel, evaluation_runs, read_calibration
 from anipop.core.config import Params
 from anipop.core.model_catalog import BASELINE, LENGTH_BASELINE
 from anipop.core.utils import git_commit, read_json, redact, update_digest, write_json, write_text
 from anipop.data.schema import PREPARED_ANIME, read_table
-from anipop.evaluation.mlflow_runs import evaluation_runs
 from anipop.registry.champion_history import record_change
 from anipop.registry.lock import interruptible, process_owner, promotion_lock
 from anipop.registry.model_card import render_model_card
@@ -322,7 +321,6 @@ def _register_locked(params: Params, client, fingerprint: str, key: str, model: 
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from anipop.evaluation.calibration import read_calibration
     from anipop.serving.predict import log_pitch_model
 
     cfg = params.registry
@@ -341,7 +339,7 @@ def _register_locked(params: Params, client, fingerprint: str, key: str, model: 
     version = None
     # the evaluation's child run of the primary model already logged it: register from that run, so the version
     # links to the run with its metrics and plots; else (an older evaluation) log the model in a run of its own
-    logged = evaluation_runs(reports)
+    logged = evaluation_runs(paths)
     primary = logged["children"].get(logged["primary"], {}) if logged else {}
     run = (mlflow.start_run(run_id=primary["run_id"]) if primary.get("model_uri")
            else mlflow.start_run(run_name=f"register-{bundle_name}"))

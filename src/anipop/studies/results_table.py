@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anipop.core import readme_blocks
 from anipop.core.artifacts import ArtifactPaths
 from anipop.core.config import Paths, TrainParams
 from anipop.core.input_kinds import PITCH_METADATA_KINDS
 from anipop.core.metrics import comparison_lines
 from anipop.core.model_catalog import BASELINE, BASELINES, LENGTH_BASELINE, PAPER_HEAD
 from anipop.core.utils import read_json, write_json, write_text
-from anipop.studies import readme_blocks
 
 SHOWN = ("spearman", "r2", "mae_1_10")  # per part; every metric is in the JSON reports
 PARTS = ("cv", "temporal", "rolling", "test")

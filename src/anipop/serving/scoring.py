@@ -1,17 +1,23 @@
-"""A logged model scored as a producer would use it: the test split's anime sent as raw pitches.
+"""A logged model scored as a producer would use it: anime sent as raw pitches through its served interface.
 
 Why: the registry judges a challenger against the champion, and the drift check and the replay score champions,
-through the very pyfunc that serves, not through the training bundle.
+through the very pyfunc that serves, not through the training bundle; each (model, pitches) pair once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
+from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from anipop.core.artifacts import ArtifactPaths, MinMaxScaler
 from anipop.core.config import Params
+from anipop.core.utils import atomic_path
 from anipop.data.metadata import METADATA_FIELDS
 from anipop.data.schema import PREPARED_ANIME, read_table
 from anipop.serving.model_loading import load_model
@@ -67,3 +73,61 @@ def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float
     predicted = score_pitches(load_model(model_uri), pitches)
     return point_metrics(test["score_norm"].to_numpy(), scaler.transform(predicted["score"].to_numpy()),
                          scaler.high - scaler.low)
+
+
+def model_identity(model_uri: str) -> str:
+    """The logged model behind a URI: `models:/<name>/<version>` resolves to the version's source, so one model
+    registered under several names (the replay's policies) is loaded and scored once."""
+    parts = model_uri.removeprefix("models:/").split("/")
+    if not model_uri.startswith("models:/") or len(parts) != 2 or not parts[1].isdigit():
+        return model_uri
+    from mlflow import MlflowClient
+
+    return MlflowClient().get_model_version(parts[0], parts[1]).source or model_uri
+
+
+@lru_cache(maxsize=16)
+def _loaded(identity: str):
+    return load_model(identity)
+
+
+_SCORED: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_SCORED_MAX = 64
+
+
+def _runtime() -> str:
+    """What besides the model decides its scores: the libraries that run it."""
+    from importlib.metadata import version
+
+    return ",".join(f"{name}={version(name)}" for name in ("onnxruntime", "torch", "scikit-learn", "lightgbm"))
+
+
+def served_scores(model_uri: str, pitches: pd.DataFrame, cache_dir: Path | None = None) -> np.ndarray:
+    """A registered model's scores (1-10) for raw pitches, through its served interface.
+
+    Each (model, pitches) pair is scored once: in the process, and across processes when `cache_dir` is given
+    (a file per pair, keyed by the logged model behind the URI, the pitches' bytes and the runtime's versions).
+    Why: the replay's registry, drift check and live judgement ask for the same champion's scores on the same
+    anime in different processes and under several registered names; scoring is deterministic, so a stored
+    answer is the answer.
+    """
+    if pitches.empty:
+        return np.zeros(0)
+    identity = model_identity(model_uri)
+    digest = hashlib.sha256("|".join([identity, _runtime(), pitches.to_json(orient="split", index=False)])
+                            .encode()).hexdigest()
+    key = (identity, digest)
+    if key not in _SCORED:
+        stored = Path(cache_dir) / f"{digest}.npy" if cache_dir else None
+        if stored is not None and stored.exists():
+            scores = np.load(stored)
+        else:
+            scores = score_pitches(_loaded(identity), pitches)["score"].to_numpy(dtype=float)
+            if stored is not None:
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(stored) as tmp, open(tmp, "wb") as handle:
+                    np.save(handle, scores)
+        _SCORED[key] = scores
+        while len(_SCORED) > _SCORED_MAX:
+            _SCORED.popitem(last=False)
+    return _SCORED[key].copy()
