@@ -53,10 +53,20 @@ def shared_onnx_dir() -> Path:
     """Where every test workspace finds the text encoder's ONNX graph: the folder a served model without a shipped
     graph builds it in (serving.predict.graph_cache). Why shared: a graph is keyed by its weights and tool versions
     and built atomically (encoders.onnx_text.build_onnx), so one build serves every workspace; each one's own
-    folder cost ~8 s of CPU a workspace. The build itself is tested on its own folders (tests/encoders)."""
+    folder cost ~7 s of CPU a workspace. The build itself is tested on its own folders (tests/encoders)."""
     from anipop.serving.predict import graph_cache
 
     return graph_cache()
+
+
+def workspace_params() -> dict:
+    """The repo's params.yaml as a dict, for a test's own DVC project (its dvc.yaml reads the file as written):
+    the caller changes what it needs; the ONNX graphs are in the shared folder (shared_onnx_dir)."""
+    import yaml
+
+    params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    params["paths"]["onnx_dir"] = str(shared_onnx_dir())
+    return params
 
 
 def params_in(tmp_path: Path, **sections: dict) -> Params:

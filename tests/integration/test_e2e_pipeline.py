@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, shared_onnx_dir
+from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, workspace_params
 
 pytestmark = pytest.mark.e2e
 
@@ -36,11 +36,10 @@ def pipeline_repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("anipop-e2e")
     shutil.copy(REPO_ROOT / "dvc.yaml", repo)
     shutil.copytree(REPO_ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params = workspace_params()
     params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=400,
                             characters_dir=str(CHARACTERS_SAMPLE.resolve()))
     # every default model and stage, with fewer resamples and folds: the same code paths in less time
-    params["paths"]["onnx_dir"] = str(shared_onnx_dir())  # the encoder graph built once for every workspace
     params["evaluate"].update(bootstrap_samples=20, cv_folds=3)
     params["train"]["pitch"]["stack_folds"] = 3
     # two field-ablation sets that between them reach every model it fits (meta_ridge on a field, ridge and

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, shared_onnx_dir
+from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, workspace_params
 from mlflow import MlflowClient
 from scipy import stats
 
@@ -40,10 +40,9 @@ def replayed(tmp_path_factory):
     for item in ("src", "flows"):
         shutil.copytree(REPO_ROOT / item, project / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(REPO_ROOT / "dvc.yaml", project)
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params = workspace_params()
     params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=900,
                             characters_dir=str(CHARACTERS_SAMPLE.resolve()))
-    params["paths"]["onnx_dir"] = str(shared_onnx_dir())  # the encoder graph built once for every workspace
     params["train"].update(model="ridge", models=["ridge"], workers=1)
     params["evaluate"].update(bootstrap_samples=20, workers=1)
     params["replay"].update(start=STEPS[0], end=STEPS[-1], policies=["test_split", "always"], bootstrap_samples=50)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, params_in, shared_onnx_dir
+from conftest import CHARACTERS_SAMPLE, REAL_DATA, REPO_ROOT, params_in, workspace_params
 from fixtures_pipeline import pipeline_params, register_killed_after_moving_champion
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -58,10 +58,9 @@ def _make_repo(folder: Path) -> Path:
     folder.mkdir(parents=True)
     shutil.copy(REPO_ROOT / "dvc.yaml", folder)
     shutil.copytree(REPO_ROOT / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params = workspace_params()
     params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=80,
                             characters_dir=str(CHARACTERS_SAMPLE.resolve()))
-    params["paths"]["onnx_dir"] = str(shared_onnx_dir())  # the encoder graph built once for every workspace
     params["embed"]["batch_size"] = 4  # 20 batches, each one cache shard: a kill lands between two of them
     params["embed"]["profiles"]["default"]["text"]["max_length"] = 64
     params["train"].update(model="ridge", models=["ridge", "mlp_small"], ablations=[],  # ~4 s of fits, then saves

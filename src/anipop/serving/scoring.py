@@ -15,29 +15,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anipop.core.artifacts import ArtifactPaths, MinMaxScaler
+from anipop.core.artifacts import ArtifactPaths
 from anipop.core.config import Params
 from anipop.core.utils import atomic_path
 from anipop.data.metadata import METADATA_FIELDS
-from anipop.data.schema import PREPARED_ANIME, read_table
+from anipop.data.schema import PREPARED_CHARACTERS, read_table
 from anipop.serving.model_loading import load_model
 from anipop.serving.pitch import portrait_data_uri, request_chunks
 from anipop.serving.predict import OUTPUT_COLUMNS, served_limits
-
-
-def test_pitches(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The test split as raw pitches (synopsis + characters JSON with portraits inlined) and its true scores."""
-    anime = read_table(PREPARED_ANIME, ArtifactPaths.of(params.paths).prepared_anime)
-    test = anime[anime["split"] == "test"].reset_index(drop=True)
-    return anime_pitches(params, test), test
 
 
 def anime_pitches(params: Params, anime: pd.DataFrame) -> pd.DataFrame:
     """Prepared anime rows as the raw pitches a producer would have sent: synopsis, main characters with their
     portraits inlined (the served model takes image bytes only, like a client), the pitch metadata and the
     first-air year; nothing known only after release."""
-    from anipop.data.schema import PREPARED_CHARACTERS
-
     paths = ArtifactPaths.of(params.paths)
     characters = read_table(PREPARED_CHARACTERS, paths.prepared_characters)
     wanted = set(anime["anime_id"].astype(int))
@@ -62,17 +53,6 @@ def score_pitches(model, pitches: pd.DataFrame) -> pd.DataFrame:
     limits = served_limits(model)
     answers = [model.predict(chunk.reset_index(drop=True)) for chunk in request_chunks(pitches, limits)]
     return pd.concat(answers, ignore_index=True) if answers else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
-
-
-def score_model_on_test_split(model_uri: str, params: Params) -> dict[str, float]:
-    """Score a registered model through its raw-pitch interface on this data's test split."""
-    from anipop.core.metrics import point_metrics
-
-    pitches, test = test_pitches(params)
-    scaler = MinMaxScaler.read(ArtifactPaths.of(params.paths).scaler)
-    predicted = score_pitches(load_model(model_uri), pitches)
-    return point_metrics(test["score_norm"].to_numpy(), scaler.transform(predicted["score"].to_numpy()),
-                         scaler.high - scaler.low)
 
 
 def model_identity(model_uri: str) -> str:
