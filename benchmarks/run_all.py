@@ -200,7 +200,7 @@ def bench_replay() -> dict:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "anipop", "replay"], cwd=scratch, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "anipop.cli", "replay"], cwd=scratch, env=env, check=True, capture_output=True)
     report = json.loads((scratch / "reports" / "replay.json").read_text())
     shutil.rmtree(scratch, ignore_errors=True)
     return {**replay_time(report), "process_wall_min": round((time.perf_counter() - started) / 60, 1)}

@@ -203,7 +203,7 @@ def run_step(project: Path, step: str, logger: logging.Logger | None = None) -> 
     """`anipop <step>` in `project` (a step that is not a DVC stage, such as the drift check), its output
     streamed to `logger`; StageFailed with the step's own message when it fails."""
     logger = logger or log
-    lines, code = _streamed([sys.executable, "-m", "anipop", step], project, logger)
+    lines, code = _streamed([sys.executable, "-m", "anipop.cli", step], project, logger)
     if code != 0:
         failure = _failure(step, [*lines, f"exited with {code}"])
         raise StageFailed(step, failure.message, code)

@@ -56,7 +56,7 @@ def replayed(tmp_path_factory):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PREFECT_HOME": str(project / ".prefect-home"), "HF_HUB_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run([sys.executable, "-m", "anipop", "replay", "--params", str(project / "params.yaml")],
+    result = subprocess.run([sys.executable, "-m", "anipop.cli", "replay", "--params", str(project / "params.yaml")],
                             cwd=project, env=env, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     report = json.loads((project / "reports" / "replay.json").read_text())

@@ -85,13 +85,14 @@ def closure(entries: set[str]) -> set[Path]:
 
 def cli_entries() -> dict[str, set[str]]:
     """For each `anipop` sub-command: the anipop modules its function imports (the step it calls)."""
-    tree = ast.parse((SRC / PACKAGE / "cli.py").read_text(encoding="utf-8"))
     entries = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            modules = {sub.module for sub in ast.walk(node) if isinstance(sub, ast.ImportFrom)
-                       and (sub.module or "").startswith(f"{PACKAGE}.")}
-            entries[node.name.replace("_", "-")] = modules
+    for command_module in sorted((SRC / PACKAGE / "cli").glob("*.py")):
+        tree = ast.parse(command_module.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                modules = {sub.module for sub in ast.walk(node) if isinstance(sub, ast.ImportFrom)
+                           and (sub.module or "").startswith(f"{PACKAGE}.")}
+                entries[node.name.replace("_", "-")] = modules
     return entries
 
 

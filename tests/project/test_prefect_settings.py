@@ -49,7 +49,7 @@ def test_schedule_against_a_dead_server_names_its_url():
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_API_URL": url}
-    out = subprocess.run([sys.executable, "-m", "anipop", "schedule"], cwd=REPO, env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "anipop.cli", "schedule"], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"PREFECT_API_URL={url} does not answer" in out.stderr and "Traceback" not in out.stderr

@@ -45,7 +45,7 @@ def test_a_new_process_reads_the_history_back(store, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
 
     def history(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "anipop", "registry", "history", "--params", params, *args],
+        return subprocess.run([sys.executable, "-m", "anipop.cli", "registry", "history", "--params", params, *args],
                               capture_output=True, text=True, env=env, timeout=120)
 
     table = history()

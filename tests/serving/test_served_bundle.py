@@ -243,7 +243,7 @@ def _serve(tmp_path, tmp_params, model_uri: str, monkeypatch) -> tuple[object, l
     from fixtures_pipeline import write_params
     from typer.testing import CliRunner
 
-    import anipop.cli
+    import anipop.cli.serving
     from anipop.cli import app
 
     temp = tmp_path / "tmp"
@@ -256,7 +256,7 @@ def _serve(tmp_path, tmp_params, model_uri: str, monkeypatch) -> tuple[object, l
         started.append((command, env, served, sorted(path.name for path in served.iterdir())))
         return 0
 
-    monkeypatch.setattr(anipop.cli, "_run_until_stopped", server)
+    monkeypatch.setattr(anipop.cli.serving, "_run_until_stopped", server)
     params_file = write_params(tmp_params, tmp_params.paths.models_dir.parent / "params.yaml")
     result = CliRunner().invoke(app, ["serve", "--model-uri", model_uri, "-p", "5099", "--params", params_file])
     return result, started, temp

@@ -1,6 +1,0 @@
-"""`python -m anipop ...`: the same command as the `anipop` console script (handy when the venv's bin is not on PATH)."""
-
-from anipop.cli import main
-
-if __name__ == "__main__":
-    main()
