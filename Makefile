@@ -25,10 +25,10 @@ run: setup
 lint: setup
 	$(BIN)/ruff check src tests flows benchmarks scripts
 
-## test: lint, then the whole offline test suite on two workers, a test file per worker at a time (it starts
-## its own MLflow / Prefect servers on 127.0.0.1)
+## test: lint, then the whole offline test suite on two workers, a test file per worker at a time, the longest
+## files first (tests/conftest.py: LONGEST_FIRST); it starts its own MLflow / Prefect servers on 127.0.0.1
 test: lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 ## serve: the registered champion over REST on 127.0.0.1:5001, from a checked local copy (docs/serving.md)
 serve: setup

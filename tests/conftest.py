@@ -97,10 +97,12 @@ def tmp_params(tmp_path: Path) -> Params:
     return params_in(tmp_path)
 
 
-# The files that run whole pipelines or start servers, longest first. `make test` spreads files over two
-# workers (pytest-xdist, --dist loadfile); starting these first keeps one of them from running alone at the end.
-LONGEST_FIRST = ("test_e2e_pipeline.py", "test_replay.py", "test_faults.py", "test_flows.py", "test_readme_commands.py", "test_mlflow_ui.py",
-                 "test_mlflow_servers.py", "test_team_server.py", "test_prefect_server.py")
+# The files that run whole pipelines or start servers, longest first (their times in `--durations`). `make test`
+# spreads files over two workers (pytest-xdist, --dist loadfile, --no-loadscope-reorder: xdist would otherwise
+# start the files with the most tests first, and the replay, with 4 tests and 6 minutes, last); starting these
+# first keeps one worker from running alone at the end.
+LONGEST_FIRST = ("test_replay.py", "test_faults.py", "test_flows.py", "test_e2e_pipeline.py", "test_mlflow_servers.py",
+                 "test_team_server.py", "test_prefect_server.py", "test_readme_commands.py", "test_mlflow_ui.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
