@@ -8,10 +8,13 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup run test lint benchmark lock clean-outputs serve
 
+# compileall: anipop's own bytecode, as the installer wrote every library's. Where PYTHONDONTWRITEBYTECODE is set
+# (this kind of machine sets it), every process (each DVC stage, each test's subprocess) compiled src/ again.
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python scripts/venv_install.py -c requirements.lock -e ".[dev]"
+	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -28,7 +31,7 @@ lint: setup
 ## test: lint, then the whole offline test suite on two workers, a test file per worker at a time, the longest
 ## files first (tests/conftest.py: LONGEST_FIRST); it starts its own MLflow / Prefect servers on 127.0.0.1
 test: lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## serve: the registered champion over REST on 127.0.0.1:5001, from a checked local copy (docs/serving.md)
 serve: setup

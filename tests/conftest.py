@@ -97,6 +97,25 @@ def tmp_params(tmp_path: Path) -> Params:
     return params_in(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def mlflow_store_variables_left_as_found():
+    """Every test leaves MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI as it found them.
+
+    Why: mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, and anipop reads that variable as the user's
+    choice of store (tracking.tracking_uri). A test that pointed MLflow somewhere and put the URI "back" left
+    the variable behind, and every later test in its worker registered there (seen: the registry tests, run
+    after the replay's, wrote into the checkout's own mlflow.db and failed).
+    """
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 # The files that run whole pipelines or start servers, longest first (their times in `--durations`). `make test`
 # spreads files over two workers (pytest-xdist, --dist loadfile, --no-loadscope-reorder: xdist would otherwise
 # start the files with the most tests first, and the replay, with 4 tests and 6 minutes, last); starting these

@@ -34,6 +34,7 @@ from anipop.modeling.pitch import PitchModel, reads_characters
 from anipop.serving.model_loading import PICKLE_OPT_IN, pickles_allowed
 from anipop.serving.pitch import UNSAVED_LIMITS, Pitch, PitchLimits
 from anipop.serving.served_bundle import SERVED_BUNDLE, load_served_bundle, save_served_bundle
+from anipop.serving.text_vectors import encode_texts
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,10 @@ class PitchPredictor:
         for kind in kinds:  # the embedded kinds of anipop.core.input_kinds, as the embed step made them
             spec = KINDS[kind]
             if spec.owner == "anime" and spec.modality == "text":
-                vectors[kind] = text.encode([getattr(pitch, spec.column)])[0]
+                vectors[kind] = encode_texts(text, [getattr(pitch, spec.column)])[0]
             elif spec.modality == "text":  # one text per main character: its name or its description
                 values = [getattr(c, spec.column) for c in chars]
-                vectors[kind] = text.encode(values) if values else np.zeros((0, text.dim), np.float32)
+                vectors[kind] = encode_texts(text, values) if values else np.zeros((0, text.dim), np.float32)
             elif spec.modality == "image":
                 portraits = [c.portrait for c in chars if c.portrait is not None]
                 vectors[kind] = image.encode(portraits) if portraits else np.zeros((0, image.dim), np.float32)
@@ -138,7 +139,7 @@ class PitchPredictor:
         embedding = None
         if isinstance(model, PitchModel) and model.uses_embedding:
             text, _ = self._encoders
-            embedding = text.encode([p.synopsis for p in pitches])
+            embedding = encode_texts(text, [p.synopsis for p in pitches])
         fields = [k for k in self.bundle.inputs if k in METADATA_FIELDS]
         # no embedding of characters that cannot move the score (a character correction of weight 0)
         character_kinds = [k for k in self.bundle.inputs if k in PITCH_CHARACTER_KINDS] \

@@ -23,6 +23,7 @@ from anipop.data.schema import PREPARED_CHARACTERS, read_table
 from anipop.serving.model_loading import load_model
 from anipop.serving.pitch import portrait_data_uri, request_chunks
 from anipop.serving.predict import OUTPUT_COLUMNS, served_limits
+from anipop.serving.text_vectors import keep_text_vectors
 
 
 def anime_pitches(params: Params, anime: pd.DataFrame) -> pd.DataFrame:
@@ -102,6 +103,7 @@ def served_scores(model_uri: str, pitches: pd.DataFrame, cache_dir: Path | None 
         if stored is not None and stored.exists():
             scores = np.load(stored)
         else:
+            keep_text_vectors()  # the next model scored on these pitches reuses their texts' vectors
             scores = score_pitches(_loaded(identity), pitches)["score"].to_numpy(dtype=float)
             if stored is not None:
                 stored.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,74 @@
+"""Texts' vectors kept across the models one process scores: reused only where a vector is the text's alone.
+
+The premise, that the row-wise int8 encoder gives a text the same vector in any batch, is held on the real MiniLM
+by tests/encoders/test_encoders.py::test_an_int8_vector_does_not_depend_on_its_batchmates.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from anipop.serving import text_vectors
+
+
+@dataclass
+class CountingEncoder:
+    """An encoder whose vector of a text is a function of the text, counting the texts it encodes."""
+
+    namespace: str = "minilm-int8"
+    runtime: str = text_vectors.ROW_WISE_RUNTIME
+    encoded: list[str] = field(default_factory=list)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.encoded += texts
+        return np.array([[len(t), sum(map(ord, t)) % 97, hash((self.namespace, t)) % 1000] for t in texts], np.float32)
+
+
+@pytest.fixture
+def kept(monkeypatch):
+    monkeypatch.setattr(text_vectors, "_kept", None)
+    text_vectors.keep_text_vectors()
+    return text_vectors._kept
+
+
+def test_off_by_default_every_call_encodes(monkeypatch):
+    monkeypatch.setattr(text_vectors, "_kept", None)
+    encoder = CountingEncoder()
+    text_vectors.encode_texts(encoder, ["a plot", "a hero"])
+    text_vectors.encode_texts(encoder, ["a plot"])
+    assert encoder.encoded == ["a plot", "a hero", "a plot"]
+
+
+def test_a_second_model_with_the_same_encoder_reuses_the_vectors_and_gets_the_same_answer(kept):
+    champion, challenger = CountingEncoder(), CountingEncoder()
+    texts = ["a plot", "a hero", "a plot", "a villain"]
+    first = text_vectors.encode_texts(champion, texts)
+    second = text_vectors.encode_texts(challenger, ["a villain", "a plot", "a hero", "a plot"])
+    np.testing.assert_array_equal(first, champion.encode(texts))
+    np.testing.assert_array_equal(second, first[[3, 0, 1, 0]])
+    assert challenger.encoded == []
+    assert champion.encoded[:3] == ["a plot", "a hero", "a villain"]  # a repeated text encoded once
+
+
+def test_another_encoder_or_a_batch_dependent_runtime_never_shares(kept):
+    minilm, other, torch_runtime = CountingEncoder(), CountingEncoder(namespace="gpt2"), CountingEncoder(runtime="torch")
+    text_vectors.encode_texts(minilm, ["a plot"])
+    assert not np.array_equal(text_vectors.encode_texts(other, ["a plot"]), minilm.encode(["a plot"]))
+    text_vectors.encode_texts(torch_runtime, ["a plot"])
+    text_vectors.encode_texts(torch_runtime, ["a plot"])
+    assert other.encoded[:1] == ["a plot"] and torch_runtime.encoded == ["a plot", "a plot"]
+    assert set(kept) == {("minilm-int8", "a plot"), ("gpt2", "a plot")}
+
+
+def test_the_least_recently_used_go_beyond_the_bound(kept, monkeypatch):
+    monkeypatch.setattr(text_vectors, "KEPT_MAX", 2)
+    encoder = CountingEncoder()
+    text_vectors.encode_texts(encoder, ["one", "two"])
+    text_vectors.encode_texts(encoder, ["one"])  # used again: "two" is now the oldest
+    text_vectors.encode_texts(encoder, ["three"])
+    assert list(kept) == [("minilm-int8", "one"), ("minilm-int8", "three")]
+    assert isinstance(kept, OrderedDict) and len(kept) == 2
