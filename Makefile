@@ -31,7 +31,7 @@ lint: setup
 ## test: lint, then the whole offline test suite on two workers, a test file per worker at a time, the longest
 ## files first (tests/conftest.py: LONGEST_FIRST); it starts its own MLflow / Prefect servers on 127.0.0.1
 test: lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 ## serve: the registered champion over REST on 127.0.0.1:5001, from a checked local copy (docs/serving.md)
 serve: setup

@@ -2,9 +2,10 @@
 
 Why: a step that takes the whole Params hides which knobs reach it. One that names its sections, as
 `run_prepare(prepare: PrepareParams, ingest: IngestParams, seed: int, paths: Paths)` does, shows it, and can be
-read against its stage's `params:` in dvc.yaml. The CLI (so every DVC stage), the Dask shards and the tests call
-steps through `call_step` (or `on_params`), which passes each parameter the section of that name. A step that rebuilds other recipes from all of
-the settings (train's ablations, the backtest's previous recipe, the field ablation) names `params` and gets them all.
+read against its stage's `params:` in dvc.yaml. The CLI (so every DVC stage) and the tests call steps through
+`call_step` (or `on_params`), which passes each parameter the section of that name. A step that rebuilds other
+recipes from all of the settings (train's ablations, the backtest's previous recipe, the field ablation) names
+`params` and gets them all.
 """
 
 from __future__ import annotations
