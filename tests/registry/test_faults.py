@@ -160,19 +160,14 @@ def trained(tmp_path_factory):
 
 @pytest.fixture
 def restore_mlflow_uri():
-    """The steps point mlflow's global tracking and registry URIs at their store; put both back afterwards."""
+    """The steps point mlflow's global tracking and registry URIs at their store; put both back afterwards (the
+    MLFLOW_TRACKING_URI that set_tracking_uri exports is put back by conftest's autouse fixture, torn down after)."""
     import mlflow
 
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    exported = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     mlflow.set_tracking_uri(before[0])
     mlflow.set_registry_uri(before[1])
-    # set_tracking_uri exports MLFLOW_TRACKING_URI, which anipop reads as the user's override: put it back too
-    if exported is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = exported
 
 
 def _params_file(params, folder: Path, **paths: Path) -> Path:

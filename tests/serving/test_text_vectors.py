@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from anipop.encoders.onnx_text import OnnxHiddenStates
 from anipop.serving import text_vectors
+
+ROW_WISE = OnnxHiddenStates(session=None, row_workers=2)  # each text alone, as the int8 runtime runs them
+BATCHED = OnnxHiddenStates(session=None)  # one session over the padded batch
 
 
 @dataclass
@@ -20,7 +24,7 @@ class CountingEncoder:
     """An encoder whose vector of a text is a function of the text, counting the texts it encodes."""
 
     namespace: str = "minilm-int8"
-    runtime: str = text_vectors.ROW_WISE_RUNTIME
+    forward: object = ROW_WISE
     encoded: list[str] = field(default_factory=list)
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -55,7 +59,7 @@ def test_a_second_model_with_the_same_encoder_reuses_the_vectors_and_gets_the_sa
 
 
 def test_another_encoder_or_a_batch_dependent_runtime_never_shares(kept):
-    minilm, other, torch_runtime = CountingEncoder(), CountingEncoder(namespace="gpt2"), CountingEncoder(runtime="torch")
+    minilm, other, torch_runtime = CountingEncoder(), CountingEncoder(namespace="gpt2"), CountingEncoder(forward=None)
     text_vectors.encode_texts(minilm, ["a plot"])
     assert not np.array_equal(text_vectors.encode_texts(other, ["a plot"]), minilm.encode(["a plot"]))
     text_vectors.encode_texts(torch_runtime, ["a plot"])
@@ -72,3 +76,10 @@ def test_the_least_recently_used_go_beyond_the_bound(kept, monkeypatch):
     text_vectors.encode_texts(encoder, ["three"])
     assert list(kept) == [("minilm-int8", "one"), ("minilm-int8", "three")]
     assert isinstance(kept, OrderedDict) and len(kept) == 2
+
+
+def test_a_batched_onnx_session_never_shares(kept):
+    batched = CountingEncoder(forward=BATCHED)
+    text_vectors.encode_texts(batched, ["a plot"])
+    text_vectors.encode_texts(batched, ["a plot"])
+    assert batched.encoded == ["a plot", "a plot"] and not kept
