@@ -61,11 +61,13 @@ def shared_onnx_dir() -> Path:
 
 def workspace_params() -> dict:
     """The repo's params.yaml as a dict, for a test's own DVC project (its dvc.yaml reads the file as written):
-    the caller changes what it needs; the ONNX graphs are in the shared folder (shared_onnx_dir)."""
+    the caller changes what it needs; the ONNX graphs are in the shared folder (shared_onnx_dir); fits in each
+    stage's own process, as params_in does (see there)."""
     import yaml
 
     params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
     params["paths"]["onnx_dir"] = str(shared_onnx_dir())
+    params["train"]["workers"] = params["evaluate"]["workers"] = 1
     return params
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from conftest import CHARACTERS_SAMPLE
 from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
-from fixtures_servers import free_port, model_server, start, stop, wait_until_up
+from fixtures_servers import free_port, model_server, start, stop, tracking_server_env, wait_until_up
 from mlflow import MlflowClient
 
 MLFLOW = [sys.executable, "-m", "mlflow"]
@@ -29,7 +29,7 @@ def tracking_server(tmp_path_factory):
     log = tmp / "server.log"
     process = start([*MLFLOW, "server", "--backend-store-uri", f"sqlite:///{tmp / 'server.db'}",
                      "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1",
-                     "--port", str(port), "--workers", "1"], log, dict(os.environ))
+                     "--port", str(port), "--workers", "1"], log, tracking_server_env())
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health", process, log, timeout_s=240)  # slow on a busy machine
         yield f"http://127.0.0.1:{port}", tmp

@@ -10,7 +10,6 @@ model's child run.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fixtures_pipeline import pipeline_params, run_pipeline
-from fixtures_servers import free_port, start, stop, wait_until_up
+from fixtures_servers import free_port, start, stop, tracking_server_env, wait_until_up
 
 from anipop.core.artifacts import ArtifactPaths
 from anipop.core.utils import read_json
@@ -37,7 +36,7 @@ def logged(tmp_path_factory):
     store = f"sqlite:///{tmp / 'server.db'}"
     process = start([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
                      "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1",
-                     "--port", str(port), "--workers", "1"], log, dict(os.environ))
+                     "--port", str(port), "--workers", "1"], log, tracking_server_env())
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{uri}/health", process, log, timeout_s=300)

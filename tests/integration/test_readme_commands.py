@@ -100,6 +100,8 @@ NOT_RUN: dict[str, str] = {
     "export MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini": "tests/integration/test_team_server.py sets its own",
     "export MLFLOW_AUTH_ADMIN_PASSWORD='a long secret' MLFLOW_FLASK_SERVER_SECRET_KEY='another long secret'":
         "tests/integration/test_team_server.py sets its own",
+    "export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false": "tests/fixtures_servers.py's tracking_server_env sets it for "
+                                                       "every tracking server the tests start",
     "export MLFLOW_TRACKING_USERNAME=alice MLFLOW_TRACKING_PASSWORD='her password'":
         "tests/integration/test_team_server.py signs in as its admin, an anonymous client and a read-only user",
     "export MLFLOW_TRACKING_URI=http://mlflow-host:5000": "sets a variable for a team server that does not exist here",

@@ -43,8 +43,8 @@ def replayed(tmp_path_factory):
     params = workspace_params()
     params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=900,
                             characters_dir=str(CHARACTERS_SAMPLE.resolve()))
-    params["train"].update(model="ridge", models=["ridge"], workers=1)
-    params["evaluate"].update(bootstrap_samples=20, workers=1)
+    params["train"].update(model="ridge", models=["ridge"])
+    params["evaluate"].update(bootstrap_samples=20)
     params["replay"].update(start=STEPS[0], end=STEPS[-1], policies=["test_split", "always"], bootstrap_samples=50)
     # a half-size test split: from the second step the champion is re-judged on over 100 anime it never saw
     params["replay"]["overrides"]["prepare.split"] = {"train": 0.45, "val": 0.05, "test": 0.5}

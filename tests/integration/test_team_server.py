@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO_ROOT
 from fixtures_pipeline import PITCH, pipeline_params, run_pipeline
 from fixtures_postgres import Postgres, postgres_install
-from fixtures_servers import free_port, model_server, start, stop, wait_until_up
+from fixtures_servers import free_port, model_server, start, stop, tracking_server_env, wait_until_up
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from test_readme_commands import TEAM_SERVER, readme_commands
@@ -75,11 +75,10 @@ def team_server(tmp_path_factory):
             '"mlflow-host:5000,mlflow-host.internal:5000"': f'"127.0.0.1:{port},localhost:{port}"',
             '"http://mlflow-host:5000"': f'"http://127.0.0.1:{port}"',
             "PASSWORD@db-host:5432": database_host, "s3://your-bucket/mlflow": str(tmp / "bucket")}) + " --workers 1"
-        env = as_user(None) | {"MLFLOW_AUTH_CONFIG_PATH": str(tmp / "basic_auth.ini"),
-                               "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                               "MLFLOW_FLASK_SERVER_SECRET_KEY": "team-test-secret-key",
-                               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job runner: faster, fewer processes
-                               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # the venv's
+        env = tracking_server_env(as_user(None)) | {
+            "MLFLOW_AUTH_CONFIG_PATH": str(tmp / "basic_auth.ini"), "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "team-test-secret-key",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # the venv's
         log = tmp / "server.log"
         process = start(["bash", "-c", command], log, env, cwd=tmp)
         try:

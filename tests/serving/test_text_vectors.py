@@ -83,3 +83,43 @@ def test_a_batched_onnx_session_never_shares(kept):
     text_vectors.encode_texts(batched, ["a plot"])
     text_vectors.encode_texts(batched, ["a plot"])
     assert batched.encoded == ["a plot", "a plot"] and not kept
+
+
+def _new_process(monkeypatch) -> None:
+    """This module's state as a fresh process finds it (the stores of the 'previous' one merged and closed)."""
+    text_vectors._close_stores()
+    monkeypatch.setattr(text_vectors, "_kept", None)
+    monkeypatch.setattr(text_vectors, "_store_root", None)
+    monkeypatch.setattr(text_vectors, "_stores", {})
+
+
+def test_a_store_gives_the_embed_stages_vectors_and_keeps_new_ones_for_the_next_process(monkeypatch, tmp_path):
+    from anipop.encoders.cache import EmbeddingCache, item_key
+
+    stage_encoder = CountingEncoder()
+    stage = EmbeddingCache(tmp_path, stage_encoder.namespace)  # what `anipop embed` leaves, with its keys
+    stage.put_batch([item_key(stage_encoder.namespace, "a plot")], stage_encoder.encode(["a plot"]))
+    stage.compact()
+    _new_process(monkeypatch)
+    text_vectors.keep_text_vectors(tmp_path)
+    champion = CountingEncoder()
+    vectors = text_vectors.encode_texts(champion, ["a plot", "a hero"])
+    np.testing.assert_array_equal(vectors, stage_encoder.encode(["a plot", "a hero"]))
+    assert champion.encoded == ["a hero"]  # only the text the embed stage never saw
+    text_vectors.encode_texts(champion, ["a villain"])  # each call puts a shard on disk at once ...
+
+    _new_process(monkeypatch)
+    assert len(list((tmp_path / "minilm-int8").glob("shard-*.npz"))) == 2  # ... merged into one at the exit
+    text_vectors.keep_text_vectors(tmp_path)
+    later, other = CountingEncoder(), CountingEncoder(namespace="gpt2")
+    np.testing.assert_array_equal(text_vectors.encode_texts(later, ["a hero", "a plot"]), vectors[[1, 0]])
+    text_vectors.encode_texts(other, ["a plot"])
+    assert later.encoded == [] and other.encoded == ["a plot"]  # another namespace is another folder
+
+
+def test_a_batch_dependent_encoder_neither_reads_nor_writes_the_store(monkeypatch, tmp_path):
+    _new_process(monkeypatch)
+    text_vectors.keep_text_vectors(tmp_path)
+    batched = CountingEncoder(forward=BATCHED)
+    text_vectors.encode_texts(batched, ["a plot"])
+    assert not list(tmp_path.rglob("shard-*.npz")) and batched.encoded == ["a plot"]
