@@ -46,11 +46,11 @@ class Scorer:
     often share a champion, and the frozen model is every step's comparison: serving.scoring scores each pair
     once; the drift check of the next step already scored the serving champion on these anime)."""
 
-    def __init__(self, cache_dir: Path | None) -> None:
-        self.cache_dir = cache_dir
+    def __init__(self, cache_dir: Path | None, vectors_dir: Path | None = None) -> None:
+        self.cache_dir, self.vectors_dir = cache_dir, vectors_dir
 
     def __call__(self, model_name: str, version: str, run_id: str, step: int, pitches: pd.DataFrame) -> np.ndarray:
-        return served_scores(f"models:/{model_name}/{version}", pitches, self.cache_dir)
+        return served_scores(f"models:/{model_name}/{version}", pitches, self.cache_dir, self.vectors_dir)
 
 
 def step_predictions(plan: ReplayPlan, index: int, scorer: Scorer, frozen: dict) -> tuple[pd.DataFrame, dict] | None:
@@ -88,9 +88,9 @@ def judge(live: pd.DataFrame, predictions: dict[str, np.ndarray], policies: tupl
 
 
 def evaluate_replay(plan: ReplayPlan, samples: int, confidence: float, seed: int,
-                    cache_dir: Path | None = None) -> dict:
+                    cache_dir: Path | None = None, vectors_dir: Path | None = None) -> dict:
     """Per step and pooled over the steps: live metrics, retrained minus frozen, policy against policy."""
-    scorer = Scorer(cache_dir)
+    scorer = Scorer(cache_dir, vectors_dir)
     first = read_step(plan, 0)["policies"][plan.policies[0]]
     frozen = {"model_name": plan.model_name(plan.policies[0]), "version": first["version"], "run_id": first["run_id"]}
     steps, pooled_live, pooled_predictions = [], [], []

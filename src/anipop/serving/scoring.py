@@ -83,14 +83,16 @@ def _runtime() -> str:
     return ",".join(f"{name}={version(name)}" for name in ("onnxruntime", "torch", "scikit-learn", "lightgbm"))
 
 
-def served_scores(model_uri: str, pitches: pd.DataFrame, cache_dir: Path | None = None) -> np.ndarray:
+def served_scores(model_uri: str, pitches: pd.DataFrame, cache_dir: Path | None = None,
+                  vectors_dir: Path | None = None) -> np.ndarray:
     """A registered model's scores (1-10) for raw pitches, through its served interface.
 
     Each (model, pitches) pair is scored once: in the process, and across processes when `cache_dir` is given
     (a file per pair, keyed by the logged model behind the URI, the pitches' bytes and the runtime's versions).
     Why: the replay's registry, drift check and live judgement ask for the same champion's scores on the same
     anime in different processes and under several registered names; scoring is deterministic, so a stored
-    answer is the answer.
+    answer is the answer. `vectors_dir`: the project's embedding cache, where the model's text encoder finds the
+    vectors the embed stage made for the same texts (serving.text_vectors says when they are the same).
     """
     if pitches.empty:
         return np.zeros(0)
@@ -103,7 +105,7 @@ def served_scores(model_uri: str, pitches: pd.DataFrame, cache_dir: Path | None 
         if stored is not None and stored.exists():
             scores = np.load(stored)
         else:
-            keep_text_vectors()  # the next model scored on these pitches reuses their texts' vectors
+            keep_text_vectors(vectors_dir)  # the next model scored on these pitches reuses their texts' vectors
             scores = score_pitches(_loaded(identity), pitches)["score"].to_numpy(dtype=float)
             if stored is not None:
                 stored.parent.mkdir(parents=True, exist_ok=True)

@@ -9,27 +9,44 @@ texts to their batch, so its vectors are never shared.
 
 Off unless `keep_text_vectors()` turns it on: serving.scoring (the registry, the drift check, the replay) does;
 a REST server does not, so it keeps no text of one request for the next.
+
+Given the project's embedding cache folder (paths.embedding_cache_dir), the vectors are also read from and added
+to it (encoders.cache: the same folder per encoder namespace, the same keys). Why: the embed stage has already
+encoded every prepared synopsis and character with the encoder a served model ships (its namespace says so:
+weights, pooling, length, runtime and its version), and the registry, the drift check and the replay, each its
+own process, scored those same anime again: in the replay test, a third of its CPU went into ONNX encoding.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 KEPT_MAX = 8192  # vectors kept (MiniLM: 1.5 KB each), the least recently used dropped first
 
 _kept: OrderedDict[tuple[str, str], np.ndarray] | None = None
+_store_root: Path | None = None
+_stores: dict[str, object] = {}  # namespace -> encoders.cache.EmbeddingCache under _store_root
 _lock = threading.Lock()
 
 
-def keep_text_vectors() -> None:
-    """From now on, remember each text's vector in this process (bounded: KEPT_MAX)."""
-    global _kept
+def keep_text_vectors(store: Path | str | None = None) -> None:
+    """From now on, remember each text's vector in this process (bounded: KEPT_MAX); with `store` (an embedding
+    cache folder), also look vectors up there first and add the ones encoded here."""
+    global _kept, _store_root
     with _lock:
         if _kept is None:
             _kept = OrderedDict()
+        if store is not None and _store_root != Path(store):
+            _close_stores()
+            _store_root = Path(store)
 
 
 def encode_texts(encoder, texts: list[str]) -> np.ndarray:
@@ -46,13 +63,67 @@ def encode_texts(encoder, texts: list[str]) -> np.ndarray:
                 found[key] = kept[key]
     missing = list(dict.fromkeys(key for key in keys if key not in found))
     if missing:
-        fresh = encoder.encode([text for _, text in missing])
+        stored = _from_store(encoder.namespace, [text for _, text in missing])
+        found.update({key: stored[key[1]] for key in missing if key[1] in stored})
+        todo = [key for key in missing if key not in found]
+        fresh = encoder.encode([text for _, text in todo]) if todo else []
+        _to_store(encoder.namespace, [text for _, text in todo], fresh)
         with _lock:
-            for key, vector in zip(missing, fresh):
+            for key in missing:
+                if key not in found:
+                    continue
+                kept[key] = found[key]
+            for key, vector in zip(todo, fresh):
                 found[key] = kept[key] = vector
             while len(kept) > KEPT_MAX:
                 kept.popitem(last=False)
     return np.stack([found[key] for key in keys])
+
+
+def _store(namespace: str):
+    """The store's cache of one encoder namespace, opened once per process (None: no store)."""
+    if _store_root is None:
+        return None
+    if namespace not in _stores:
+        from anipop.encoders.cache import EmbeddingCache
+
+        _stores[namespace] = EmbeddingCache(_store_root, namespace)
+    return _stores[namespace]
+
+
+def _from_store(namespace: str, texts: list[str]) -> dict[str, np.ndarray]:
+    """The texts' vectors the store already holds, by text."""
+    from anipop.encoders.cache import item_key
+
+    with _lock:
+        store = _store(namespace)
+        if store is None:
+            return {}
+        keys = {text: item_key(namespace, text) for text in texts}
+        return {text: store.get(key) for text, key in keys.items() if key in store}
+
+
+def _to_store(namespace: str, texts: list[str], vectors) -> None:
+    """Add vectors encoded here to the store, on disk before returning (the next process reads them)."""
+    from anipop.encoders.cache import item_key
+
+    with _lock:
+        store = _store(namespace)
+        if store is None or not texts:
+            return
+        store.put_batch([item_key(namespace, text) for text in texts], np.asarray(vectors, dtype=np.float32))
+        store.flush()
+
+
+@atexit.register
+def _close_stores() -> None:
+    """Merge the shards this process added (a killed one leaves them apart: every reader still finds them)."""
+    for store in _stores.values():
+        try:
+            store.compact()
+        except OSError as err:  # a full disk at exit: the shards stay apart, every reader still finds them
+            log.warning("text vectors: shards under %s not merged (%s)", store.folder, err)
+    _stores.clear()
 
 
 def _encodes_each_text_alone(encoder) -> bool:
