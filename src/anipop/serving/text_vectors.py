@@ -50,7 +50,8 @@ def keep_text_vectors(store: Path | str | None = None) -> None:
 
 
 def encode_texts(encoder, texts: list[str]) -> np.ndarray:
-    """`encoder.encode(texts)`, with the vectors this process already made for these texts reused when kept."""
+    """`encoder.encode(texts)`, with the vectors this process already made for these texts reused when kept, and
+    those the store holds read from it."""
     kept = _kept
     if kept is None or not texts or not _encodes_each_text_alone(encoder):
         return encoder.encode(texts)
@@ -69,10 +70,7 @@ def encode_texts(encoder, texts: list[str]) -> np.ndarray:
         fresh = encoder.encode([text for _, text in todo]) if todo else []
         _to_store(encoder.namespace, [text for _, text in todo], fresh)
         with _lock:
-            for key in missing:
-                if key not in found:
-                    continue
-                kept[key] = found[key]
+            kept.update((key, found[key]) for key in missing if key in found)  # read from the store
             for key, vector in zip(todo, fresh):
                 found[key] = kept[key] = vector
             while len(kept) > KEPT_MAX:
