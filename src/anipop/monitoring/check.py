@@ -84,9 +84,8 @@ def run_drift(params: Params) -> dict:
     uri = f"models:/{params.registry.model_name}/{compared.champion_version}"
     current = _sample(compared.current, cfg.max_new_rows, params.seed)
     reference_sample = _sample(compared.reference, cfg.prediction_rows, params.seed)
-    caches = params.paths.served_scores_dir, params.paths.embedding_cache_dir
-    current_predicted = served_scores(uri, anime_pitches(params, current), *caches)
-    reference_predicted = served_scores(uri, anime_pitches(params, reference_sample), *caches)
+    current_predicted = served_scores(uri, anime_pitches(params, current), params.paths)
+    reference_predicted = served_scores(uri, anime_pitches(params, reference_sample), params.paths)
     live = None
     if len(current) >= cfg.min_new_anime:
         live = {"anime": len(current), **live_metrics(current["score"].to_numpy(float), {"": current_predicted},

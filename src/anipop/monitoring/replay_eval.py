@@ -9,12 +9,12 @@ they answer "does retraining help?" and "which promotion policy serves best?".
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from anipop.core.artifacts import MinMaxScaler
+from anipop.core.config import Paths
 from anipop.core.metrics import paired_difference
 from anipop.core.model_catalog import BASELINE, LENGTH_BASELINE
 from anipop.evaluation.live_metrics import live_metrics
@@ -46,11 +46,11 @@ class Scorer:
     often share a champion, and the frozen model is every step's comparison: serving.scoring scores each pair
     once; the drift check of the next step already scored the serving champion on these anime)."""
 
-    def __init__(self, cache_dir: Path | None, vectors_dir: Path | None = None) -> None:
-        self.cache_dir, self.vectors_dir = cache_dir, vectors_dir
+    def __init__(self, caches: Paths | None) -> None:
+        self.caches = caches
 
     def __call__(self, model_name: str, version: str, run_id: str, step: int, pitches: pd.DataFrame) -> np.ndarray:
-        return served_scores(f"models:/{model_name}/{version}", pitches, self.cache_dir, self.vectors_dir)
+        return served_scores(f"models:/{model_name}/{version}", pitches, self.caches)
 
 
 def step_predictions(plan: ReplayPlan, index: int, scorer: Scorer, frozen: dict) -> tuple[pd.DataFrame, dict] | None:
@@ -88,9 +88,9 @@ def judge(live: pd.DataFrame, predictions: dict[str, np.ndarray], policies: tupl
 
 
 def evaluate_replay(plan: ReplayPlan, samples: int, confidence: float, seed: int,
-                    cache_dir: Path | None = None, vectors_dir: Path | None = None) -> dict:
+                    caches: Paths | None = None) -> dict:
     """Per step and pooled over the steps: live metrics, retrained minus frozen, policy against policy."""
-    scorer = Scorer(cache_dir, vectors_dir)
+    scorer = Scorer(caches)
     first = read_step(plan, 0)["policies"][plan.policies[0]]
     frozen = {"model_name": plan.model_name(plan.policies[0]), "version": first["version"], "run_id": first["run_id"]}
     steps, pooled_live, pooled_predictions = [], [], []

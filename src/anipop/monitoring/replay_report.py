@@ -254,7 +254,7 @@ def write_replay(params: Params, plan: ReplayPlan, steps_seconds: float) -> dict
 
     started = time.monotonic()
     result = evaluate_replay(plan, params.replay.bootstrap_samples, params.evaluate.confidence, params.seed,
-                             params.paths.served_scores_dir, params.paths.embedding_cache_dir)
+                             params.paths)
     for index, step in enumerate(result["steps"]):
         view = pd.read_parquet(plan.step_dir(index) / SNAPSHOT_ANIME, columns=["split"])
         step["train_anime"] = int((view["split"] == "train").sum())

@@ -85,8 +85,7 @@ def served_scores_on(model_uri: str, params: Params, rows: pd.DataFrame) -> np.n
     model's served interface."""
     from anipop.serving.scoring import anime_pitches, served_scores
 
-    return served_scores(model_uri, anime_pitches(params, rows), params.paths.served_scores_dir,
-                         params.paths.embedding_cache_dir)
+    return served_scores(model_uri, anime_pitches(params, rows), params.paths)
 
 
 def metrics_on_rows(params: Params, rows: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:

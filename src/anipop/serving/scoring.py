@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from anipop.core.artifacts import ArtifactPaths
-from anipop.core.config import Params
+from anipop.core.config import Params, Paths
 from anipop.core.utils import atomic_path
 from anipop.data.metadata import METADATA_FIELDS
 from anipop.data.schema import PREPARED_CHARACTERS, read_table
@@ -83,16 +83,15 @@ def _runtime() -> str:
     return ",".join(f"{name}={version(name)}" for name in ("onnxruntime", "torch", "scikit-learn", "lightgbm"))
 
 
-def served_scores(model_uri: str, pitches: pd.DataFrame, cache_dir: Path | None = None,
-                  vectors_dir: Path | None = None) -> np.ndarray:
+def served_scores(model_uri: str, pitches: pd.DataFrame, caches: Paths | None = None) -> np.ndarray:
     """A registered model's scores (1-10) for raw pitches, through its served interface.
 
-    Each (model, pitches) pair is scored once: in the process, and across processes when `cache_dir` is given
-    (a file per pair, keyed by the logged model behind the URI, the pitches' bytes and the runtime's versions).
-    Why: the replay's registry, drift check and live judgement ask for the same champion's scores on the same
-    anime in different processes and under several registered names; scoring is deterministic, so a stored
-    answer is the answer. `vectors_dir`: the project's embedding cache, where the model's text encoder finds the
-    vectors the embed stage made for the same texts (serving.text_vectors says when they are the same).
+    Each (model, pitches) pair is scored once: in the process, and across processes when the project's `caches`
+    are given (paths.served_scores_dir: a file per pair, keyed by the logged model behind the URI, the pitches'
+    bytes and the runtime's versions). Why: the replay's registry, drift check and live judgement ask for the same
+    champion's scores on the same anime in different processes and under several registered names; scoring is
+    deterministic, so a stored answer is the answer. In paths.embedding_cache_dir the model's text encoder finds
+    the vectors the embed stage made for the same texts (serving.text_vectors says when they are the same).
     """
     if pitches.empty:
         return np.zeros(0)
@@ -101,11 +100,11 @@ def served_scores(model_uri: str, pitches: pd.DataFrame, cache_dir: Path | None 
                             .encode()).hexdigest()
     key = (identity, digest)
     if key not in _SCORED:
-        stored = Path(cache_dir) / f"{digest}.npy" if cache_dir else None
+        stored = Path(caches.served_scores_dir) / f"{digest}.npy" if caches is not None else None
         if stored is not None and stored.exists():
             scores = np.load(stored)
         else:
-            keep_text_vectors(vectors_dir)  # the next model scored on these pitches reuses their texts' vectors
+            keep_text_vectors(caches.embedding_cache_dir if caches is not None else None)  # the next model scored on these pitches reuses their texts' vectors
             scores = score_pitches(_loaded(identity), pitches)["score"].to_numpy(dtype=float)
             if stored is not None:
                 stored.parent.mkdir(parents=True, exist_ok=True)

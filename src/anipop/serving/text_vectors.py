@@ -2,9 +2,9 @@
 
 Why: the registry scores the champion and then the challenger, and the replay every champion, on the same
 anime; each model loads its own encoder, so each encoded every synopsis and character again (the replay test's
-register stage: 26-30 s a step before, 21-24 s after). With the row-wise int8 encoder (encoders.onnx_text.OnnxHiddenStates) a text's
-vector is a function of the text and the encoder's namespace alone, bit for bit whatever its batch, so the
-second model's encoding is the first one's. Any other forward pass (eager torch, a batched ONNX session) pads
+register stage: 26-30 s a step before, 21-24 s after). With the row-wise int8 encoder
+(encoders.onnx_text.OnnxHiddenStates) a text's vector is a function of the text and the encoder's namespace
+alone, bit for bit whatever its batch, so the second model's encoding is the first one's. Any other forward pass (eager torch, a batched ONNX session) pads
 texts to their batch, so its vectors are never shared.
 
 Off unless `keep_text_vectors()` turns it on: serving.scoring (the registry, the drift check, the replay) does;
@@ -14,7 +14,7 @@ Given the project's embedding cache folder (paths.embedding_cache_dir), the vect
 to it (encoders.cache: the same folder per encoder namespace, the same keys). Why: the embed stage has already
 encoded every prepared synopsis and character with the encoder a served model ships (its namespace says so:
 weights, pooling, length, runtime and its version), and the registry, the drift check and the replay, each its
-own process, scored those same anime again: in the replay test, a third of its CPU went into ONNX encoding.
+own process, encoded those same texts again: in a profile of the replay test, 40 s of its 204 s of CPU.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from anipop.encoders.cache import EmbeddingCache
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ KEPT_MAX = 8192  # vectors kept (MiniLM: 1.5 KB each), the least recently used d
 
 _kept: OrderedDict[tuple[str, str], np.ndarray] | None = None
 _store_root: Path | None = None
-_stores: dict[str, object] = {}  # namespace -> encoders.cache.EmbeddingCache under _store_root
+_stores: dict[str, EmbeddingCache] = {}  # namespace -> its folder under _store_root
 _lock = threading.Lock()
 
 
@@ -64,21 +68,20 @@ def encode_texts(encoder, texts: list[str]) -> np.ndarray:
                 found[key] = kept[key]
     missing = list(dict.fromkeys(key for key in keys if key not in found))
     if missing:
-        stored = _from_store(encoder.namespace, [text for _, text in missing])
-        found.update({key: stored[key[1]] for key in missing if key[1] in stored})
+        found.update(_from_store(encoder.namespace, missing))
         todo = [key for key in missing if key not in found]
-        fresh = encoder.encode([text for _, text in todo]) if todo else []
-        _to_store(encoder.namespace, [text for _, text in todo], fresh)
+        if todo:
+            fresh = encoder.encode([text for _, text in todo])
+            _to_store(encoder.namespace, [text for _, text in todo], fresh)
+            found.update(zip(todo, fresh))
         with _lock:
-            kept.update((key, found[key]) for key in missing if key in found)  # read from the store
-            for key, vector in zip(todo, fresh):
-                found[key] = kept[key] = vector
+            kept.update((key, found[key]) for key in missing)
             while len(kept) > KEPT_MAX:
                 kept.popitem(last=False)
     return np.stack([found[key] for key in keys])
 
 
-def _store(namespace: str):
+def _store(namespace: str) -> EmbeddingCache | None:
     """The store's cache of one encoder namespace, opened once per process (None: no store)."""
     if _store_root is None:
         return None
@@ -89,16 +92,16 @@ def _store(namespace: str):
     return _stores[namespace]
 
 
-def _from_store(namespace: str, texts: list[str]) -> dict[str, np.ndarray]:
-    """The texts' vectors the store already holds, by text."""
+def _from_store(namespace: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], np.ndarray]:
+    """The vectors the store already holds of these (namespace, text) keys."""
     from anipop.encoders.cache import item_key
 
     with _lock:
         store = _store(namespace)
         if store is None:
             return {}
-        keys = {text: item_key(namespace, text) for text in texts}
-        return {text: store.get(key) for text, key in keys.items() if key in store}
+        stored = {key: item_key(namespace, key[1]) for key in keys}
+        return {key: store.get(item) for key, item in stored.items() if item in store}
 
 
 def _to_store(namespace: str, texts: list[str], vectors) -> None:
