@@ -62,7 +62,6 @@ def _make_repo(folder: Path) -> Path:
     params["ingest"].update(local_path=str(REAL_DATA.resolve()), limit=80,
                             characters_dir=str(CHARACTERS_SAMPLE.resolve()))
     params["embed"]["batch_size"] = 4  # 20 batches, each one cache shard: a kill lands between two of them
-    params["embed"]["profiles"]["default"]["text"]["max_length"] = 64
     params["train"].update(model="ridge", models=["ridge", "mlp_small"], ablations=[])  # ~4 s of fits, then saves
     params["evaluate"].update(bootstrap_samples=20, cv_folds=2)  # backtest and multimodal run before evaluate
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
