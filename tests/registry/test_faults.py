@@ -321,8 +321,11 @@ def test_logged_params_and_the_prefect_link_carry_no_credentials(trained, tmp_pa
     from anipop import orchestration
     from anipop.evaluation.mlflow_runs import log_evaluation_runs
 
-    secret_params = trained.model_copy(update={"mlflow": trained.mlflow.model_copy(
-        update={"tracking_uri": trained.mlflow.tracking_uri + "?password=hunter2"})})
+    # its own reports folder: the evaluation record it writes (mlflow_runs.json) must not replace the shared
+    # fixture's, from which the registration tests below register the evaluation's logged model
+    secret_params = trained.model_copy(update={
+        "mlflow": trained.mlflow.model_copy(update={"tracking_uri": trained.mlflow.tracking_uri + "?password=hunter2"}),
+        "paths": trained.paths.model_copy(update={"reports_dir": tmp_path / "reports"})})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.mlflow.tracking_uri)  # the store the run really goes to
     run_id = log_evaluation_runs(secret_params, {}, artifacts=[])["parent_run_id"]
     stored = MlflowClient(tracking_uri=trained.mlflow.tracking_uri).get_run(run_id).data.params
@@ -392,13 +395,22 @@ def test_register_killed_right_after_creating_its_version_is_rolled_back_by_the_
     client = MlflowClient(tracking_uri=trained.mlflow.tracking_uri, registry_uri=trained.mlflow.tracking_uri)
     assert client.get_run(killed[0].run_id).info.status == "RUNNING"
 
+    # the version was registered from the evaluation's logged model, in its child run (reports/mlflow_runs.json)
+    logged = json.loads((Path(trained.paths.reports_dir) / "mlflow_runs.json").read_text())
+    assert killed[0].run_id == logged["children"][logged["primary"]]["run_id"]
+
     rerun = subprocess.run(_cli(params_file, "register"), env=_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"v{killed[0].version} withdrawn" in rerun.stdout
-    assert client.get_run(killed[0].run_id).info.status == "FAILED"
     now = {str(v.version): v for v in _versions(trained)}
     assert str(killed[0].version) not in now
-    assert all(v.tags.get("anipop.registration") == "complete" for v in now.values() if str(v.version) not in before)
+    added = [v for v in now.values() if str(v.version) not in before]
+    assert len(added) == 1 and added[0].tags.get("anipop.registration") == "complete"
+    # the rollback ended the run FAILED; the rerun registered the same logged model from it again, so the run
+    # ends FINISHED naming the new version: not left RUNNING, and not FAILED under a complete version
+    run = client.get_run(killed[0].run_id)
+    assert added[0].run_id == killed[0].run_id and run.info.status == "FINISHED"
+    assert run.data.tags["registered_version"] == str(added[0].version)
     assert not [m for m in client.search_registered_models() if m.name == f"{name}.lock"]  # lock released
 
 
