@@ -8,15 +8,15 @@ same rows, and sit in every table: a model counts only where it beats both.
 
 Every model is a small picklable object whose `.predict(inputs)` returns normalised scores in [0, 1], so the
 evaluate step, the CLI and the MLflow pyfunc call them the same way. The network is stored as plain data
-(layer sizes + numpy weights + the feature standardisation) and rebuilt on first use, so loading a bundle
-needs this module and torch, never the training code.
+(layer sizes + numpy weights + the feature standardisation) and rebuilt on first use from score_network.py,
+so loading a bundle never needs the training code, and only a network needs torch.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import nn
 
 from anipop.core.model_catalog import (  # noqa: F401 - the names of the models implemented here
     BASELINE,
@@ -26,25 +26,8 @@ from anipop.core.model_catalog import (  # noqa: F401 - the names of the models 
     NETWORK_MODELS,
 )
 
-
-class ScoreNetwork(nn.Module):
-    """mlp_wide / mlp_small: fully connected blocks (Linear, ReLU, Dropout), then one unit and a sigmoid.
-
-    The sigmoid keeps every prediction inside the min-max-normalised score range [0, 1].
-    """
-
-    def __init__(self, input_dim: int, hidden: tuple[int, ...], dropout: float) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = input_dim
-        for size in hidden:
-            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
-            width = size
-        layers += [nn.Linear(width, 1), nn.Sigmoid()]
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers(features).squeeze(-1)
+if TYPE_CHECKING:  # torch is imported where a network is built or run: a ridge-only stage never pays for it
+    from anipop.modeling.score_network import ScoreNetwork
 
 
 class RidgeRegressor:
@@ -94,12 +77,18 @@ class NetworkRegressor:
     def module(self) -> ScoreNetwork:
         """The torch network in eval mode, rebuilt from the stored weights on first use (CPU)."""
         if self._module is None:
+            import torch
+
+            from anipop.modeling.score_network import ScoreNetwork
+
             module = ScoreNetwork(self.input_dim, self.hidden, self.dropout)
             module.load_state_dict({name: torch.from_numpy(array) for name, array in self.weights.items()})
             self._module = module.eval()
         return self._module
 
     def predict(self, features: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.no_grad():
             scores = self.module()(torch.from_numpy(self.standardise(features)))
         return scores.numpy().astype(np.float64)

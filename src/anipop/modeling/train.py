@@ -37,7 +37,6 @@ from anipop.modeling.features import (
     pitch_kinds_available,
     raw_kinds_available,
 )
-from anipop.modeling.finetune import fit_finetune
 from anipop.modeling.modality import (
     PresenceNeutral,
     PresenceNeutralModel,
@@ -46,7 +45,6 @@ from anipop.modeling.modality import (
     modality_dropout,
 )
 from anipop.modeling.models import RidgeRegressor, TfidfPixelBenchmark, baseline_model
-from anipop.modeling.paper_head import fit_paper_head
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +76,8 @@ def fit_network(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     """
     import torch
 
-    from anipop.modeling.models import NetworkRegressor, ScoreNetwork
+    from anipop.modeling.models import NetworkRegressor
+    from anipop.modeling.score_network import ScoreNetwork
 
     configure_torch(seed, cfg.threads)
     mean = train_x.mean(axis=0) if cfg.standardize else np.zeros(train_x.shape[1], dtype=np.float32)
@@ -204,6 +203,8 @@ def _fit_benchmark(name: str, kinds: list[str], data: TrainingData) -> tuple[obj
 
 
 def _fit_finetune(name: str, kinds: list[str], data: TrainingData) -> tuple[object, dict]:
+    from anipop.modeling.finetune import fit_finetune  # torch: imported only where a network is fitted
+
     return fit_finetune(data.inputs("train", RAW_INPUT, kinds)["synopsis"], data.target["train"],
                         data.inputs("val", RAW_INPUT, kinds)["synopsis"], data.target["val"],
                         data.params.train.finetune, data.params.embed.text.model, data.params.seed)
@@ -260,6 +261,8 @@ def _fit_ridge(name, kinds, data, features, neutral, maskable) -> tuple[object, 
 
 @_on_embeddings
 def _fit_paper_head(name, kinds, data, features, neutral, maskable) -> tuple[object, dict]:
+    from anipop.modeling.paper_head import fit_paper_head  # torch, as above
+
     synopsis_dim = data.inputs("train", EMBEDDINGS_INPUT, ["synopsis"]).shape[1] if "synopsis" in kinds else 0
     val = (_val_rows(kinds, data, neutral), data.target["val"])
     monitor = {"val": val if len(val[1]) else (features, data.target["train"])}  # as fit_network does

@@ -32,7 +32,6 @@ from anipop.core.config import EmbedParams, PaperModeParams, Paths
 from anipop.core.metrics import METRIC_NAMES, point_metrics
 from anipop.core.utils import atomic_path, configure_torch, write_json, write_text
 from anipop.data.schema import PREPARED_ANIME, read_table
-from anipop.modeling.paper_head import fit_paper_head
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +121,8 @@ def split_targets(rows: dict[str, pd.DataFrame], per_split: bool) -> tuple[dict[
 def run_variant(on: frozenset[str], rows: dict[str, pd.DataFrame], vectors: dict[str, dict[str, np.ndarray]],
                 cfg: PaperModeParams, seed: int) -> dict:
     """Fit the head under one set of flaws; test metrics of it and of the train mean, and the chosen epoch."""
+    from anipop.modeling.paper_head import fit_paper_head  # torch: not imported when the study is off
+
     x = vectors[FIRST_LEFT if "first_token_left_padding" in on else MEAN]
     y, test_range = split_targets(rows, "per_split_scaling" in on)
     select = "test" if "select_on_test" in on else "val"
@@ -149,8 +150,6 @@ def _table(results: list[dict]) -> str:
 
 def run_paper_mode(paper_mode: PaperModeParams, embed: EmbedParams, seed: int, paths: Paths) -> dict:
     """Encode the synopses (cached), fit every variant, write reports/paper_mode.json and paper_mode.md."""
-    from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder
-
     cfg, cache_dir, files = paper_mode, Path(paths.embedding_cache_dir).parent / "paper_mode", ArtifactPaths.of(paths)
     if not cfg.enabled:  # the stage still writes its outputs, so `dvc repro` has them and stays a no-op
         note = ("Paper-faithful mode is off (paper_mode.enabled: false). Run it with "
@@ -158,6 +157,8 @@ def run_paper_mode(paper_mode: PaperModeParams, embed: EmbedParams, seed: int, p
         write_json(files.paper_mode_metrics, {"enabled": False})
         write_text(files.paper_mode_table, note)
         return {"enabled": False}
+    from anipop.encoders.text import choose_device, choose_dtype, load_text_encoder  # torch: only when on
+
     anime = read_table(PREPARED_ANIME, files.prepared_anime)
     rows = {split: anime[anime["split"] == split].reset_index(drop=True) for split in SPLITS}
     for split in ("train", "test"):
