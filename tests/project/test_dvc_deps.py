@@ -139,3 +139,16 @@ def test_a_step_that_loads_bundles_depends_on_the_code_of_their_classes():
 def test_python_caches_are_ignored_by_dvc():
     ignored = (REPO_ROOT / ".dvcignore").read_text(encoding="utf-8").split()
     assert "__pycache__/" in ignored
+
+
+def test_dvc_reads_the_projects_yaml_with_the_c_parser():
+    """ruamel.yaml falls back to its pure-Python parser, silently, when ruamel.yaml.clib is missing; every `dvc repro`
+    and every stage the flows run parses dvc.yaml, dvc.lock and params.yaml, so the dependency must stay in use.
+    The C parser must also read them to the same values."""
+    from ruamel.yaml import YAML
+
+    fast, pure = YAML(typ="safe"), YAML(typ="safe", pure=True)  # the loader DVC's parse_yaml builds
+    assert fast.Parser.__name__ == "CParser"
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
+        text = (REPO_ROOT / name).read_text(encoding="utf-8")
+        assert fast.load(text) == pure.load(text), name
