@@ -188,3 +188,14 @@ def test_a_bundle_loads_and_predicts_without_the_training_code(trained):
     bundle = load_bundle(params.paths.models_dir / "model.joblib")
     expected = bundle.model.predict(build_features(params.paths.embeddings_dir, [7, 14], bundle.inputs))
     assert json.loads(result.stdout) == pytest.approx(expected.round(6).tolist())
+
+
+def test_the_steps_that_fit_no_network_do_not_import_torch():
+    """torch is the slowest import of a stage's process; a ridge-only train, a backtest or rolling origin with
+    nothing to fit and paper mode switched off must not pay for it (it is imported where a network is built)."""
+    code = ("import sys\n"
+            "import anipop.modeling.train, anipop.modeling.models, anipop.evaluation.backtest, "
+            "anipop.studies.paper_mode\n"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr[-2000:]
