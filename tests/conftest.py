@@ -63,8 +63,8 @@ def workspace_params() -> dict:
     """The repo's params.yaml as a dict, for a test's own DVC project (its dvc.yaml reads the file as written):
     the caller changes what it needs; the ONNX graphs are in the shared folder (shared_onnx_dir); fits in each
     stage's own process, as params_in does (see there); synopses truncated at 64 tokens instead of 256 (the
-    same encoder and code path: the real-data slices' ONNX encoding, 29 s of the replay test's CPU, shrinks
-    with the sequence; truncation itself is tested in tests/encoders)."""
+    same encoder and code path: the real-data slices' ONNX encoding, a large part of the replay test's CPU,
+    shrinks with the sequence; truncation itself is tested in tests/encoders)."""
     import yaml
 
     params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))

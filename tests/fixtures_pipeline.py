@@ -26,8 +26,8 @@ PITCH = "A beloved acclaimed masterpiece about a school band and a dragon on a s
 
 def pipeline_params(tmp_path, tracking_uri: str | None = None, characters_dir=None):
     """Params for a fast real run: the default (offline) encoders, ridge only on the main input set (no ablation
-    sets: train + evaluate took 8.6 s with their 16 fits and MLflow children, 2.7 s without, the second run in the
-    same process; tests/integration/test_e2e_pipeline.py and test_mlflow_ui.py run ablations), a sqlite store
+    sets: their 16 fits and MLflow children were most of train + evaluate, and the tests sharing this run do not
+    read them; tests/integration/test_e2e_pipeline.py and test_mlflow_ui.py run ablations), a sqlite store
     under tmp_path.
 
     `characters_dir`: a characters folder (e.g. the real sample: its anime 1, 19, 30, 43 and 121 are among the

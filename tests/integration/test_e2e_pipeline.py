@@ -47,8 +47,7 @@ def pipeline_repo(tmp_path_factory) -> Path:
     params["field_ablation"]["input_sets"] = ["studios", "synopsis"]
     # the ablation table's input sets: each kind of input once (text, characters, portraits, every field; a list
     # field, a number, staff, and cast, which this slice lacks: skipped with a notice) instead of all 16 (60 fits
-    # and as many MLflow children) for no path these miss; with the 64-token synopses this test alone took 83.8 s
-    # instead of 95.4 s
+    # and as many MLflow children) for no path these miss
     params["train"]["ablations"] = ["synopsis", "characters", "images", "metadata", "studios", "year", "staff", "cast"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], repo)

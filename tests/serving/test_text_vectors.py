@@ -29,8 +29,9 @@ class CountingEncoder:
     encoded: list[str] = field(default_factory=list)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Another namespace always gives another vector: not Python's hash(), which is seeded per process (with
-        a 1-in-1000 chance of equal vectors a CI run met: the 'never shares' test failed)."""
+        """The same vector in every process, and another one for a namespace of another length (this file's two,
+        minilm-int8 and gpt2, differ): not Python's hash(), which is seeded per process and once gave two
+        namespaces equal vectors, failing the 'never shares' test."""
         self.encoded += texts
         return np.array([[len(t), sum(map(ord, t)) % 97, zlib.crc32(t.encode()) % 1000, len(self.namespace)]
                          for t in texts], np.float32)
