@@ -6,11 +6,11 @@ import pytest
 from typer.testing import CliRunner
 
 from anipop.cli import app
-from anipop.core.input_kinds import METADATA_FIELDS, NUMERIC_FIELDS, PITCH_FIELD_HELP
+from anipop.core.input_kinds import FRANCHISE_FIELD, METADATA_FIELDS, NUMERIC_FIELDS, PITCH_FIELD_HELP
 
 
 def test_every_pitch_field_has_its_help_and_nothing_else_does():
-    assert list(PITCH_FIELD_HELP) == [*METADATA_FIELDS, *NUMERIC_FIELDS]
+    assert list(PITCH_FIELD_HELP) == [*METADATA_FIELDS, *NUMERIC_FIELDS, FRANCHISE_FIELD]
 
 
 def test_predict_has_an_option_per_pitch_field():

@@ -37,6 +37,9 @@ METADATA_FIELDS = ("genres", "themes", "type", "source", "demographic", "studios
 YEAR_FIELD = "year"  # numeric: the planned first-air year (data: `premiered`)
 DURATION_FIELD = "duration"  # numeric: the planned minutes an episode (or the film) runs: the format's budget line
 NUMERIC_FIELDS = (YEAR_FIELD, DURATION_FIELD)
+# the MAL scores of the franchise's anime aired before the pitched one (anipop.data.franchise_scores): derived
+# from the data's franchise groups, not an input kind of its own; the pitch models read it with the track records
+FRANCHISE_FIELD = "franchise_scores"
 # what a producer is asked for each pitch field (`anipop predict --<field>`, the model card): one entry a field
 PITCH_FIELD_HELP: dict[str, str] = {
     "genres": "pitch metadata, comma-separated, e.g. 'Action, Drama'",
@@ -51,6 +54,8 @@ PITCH_FIELD_HELP: dict[str, str] = {
     "cast": "voice cast, comma-separated names",
     YEAR_FIELD: "planned first-air year, e.g. 2027",
     DURATION_FIELD: "planned minutes an episode (or the film) runs, e.g. 24",
+    FRANCHISE_FIELD: "a sequel's: the MAL scores of the franchise's earlier anime, e.g. '7.9, 8.2'; 'original' for "
+                     "a new franchise",
 }
 
 KINDS: dict[str, InputKind] = {kind.name: kind for kind in (

@@ -61,6 +61,12 @@ NETWORK_SHAPES = {"mlp_wide": "wide", "mlp_small": "small"}  # each MLP's shape:
 MULTIMODAL = (*NETWORK_MODELS, RIDGE)
 
 
+def unsaid_franchise(name: str) -> str:
+    """The report row of model `name` scored on pitches that leave `franchise_scores` out (the backtests score
+    the primary model both ways): the same fitted model, not a model of its own."""
+    return f"{name}_unsaid_franchise"
+
+
 def spec_of(name: str) -> ModelSpec:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,11 @@ from anipop.core.metrics import (
     paired_difference,
     point_metrics,
 )
+from anipop.core.model_catalog import unsaid_franchise
 from anipop.core.utils import map_in_processes, worker_count, write_json, write_text
 from anipop.data.franchise import first_year, hash_position
 from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
+from anipop.modeling.pitch import PitchModel
 from anipop.modeling.train import TrainingData, backtest_models, fit_model, input_type_of, model_kinds, resolve_kinds
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,10 @@ def fit_and_predict(params: Params, anime: pd.DataFrame, characters: pd.DataFram
         model, _ = fit_model(name, kinds, data)
         inputs = data.inputs_for(test["anime_id"], input_type_of(name), kinds)
         predictions[name] = np.clip(model.predict(inputs), 0.0, 1.0)
+        if name == params.train.model and isinstance(model, PitchModel) and model.reads_franchise_scores:
+            # the same model for pitches that do not say their franchise's earlier scores
+            unsaid = replace(inputs, earlier_scores=None)
+            predictions[unsaid_franchise(name)] = np.clip(model.predict(unsaid), 0.0, 1.0)
     previous = params.evaluate.previous_recipe
     if previous.enabled and params.train.model in predictions:
         predictions[previous.name] = _previous_recipe_predictions(params, anime, characters, rows, targets, test)

@@ -29,6 +29,7 @@ from anipop.core.input_kinds import (  # noqa: F401 - the kinds and input sets, 
     RAW_INPUT,
     TEXT_KIND,
 )
+from anipop.data.franchise_scores import earlier_scores
 from anipop.data.metadata import METADATA_FIELDS, fields_with_values, table_durations, table_values, table_years
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,8 @@ class PitchInputs:
     year: np.ndarray | None = None    # planned first-air year per row, NaN where not given
     duration: np.ndarray | None = None  # planned minutes an episode (or the film) runs, NaN where not given
     characters: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (n, d + 1); absent: no characters
+    # per row the MAL scores of its franchise's earlier anime ([]: a new franchise; None: not said), or None for all
+    earlier_scores: list[list[float] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.synopsis)
@@ -218,7 +221,8 @@ class PitchInputs:
                            groups=None if self.groups is None else self.groups[rows],
                            year=None if self.year is None else self.year[rows],
                            duration=None if self.duration is None else self.duration[rows],
-                           characters={kind: block[rows] for kind, block in self.characters.items()})
+                           characters={kind: block[rows] for kind, block in self.characters.items()},
+                           earlier_scores=None if self.earlier_scores is None else [self.earlier_scores[i] for i in rows])
 
     def values(self, field_name: str) -> list[list[str]]:
         """A field's values; a field the pitch does not give is missing for every row."""
@@ -260,4 +264,13 @@ def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kin
                        groups=table["group_id"].to_numpy() if "group_id" in table else None,
                        # the year is also what track records are cut at, so it is given whether or not it is a feature
                        year=table_years(table), characters=characters,
-                       duration=table_durations(table) if DURATION_FIELD in kinds else None)
+                       duration=table_durations(table) if DURATION_FIELD in kinds else None,
+                       # from the whole table: a row's earlier franchise anime may sit in another split (never
+                       # in a grouped one) or be held out; only strictly earlier years count (franchise_scores)
+                       earlier_scores=_earlier_scores_of(anime, ids))
+
+
+def _earlier_scores_of(anime: pd.DataFrame, ids: np.ndarray) -> list[list[float] | None]:
+    """The franchise_scores of `ids`, derived over the whole prepared table (None for an id it lacks)."""
+    by_id = dict(zip(anime["anime_id"].to_numpy(dtype=np.int64).tolist(), earlier_scores(anime), strict=True))
+    return [by_id.get(int(i)) for i in ids]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from anipop.core.config import Params
 from anipop.core.metrics import markdown_table
-from anipop.core.model_catalog import BASELINES
+from anipop.core.model_catalog import BASELINES, unsaid_franchise
 from anipop.core.utils import read_json
 from anipop.modeling.pitch import PitchModel, reads_characters
 
@@ -31,7 +31,8 @@ def _backtest_lines(reports: Path, model_name: str) -> list[str]:
                         ("rolling.json", "Rolling origin (mean over years of each year's new franchises)")):
         path = reports / file
         table = read_json(path) if path.exists() else {}
-        rows = [name for name in (model_name, *BASELINES) if isinstance(table.get(name), dict)]
+        rows = [name for name in (model_name, unsaid_franchise(model_name), *BASELINES)
+                if isinstance(table.get(name), dict)]
         if not rows:
             continue
         lines += [f"## {title}", "", "| model | r2 | spearman | mae (1-10) | rmse_1_10 |", "|---|---|---|---|---|"]
@@ -73,6 +74,10 @@ def reads_lines(bundle) -> list[str]:
                      f"score, anime count and last-{records.recent_years}-years record over the "
                      f"{int((records.history['field'] == '').sum()) if records.history is not None else 0} training "
                      f"anime aired before the pitch's year (anipop.modeling.track_records).")
+    if isinstance(model, PitchModel) and model.reads_franchise_scores:
+        lines.append("- Reads `franchise_scores` when a pitch gives them: the mean MAL score and count of the "
+                     "franchise's earlier anime (`original`: none; not given: unknown, row "
+                     f"`{unsaid_franchise(bundle.name)}` in the tables above).")
     return lines
 
 
@@ -82,7 +87,7 @@ def why_lines(reports: Path, model_name: str, previous_recipe: str | None = None
     path = reports / "cv.json"
     table = read_json(path) if path.exists() else {}
     ranked = sorted(((n, v["spearman"]) for n, v in table.items() if isinstance(v, dict) and "spearman" in v
-                     and n not in BASELINES), key=lambda item: -item[1])
+                     and n not in BASELINES and n != unsaid_franchise(model_name)), key=lambda item: -item[1])
     if not ranked or model_name not in dict(ranked):
         return [f"- `{model_name}` is train.model in params.yaml (no cross-validation ran to compare models)."]
     others = ", ".join(f"`{n}` {v:.4f}" + (" (its previous recipe)" if n == previous_recipe else "")

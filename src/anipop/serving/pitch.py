@@ -20,6 +20,7 @@ from PIL import Image
 from pydantic import ConfigDict, Field
 
 from anipop.core.config import ServingParams
+from anipop.data.franchise_scores import FRANCHISE_FIELD, parse_franchise_scores
 from anipop.data.images import IMAGE_FORMATS, decode_problem, image_problem, open_rgb
 from anipop.data.metadata import (
     DURATION_FIELD,
@@ -36,7 +37,8 @@ from anipop.data.metadata import (
 from anipop.data.text import strip_credits
 
 PITCH_COLUMNS = ("synopsis", "characters")
-PITCH_FIELDS = (*PITCH_COLUMNS, *METADATA_FIELDS, YEAR_FIELD, DURATION_FIELD)  # metadata fields are optional: absent = unknown
+# metadata fields are optional: absent = unknown
+PITCH_FIELDS = (*PITCH_COLUMNS, *METADATA_FIELDS, YEAR_FIELD, DURATION_FIELD, FRANCHISE_FIELD)
 
 
 class PitchLimits(ServingParams):
@@ -85,6 +87,7 @@ class Pitch:
     metadata: dict[str, list[str]] = field(default_factory=dict)  # field -> values (anipop.data.metadata)
     year: float | None = None  # the planned first-air year
     duration: float | None = None  # the planned minutes an episode (or the film) runs
+    earlier_scores: list[float] | None = None  # franchise_scores: its earlier anime's MAL scores ([]: a new one)
     post_release: list[str] = field(default_factory=list)  # "field: value" given but only known after release
 
 
@@ -229,6 +232,13 @@ def _duration(record: dict, row: int) -> float | None:
         raise PitchError(f"row {row}, {err}") from None
 
 
+def _earlier_scores(record: dict, row: int) -> list[float] | None:
+    try:
+        return parse_franchise_scores(record.get(FRANCHISE_FIELD))
+    except MetadataError as err:
+        raise PitchError(f"row {row}, {err}") from None
+
+
 def _request_bytes(frame: pd.DataFrame) -> int:
     """Bytes of every text cell (and any nested list/dict, as JSON) in the request."""
     total = 0
@@ -307,7 +317,7 @@ def parse_pitches(frame: pd.DataFrame, limits: PitchLimits) -> list[Pitch]:
         metadata, late = _metadata(record, row)
         pitches.append(Pitch(synopsis=synopsis, characters=_characters(record.get("characters"), row, limits, budget),
                              metadata=metadata, year=_year(record, row), duration=_duration(record, row),
-                             post_release=late))
+                             earlier_scores=_earlier_scores(record, row), post_release=late))
     return pitches
 
 

@@ -22,6 +22,7 @@ from anipop.core.artifacts import ArtifactPaths, IntervalCalibration, MinMaxScal
 from anipop.core.config import ImageEncoderParams, Params, TextEncoderParams
 from anipop.core.input_kinds import IMAGE_KIND, KINDS, PITCH_INPUT
 from anipop.core.utils import read_json, write_json
+from anipop.data.franchise_scores import FRANCHISE_FIELD
 from anipop.data.metadata import METADATA_FIELDS
 from anipop.modeling.features import (
     ANIME_KINDS,
@@ -151,7 +152,7 @@ class PitchPredictor:
                            year=np.array([np.nan if p.year is None else p.year for p in pitches], dtype=float),
                            duration=np.array([np.nan if p.duration is None else p.duration for p in pitches],
                                              dtype=float),
-                           characters=characters)
+                           characters=characters, earlier_scores=[p.earlier_scores for p in pitches])
 
     def ignored_inputs(self, pitches: list[Pitch]) -> str | None:
         """One line saying which given inputs this model does not read (None: it reads all it was given).
@@ -160,6 +161,7 @@ class PitchPredictor:
         the portraits should be told so rather than believe they counted.
         """
         reads = set(self.bundle.inputs) if self.reads_characters() else set(self.bundle.inputs) - set(CHARACTER_KINDS)
+        reads |= {FRANCHISE_FIELD} if self.reads_franchise_scores() else set()
         given = sum(len(p.characters) for p in pitches)
         notes = []
         if given and not reads & set(CHARACTER_KINDS):
@@ -167,7 +169,9 @@ class PitchPredictor:
         unread = sorted({f for p in pitches for f, values in p.metadata.items() if values and f not in reads}
                         | ({"year"} if any(p.year is not None for p in pitches) and "year" not in reads else set())
                         | ({"duration"} if any(p.duration is not None for p in pitches) and "duration" not in reads
-                           else set()))
+                           else set())
+                        | ({FRANCHISE_FIELD} if any(p.earlier_scores is not None for p in pitches)
+                           and FRANCHISE_FIELD not in reads else set()))
         if unread:
             notes.append(f"the field(s) {', '.join(unread)}")
         late = sorted({value for p in pitches for value in p.post_release})
@@ -198,6 +202,12 @@ class PitchPredictor:
                 f"{field} {', '.join(values[:5])}" + (f" (+{len(values) - 5} more)" if len(values) > 5 else "")
                 for field, values in unknown.items()))
         return "; ".join(part for part in parts if part)
+
+    def reads_franchise_scores(self) -> bool:
+        """Whether a pitch's franchise_scores can move its score: only a pitch model fitted with the franchise
+        record reads them."""
+        model = self.bundle.model
+        return isinstance(model, PitchModel) and model.reads_franchise_scores
 
     def reads_characters(self) -> bool:
         """Whether a pitch's characters can move its score: the model reads a character kind and, for a pitch

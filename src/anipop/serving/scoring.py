@@ -18,8 +18,9 @@ import pandas as pd
 from anipop.core.artifacts import ArtifactPaths
 from anipop.core.config import Params, Paths
 from anipop.core.utils import atomic_path
+from anipop.data.franchise_scores import FRANCHISE_FIELD, earlier_scores, stored
 from anipop.data.metadata import METADATA_FIELDS
-from anipop.data.schema import PREPARED_CHARACTERS, read_table
+from anipop.data.schema import PREPARED_ANIME, PREPARED_CHARACTERS, read_table
 from anipop.serving.model_loading import load_model
 from anipop.serving.pitch import portrait_data_uri, request_chunks
 from anipop.serving.predict import OUTPUT_COLUMNS, served_limits
@@ -45,7 +46,21 @@ def anime_pitches(params: Params, anime: pd.DataFrame) -> pd.DataFrame:
                          **{f: anime[f].fillna("").astype(str) for f in METADATA_FIELDS if f in anime},
                          "year": anime["premiered"].astype("string").str[:4].fillna("").astype(str),
                          **({"duration": anime["duration"].astype("Float64").astype(str).replace("<NA>", "")}
-                            if "duration" in anime else {})})
+                            if "duration" in anime else {}),
+                         # what the producer of each would have read off MAL: its franchise's earlier scores
+                         FRANCHISE_FIELD: [stored(s) for s in _earlier_scores(paths, anime)]})
+
+
+def _earlier_scores(paths: ArtifactPaths, anime: pd.DataFrame) -> list[list[float] | None]:
+    """franchise_scores of `anime`'s rows over them and the prepared table beside them (a new anime's prequel
+    may be one the model trained on); None where a row has no franchise group or date."""
+    if "group_id" not in anime.columns:
+        return [None] * len(anime)
+    pool = anime
+    if paths.prepared_anime.exists():
+        prepared = read_table(PREPARED_ANIME, paths.prepared_anime)
+        pool = pd.concat([anime, prepared[~prepared["anime_id"].isin(anime["anime_id"])]], ignore_index=True)
+    return earlier_scores(pool)[:len(anime)]
 
 
 def score_pitches(model, pitches: pd.DataFrame) -> pd.DataFrame:

@@ -41,6 +41,10 @@ class MetaRidge:
     def records(self) -> TrackRecords | None:
         return None
 
+    @property
+    def reads_franchise_scores(self) -> bool:
+        return False  # a franchise's record moves pitch_gbm's score only (its trees read its two columns)
+
     def fit(self, inputs: PitchInputs, target: np.ndarray) -> MetaRidge:
         from sklearn.linear_model import Ridge
 

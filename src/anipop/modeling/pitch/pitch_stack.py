@@ -59,6 +59,10 @@ class PitchStack:
     def records(self) -> TrackRecords | None:
         return self.trees.records
 
+    @property
+    def reads_franchise_scores(self) -> bool:
+        return self.trees.reads_franchise_scores
+
     def fit(self, inputs: PitchInputs, target: np.ndarray) -> PitchStack:
         self.linear.fit(inputs, target)
         self.trees.fit(inputs, target)

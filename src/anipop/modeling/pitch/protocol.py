@@ -44,6 +44,10 @@ class PitchModel(Protocol):
     def records(self) -> TrackRecords | None:
         """Its track-record table (saved beside the bundle as data), None when it reads none."""
 
+    @property
+    def reads_franchise_scores(self) -> bool:
+        """Whether a pitch's franchise_scores can move its score (the producer is told when they cannot)."""
+
 
 def reads_characters(model: object) -> bool:
     """Whether `model`'s characters can move a score: a pitch model says so; every other model that was given
