@@ -61,9 +61,10 @@ def test_the_served_answer_says_per_pitch_what_the_model_did_not_read(registered
     model = load_model("models:/anipop@champion")
     character = '[{"name": "Kaede", "description": "a tired bounty hunter"}]'
     scores = model.predict(pd.DataFrame({"synopsis": [PITCH, PITCH], "characters": [character, "[]"],
-                                         "studios": ["A Studio Nobody Knows", None]}))
+                                         "studios": ["A Studio Nobody Knows", None],
+                                         "franchise_scores": ["8.2", None]}))
     assert scores["notes"].iloc[0] == ("this model (ridge) reads only synopsis: the 1 character(s) given and the "
-                                       "field(s) studios did not change the score")
+                                       "field(s) franchise_scores, studios did not change the score")
     assert scores["notes"].iloc[1] == ""
 
 

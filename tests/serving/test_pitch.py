@@ -54,6 +54,12 @@ def test_pitch_with_characters_from_base64_and_data_uri(tmp_path):
 def test_characters_column_is_optional():
     (pitch,) = parse_pitches(pd.DataFrame({"synopsis": [SYNOPSIS]}), request_limits())
     assert pitch.characters == []
+    assert pitch.earlier_scores is None  # franchise_scores not said: unknown, not "a new franchise"
+
+
+def test_franchise_scores_say_a_sequel_s_record_or_a_new_franchise():
+    frame = pd.DataFrame({"synopsis": [SYNOPSIS] * 3, "franchise_scores": ["8.1, 7.6", "original", None]})
+    assert [p.earlier_scores for p in parse_pitches(frame, request_limits())] == [[8.1, 7.6], [], None]
 
 
 @pytest.mark.parametrize("frame, message", [
@@ -63,6 +69,8 @@ def test_characters_column_is_optional():
     (pd.DataFrame({"title": ["x"]}), r"field 'synopsis' is required"),
     (pd.DataFrame({"synopsis": [SYNOPSIS], "budget": [1]}), r"unknown field\(s\) \['budget'\]"),
     (pd.DataFrame({"synopsis": [SYNOPSIS], "characters": ["[{"]}), r"row 0, field 'characters': not valid JSON"),
+    (pd.DataFrame({"synopsis": [SYNOPSIS] * 2, "franchise_scores": ["7", "7, 0"]}),
+     r"row 1, field 'franchise_scores': '0' is not a MAL score in 1-10"),
     (pd.DataFrame({"synopsis": [SYNOPSIS], "characters": ['[{"name": "A"}]']}),
      r"row 0, field 'characters\[0\].description': missing"),
     (pd.DataFrame({"synopsis": [SYNOPSIS], "characters": ['[{"name": "A", "description": "d", "image": "nope.png"}]']}),

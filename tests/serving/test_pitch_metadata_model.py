@@ -72,6 +72,17 @@ def test_misspelt_metadata_field_is_a_400_naming_it(champion):
     assert raised.value.get_http_status_code() == 400
 
 
+def test_franchise_scores_are_an_optional_field_and_a_bad_one_is_a_400_naming_row_and_field(champion):
+    model = load_model("models:/anipop@champion")
+    scored = model.predict(pd.DataFrame({"synopsis": [PITCH, PITCH, PITCH],
+                                         "franchise_scores": ["8.1, 7.6", "original", ""]}))
+    assert scored["score"].between(1, 10).all()
+    assert not scored["notes"].str.contains("franchise_scores").any()  # the champion reads them
+    with pytest.raises(MlflowException, match=r"row 1, field 'franchise_scores': '12' is not a MAL score") as raised:
+        model.predict(pd.DataFrame({"synopsis": [PITCH, PITCH], "franchise_scores": ["7", "12"]}))
+    assert raised.value.get_http_status_code() == 400
+
+
 def test_tuning_scores_a_grid_on_cv_folds_with_one_child_run_per_trial(champion):
     from mlflow import MlflowClient
 

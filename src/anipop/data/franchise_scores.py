@@ -56,7 +56,7 @@ def parse_franchise_scores(value: object) -> list[float] | None:
             raise MetadataError(f"field {FRANCHISE_FIELD!r}: {len(text):,} characters is more than "
                                 f"{MAX_FRANCHISE_SCORES} scores")
         try:
-            items = json.loads(text) if text.startswith("[") else [p for p in text.split(",")]
+            items = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
         except (json.JSONDecodeError, RecursionError):
             raise MetadataError(f"field {FRANCHISE_FIELD!r}: not a JSON list of scores: {text[:40]!r}") from None
     elif isinstance(value, (list, tuple, np.ndarray)):
@@ -78,9 +78,9 @@ def _score(item: object) -> float:
     try:
         score = float(item.strip()) if isinstance(item, str) else float(item)
     except (TypeError, ValueError):
-        raise MetadataError(f"field {FRANCHISE_FIELD!r}: {str(item)[:40]!r} is not a MAL score such as 7.9") from None
+        raise MetadataError(f"field {FRANCHISE_FIELD!r}: {str(item).strip()[:40]!r} is not a MAL score such as 7.9") from None
     if not SCORE_RANGE[0] <= score <= SCORE_RANGE[1]:  # NaN fails too
-        raise MetadataError(f"field {FRANCHISE_FIELD!r}: {str(item)[:40]!r} is not a MAL score in "
+        raise MetadataError(f"field {FRANCHISE_FIELD!r}: {str(item).strip()[:40]!r} is not a MAL score in "
                             f"{SCORE_RANGE[0]:.0f}-{SCORE_RANGE[1]:.0f}")
     return score
 

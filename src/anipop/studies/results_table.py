@@ -20,7 +20,7 @@ from anipop.core.artifacts import ArtifactPaths
 from anipop.core.config import Paths, TrainParams
 from anipop.core.input_kinds import PITCH_METADATA_KINDS
 from anipop.core.metrics import comparison_lines
-from anipop.core.model_catalog import BASELINE, BASELINES, LENGTH_BASELINE, PAPER_HEAD
+from anipop.core.model_catalog import BASELINE, BASELINES, LENGTH_BASELINE, PAPER_HEAD, unsaid_franchise
 from anipop.core.utils import read_json, write_json, write_text
 
 SHOWN = ("spearman", "r2", "mae_1_10")  # per part; every metric is in the JSON reports
@@ -43,7 +43,8 @@ NOTES = {"pitch_stack": "blend of meta_ridge and pitch_gbm (train.pitch.blend_li
          "ridge": "ridge on embeddings", "tfidf_benchmark": "the paper's TF-IDF benchmark",
          PAPER_HEAD: "the paper's head, frozen encoder", "length_only": "synopsis length",
          BASELINE: "the train mean",
-         "pitch_stack_before": "pitch_stack's previous recipe (evaluate.previous_recipe), refitted on the same rows"}
+         "pitch_stack_before": "pitch_stack's previous recipe (evaluate.previous_recipe), refitted on the same rows",
+         unsaid_franchise("pitch_stack"): "the same pitch_stack, on pitches that leave franchise_scores out"}
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,8 @@ def readme_block(train: TrainParams, cv: dict, temporal: dict, metrics: dict, ro
         if name not in main:
             continue
         label = (f"**`{name}`** (train.model)" if name == train.model
+                 else f"`{name}` (the same model, pitches without franchise_scores)"
+                 if name == unsaid_franchise(train.model)
                  else f"**`{name}`** (baseline: {NOTES[name]})" if name in BASELINES else f"`{name}`")
         lines.append(f"| {label} | " + " | ".join(cell(main[name], p, m) for p, m in HEADLINE) + " |")
     lines.append(PAPER_ROW)
