@@ -45,11 +45,12 @@ def test_pitch_models_learn_metadata_and_score_a_synopsis_only_pitch(name, tmp_p
 
 
 def test_a_sequel_s_franchise_scores_move_its_score_and_a_pitch_that_does_not_say_them_is_still_scored(tmp_path):
-    """Half the rows are sequels whose score follows their prequels' mean: pitch_stack reads franchise_scores,
-    meta_ridge does not, and a pitch without them gets a finite score in range."""
+    """Half the rows are sequels whose score follows their prequels' mean: both parts of pitch_stack read
+    franchise_scores, a pitch without them gets a finite score in range, and a model built without the kind
+    reads none."""
     cfg = params_in(tmp_path).train.pitch.model_copy(update={"min_count": 2, "gbm_n_estimators": 60,
                                                              "stack_folds": 3})
-    assert cfg.track_records.franchise  # the project's recipe reads them
+    assert "franchise_scores" in cfg.metadata_fields  # the project's recipe reads them
     inputs, y = _toy_pitch_data()
     rng = np.random.default_rng(3)
     prequel = rng.uniform(2, 9.5, len(y))
@@ -57,18 +58,24 @@ def test_a_sequel_s_franchise_scores_move_its_score_and_a_pitch_that_does_not_sa
     y = np.where(sequel, 0.1 + 0.08 * prequel + rng.normal(0, 0.02, len(y)), y)
     inputs.earlier_scores = [[float(p)] if s else [] for p, s in zip(prequel, sequel, strict=True)]
     fit_rows, held = np.arange(200), np.arange(200, 300)
-    model = new_pitch_model("pitch_stack", ["synopsis", "studios", "type", "year"], cfg, seed=0)
+    model = new_pitch_model("pitch_stack", ["synopsis", "studios", "type", "year", "franchise_scores"], cfg, seed=0)
     model.fit(inputs.take(fit_rows), y[fit_rows])
-    assert model.reads_franchise_scores and not model.linear.reads_franchise_scores
+    assert model.linear.reads_franchise_scores and model.trees.reads_franchise_scores
     test = inputs.take(held)
     high, low = (model.predict(PitchInputs(synopsis=test.synopsis, metadata=test.metadata, year=test.year,
                                            earlier_scores=[[score]] * len(held))) for score in (9.0, 3.0))
     assert (high - low).mean() > 0.2  # a well-scored prequel lifts its sequel
     unsaid = model.predict(PitchInputs(synopsis=test.synopsis, metadata=test.metadata, year=test.year))
     assert np.isfinite(unsaid).all() and ((unsaid >= 0) & (unsaid <= 1)).all()
-    off = cfg.model_copy(update={"track_records": cfg.track_records.model_copy(update={"franchise": False})})
-    assert not new_pitch_model("pitch_gbm", ["synopsis", "studios"], off, seed=0).fit(
-        inputs.take(fit_rows), y[fit_rows]).reads_franchise_scores
+    without = new_pitch_model("pitch_stack", ["synopsis", "studios"], cfg, seed=0).fit(inputs.take(fit_rows),
+                                                                                      y[fit_rows])
+    assert not without.reads_franchise_scores
+    np.testing.assert_array_equal(without.predict(test), without.predict(  # the scores it is given change nothing
+        PitchInputs(synopsis=test.synopsis, metadata=test.metadata, year=test.year, earlier_scores=[[9.0]] * 100)))
+    alone = {name: new_pitch_model(name, ["franchise_scores"], cfg, seed=0).fit(inputs.take(fit_rows), y[fit_rows])
+             for name in ("meta_ridge", "pitch_gbm")}  # its own ablation set: the earlier scores alone
+    for model in alone.values():
+        assert np.corrcoef(model.predict(test)[sequel[held]], y[held][sequel[held]])[0, 1] > 0.8
 
 
 def test_pitch_stack_blended_from_its_parts_predicts_exactly_as_its_own_fit(tmp_path):

@@ -238,7 +238,6 @@ class TrackRecordParams(_Strict):
     shrink: float = Field(ge=0)
     recent_years: int = Field(ge=1)
     relative: bool
-    franchise: bool = False  # also the franchise's own record: its earlier anime's scores (data.franchise_scores)
 
 
 class PitchModelParams(_Strict):

@@ -37,8 +37,8 @@ METADATA_FIELDS = ("genres", "themes", "type", "source", "demographic", "studios
 YEAR_FIELD = "year"  # numeric: the planned first-air year (data: `premiered`)
 DURATION_FIELD = "duration"  # numeric: the planned minutes an episode (or the film) runs: the format's budget line
 NUMERIC_FIELDS = (YEAR_FIELD, DURATION_FIELD)
-# the MAL scores of the franchise's anime aired before the pitched one (anipop.data.franchise_scores): derived
-# from the data's franchise groups, not an input kind of its own; the pitch models read it with the track records
+# numeric list: the MAL scores of the franchise's anime aired in earlier years (anipop.data.franchise_scores),
+# derived in the data from the franchise groups (group_id), the first-air years and the scores
 FRANCHISE_FIELD = "franchise_scores"
 # what a producer is asked for each pitch field (`anipop predict --<field>`, the model card): one entry a field
 PITCH_FIELD_HELP: dict[str, str] = {
@@ -66,6 +66,7 @@ KINDS: dict[str, InputKind] = {kind.name: kind for kind in (
     *(InputKind(field, "anime", "metadata", field) for field in METADATA_FIELDS),
     InputKind(YEAR_FIELD, "anime", "metadata", "premiered"),
     InputKind(DURATION_FIELD, "anime", "metadata", "duration"),
+    InputKind(FRANCHISE_FIELD, "anime", "metadata", "group_id"),
 )}
 
 EMBEDDED_KINDS = tuple(name for name, kind in KINDS.items() if kind.embedded)  # the embed step's outputs

@@ -25,6 +25,7 @@ import pandas as pd
 
 from anipop.core.input_kinds import (  # noqa: F401 - the field names are input kinds: named in that registry
     DURATION_FIELD,
+    FRANCHISE_FIELD,
     LIST_FIELDS,
     METADATA_FIELDS,
     PITCH_METADATA_KINDS,
@@ -227,6 +228,8 @@ def fields_with_values(frame: pd.DataFrame, wanted: Iterable[str]) -> list[str]:
         present.append(YEAR_FIELD)
     if DURATION_FIELD in wanted and not np.isnan(table_durations(frame)).all():
         present.append(DURATION_FIELD)
+    if FRANCHISE_FIELD in wanted and {"group_id", "premiered", "score"} <= set(frame.columns):
+        present.append(FRANCHISE_FIELD)  # derived per row by data.franchise_scores
     return present
 
 

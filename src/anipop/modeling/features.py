@@ -22,6 +22,7 @@ from anipop.core.input_kinds import (  # noqa: F401 - the kinds and input sets, 
     ANIME_KINDS,
     CHARACTER_KINDS,
     DURATION_FIELD,
+    FRANCHISE_FIELD,
     IMAGE_KIND,
     INPUT_SETS,
     KINDS,
@@ -267,7 +268,7 @@ def pitch_inputs(anime_ids, anime: pd.DataFrame, embeddings_dir: str | Path, kin
                        duration=table_durations(table) if DURATION_FIELD in kinds else None,
                        # from the whole table: a row's earlier franchise anime may sit in another split (never
                        # in a grouped one) or be held out; only strictly earlier years count (franchise_scores)
-                       earlier_scores=_earlier_scores_of(anime, ids))
+                       earlier_scores=_earlier_scores_of(anime, ids) if FRANCHISE_FIELD in kinds else None)
 
 
 def _earlier_scores_of(anime: pd.DataFrame, ids: np.ndarray) -> list[list[float] | None]:

@@ -161,7 +161,7 @@ class PitchPredictor:
         the portraits should be told so rather than believe they counted.
         """
         reads = set(self.bundle.inputs) if self.reads_characters() else set(self.bundle.inputs) - set(CHARACTER_KINDS)
-        reads |= {FRANCHISE_FIELD} if self.reads_franchise_scores() else set()
+        reads = reads if self.reads_franchise_scores() else reads - {FRANCHISE_FIELD}
         given = sum(len(p.characters) for p in pitches)
         notes = []
         if given and not reads & set(CHARACTER_KINDS):

@@ -6,13 +6,15 @@ from typing import ClassVar
 
 import numpy as np
 
+from anipop.data.franchise_scores import FRANCHISE_FIELD, franchise_features
 from anipop.modeling.features import PitchInputs
 from anipop.modeling.pitch.encoding import PitchEncoding
 from anipop.modeling.track_records import TrackRecords
 
 
 class MetaRidge:
-    """Ridge over [year bins, runtime bins, multi-hot metadata, TF-IDF, weighted embedding] -> scores in [0, 1]."""
+    """Ridge over [year bins, runtime bins, multi-hot metadata, TF-IDF, weighted embedding, the franchise's earlier
+    scores] -> scores in [0, 1]."""
 
     name: ClassVar[str] = "meta_ridge"
 
@@ -43,7 +45,7 @@ class MetaRidge:
 
     @property
     def reads_franchise_scores(self) -> bool:
-        return False  # a franchise's record moves pitch_gbm's score only (its trees read its two columns)
+        return FRANCHISE_FIELD in self.kinds
 
     def fit(self, inputs: PitchInputs, target: np.ndarray) -> MetaRidge:
         from sklearn.linear_model import Ridge
@@ -52,6 +54,9 @@ class MetaRidge:
 
         y = np.asarray(target, dtype=np.float64)
         self.encoding.fit(inputs)
+        if self.reads_franchise_scores:  # the centre of the earlier-score means the training sequels have
+            means = franchise_features(inputs.earlier_scores, len(inputs))[:, 0]
+            self.franchise_centre = float(np.nanmean(means)) if np.isfinite(means).any() else 0.0
         # the z-scored 384-d embedding block beside unit-norm TF-IDF rows: a nudge, not a second model
         self.embedding_weight = self.cfg.embedding_weight
         if self.encoding.uses_text:
@@ -75,7 +80,17 @@ class MetaRidge:
             blocks.append(self.text_vectorizer.transform(inputs.synopsis))
         if encoding.uses_embedding:
             blocks.append(sparse.csr_matrix(encoding.embedding(inputs) * self.embedding_weight))
+        if self.reads_franchise_scores:
+            blocks.append(sparse.csr_matrix(self._franchise_linear(inputs)))
         return sparse.hstack(blocks).tocsr()
+
+    def _franchise_linear(self, inputs: PitchInputs) -> np.ndarray:
+        """[has earlier anime, their mean score (points) from the training sequels' centre, log(1 + count)]; a
+        pitch that does not say them reads as a new franchise (a line has no "missing")."""
+        features = franchise_features(inputs.earlier_scores, len(inputs))
+        has = np.isfinite(features[:, 0])
+        return np.column_stack([has.astype(float), np.where(has, features[:, 0] - self.franchise_centre, 0.0),
+                                np.nan_to_num(features[:, 1])])
 
     def raw_scores(self, inputs: PitchInputs) -> np.ndarray:
         """The ridge's scores before clipping (what pitch_stack blends)."""

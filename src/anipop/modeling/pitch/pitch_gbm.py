@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from anipop.data.franchise_scores import franchise_features
+from anipop.data.franchise_scores import FRANCHISE_FIELD, franchise_features
 from anipop.modeling.features import PITCH_CHARACTER_KINDS, PitchInputs
 from anipop.modeling.pitch.characters import CharacterCorrection
 from anipop.modeling.pitch.encoding import PitchEncoding
@@ -31,7 +31,6 @@ class PitchGBM:
     """LightGBM averaged over cfg.gbm_seeds fits (+ the character correction) -> scores in [0, 1]."""
 
     name: ClassVar[str] = "pitch_gbm"
-    franchise_record: bool = False  # set by fit; a model pickled before the franchise record existed reads none
 
     def __init__(self, kinds: list[str], cfg, seed: int = 0) -> None:
         """cfg: PitchModelParams; seed: the inner folds' permutation and the first LightGBM seed."""
@@ -64,7 +63,7 @@ class PitchGBM:
 
     @property
     def reads_franchise_scores(self) -> bool:
-        return self.franchise_record
+        return FRANCHISE_FIELD in self.kinds
 
     def fit(self, inputs: PitchInputs, target: np.ndarray) -> PitchGBM:
         from lightgbm import LGBMRegressor
@@ -85,7 +84,6 @@ class PitchGBM:
             record_fields, cfg.track_records.shrink, cfg.track_records.recent_years, cfg.track_records.relative,
         ).fit({f: inputs.values(f) for f in record_fields}, inputs.years(), inputs.groups, y) \
             if record_fields else None
-        self.franchise_record = cfg.track_records.enabled and cfg.track_records.franchise
         matrix = self._matrix(inputs, oof)
         # LightGBM: bundles the sparse one-hot columns (exclusive feature bundling), 10x faster than dense
         # histogram boosting here; one thread, so a fit is repeatable bit for bit. Averaged over gbm_seeds fits
@@ -113,7 +111,7 @@ class PitchGBM:
         if encoding.uses_text:
             blocks += [sparse.csr_matrix(c.reshape(-1, 1)) for c in text]
             blocks.append(sparse.csr_matrix(log_words(inputs.synopsis)))
-        if self.franchise_record:  # its earlier anime's mean score and log count; NaN: not said (missing)
+        if self.reads_franchise_scores:  # its earlier anime's mean score and log count; NaN: not said (missing)
             blocks.append(sparse.csr_matrix(franchise_features(inputs.earlier_scores, len(inputs))))
         return sparse.hstack(blocks).tocsr().astype(np.float32)
 

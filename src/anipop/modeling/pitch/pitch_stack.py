@@ -61,7 +61,7 @@ class PitchStack:
 
     @property
     def reads_franchise_scores(self) -> bool:
-        return self.trees.reads_franchise_scores
+        return self.linear.reads_franchise_scores or self.trees.reads_franchise_scores
 
     def fit(self, inputs: PitchInputs, target: np.ndarray) -> PitchStack:
         self.linear.fit(inputs, target)
