@@ -18,6 +18,7 @@ import pandas as pd
 
 from anipop.core.input_kinds import FRANCHISE_FIELD
 from anipop.data.metadata import MISSING_VALUES, MetadataError, table_years
+
 SCORE_RANGE = (1.0, 10.0)      # MAL's scale
 MAX_FRANCHISE_SCORES = 500     # the longest franchises (Doraemon, Conan: films, specials) have a few hundred
 NEW_FRANCHISE = "original"     # what a CLI user types for `[]`
@@ -78,7 +79,8 @@ def _score(item: object) -> float:
     try:
         score = float(item.strip()) if isinstance(item, str) else float(item)
     except (TypeError, ValueError):
-        raise MetadataError(f"field {FRANCHISE_FIELD!r}: {str(item).strip()[:40]!r} is not a MAL score such as 7.9") from None
+        raise MetadataError(f"field {FRANCHISE_FIELD!r}: {str(item).strip()[:40]!r} is not a MAL score such as "
+                            f"7.9") from None
     if not SCORE_RANGE[0] <= score <= SCORE_RANGE[1]:  # NaN fails too
         raise MetadataError(f"field {FRANCHISE_FIELD!r}: {str(item).strip()[:40]!r} is not a MAL score in "
                             f"{SCORE_RANGE[0]:.0f}-{SCORE_RANGE[1]:.0f}")

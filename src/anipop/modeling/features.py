@@ -223,7 +223,8 @@ class PitchInputs:
                            year=None if self.year is None else self.year[rows],
                            duration=None if self.duration is None else self.duration[rows],
                            characters={kind: block[rows] for kind, block in self.characters.items()},
-                           earlier_scores=None if self.earlier_scores is None else [self.earlier_scores[i] for i in rows])
+                           earlier_scores=None if self.earlier_scores is None
+                           else [self.earlier_scores[i] for i in rows])
 
     def values(self, field_name: str) -> list[list[str]]:
         """A field's values; a field the pitch does not give is missing for every row."""
