@@ -44,7 +44,6 @@ def _backtest_lines(reports: Path, model_name: str) -> list[str]:
 
 _KIND_WORDS = {"synopsis": "the synopsis", "year": "the planned first-air year",
                "duration": "the planned runtime of an episode (or the film)",
-               "franchise_scores": "a sequel's earlier franchise scores (`franchise_scores`)",
                "character_description": "the main characters' descriptions", "character_name": "their names",
                "portrait": "their portraits"}
 

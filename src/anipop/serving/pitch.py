@@ -12,8 +12,10 @@ import base64
 import binascii
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 from PIL import Image
@@ -36,6 +38,7 @@ from anipop.data.metadata import (
 )
 from anipop.data.text import strip_credits
 
+T = TypeVar("T")
 PITCH_COLUMNS = ("synopsis", "characters")
 # metadata fields are optional: absent = unknown
 PITCH_FIELDS = (*PITCH_COLUMNS, *METADATA_FIELDS, YEAR_FIELD, DURATION_FIELD, FRANCHISE_FIELD)
@@ -218,23 +221,11 @@ def _metadata(record: dict, row: int) -> tuple[dict[str, list[str]], list[str]]:
     return values, late
 
 
-def _year(record: dict, row: int) -> float | None:
+def _parsed(parse: Callable[[object], T], record: dict, field_name: str, row: int) -> T:
+    """One numeric pitch field through its parser (missing -> None); its MetadataError, which names the field,
+    as a PitchError naming the row too."""
     try:
-        return parse_year(record.get(YEAR_FIELD))
-    except MetadataError as err:
-        raise PitchError(f"row {row}, {err}") from None
-
-
-def _duration(record: dict, row: int) -> float | None:
-    try:
-        return parse_duration_minutes(record.get(DURATION_FIELD))
-    except MetadataError as err:
-        raise PitchError(f"row {row}, {err}") from None
-
-
-def _earlier_scores(record: dict, row: int) -> list[float] | None:
-    try:
-        return parse_franchise_scores(record.get(FRANCHISE_FIELD))
+        return parse(record.get(field_name))
     except MetadataError as err:
         raise PitchError(f"row {row}, {err}") from None
 
@@ -316,8 +307,10 @@ def parse_pitches(frame: pd.DataFrame, limits: PitchLimits) -> list[Pitch]:
                              f"prepare.max_synopsis_chars = {limits.max_synopsis_chars}")
         metadata, late = _metadata(record, row)
         pitches.append(Pitch(synopsis=synopsis, characters=_characters(record.get("characters"), row, limits, budget),
-                             metadata=metadata, year=_year(record, row), duration=_duration(record, row),
-                             earlier_scores=_earlier_scores(record, row), post_release=late))
+                             metadata=metadata, year=_parsed(parse_year, record, YEAR_FIELD, row),
+                             duration=_parsed(parse_duration_minutes, record, DURATION_FIELD, row),
+                             earlier_scores=_parsed(parse_franchise_scores, record, FRANCHISE_FIELD, row),
+                             post_release=late))
     return pitches
 
 
