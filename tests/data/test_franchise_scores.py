@@ -83,6 +83,8 @@ def test_a_pitch_says_its_franchise_s_scores_a_new_franchise_or_nothing(value, e
     (["nan"], "'nan' is not a MAL score in 1-10"),
     ([True], "expected scores"),
     ("[7.9,", "not a JSON list"),
+    ("[" * 5000, "not a JSON list"),
+    (" , ,", "no score in ', ,'; send 'original' for a new franchise"),
     ('{"a": 1}', "is not a MAL score such as 7.9"),
     ({"a": 1}, "got dict"),
     ([7.0] * (MAX_FRANCHISE_SCORES + 1), f"(limit {MAX_FRANCHISE_SCORES})"),

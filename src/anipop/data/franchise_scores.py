@@ -60,6 +60,9 @@ def parse_franchise_scores(value: object) -> list[float] | None:
             items = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
         except (json.JSONDecodeError, RecursionError):
             raise MetadataError(f"field {FRANCHISE_FIELD!r}: not a JSON list of scores: {text[:40]!r}") from None
+        if not items and not text.startswith("["):  # only commas: not a claim of a new franchise
+            raise MetadataError(f"field {FRANCHISE_FIELD!r}: no score in {text[:40]!r}; send "
+                                f"'{NEW_FRANCHISE}' for a new franchise")
     elif isinstance(value, (list, tuple, np.ndarray)):
         items = list(value)
     else:
